@@ -1,0 +1,94 @@
+//! Serves one request from an index and prints it as one JSON object.
+//!
+//! ```text
+//! cargo run --release --example recommend -- --index target/music-index --listening trk-00042 --k 10
+//! ```
+//!
+//! Output: `{"items":[{"id":...,"score":...,"sources":{"ann":{"rank":0,"score":0.93}}},...],"timings_us":{"total":...,...}}`.
+//! On bad input it prints the error to stderr and exits with status 1 (2 for bad arguments).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{ArgGroup, Parser};
+use serde_json::{json, Map, Value};
+use twostage::{Context, Engine, Request};
+
+/// Ask an index for recommendations.
+#[derive(Parser)]
+#[command(group(ArgGroup::new("context").required(true).args(["search", "listening", "history"])))]
+struct Args {
+    /// Index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Search text (combine with --history for a personalised search).
+    #[arg(long)]
+    search: Option<String>,
+    /// Id of the item currently being listened to.
+    #[arg(long, conflicts_with_all = ["search", "history"])]
+    listening: Option<String>,
+    /// Recent item ids, oldest first, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    history: Option<Vec<String>>,
+    /// Number of items.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Item ids never to return, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Only items with this tag, as FIELD=VALUE (repeatable).
+    #[arg(long, value_parser = parse_tag)]
+    tag: Vec<(String, String)>,
+    /// Include the ranker's feature values.
+    #[arg(long)]
+    explain: bool,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(f, v)| (f.to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not FIELD=VALUE"))
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(args) {
+        Ok(v) => println!("{v}"),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: Args) -> Result<Value> {
+    let context = match (args.search, args.listening, args.history) {
+        (Some(text), None, Some(history)) => Context::personalized_search(text, history),
+        (Some(text), None, None) => Context::search(text),
+        (None, Some(item), None) => Context::listening(item),
+        (None, None, Some(history)) => Context::history(history),
+        _ => anyhow::bail!("give one of --search, --listening or --history (--search may be combined with --history)"),
+    };
+    let engine = Engine::open(&args.index)?;
+    let mut request = Request::new(context).k(args.k).exclude(args.exclude).explain(args.explain);
+    for (field, value) in args.tag {
+        request = request.require_tag(field, value);
+    }
+    let recs = engine.recommend(&request)?;
+    let items: Vec<Value> = recs
+        .items
+        .iter()
+        .map(|r| {
+            let sources: Map<String, Value> = r
+                .sources
+                .iter()
+                .map(|s| (s.retriever.name().to_string(), json!({"rank": s.rank, "score": s.score})))
+                .collect();
+            let mut item = json!({"id": r.id, "score": r.score, "sources": sources});
+            if let Some(f) = &r.features {
+                item["features"] = f.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<_, _>>().into();
+            }
+            item
+        })
+        .collect();
+    let timings: Map<String, Value> = recs.timings.stages().iter().map(|(n, d)| (n.to_string(), json!(d.as_micros() as u64))).collect();
+    Ok(json!({"items": items, "timings_us": timings}))
+}

@@ -1,0 +1,392 @@
+//! Items and the catalog that holds them, with the data contract they must meet.
+//!
+//! The item schema is generic: an `id`, a `title`, named free-text fields,
+//! named multi-valued `tags` (genre, mood, category, ...), named scalar
+//! `attributes` (artist, year, price, ...) and an optional embedding `vector`.
+//! A JSON Lines catalog has one item per line:
+//!
+//! ```json
+//! {"id":"trk-00001","title":"Neon Harbor","text":{"description":"A dreamy synthpop song"},
+//!  "tags":{"genre":["synthpop"],"mood":["dreamy"]},"attributes":{"artist":"The Velvet Foxes","year":1987}}
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::jsonl::{self, kind, Record};
+
+/// Longest accepted id, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+/// Longest accepted text value (title, text field, attribute or tag), in bytes.
+pub const MAX_TEXT_BYTES: usize = 64 << 10;
+/// Largest accepted vector dimension.
+pub const MAX_DIM: usize = 4096;
+
+/// A scalar attribute value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Attribute {
+    /// A string such as an artist or brand name.
+    Text(String),
+    /// A finite number such as a year or a price.
+    Number(f64),
+}
+
+impl Attribute {
+    /// The string value, if this is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Attribute::Text(s) => Some(s),
+            Attribute::Number(_) => None,
+        }
+    }
+
+    /// The numeric value, if this is a number.
+    pub fn as_number(&self) -> Option<f64> {
+        match self {
+            Attribute::Number(x) => Some(*x),
+            Attribute::Text(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Attribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attribute::Text(s) => f.write_str(s),
+            Attribute::Number(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// One catalog item.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Unique external id.
+    pub id: String,
+    /// Display title; searched with the highest boost by default.
+    pub title: String,
+    /// Further named free-text fields (e.g. `description`).
+    pub text: BTreeMap<String, String>,
+    /// Named multi-valued categorical fields (e.g. `genre`, `mood`).
+    pub tags: BTreeMap<String, Vec<String>>,
+    /// Named scalar fields (e.g. `artist`, `year`).
+    pub attributes: BTreeMap<String, Attribute>,
+    /// An embedding supplied by the user; all supplied vectors share one dimension.
+    pub vector: Option<Vec<f32>>,
+}
+
+impl Item {
+    /// A new item with an id and a title and nothing else.
+    pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
+        Item { id: id.into(), title: title.into(), ..Item::default() }
+    }
+}
+
+/// A validated set of items with unique ids. Items get dense internal ids
+/// `0..len()` in file order.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    items: Vec<Item>,
+    by_id: HashMap<String, u32>,
+    dim: Option<usize>,
+}
+
+impl Catalog {
+    /// Validates `items` against the data contract. Errors name the item's
+    /// position (as `line`, 1-based) and the field.
+    pub fn new(items: Vec<Item>) -> Result<Catalog> {
+        let source = Path::new("<items>");
+        let mut catalog = Catalog::default();
+        for (i, item) in items.into_iter().enumerate() {
+            let err = |field: &str, reason: String| Error::InvalidData {
+                path: source.into(),
+                line: Some(i + 1),
+                field: field.into(),
+                reason,
+            };
+            check_id(&item.id).map_err(|r| err("id", r))?;
+            check_text(&item.title).map_err(|r| err("title", r))?;
+            for (name, value) in &item.text {
+                check_name(name).map_err(|r| err("text", r))?;
+                check_text(value).map_err(|r| err(&format!("text.{name}"), r))?;
+            }
+            for (name, values) in &item.tags {
+                check_name(name).map_err(|r| err("tags", r))?;
+                for v in values {
+                    check_text(v).map_err(|r| err(&format!("tags.{name}"), r))?;
+                }
+            }
+            for (name, value) in &item.attributes {
+                check_name(name).map_err(|r| err("attributes", r))?;
+                match value {
+                    Attribute::Text(s) => check_text(s).map_err(|r| err(&format!("attributes.{name}"), r))?,
+                    Attribute::Number(x) if !x.is_finite() => {
+                        return Err(err(&format!("attributes.{name}"), "not a finite number".into()))
+                    }
+                    Attribute::Number(_) => {}
+                }
+            }
+            if let Some(v) = &item.vector {
+                if let Some(j) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(err(&format!("vector[{j}]"), "not a finite number".into()));
+                }
+            }
+            catalog.push(item).map_err(|(field, reason)| err(&field, reason))?;
+        }
+        Ok(catalog)
+    }
+
+    /// Loads a JSON Lines catalog file.
+    pub fn from_jsonl_path(path: impl AsRef<Path>) -> Result<Catalog> {
+        let path = path.as_ref();
+        Catalog::from_jsonl_reader(jsonl::open(path)?, path)
+    }
+
+    /// Loads a JSON Lines catalog from a reader; `source` names it in errors.
+    pub fn from_jsonl_reader(reader: impl BufRead, source: &Path) -> Result<Catalog> {
+        let mut catalog = Catalog::default();
+        let n = jsonl::for_each_record(reader, source, |rec| {
+            let item = parse_item(&rec)?;
+            let line = rec.line;
+            catalog.push(item).map_err(|(field, reason)| Error::InvalidData {
+                path: source.into(),
+                line: Some(line),
+                field,
+                reason,
+            })
+        })?;
+        if n == 0 {
+            return Err(jsonl::file_error(source, "<file>", "the catalog has no items"));
+        }
+        Ok(catalog)
+    }
+
+    /// Adds a validated item, checking uniqueness and the vector dimension.
+    fn push(&mut self, item: Item) -> std::result::Result<(), (String, String)> {
+        if self.items.len() >= u32::MAX as usize - 1 {
+            return Err(("id".into(), "too many items (at most 2^32 - 2)".into()));
+        }
+        if let Some(v) = &item.vector {
+            if v.is_empty() || v.len() > MAX_DIM {
+                return Err(("vector".into(), format!("dimension {} is not in 1..={MAX_DIM}", v.len())));
+            }
+            match self.dim {
+                Some(d) if d != v.len() => {
+                    return Err(("vector".into(), format!("dimension {} differs from earlier items' {d}", v.len())))
+                }
+                _ => self.dim = Some(v.len()),
+            }
+        }
+        if let Some(&first) = self.by_id.get(&item.id) {
+            return Err(("id".into(), format!("duplicate id `{}` (first seen at item {})", item.id, first + 1)));
+        }
+        self.by_id.insert(item.id.clone(), self.items.len() as u32);
+        self.items.push(item);
+        Ok(())
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// All items, in internal-id order.
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// The item with external id `id`.
+    pub fn get(&self, id: &str) -> Option<&Item> {
+        self.index_of(id).and_then(|i| self.items.get(i as usize))
+    }
+
+    /// The internal id of external id `id`.
+    pub fn index_of(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The dimension of the vectors the catalog supplies, if any item has one.
+    pub fn vector_dim(&self) -> Option<usize> {
+        self.dim
+    }
+
+    /// Consumes the catalog, returning its items.
+    pub fn into_items(self) -> Vec<Item> {
+        self.items
+    }
+}
+
+fn check_id(id: &str) -> std::result::Result<(), String> {
+    if id.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!("longer than {MAX_ID_BYTES} bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("contains a control character".into());
+    }
+    Ok(())
+}
+
+fn check_text(s: &str) -> std::result::Result<(), String> {
+    if s.len() > MAX_TEXT_BYTES {
+        return Err(format!("text of {} bytes is longer than the limit of {MAX_TEXT_BYTES}", s.len()));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(format!("field name `{name}` must be 1..=128 printable characters"));
+    }
+    Ok(())
+}
+
+fn parse_item(rec: &Record<'_>) -> Result<Item> {
+    rec.deny_unknown(&["id", "title", "text", "tags", "attributes", "vector"])?;
+    let id = rec.required_str("id")?;
+    check_id(id).map_err(|r| rec.error("id", r))?;
+    let title = rec.required_str("title")?;
+    check_text(title).map_err(|r| rec.error("title", r))?;
+    let mut item = Item::new(id, title);
+
+    if let Some(map) = rec.optional_object("text")? {
+        for (name, value) in map {
+            let field = format!("text.{name}");
+            check_name(name).map_err(|r| rec.error(&field, r))?;
+            let Value::String(s) = value else {
+                return Err(rec.error(field, format!("expected a string, found {}", kind(value))));
+            };
+            check_text(s).map_err(|r| rec.error(&field, r))?;
+            item.text.insert(name.clone(), s.clone());
+        }
+    }
+    if let Some(map) = rec.optional_object("tags")? {
+        for (name, value) in map {
+            let field = format!("tags.{name}");
+            check_name(name).map_err(|r| rec.error(&field, r))?;
+            // A single string is accepted as a one-element list: it is what people write.
+            let values: Vec<String> = match value {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(vs) => vs
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        other => Err(rec.error(format!("{field}[{j}]"), format!("expected a string, found {}", kind(other)))),
+                    })
+                    .collect::<Result<_>>()?,
+                other => return Err(rec.error(field, format!("expected an array of strings, found {}", kind(other)))),
+            };
+            for v in &values {
+                check_text(v).map_err(|r| rec.error(&field, r))?;
+            }
+            item.tags.insert(name.clone(), values);
+        }
+    }
+    if let Some(map) = rec.optional_object("attributes")? {
+        for (name, value) in map {
+            let field = format!("attributes.{name}");
+            check_name(name).map_err(|r| rec.error(&field, r))?;
+            let attr = match value {
+                Value::String(s) => {
+                    check_text(s).map_err(|r| rec.error(&field, r))?;
+                    Attribute::Text(s.clone())
+                }
+                Value::Number(n) => match n.as_f64() {
+                    Some(x) if x.is_finite() => Attribute::Number(x),
+                    _ => return Err(rec.error(field, "not a finite number")),
+                },
+                other => return Err(rec.error(field, format!("expected a string or a number, found {}", kind(other)))),
+            };
+            item.attributes.insert(name.clone(), attr);
+        }
+    }
+    match rec.obj.get("vector") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(xs)) => {
+            let mut v = Vec::with_capacity(xs.len());
+            for (j, x) in xs.iter().enumerate() {
+                // f64 -> f32 can overflow to infinity: check after the cast.
+                match x.as_f64().map(|x| x as f32) {
+                    Some(x) if x.is_finite() => v.push(x),
+                    _ => return Err(rec.error(format!("vector[{j}]"), "not a finite 32-bit number")),
+                }
+            }
+            item.vector = Some(v);
+        }
+        Some(other) => return Err(rec.error("vector", format!("expected an array of numbers, found {}", kind(other)))),
+    }
+    Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Catalog> {
+        Catalog::from_jsonl_reader(text.as_bytes(), Path::new("items.jsonl"))
+    }
+
+    #[test]
+    fn parses_the_generic_schema() {
+        let c = load(concat!(
+            r#"{"id":"a","title":"A song","text":{"description":"slow"},"tags":{"genre":["jazz","soul"],"mood":"calm"},"attributes":{"artist":"X","year":1999},"vector":[1,0]}"#,
+            "\n",
+            r#"{"id":"b","title":"B"}"#
+        ))
+        .unwrap();
+        assert_eq!(c.len(), 2);
+        let a = c.get("a").unwrap();
+        assert_eq!(a.tags["mood"], vec!["calm"]);
+        assert_eq!(a.attributes["year"], Attribute::Number(1999.0));
+        assert_eq!(c.vector_dim(), Some(2));
+        assert_eq!(c.index_of("b"), Some(1));
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let cases = [
+            ("{\"title\":\"t\"}", "line 1", "`id`"),
+            ("{\"id\":\"a\",\"title\":\"t\"}\n{\"id\":\"a\",\"title\":\"u\"}", "line 2", "duplicate"),
+            ("{\"id\":\"a\",\"title\":\"t\",\"vector\":[1,\"x\"]}", "line 1", "vector[1]"),
+            ("{\"id\":\"a\",\"title\":\"t\",\"vector\":[1e39]}", "line 1", "vector[0]"),
+            ("{\"id\":\"a\",\"title\":\"t\",\"vector\":[1]}\n{\"id\":\"b\",\"title\":\"t\",\"vector\":[1,2]}", "line 2", "differs"),
+            ("{\"id\":\"a\",\"title\":7}", "line 1", "`title`"),
+            ("{\"id\":\"a\",\"title\":\"t\",\"tilte\":\"x\"}", "line 1", "`tilte`"),
+            ("{\"id\":\"a\",\"title\":\"t\",\"attributes\":{\"year\":null}}", "line 1", "attributes.year"),
+            ("{\"id\":\"  \",\"title\":\"t\"}", "line 1", "`id`"),
+        ];
+        for (text, line, needle) in cases {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(line) && e.contains(needle), "{text} -> {e}");
+        }
+    }
+
+    #[test]
+    fn empty_file_and_huge_text_are_refused() {
+        assert!(load("").unwrap_err().to_string().contains("no items"));
+        let big = "x".repeat(MAX_TEXT_BYTES + 1);
+        let e = load(&format!("{{\"id\":\"a\",\"title\":\"t\",\"text\":{{\"description\":\"{big}\"}}}}")).unwrap_err();
+        assert!(e.to_string().contains("text.description"), "{e}");
+    }
+
+    #[test]
+    fn in_memory_items_meet_the_same_contract() {
+        let mut bad = Item::new("a", "t");
+        bad.vector = Some(vec![f32::NAN]);
+        assert!(Catalog::new(vec![bad]).unwrap_err().to_string().contains("vector[0]"));
+        assert!(Catalog::new(vec![Item::new("a", "t"), Item::new("a", "u")]).is_err());
+    }
+}

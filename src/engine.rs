@@ -1,0 +1,381 @@
+//! The online composition: encode the context, retrieve, fuse, assemble
+//! features, rank, cut to k. Every stage is a plain function over plain
+//! data; this module only wires them and times them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::catalog::Item;
+use crate::error::{Error, Result};
+use crate::index::manifest::{BuildStats, Manifest};
+use crate::index::schema::Schema;
+use crate::index::store::ItemStore;
+use crate::index::{decode, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
+use crate::ranking::features::{self, ContextSignals, FEATURES, NUM_FEATURES};
+use crate::ranking::model::{Ranker, RankerInfo};
+use crate::request::{Context, Provenance, Recommendation, Recommendations, Request, Retriever, Timings, MAX_CANDIDATES, MAX_HISTORY, MAX_K};
+use crate::retrieval::ann::{AnnIndex, Metric};
+use crate::retrieval::covisit;
+use crate::retrieval::fusion::{self, Candidate};
+use crate::retrieval::lexical::{self, LexicalIndex};
+
+/// Recency decay of history items: the most recent weighs 1, the one
+/// before 0.85, and so on.
+const HISTORY_DECAY: f32 = 0.85;
+/// Lexical hits whose vectors form a search's pseudo-relevance vector.
+const PRF_HITS: usize = 5;
+/// Largest rank depth a request may ask for.
+const MAX_RANK_DEPTH: usize = 10_000;
+
+/// An opened index: immutable, `Send + Sync`, cheap to share behind an `Arc`.
+pub struct Engine {
+    store: Arc<ItemStore>,
+    ann: AnnIndex,
+    text: LexicalIndex,
+    ranker: Ranker,
+    manifest: Manifest,
+    by_id: HashMap<String, u32>,
+    path: PathBuf,
+}
+
+/// A summary of an opened index.
+#[derive(Clone, Debug)]
+pub struct IndexInfo {
+    /// The directory.
+    pub path: PathBuf,
+    /// On-disk format version.
+    pub format_version: u32,
+    /// Which twostage wrote it.
+    pub created_by: String,
+    /// Figures from the build.
+    pub stats: BuildStats,
+    /// The field roles.
+    pub schema: Schema,
+    /// The ranking model.
+    pub ranker: RankerInfo,
+}
+
+/// A request with every id resolved and every filter compiled.
+struct Resolved {
+    terms: Vec<String>,
+    /// Context items with recency weights, most recent weight 1.
+    items: Vec<(u32, f32)>,
+    filter: Arc<dyn Fn(u32) -> bool + Send + Sync>,
+    has_text: bool,
+}
+
+impl Engine {
+    /// Opens the index in `dir`, verifying the format version and the
+    /// checksum of every file before decoding anything.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        let dir = dir.as_ref();
+        let (manifest, mut files) = Manifest::read_verified(dir)?;
+        let take = |files: &mut std::collections::BTreeMap<String, Vec<u8>>, name: &str| {
+            files.remove(name).ok_or_else(|| Error::corrupt(dir.join(name), "missing from the manifest"))
+        };
+        let store: ItemStore = decode(&take(&mut files, ITEMS_FILE)?, &dir.join(ITEMS_FILE))?;
+        let ann: AnnIndex = decode(&take(&mut files, ANN_FILE)?, &dir.join(ANN_FILE))?;
+        ann.validate().map_err(|e| Error::corrupt(dir.join(ANN_FILE), e))?;
+        if ann.metric() != manifest.build.metric {
+            return Err(Error::corrupt(dir.join(ANN_FILE), "metric differs from the manifest"));
+        }
+        store.validate(ann.len()).map_err(|e| Error::corrupt(dir.join(ITEMS_FILE), e))?;
+        if store.len() != manifest.stats.items {
+            return Err(Error::corrupt(dir.join(ITEMS_FILE), "item count differs from the manifest"));
+        }
+        let ranker = Ranker::from_bytes(&take(&mut files, RANKER_FILE)?, manifest.ranker.clone(), &dir.join(RANKER_FILE))?;
+        let prefix = format!("{TEXT_DIR}/");
+        let text_files = files
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_string(), v)))
+            .collect();
+        let text = LexicalIndex::from_files(&text_files, &manifest.schema, &dir.join(TEXT_DIR))?;
+        let mut by_id = HashMap::with_capacity(store.len());
+        for (i, item) in store.items.iter().enumerate() {
+            if by_id.insert(item.id.clone(), i as u32).is_some() {
+                return Err(Error::corrupt(dir.join(ITEMS_FILE), format!("duplicate item id `{}`", item.id)));
+            }
+        }
+        Ok(Engine { store: Arc::new(store), ann, text, ranker, manifest, by_id, path: dir.to_path_buf() })
+    }
+
+    /// Number of items in the index.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// True when the index holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.store.len() == 0
+    }
+
+    /// The catalog record of `id` (without its vector).
+    pub fn item(&self, id: &str) -> Option<&Item> {
+        self.by_id.get(id).and_then(|&i| self.store.items.get(i as usize))
+    }
+
+    /// What this index is and how it was built.
+    pub fn info(&self) -> IndexInfo {
+        IndexInfo {
+            path: self.path.clone(),
+            format_version: self.manifest.format_version,
+            created_by: self.manifest.created_by.clone(),
+            stats: self.manifest.stats.clone(),
+            schema: self.manifest.schema.clone(),
+            ranker: self.manifest.ranker.clone(),
+        }
+    }
+
+    fn resolve_id(&self, id: &str) -> Result<u32> {
+        self.by_id.get(id).copied().ok_or_else(|| Error::UnknownItem(id.to_string()))
+    }
+
+    fn resolve(&self, req: &Request) -> Result<Resolved> {
+        if req.k > MAX_K {
+            return Err(Error::InvalidRequest(format!("k = {} is above the limit of {MAX_K}", req.k)));
+        }
+        if Retriever::ALL.iter().any(|&r| req.candidates.get(r) > MAX_CANDIDATES) || req.rank_depth > MAX_RANK_DEPTH {
+            return Err(Error::InvalidRequest(format!(
+                "candidate counts are limited to {MAX_CANDIDATES} per retriever and rank_depth to {MAX_RANK_DEPTH}"
+            )));
+        }
+        let (text, history): (Option<&str>, &[String]) = match &req.context {
+            Context::Search { text } => (Some(text), &[]),
+            Context::Listening { item } => (None, std::slice::from_ref(item)),
+            Context::History { items } => (None, items),
+            Context::PersonalizedSearch { text, history } => (Some(text), history),
+        };
+        if matches!(req.context, Context::History { .. }) && history.is_empty() {
+            return Err(Error::InvalidRequest("a history context needs at least one item".into()));
+        }
+        if history.len() > MAX_HISTORY {
+            return Err(Error::InvalidRequest(format!("history of {} items is above the limit of {MAX_HISTORY}", history.len())));
+        }
+        let terms = match text {
+            Some(t) if t.trim().is_empty() => return Err(Error::InvalidRequest("the search text is empty".into())),
+            Some(t) => lexical::analyze(t),
+            None => Vec::new(),
+        };
+        // Most recent last: weight decays towards the past; a repeated item keeps its most recent weight.
+        let mut weights: HashMap<u32, f32> = HashMap::new();
+        let len = history.len();
+        for (pos, id) in history.iter().enumerate() {
+            let item = self.resolve_id(id)?;
+            let w = HISTORY_DECAY.powi((len - 1 - pos) as i32);
+            let slot = weights.entry(item).or_insert(0.0);
+            *slot = slot.max(w);
+        }
+        let mut items: Vec<(u32, f32)> = weights.into_iter().collect();
+        items.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+
+        let mut excluded: Vec<u32> = req.exclude.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
+        excluded.extend(items.iter().map(|&(i, _)| i));
+        excluded.sort_unstable();
+        excluded.dedup();
+        let tag_id = |f: &crate::request::TagFilter| -> Result<Option<u32>> {
+            if !self.manifest.schema.tag_fields.contains(&f.field) {
+                return Err(Error::InvalidRequest(format!(
+                    "`{}` is not a tag field of this index (tag fields: {})",
+                    f.field,
+                    self.manifest.schema.tag_fields.join(", ")
+                )));
+            }
+            Ok(self.store.tags.id(&f.field, &f.value))
+        };
+        let mut require = Vec::new();
+        let mut impossible = false;
+        for f in &req.require_tags {
+            match tag_id(f)? {
+                Some(id) => require.push(id),
+                // No item has that tag: nothing can pass.
+                None => impossible = true,
+            }
+        }
+        let forbid: Vec<u32> = req.exclude_tags.iter().map(tag_id).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+        let store = Arc::clone(&self.store);
+        let filter: Arc<dyn Fn(u32) -> bool + Send + Sync> = Arc::new(move |item: u32| {
+            !impossible
+                && excluded.binary_search(&item).is_err()
+                && require.iter().all(|&t| store.tags.has(item, t))
+                && !forbid.iter().any(|&t| store.tags.has(item, t))
+        });
+        Ok(Resolved { terms, items, filter, has_text: text.is_some() })
+    }
+
+    fn vector_of(&self, item: u32) -> Option<&[f32]> {
+        self.store.row(item).and_then(|r| self.ann.vector(r))
+    }
+
+    /// The normalised weighted mean of the items' vectors.
+    fn mean_vector(&self, items: &[(u32, f32)]) -> Option<Vec<f32>> {
+        let mut acc = vec![0.0f32; self.ann.dim()];
+        let mut any = false;
+        for &(item, w) in items {
+            if let Some(v) = self.vector_of(item) {
+                acc.iter_mut().zip(v).for_each(|(a, x)| *a += w * x);
+                any = true;
+            }
+        }
+        if !any {
+            return None;
+        }
+        match self.ann.metric() {
+            // Inner-product spaces keep magnitude; the others compare directions.
+            Metric::Dot => Some(acc),
+            Metric::Cosine | Metric::L2 => crate::index::embeddings::normalized(acc),
+        }
+    }
+
+    /// Serves one request. See [`Request`] for what it may ask.
+    ///
+    /// Unknown context ids, an empty search text, an unknown tag field or
+    /// an out-of-range size are errors; `k = 0` is an empty list; the context
+    /// items and excluded ids never appear in the result.
+    pub fn recommend(&self, req: &Request) -> Result<Recommendations> {
+        let t_total = Instant::now();
+        let mut timings = Timings::default();
+        let t = Instant::now();
+        let ctx = self.resolve(req)?;
+        if req.k == 0 {
+            timings.encode = t.elapsed();
+            timings.total = t_total.elapsed();
+            return Ok(Recommendations { items: Vec::new(), candidates: 0, timings });
+        }
+        let history_vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+        timings.encode = t.elapsed();
+
+        let counts = req.candidates;
+        let t = Instant::now();
+        let lexical_hits = if ctx.has_text {
+            self.text.search(&ctx.terms, counts.lexical, Arc::clone(&ctx.filter))?
+        } else {
+            Vec::new()
+        };
+        timings.lexical = t.elapsed();
+
+        // A search reaches the embedding space through its best lexical hits
+        // (pseudo-relevance feedback), blended with the history when personalised.
+        let t = Instant::now();
+        let vector = if ctx.has_text {
+            let prf: Vec<(u32, f32)> = lexical_hits.iter().take(PRF_HITS).map(|&(i, s)| (i, s.max(0.0))).collect();
+            let prf_vector = self.mean_vector(&prf);
+            match (prf_vector, history_vector) {
+                (Some(a), Some(b)) => self.mean_vector_of(&[(&a, 1.0), (&b, 0.5)]),
+                (a, b) => a.or(b),
+            }
+        } else {
+            history_vector
+        };
+        timings.encode += t.elapsed();
+
+        let t = Instant::now();
+        let ann_hits = match &vector {
+            Some(v) if counts.ann > 0 && !self.ann.is_empty() => {
+                let store = &self.store;
+                let filter = &ctx.filter;
+                let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
+                let ef = counts.ann.max(64);
+                self.ann
+                    .search(v, counts.ann, ef, accept)
+                    .map_err(|e| Error::internal("ann", e))?
+                    .into_iter()
+                    .filter_map(|(row, d)| store.item_of_row(row).map(|i| (i, similarity(self.ann.metric(), d))))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        timings.ann = t.elapsed();
+
+        let t = Instant::now();
+        let covisit_scores = self.store.covisit.aggregate(&ctx.items);
+        let covisit_hits = covisit::top_n(&covisit_scores, counts.covisit, |i| (ctx.filter)(i));
+        timings.covisit = t.elapsed();
+
+        // Popularity covers cold contexts; a pure search wants matches, not hits.
+        let t = Instant::now();
+        let popular_hits = if ctx.items.is_empty() { Vec::new() } else { self.store.popularity.top(counts.popular, |i| (ctx.filter)(i)) };
+        timings.popular = t.elapsed();
+
+        let t = Instant::now();
+        let lists: [(Retriever, &[(u32, f32)]); 4] = [
+            (Retriever::Ann, &ann_hits),
+            (Retriever::Lexical, &lexical_hits),
+            (Retriever::Covisit, &covisit_hits),
+            (Retriever::Popular, &popular_hits),
+        ];
+        let candidates = fusion::fuse(&lists, req.rank_depth);
+        timings.fusion = t.elapsed();
+
+        let t = Instant::now();
+        let vector_of = |i: u32| self.vector_of(i);
+        let signals = ContextSignals {
+            vector: vector.as_deref(),
+            items: &ctx.items,
+            covisit: &covisit_scores,
+            lexical_max: lexical_hits.first().map(|h| h.1).unwrap_or(0.0),
+            vector_of: &vector_of,
+        };
+        let matrix = features::assemble(&signals, &candidates, &self.store);
+        timings.features = t.elapsed();
+
+        let t = Instant::now();
+        let scores = self.ranker.score(&matrix, candidates.len())?;
+        let items = self.top_k(&candidates, &scores, &matrix, req);
+        timings.rank = t.elapsed();
+        timings.total = t_total.elapsed();
+        Ok(Recommendations { items, candidates: candidates.len(), timings })
+    }
+
+    fn mean_vector_of(&self, parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {
+        let mut acc = vec![0.0f32; self.ann.dim()];
+        for (v, w) in parts {
+            acc.iter_mut().zip(v.iter()).for_each(|(a, x)| *a += w * x);
+        }
+        crate::index::embeddings::normalized(acc)
+    }
+
+    fn top_k(&self, candidates: &[Candidate], scores: &[f32], matrix: &[f32], req: &Request) -> Vec<Recommendation> {
+        let mut order: Vec<usize> = (0..candidates.len().min(scores.len())).collect();
+        // Ties fall back to fusion order, which is itself tie-broken by id.
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        order.truncate(req.k);
+        order
+            .into_iter()
+            .filter_map(|i| {
+                let c = &candidates[i];
+                let item = self.store.items.get(c.item as usize)?;
+                let sources = Retriever::ALL
+                    .iter()
+                    .filter_map(|&r| c.hits[r.index()].map(|h| Provenance { retriever: r, rank: h.rank, score: h.score }))
+                    .collect();
+                let features = req.explain.then(|| {
+                    let row = matrix.get(i * NUM_FEATURES..(i + 1) * NUM_FEATURES).unwrap_or(&[]);
+                    FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect()
+                });
+                Some(Recommendation { id: item.id.clone(), score: scores[i], sources, features })
+            })
+            .collect()
+    }
+}
+
+/// Turns an ANN distance into a similarity where larger is closer.
+fn similarity(metric: Metric, distance: f32) -> f32 {
+    match metric {
+        Metric::Cosine => 1.0 - distance,
+        Metric::Dot => -distance,
+        Metric::L2 => 1.0 / (1.0 + distance.max(0.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Engine>();
+    }
+}

@@ -1,0 +1,126 @@
+//! The crate's one error type.
+//!
+//! Variants are split the way a service needs to react to them: the first group
+//! is the caller's doing (bad data, a bad request, a bad setting — answer 4xx,
+//! fix the input), the second is something that broke (I/O, a corrupt or
+//! incompatible index, an internal failure — answer 5xx, page someone).
+//! [`Error::is_caller_error`] tells the two apart.
+
+use std::path::PathBuf;
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in twostage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A catalog or events file broke the data contract.
+    #[error("{path}{}: field `{field}`: {reason}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    InvalidData {
+        /// The file (or a name for an in-memory source).
+        path: PathBuf,
+        /// 1-based line number, when the problem belongs to one line.
+        line: Option<usize>,
+        /// The offending field, e.g. `id`, `attributes.year` or `vector[3]`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A request named an item the index does not know.
+    #[error("unknown item id `{0}`")]
+    UnknownItem(String),
+    /// A request is malformed (empty query, unknown tag field, ...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A builder or engine setting is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An index file failed verification or decoding.
+    #[error("corrupt index file {path}: {reason}")]
+    Corrupt {
+        /// The file that failed.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The index was written in a format this version cannot read.
+    #[error("index {path} has format version {found}; this build of twostage reads version {supported}{}", if found > supported { " (it was written by a newer twostage)" } else { "" })]
+    IncompatibleVersion {
+        /// The manifest file.
+        path: PathBuf,
+        /// The version found in the manifest.
+        found: u32,
+        /// The version this library reads.
+        supported: u32,
+    },
+    /// A stage failed in a way that is not the caller's fault (a bug, or a
+    /// dependency reporting an error).
+    #[error("internal error in {stage}: {reason}")]
+    Internal {
+        /// The stage that failed, e.g. `lexical` or `rank`.
+        stage: &'static str,
+        /// What the failing component said.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// True when the caller can fix this by changing their input or request;
+    /// false when something broke on our side or on disk.
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidData { .. }
+                | Error::UnknownItem(_)
+                | Error::InvalidRequest(_)
+                | Error::InvalidConfig(_)
+        )
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::Corrupt { path: path.into(), reason: reason.to_string() }
+    }
+
+    pub(crate) fn internal(stage: &'static str, reason: impl std::fmt::Display) -> Self {
+        Error::Internal { stage, reason: reason.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_data_names_file_line_and_field() {
+        let e = Error::InvalidData {
+            path: "items.jsonl".into(),
+            line: Some(7),
+            field: "vector[2]".into(),
+            reason: "not a finite number".into(),
+        };
+        assert_eq!(e.to_string(), "items.jsonl, line 7: field `vector[2]`: not a finite number");
+        assert!(e.is_caller_error());
+    }
+
+    #[test]
+    fn newer_version_is_called_out() {
+        let e = Error::IncompatibleVersion { path: "m.json".into(), found: 9, supported: 1 };
+        assert!(e.to_string().contains("newer twostage"));
+        assert!(!e.is_caller_error());
+    }
+}

@@ -1,0 +1,300 @@
+//! Interactions: plays, skips and searches, grouped into sessions.
+//!
+//! A JSON Lines events file has one event per line:
+//!
+//! ```json
+//! {"user":"usr-00001","item":"trk-00042","ts":1717171717,"type":"play"}
+//! {"user":"usr-00001","item":"trk-00043","ts":1717171931,"type":"skip"}
+//! {"user":"usr-00001","item":"trk-00042","ts":1717172200,"type":"search","query":"velvet foxes"}
+//! ```
+//!
+//! `type` defaults to `play`; a `search` event records the query a user typed
+//! and the item they then played. An optional `session` string groups events
+//! explicitly; otherwise sessions are split on a gap of inactivity.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::jsonl::{self, kind};
+
+/// Earliest accepted timestamp (unix seconds): 1970-01-01.
+pub const MIN_TS: i64 = 0;
+/// Latest accepted timestamp (unix seconds): 2100-01-01.
+pub const MAX_TS: i64 = 4_102_444_800;
+/// Default inactivity gap that ends a session: 30 minutes, the common web-analytics choice.
+pub const DEFAULT_SESSION_GAP_SECS: i64 = 30 * 60;
+
+/// What the user did with the item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// Consumed the item (a positive signal).
+    Play,
+    /// Skipped it (a negative signal).
+    Skip,
+    /// Typed a query, then played the item from the results.
+    Search,
+}
+
+/// One interaction, with ids interned: `user` indexes [`Events::users`] and
+/// `item` is the catalog's internal id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Interned user.
+    pub user: u32,
+    /// Internal item id.
+    pub item: u32,
+    /// Unix seconds.
+    pub ts: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The query, for [`EventKind::Search`].
+    pub query: Option<String>,
+    /// Interned explicit session id, when the log carries one.
+    pub session: Option<u32>,
+}
+
+/// A validated, time-ordered interaction log over one catalog.
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    users: Vec<String>,
+    events: Vec<Event>,
+}
+
+/// One session: a user's consecutive events, in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session<'a> {
+    /// Interned user.
+    pub user: u32,
+    /// The events, oldest first.
+    pub events: Vec<&'a Event>,
+}
+
+impl<'a> Session<'a> {
+    /// Internal ids of the items played (not skipped) in order: the sequence
+    /// co-visitation and embeddings learn from. A search counts through the
+    /// play event that follows it.
+    pub fn played(&self) -> impl Iterator<Item = u32> + '_ {
+        self.events.iter().filter(|e| e.kind == EventKind::Play).map(|e| e.item)
+    }
+}
+
+impl Events {
+    /// Loads a JSON Lines events file, resolving item ids against `catalog`.
+    pub fn from_jsonl_path(path: impl AsRef<Path>, catalog: &Catalog) -> Result<Events> {
+        let path = path.as_ref();
+        Events::from_jsonl_reader(jsonl::open(path)?, path, catalog)
+    }
+
+    /// Loads JSON Lines events from a reader; `source` names it in errors.
+    pub fn from_jsonl_reader(reader: impl BufRead, source: &Path, catalog: &Catalog) -> Result<Events> {
+        let mut users: HashMap<String, u32> = HashMap::new();
+        let mut sessions: HashMap<String, u32> = HashMap::new();
+        let mut out = Events::default();
+        jsonl::for_each_record(reader, source, |rec| {
+            rec.deny_unknown(&["user", "item", "ts", "type", "query", "session"])?;
+            let user_name = rec.required_str("user")?;
+            if user_name.trim().is_empty() || user_name.len() > crate::catalog::MAX_ID_BYTES {
+                return Err(rec.error("user", "must be a non-empty id of at most 512 bytes"));
+            }
+            let item_id = rec.required_str("item")?;
+            let item = catalog
+                .index_of(item_id)
+                .ok_or_else(|| rec.error("item", format!("unknown item id `{item_id}` (not in the catalog)")))?;
+            let ts = match rec.obj.get("ts") {
+                None => return Err(rec.error("ts", "missing required field")),
+                Some(Value::Number(n)) => match n.as_i64() {
+                    Some(t) if (MIN_TS..MAX_TS).contains(&t) => t,
+                    Some(t) => return Err(rec.error("ts", format!("timestamp {t} is outside 1970..2100 (unix seconds expected)"))),
+                    None => return Err(rec.error("ts", "expected an integer number of unix seconds")),
+                },
+                Some(other) => return Err(rec.error("ts", format!("expected an integer, found {}", kind(other)))),
+            };
+            let event_kind = match rec.optional_str("type")? {
+                None | Some("play") => EventKind::Play,
+                Some("skip") => EventKind::Skip,
+                Some("search") => EventKind::Search,
+                Some(other) => return Err(rec.error("type", format!("`{other}` is not one of play, skip, search"))),
+            };
+            let query = rec.optional_str("query")?.map(str::to_owned);
+            match (&event_kind, &query) {
+                (EventKind::Search, None) => return Err(rec.error("query", "a search event needs a query")),
+                (EventKind::Search, Some(q)) if q.len() > crate::catalog::MAX_TEXT_BYTES => {
+                    return Err(rec.error("query", "query longer than the text limit"))
+                }
+                (EventKind::Play | EventKind::Skip, Some(_)) => {
+                    return Err(rec.error("query", "only search events carry a query"))
+                }
+                _ => {}
+            }
+            let session = match rec.optional_str("session")? {
+                None => None,
+                Some(s) => {
+                    let next = sessions.len() as u32;
+                    Some(*sessions.entry(s.to_owned()).or_insert(next))
+                }
+            };
+            let next = users.len() as u32;
+            let user = *users.entry(user_name.to_owned()).or_insert_with(|| {
+                out.users.push(user_name.to_owned());
+                next
+            });
+            out.events.push(Event { user, item, ts, kind: event_kind, query, session });
+            Ok(())
+        })?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Builds a log from already-interned events (e.g. converted from another
+    /// format). `users` names the interned users; every event must refer to a
+    /// user in it and an item of `catalog`.
+    pub fn from_events(users: Vec<String>, events: Vec<Event>, catalog: &Catalog) -> Result<Events> {
+        for (i, e) in events.iter().enumerate() {
+            let err = |field: &str, reason: String| Error::InvalidData {
+                path: "<events>".into(),
+                line: Some(i + 1),
+                field: field.into(),
+                reason,
+            };
+            if e.user as usize >= users.len() {
+                return Err(err("user", format!("user index {} out of range", e.user)));
+            }
+            if e.item as usize >= catalog.len() {
+                return Err(err("item", format!("item index {} out of range", e.item)));
+            }
+            if !(MIN_TS..MAX_TS).contains(&e.ts) {
+                return Err(err("ts", format!("timestamp {} is outside 1970..2100", e.ts)));
+            }
+            if (e.kind == EventKind::Search) != e.query.is_some() {
+                return Err(err("query", "search events, and only they, carry a query".into()));
+            }
+        }
+        let mut out = Events { users, events };
+        out.sort();
+        Ok(out)
+    }
+
+    /// Stable sort by time, so equal timestamps keep file order.
+    fn sort(&mut self) {
+        self.events.sort_by_key(|e| e.ts);
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// All events, oldest first.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// External user ids, indexed by [`Event::user`].
+    pub fn users(&self) -> &[String] {
+        &self.users
+    }
+
+    /// The latest timestamp in the log, if any.
+    pub fn last_ts(&self) -> Option<i64> {
+        self.events.last().map(|e| e.ts)
+    }
+
+    /// Splits each user's time-ordered events into sessions: a new session
+    /// starts when the explicit session id changes or after more than
+    /// `gap_secs` of inactivity. Sessions come ordered by user, then time.
+    pub fn sessions(&self, gap_secs: i64) -> Vec<Session<'_>> {
+        let mut by_user: Vec<Vec<&Event>> = vec![Vec::new(); self.users.len()];
+        for e in &self.events {
+            if let Some(list) = by_user.get_mut(e.user as usize) {
+                list.push(e);
+            }
+        }
+        let mut out = Vec::new();
+        for (user, list) in by_user.into_iter().enumerate() {
+            let mut current: Vec<&Event> = Vec::new();
+            for e in list {
+                if let Some(prev) = current.last() {
+                    if e.ts - prev.ts > gap_secs || e.session != prev.session {
+                        out.push(Session { user: user as u32, events: std::mem::take(&mut current) });
+                    }
+                }
+                current.push(e);
+            }
+            if !current.is_empty() {
+                out.push(Session { user: user as u32, events: current });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Item;
+
+    fn catalog() -> Catalog {
+        Catalog::new(vec![Item::new("a", "A"), Item::new("b", "B"), Item::new("c", "C")]).unwrap()
+    }
+
+    fn load(text: &str) -> Result<Events> {
+        Events::from_jsonl_reader(text.as_bytes(), Path::new("events.jsonl"), &catalog())
+    }
+
+    #[test]
+    fn loads_sorts_and_sessionizes() {
+        let ev = load(concat!(
+            "{\"user\":\"u\",\"item\":\"b\",\"ts\":200}\n",
+            "{\"user\":\"u\",\"item\":\"a\",\"ts\":100}\n",
+            "{\"user\":\"u\",\"item\":\"c\",\"ts\":300,\"type\":\"skip\"}\n",
+            "{\"user\":\"u\",\"item\":\"a\",\"ts\":99999,\"type\":\"search\",\"query\":\"a\"}\n",
+            "{\"user\":\"v\",\"item\":\"a\",\"ts\":150}\n",
+        ))
+        .unwrap();
+        assert_eq!(ev.len(), 5);
+        assert_eq!(ev.users(), &["u".to_string(), "v".to_string()]);
+        assert!(ev.events().windows(2).all(|w| w[0].ts <= w[1].ts));
+        let s = ev.sessions(DEFAULT_SESSION_GAP_SECS);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].played().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(s[1].events[0].query.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn contract_errors_name_line_and_field() {
+        let cases = [
+            ("{\"user\":\"u\",\"item\":\"zz\",\"ts\":1}", "`item`", "unknown item"),
+            ("{\"user\":\"u\",\"item\":\"a\"}", "`ts`", "missing"),
+            ("{\"user\":\"u\",\"item\":\"a\",\"ts\":-5}", "`ts`", "outside"),
+            ("{\"user\":\"u\",\"item\":\"a\",\"ts\":1.5}", "`ts`", "integer"),
+            ("{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"type\":\"like\"}", "`type`", "not one of"),
+            ("{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"type\":\"search\"}", "`query`", "needs a query"),
+            ("{\"user\":7,\"item\":\"a\",\"ts\":1}", "`user`", "expected a string"),
+        ];
+        for (text, field, needle) in cases {
+            let e = load(&format!("{{\"user\":\"ok\",\"item\":\"a\",\"ts\":1}}\n{text}")).unwrap_err().to_string();
+            assert!(e.contains("line 2") && e.contains(field) && e.contains(needle), "{text} -> {e}");
+        }
+    }
+
+    #[test]
+    fn explicit_session_ids_split_sessions() {
+        let ev = load(concat!(
+            "{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"session\":\"s1\"}\n",
+            "{\"user\":\"u\",\"item\":\"b\",\"ts\":2,\"session\":\"s2\"}\n",
+        ))
+        .unwrap();
+        assert_eq!(ev.sessions(DEFAULT_SESSION_GAP_SECS).len(), 2);
+    }
+}

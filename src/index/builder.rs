@@ -1,0 +1,334 @@
+//! [`IndexBuilder`]: catalog + events → an index directory, written to a
+//! temporary sibling and renamed into place only when complete.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::index::embeddings::{self, EmbeddingParams};
+use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
+use crate::index::schema::Schema;
+use crate::index::store::{ItemStore, NONE};
+use crate::index::{bincode_config, BuildParams, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
+use crate::ranking::model::Ranker;
+use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
+use crate::retrieval::covisit::{self, CoVisitation, CovisitParams};
+use crate::retrieval::lexical;
+use crate::retrieval::popular::Popularity;
+
+/// Builds an index directory from a catalog and an interaction log.
+///
+/// ```no_run
+/// # fn main() -> twostage::Result<()> {
+/// use twostage::{Catalog, Events, IndexBuilder};
+/// let catalog = Catalog::from_jsonl_path("data/music/items.jsonl")?;
+/// let events = Events::from_jsonl_path("data/music/events.jsonl", &catalog)?;
+/// let report = IndexBuilder::new().group_key("artist").build(&catalog, &events, "target/music-index")?;
+/// println!("{} items, {} with vectors", report.stats.items, report.stats.vectors);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct IndexBuilder {
+    schema: Option<Schema>,
+    group_key: Option<String>,
+    params: BuildParams,
+}
+
+/// What a build did.
+#[derive(Clone, Debug)]
+pub struct BuildReport {
+    /// Where the index now is.
+    pub path: PathBuf,
+    /// Counts recorded in the manifest.
+    pub stats: BuildStats,
+    /// Total bytes of the index files.
+    pub bytes: u64,
+    /// Wall time of each build phase, in order.
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+impl IndexBuilder {
+    /// A builder with every default: schema inferred from the catalog
+    /// ([`Schema::infer`]), 64-dimensional learned embeddings, HNSW with
+    /// M = 16 and ef_construction = 200, cosine distance, co-visitation
+    /// window 5 keeping 100 neighbours, 30-minute sessions.
+    pub fn new() -> IndexBuilder {
+        IndexBuilder::default()
+    }
+
+    /// Use this schema instead of inferring one.
+    pub fn schema(mut self, schema: Schema) -> IndexBuilder {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Treat equal values of text attribute `attribute` as one group
+    /// ("same artist"). Applies on top of an inferred or given schema.
+    pub fn group_key(mut self, attribute: impl Into<String>) -> IndexBuilder {
+        self.group_key = Some(attribute.into());
+        self
+    }
+
+    /// Embedding parameters (default: [`EmbeddingParams::default`]).
+    pub fn embedding(mut self, params: EmbeddingParams) -> IndexBuilder {
+        self.params.embedding = params;
+        self
+    }
+
+    /// HNSW parameters (default: M 16, ef_construction 200).
+    pub fn ann(mut self, params: AnnParams) -> IndexBuilder {
+        self.params.ann = params;
+        self
+    }
+
+    /// Distance for ANN and similarity features (default cosine).
+    pub fn metric(mut self, metric: Metric) -> IndexBuilder {
+        self.params.metric = metric;
+        self
+    }
+
+    /// Co-visitation parameters (default: window 5, 100 neighbours).
+    pub fn covisit(mut self, params: CovisitParams) -> IndexBuilder {
+        self.params.covisit = params;
+        self
+    }
+
+    /// Inactivity gap that ends a session (default 30 minutes).
+    pub fn session_gap(mut self, gap: Duration) -> IndexBuilder {
+        self.params.session_gap_secs = i64::try_from(gap.as_secs()).unwrap_or(i64::MAX);
+        self
+    }
+
+    fn check(&self, catalog: &Catalog, events: &Events) -> Result<Schema> {
+        let p = &self.params;
+        let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
+        if catalog.is_empty() {
+            return bad("the catalog is empty");
+        }
+        if !(1..=1024).contains(&p.embedding.dim) || p.embedding.oversample > 1024 || p.embedding.power_iterations > 64 {
+            return bad("embedding dim must be 1..=1024, oversample ≤ 1024, power_iterations ≤ 64");
+        }
+        if !(p.embedding.smoothing.is_finite() && (0.0..=1.0).contains(&p.embedding.smoothing)) {
+            return bad("embedding smoothing must be in [0, 1]");
+        }
+        if !(2..=256).contains(&p.ann.m) || !(1..=10_000).contains(&p.ann.ef_construction) {
+            return bad("ann m must be 2..=256 and ef_construction 1..=10000");
+        }
+        if !(1..=1000).contains(&p.covisit.window) || p.covisit.top_k > 100_000 {
+            return bad("covisit window must be 1..=1000 and top_k ≤ 100000");
+        }
+        if p.session_gap_secs <= 0 {
+            return bad("session gap must be positive");
+        }
+        if events.events().iter().any(|e| e.item as usize >= catalog.len()) {
+            return bad("the events were loaded against another catalog (item ids out of range)");
+        }
+        let mut schema = self.schema.clone().unwrap_or_else(|| Schema::infer(catalog));
+        if let Some(g) = &self.group_key {
+            schema.group_key = Some(g.clone());
+        }
+        schema.validate(catalog)?;
+        Ok(schema)
+    }
+
+    /// Builds the index into `out`. The work happens in a temporary sibling
+    /// directory; only a complete, fsynced index is renamed to `out`, and an
+    /// index already at `out` is replaced only then. On error nothing at
+    /// `out` changes.
+    pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
+        let out = out.as_ref();
+        let schema = self.check(catalog, events)?;
+        let started = Instant::now();
+        let tmp = temp_sibling(out, "tmp")?;
+        let result = self.build_into(catalog, events, &schema, &tmp, started);
+        match result {
+            Ok((stats, phases)) => {
+                publish(&tmp, out)?;
+                let bytes = crate::index::manifest::list_files(out)?
+                    .iter()
+                    .map(|rel| std::fs::metadata(out.join(rel)).map(|m| m.len()).unwrap_or(0))
+                    .sum();
+                Ok(BuildReport { path: out.to_path_buf(), stats, bytes, phases })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn build_into(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        schema: &Schema,
+        dir: &Path,
+        started: Instant,
+    ) -> Result<(BuildStats, Vec<(&'static str, Duration)>)> {
+        let p = &self.params;
+        let n = catalog.len();
+        let mut phases = Vec::new();
+        let mut clock = Instant::now();
+        let mut lap = |name: &'static str, phases: &mut Vec<(&'static str, Duration)>| {
+            phases.push((name, clock.elapsed()));
+            clock = Instant::now();
+        };
+
+        let sequences = covisit::session_sequences(events, p.session_gap_secs);
+        let pairs = covisit::directed_pairs(&sequences, p.covisit.window);
+        let popularity = Popularity::build(n, events);
+        let covisit = CoVisitation::build(n, &pairs, p.covisit.top_k);
+        lap("covisitation", &mut phases);
+
+        // The store without vector rows first: content fallback needs its tags and groups.
+        let mut store = ItemStore::build(catalog, schema, popularity, covisit, vec![NONE; n], Vec::new());
+        let (mut vectors, source) = match catalog.vector_dim() {
+            Some(_) => (catalog.items().iter().map(|it| it.vector.clone()).collect::<Vec<_>>(), "catalog"),
+            None => (embeddings::learn(n, &pairs, &p.embedding), "learned"),
+        };
+        if p.metric == Metric::Cosine {
+            vectors = vectors.into_iter().map(|v| v.and_then(embeddings::normalized)).collect();
+        }
+        embeddings::fill_from_content(&mut vectors, &store.groups, &store.tags);
+        let dim = vectors.iter().flatten().map(Vec::len).next().unwrap_or(0);
+        let mut flat = Vec::new();
+        let mut row_item = Vec::new();
+        for (item, v) in vectors.iter().enumerate() {
+            if let Some(v) = v {
+                store.item_row[item] = row_item.len() as u32;
+                row_item.push(item as u32);
+                flat.extend_from_slice(v);
+            }
+        }
+        store.row_item = row_item;
+        let source = if store.row_item.is_empty() { "none" } else { source };
+        lap("embeddings", &mut phases);
+
+        let ann = if dim == 0 {
+            AnnIndex::build(&[], 1, p.metric, &p.ann)
+        } else {
+            AnnIndex::build(&flat, dim, p.metric, &p.ann)
+        }
+        .map_err(|e| Error::internal("ann build", e))?;
+        lap("hnsw", &mut phases);
+
+        lexical::build(catalog, schema, &dir.join(TEXT_DIR))?;
+        lap("text index", &mut phases);
+
+        write_file(&dir.join(ITEMS_FILE), &encode(&store)?)?;
+        write_file(&dir.join(ANN_FILE), &encode(&ann)?)?;
+        let ranker = Ranker::fixed_default()?;
+        ranker.save(&dir.join(RANKER_FILE))?;
+        let stats = BuildStats {
+            items: n,
+            events: events.len(),
+            sessions: sequences.len(),
+            vectors: store.row_item.len(),
+            dim,
+            vector_source: source.to_string(),
+            build_ms: started.elapsed().as_millis() as u64,
+        };
+        Manifest {
+            format: FORMAT.to_string(),
+            format_version: FORMAT_VERSION,
+            created_by: format!("twostage {}", env!("CARGO_PKG_VERSION")),
+            schema: schema.clone(),
+            build: p.clone(),
+            stats: stats.clone(),
+            ranker: ranker.info().clone(),
+            files: Vec::new(),
+            manifest_crc32: 0,
+        }
+        .write(dir)?;
+        sync_tree(dir)?;
+        lap("write", &mut phases);
+        Ok((stats, phases))
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| Error::internal("encode", e))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))
+}
+
+/// fsyncs every file and directory under `dir`, so the rename that
+/// publishes it cannot expose unwritten data after a crash.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for rel in crate::index::manifest::list_files(dir)? {
+        let p = dir.join(rel);
+        std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| Error::io(&p, e))?;
+    }
+    sync_dir(dir)?;
+    for sub in [TEXT_DIR, "ann"] {
+        let p = dir.join(sub);
+        if p.is_dir() {
+            sync_dir(&p)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Directories can be fsynced on Unix; elsewhere this is best effort.
+    match std::fs::File::open(dir).and_then(|f| f.sync_all()) {
+        Ok(()) => Ok(()),
+        Err(e) if cfg!(unix) => Err(Error::io(dir, e)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// A fresh hidden sibling of `out`: `.NAME.KIND-PID-NANOS`. Hidden and
+/// manifest-less, it is never mistaken for an index.
+fn temp_sibling(out: &Path, kind: &str) -> Result<PathBuf> {
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::InvalidConfig(format!("output path {} has no usable final component", out.display())))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let path = parent.join(format!(".{name}.{kind}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}
+
+/// Moves the finished `tmp` to `out`. An existing index is moved aside
+/// first and removed after; if the final rename fails it is put back.
+fn publish(tmp: &Path, out: &Path) -> Result<()> {
+    if out.exists() {
+        if !out.join(crate::index::manifest::MANIFEST).is_file() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            let _ = std::fs::remove_dir_all(tmp);
+            return Err(Error::InvalidConfig(format!(
+                "{} exists and is not a twostage index; refusing to replace it",
+                out.display()
+            )));
+        }
+        let old = temp_sibling(out, "old")?;
+        std::fs::remove_dir(&old).map_err(|e| Error::io(&old, e))?;
+        std::fs::rename(out, &old).map_err(|e| Error::io(out, e))?;
+        if let Err(e) = std::fs::rename(tmp, out) {
+            let _ = std::fs::rename(&old, out);
+            return Err(Error::io(out, e));
+        }
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! # twostage
+//!
+//! Two-stage discovery — search and recommendations — as industry builds it:
+//! a fast, coarse **candidate retrieval** stage (HNSW approximate nearest
+//! neighbours, BM25 lexical search, item-to-item co-visitation, popularity)
+//! followed by a precise **ranking** stage (a model scoring every candidate
+//! in one batched forward pass), behind one call: [`Engine::recommend`].
+//!
+//! ```text
+//! Request ─▶ encode ─▶ retrievers ─▶ fuse + filter ─▶ features ─▶ ranker ─▶ top k
+//!                      ANN | BM25 | co-visitation | popularity
+//! ```
+//!
+//! Offline, an [`IndexBuilder`] turns a [`Catalog`] of items and an
+//! [`Events`] log into an index directory (learned item embeddings, an HNSW
+//! graph, a tantivy index, co-visitation lists, popularity, a per-item
+//! store, ranker weights, and a manifest with a checksum of every file).
+//! Online, [`Engine::open`] verifies and loads that directory into an
+//! immutable, `Send + Sync` engine.
+//!
+//! ## A tour
+//!
+//! ```
+//! use twostage::{Catalog, Context, Engine, Events, IndexBuilder, Request};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A catalog: one JSON object per line (see `Catalog` for the schema).
+//! let items = r#"
+//! {"id":"t1","title":"Blue Train","tags":{"genre":["jazz"]},"attributes":{"artist":"Coltrane"}}
+//! {"id":"t2","title":"Giant Steps","tags":{"genre":["jazz"]},"attributes":{"artist":"Coltrane"}}
+//! {"id":"t3","title":"So What","tags":{"genre":["jazz"]},"attributes":{"artist":"Davis"}}
+//! {"id":"t4","title":"Thunderstruck","tags":{"genre":["rock"]},"attributes":{"artist":"AC/DC"}}
+//! {"id":"t5","title":"Back in Black","tags":{"genre":["rock"]},"attributes":{"artist":"AC/DC"}}
+//! "#;
+//! let catalog = Catalog::from_jsonl_reader(items.as_bytes(), "items.jsonl".as_ref())?;
+//!
+//! // Listening sessions: who played what, when (unix seconds).
+//! let mut log = String::new();
+//! for user in 0..20 {
+//!     let session: &[&str] = if user % 2 == 0 { &["t1", "t2", "t3"] } else { &["t4", "t5"] };
+//!     for (i, item) in session.iter().enumerate() {
+//!         log += &format!("{{\"user\":\"u{user}\",\"item\":\"{item}\",\"ts\":{}}}\n", 1_700_000_000 + user * 10_000 + i as i64 * 200);
+//!     }
+//! }
+//! let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog)?;
+//!
+//! // Offline: build the index directory.
+//! let dir = tempfile::tempdir()?;
+//! IndexBuilder::new().group_key("artist").build(&catalog, &events, dir.path().join("index"))?;
+//!
+//! // Online: open once, serve many requests from many threads.
+//! let engine = Engine::open(dir.path().join("index"))?;
+//! let recs = engine.recommend(&Request::new(Context::listening("t1")).k(2))?;
+//! assert_eq!(recs.items.len(), 2);
+//! assert!(recs.items.iter().all(|r| r.id != "t1"), "the context item is never recommended");
+//! assert_eq!(recs.items[0].id, "t2", "t2 follows t1 in every jazz session");
+//!
+//! let hits = engine.recommend(&Request::new(Context::search("back in black")).k(1))?;
+//! assert_eq!(hits.items[0].id, "t5");
+//! println!("{:?}", hits.timings); // per-stage latency
+//! # Ok(()) }
+//! ```
+//!
+//! ## Modules
+//!
+//! - [`catalog`] and [`events`]: the data and its contract (errors name file, line and field).
+//! - [`request`]: [`Context`], [`Request`], [`Recommendations`], [`Timings`].
+//! - [`retrieval`]: the candidate retrievers and their fusion.
+//! - [`ranking`]: the feature schema and the ranking model.
+//! - [`index`]: the offline build and the on-disk format.
+//! - [`synth`]: the deterministic generator of the shipped demo data.
+
+#![warn(missing_docs)]
+
+pub mod catalog;
+mod engine;
+mod error;
+pub mod events;
+pub mod index;
+mod jsonl;
+pub mod ranking;
+pub mod request;
+pub mod retrieval;
+mod sparse;
+pub mod synth;
+
+pub use catalog::{Attribute, Catalog, Item};
+pub use engine::{Engine, IndexInfo};
+pub use error::{Error, Result};
+pub use events::{Event, EventKind, Events};
+pub use index::builder::{BuildReport, IndexBuilder};
+pub use index::manifest::{BuildStats, FORMAT_VERSION};
+pub use index::schema::{Schema, TextField};
+pub use index::{BuildParams, EmbeddingParams};
+pub use request::{Context, Provenance, Recommendation, Recommendations, Request, Retriever, Timings};
+pub use retrieval::ann::{AnnParams, Metric};
+pub use retrieval::CovisitParams;

@@ -1,0 +1,119 @@
+//! Feature assembly: the one function that turns (context, candidates) into
+//! the matrix the ranker scores. Serving and training both call it, so the
+//! model learns from exactly the features it is served.
+
+use std::collections::HashMap;
+
+use crate::index::store::{ItemStore, NONE};
+use crate::request::Retriever;
+use crate::retrieval::fusion::Candidate;
+
+/// Feature names, in column order. Saved with every model; a model whose
+/// list differs is refused at open.
+pub const FEATURES: [&str; 20] = [
+    "ann_found",
+    "ann_rank_rr",
+    "ann_sim",
+    "lexical_found",
+    "lexical_rank_rr",
+    "lexical_score",
+    "covisit_found",
+    "covisit_rank_rr",
+    "covisit_score",
+    "popular_found",
+    "popular_rank_rr",
+    "rrf",
+    "context_sim",
+    "covisit_context",
+    "log_popularity",
+    "recent_share",
+    "skip_rate",
+    "tag_overlap",
+    "same_group",
+    "has_vector",
+];
+
+/// Number of feature columns.
+pub const NUM_FEATURES: usize = FEATURES.len();
+
+/// What the features need to know about the request's context.
+pub(crate) struct ContextSignals<'a> {
+    /// Unit context vector (history/listening mean, or the search's
+    /// pseudo-relevance vector), if one could be built.
+    pub vector: Option<&'a [f32]>,
+    /// Context items with recency weights (most recent 1.0).
+    pub items: &'a [(u32, f32)],
+    /// Co-visitation score of every item reachable from the context items.
+    pub covisit: &'a HashMap<u32, f32>,
+    /// The best BM25 score of this request, to put lexical scores on [0, 1].
+    pub lexical_max: f32,
+    /// `vector_of(item)` gives the item's unit vector, if it has one.
+    pub vector_of: &'a dyn Fn(u32) -> Option<&'a [f32]>,
+}
+
+fn rr(rank: u32) -> f32 {
+    1.0 / (1.0 + rank as f32)
+}
+
+/// Fills a row-major `[candidates × NUM_FEATURES]` matrix.
+pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store: &ItemStore) -> Vec<f32> {
+    // Context tag and group distributions, weighted by recency.
+    let total_w: f32 = ctx.items.iter().map(|&(_, w)| w).sum();
+    let mut tag_w: HashMap<u32, f32> = HashMap::new();
+    let mut group_w: HashMap<u32, f32> = HashMap::new();
+    for &(item, w) in ctx.items {
+        for &t in store.tags.of(item) {
+            *tag_w.entry(t).or_insert(0.0) += w;
+        }
+        let g = store.group(item);
+        if g != NONE {
+            *group_w.entry(g).or_insert(0.0) += w;
+        }
+    }
+    let norm = if total_w > 0.0 { 1.0 / total_w } else { 0.0 };
+
+    let mut out = vec![0.0f32; candidates.len() * NUM_FEATURES];
+    for (c, row) in candidates.iter().zip(out.chunks_exact_mut(NUM_FEATURES)) {
+        let hit = |r: Retriever| c.hits[r.index()];
+        if let Some(h) = hit(Retriever::Ann) {
+            row[0] = 1.0;
+            row[1] = rr(h.rank);
+            row[2] = h.score;
+        }
+        if let Some(h) = hit(Retriever::Lexical) {
+            row[3] = 1.0;
+            row[4] = rr(h.rank);
+            row[5] = if ctx.lexical_max > 0.0 { h.score / ctx.lexical_max } else { 0.0 };
+        }
+        if let Some(h) = hit(Retriever::Covisit) {
+            row[6] = 1.0;
+            row[7] = rr(h.rank);
+            row[8] = h.score.max(0.0).ln_1p();
+        }
+        if let Some(h) = hit(Retriever::Popular) {
+            row[9] = 1.0;
+            row[10] = rr(h.rank);
+        }
+        // RRF of a top-1-everywhere item is about 4/61; scale to roughly [0, 1].
+        row[11] = c.rrf * 15.0;
+        let item_vec = (ctx.vector_of)(c.item);
+        if let (Some(q), Some(v)) = (ctx.vector, item_vec) {
+            row[12] = q.iter().zip(v).map(|(a, b)| a * b).sum();
+        }
+        row[13] = ctx.covisit.get(&c.item).copied().unwrap_or(0.0).max(0.0).ln_1p();
+        row[14] = store.popularity.log_popularity(c.item);
+        row[15] = store.popularity.recent_share(c.item);
+        row[16] = store.popularity.skip_rate(c.item);
+        let tags = store.tags.of(c.item);
+        if !tags.is_empty() {
+            let s: f32 = tags.iter().map(|t| tag_w.get(t).copied().unwrap_or(0.0)).sum();
+            row[17] = s * norm / tags.len() as f32;
+        }
+        let g = store.group(c.item);
+        if g != NONE {
+            row[18] = group_w.get(&g).copied().unwrap_or(0.0) * norm;
+        }
+        row[19] = if item_vec.is_some() { 1.0 } else { 0.0 };
+    }
+    out
+}

@@ -1,0 +1,357 @@
+//! What a caller asks for ([`Request`], [`Context`]) and what comes back
+//! ([`Recommendations`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest `k` a request may ask for.
+pub const MAX_K: usize = 10_000;
+/// Largest candidate count per retriever.
+pub const MAX_CANDIDATES: usize = 10_000;
+/// Longest history a request may carry; older items are the caller's to drop.
+pub const MAX_HISTORY: usize = 1_000;
+
+/// The situation a request is made in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Context {
+    /// A search-box query.
+    Search {
+        /// The text typed. It is analysed into terms, never run as query syntax.
+        text: String,
+    },
+    /// "Currently listening/viewing": recommend items to follow or sit beside `item`.
+    Listening {
+        /// External id of the current item.
+        item: String,
+    },
+    /// A user's recent items, most recent last.
+    History {
+        /// External ids, oldest first.
+        items: Vec<String>,
+    },
+    /// A search personalised by the user's recent items.
+    PersonalizedSearch {
+        /// The text typed.
+        text: String,
+        /// External ids, oldest first.
+        history: Vec<String>,
+    },
+}
+
+impl Context {
+    /// A search-box query.
+    pub fn search(text: impl Into<String>) -> Context {
+        Context::Search { text: text.into() }
+    }
+
+    /// The item currently being listened to or viewed.
+    pub fn listening(item: impl Into<String>) -> Context {
+        Context::Listening { item: item.into() }
+    }
+
+    /// A user's recent items, most recent last.
+    pub fn history<I, S>(items: I) -> Context
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Context::History { items: items.into_iter().map(Into::into).collect() }
+    }
+
+    /// A search personalised by a history (most recent last).
+    pub fn personalized_search<I, S>(text: impl Into<String>, history: I) -> Context
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Context::PersonalizedSearch { text: text.into(), history: history.into_iter().map(Into::into).collect() }
+    }
+}
+
+/// The candidate retrievers of the first stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retriever {
+    /// Approximate nearest neighbours of the context vector (HNSW).
+    Ann,
+    /// BM25 over the text fields.
+    Lexical,
+    /// Items co-visited with the context items in sessions.
+    Covisit,
+    /// Most played items (the cold-start fallback).
+    Popular,
+}
+
+impl Retriever {
+    /// Every retriever, in the order used for feature columns and provenance.
+    pub const ALL: [Retriever; 4] = [Retriever::Ann, Retriever::Lexical, Retriever::Covisit, Retriever::Popular];
+
+    /// Stable lower-case name (`ann`, `lexical`, `covisit`, `popular`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Retriever::Ann => "ann",
+            Retriever::Lexical => "lexical",
+            Retriever::Covisit => "covisit",
+            Retriever::Popular => "popular",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A tag condition: `field` (e.g. `genre`) has `value` (e.g. `jazz`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagFilter {
+    /// The tag field.
+    pub field: String,
+    /// The value, compared exactly.
+    pub value: String,
+}
+
+/// One recommendation call: a context plus how many, which filters, and how
+/// deep each retriever digs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// The situation.
+    pub context: Context,
+    /// Number of items wanted. Default 10; at most [`MAX_K`].
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// External ids that must not be returned.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Every returned item must carry all of these tags.
+    #[serde(default)]
+    pub require_tags: Vec<TagFilter>,
+    /// No returned item may carry any of these tags.
+    #[serde(default)]
+    pub exclude_tags: Vec<TagFilter>,
+    /// Candidates asked of each retriever; `None` keeps the engine default.
+    #[serde(default)]
+    pub candidates: CandidateCounts,
+    /// Largest number of fused candidates passed to the ranker. Default 200.
+    #[serde(default = "default_rank_depth")]
+    pub rank_depth: usize,
+    /// Attach the feature values the ranker saw to every returned item.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+/// How many candidates each retriever is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateCounts {
+    /// ANN neighbours. Default 200.
+    pub ann: usize,
+    /// BM25 hits. Default 100.
+    pub lexical: usize,
+    /// Co-visited items. Default 200.
+    pub covisit: usize,
+    /// Popular items. Default 50 (only for contexts with items, as cold-start cover).
+    pub popular: usize,
+}
+
+impl Default for CandidateCounts {
+    fn default() -> Self {
+        CandidateCounts { ann: 200, lexical: 100, covisit: 200, popular: 50 }
+    }
+}
+
+impl CandidateCounts {
+    /// The count for one retriever.
+    pub fn get(&self, r: Retriever) -> usize {
+        match r {
+            Retriever::Ann => self.ann,
+            Retriever::Lexical => self.lexical,
+            Retriever::Covisit => self.covisit,
+            Retriever::Popular => self.popular,
+        }
+    }
+
+    /// Sets the count for one retriever.
+    pub fn set(&mut self, r: Retriever, n: usize) {
+        match r {
+            Retriever::Ann => self.ann = n,
+            Retriever::Lexical => self.lexical = n,
+            Retriever::Covisit => self.covisit = n,
+            Retriever::Popular => self.popular = n,
+        }
+    }
+}
+
+fn default_k() -> usize {
+    10
+}
+
+fn default_rank_depth() -> usize {
+    200
+}
+
+impl Request {
+    /// A request for the default 10 items in `context`.
+    pub fn new(context: Context) -> Request {
+        Request {
+            context,
+            k: default_k(),
+            exclude: Vec::new(),
+            require_tags: Vec::new(),
+            exclude_tags: Vec::new(),
+            candidates: CandidateCounts::default(),
+            rank_depth: default_rank_depth(),
+            explain: false,
+        }
+    }
+
+    /// Number of items wanted (default 10). `k = 0` returns an empty list.
+    pub fn k(mut self, k: usize) -> Request {
+        self.k = k;
+        self
+    }
+
+    /// Never return these external ids.
+    pub fn exclude<I, S>(mut self, ids: I) -> Request
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.exclude.extend(ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// Only return items whose tag `field` holds `value`.
+    pub fn require_tag(mut self, field: impl Into<String>, value: impl Into<String>) -> Request {
+        self.require_tags.push(TagFilter { field: field.into(), value: value.into() });
+        self
+    }
+
+    /// Never return items whose tag `field` holds `value`.
+    pub fn exclude_tag(mut self, field: impl Into<String>, value: impl Into<String>) -> Request {
+        self.exclude_tags.push(TagFilter { field: field.into(), value: value.into() });
+        self
+    }
+
+    /// Ask retriever `r` for `n` candidates (0 turns it off).
+    pub fn candidates(mut self, r: Retriever, n: usize) -> Request {
+        self.candidates.set(r, n);
+        self
+    }
+
+    /// Pass at most `n` fused candidates to the ranker (default 200).
+    pub fn rank_depth(mut self, n: usize) -> Request {
+        self.rank_depth = n;
+        self
+    }
+
+    /// Attach the ranker's feature values to each result.
+    pub fn explain(mut self, on: bool) -> Request {
+        self.explain = on;
+        self
+    }
+}
+
+/// Where a candidate came from: one retriever's rank (0-based) and raw score.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The retriever.
+    pub retriever: Retriever,
+    /// Position in that retriever's list, 0 = first.
+    pub rank: u32,
+    /// The retriever's own score (similarity, BM25, co-visitation weight, play count).
+    pub score: f32,
+}
+
+/// One recommended item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// External item id.
+    pub id: String,
+    /// The ranker's final score; the list is sorted by it, highest first.
+    pub score: f32,
+    /// Every retriever that found the item.
+    pub sources: Vec<Provenance>,
+    /// The features the ranker saw, by name, when the request asked to explain.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub features: Option<Vec<(String, f32)>>,
+}
+
+/// Wall time spent in each stage of one request. Retrievers that did not
+/// run report zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Resolving ids and building the context vector.
+    pub encode: Duration,
+    /// ANN search.
+    pub ann: Duration,
+    /// BM25 search.
+    pub lexical: Duration,
+    /// Co-visitation lookup.
+    pub covisit: Duration,
+    /// Popularity lookup.
+    pub popular: Duration,
+    /// Merging, de-duplicating and filtering candidates.
+    pub fusion: Duration,
+    /// Assembling the feature matrix.
+    pub features: Duration,
+    /// The ranker's forward pass, sort and cut to k.
+    pub rank: Duration,
+    /// The whole call.
+    pub total: Duration,
+}
+
+impl Timings {
+    /// (stage name, duration) pairs in pipeline order, total last.
+    pub fn stages(&self) -> [(&'static str, Duration); 9] {
+        [
+            ("encode", self.encode),
+            ("ann", self.ann),
+            ("lexical", self.lexical),
+            ("covisit", self.covisit),
+            ("popular", self.popular),
+            ("fusion", self.fusion),
+            ("features", self.features),
+            ("rank", self.rank),
+            ("total", self.total),
+        ]
+    }
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recommendations {
+    /// Items, best first, at most `k`.
+    pub items: Vec<Recommendation>,
+    /// Candidates that reached the ranker (after fusion and filters).
+    pub candidates: usize,
+    /// Per-stage latency.
+    pub timings: Timings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_sets_fields_and_defaults_hold() {
+        let r = Request::new(Context::listening("x")).k(5).exclude(["a"]).require_tag("genre", "jazz").candidates(Retriever::Popular, 0);
+        assert_eq!(r.k, 5);
+        assert_eq!(r.exclude, vec!["a"]);
+        assert_eq!(r.candidates.popular, 0);
+        assert_eq!(r.candidates.ann, CandidateCounts::default().ann);
+    }
+
+    #[test]
+    fn requests_round_trip_through_json_and_reject_unknown_fields() {
+        let r = Request::new(Context::history(["a", "b"])).k(3);
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r);
+        let minimal: Request = serde_json::from_str(r#"{"context":{"search":{"text":"jazz"}}}"#).unwrap();
+        assert_eq!(minimal.k, 10);
+        assert!(serde_json::from_str::<Request>(r#"{"context":{"search":{"text":"x"}},"kk":3}"#).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! BM25 lexical retrieval over the catalog's text fields (tantivy).
+//!
+//! User text is never parsed as query syntax: it is run through the same
+//! analyzer as the indexed text and becomes a disjunction of boosted term
+//! queries, so `AND`, quotes, `field:value` or a stray `(` are just words.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::directory::{Directory, RamDirectory};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema as TantivySchema, TextFieldIndexing, TextOptions, FAST, INDEXED};
+use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::index::schema::Schema;
+
+/// Name under which our analyzer is registered with tantivy.
+const ANALYZER: &str = "twostage";
+/// The u64 fast field holding the internal item id.
+const ITEM_FIELD: &str = "item";
+/// At most this many distinct query terms are used; a 100 KB query must not
+/// become a 20,000-clause boolean query.
+pub(crate) const MAX_QUERY_TERMS: usize = 32;
+
+fn analyzer() -> TextAnalyzer {
+    // Unicode-aware word split, lower case, accents folded ("Beyoncé" finds
+    // "beyonce"); no stemming, so names and titles match as written.
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// Analyses `text` into at most [`MAX_QUERY_TERMS`] distinct terms, in order
+/// of first appearance.
+pub(crate) fn analyze(text: &str) -> Vec<String> {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut terms: Vec<String> = Vec::new();
+    while stream.advance() {
+        let t = &stream.token().text;
+        if !terms.iter().any(|x| x == t) {
+            terms.push(t.clone());
+            if terms.len() == MAX_QUERY_TERMS {
+                break;
+            }
+        }
+    }
+    terms
+}
+
+fn tantivy_error(e: tantivy::TantivyError) -> Error {
+    Error::internal("lexical", e)
+}
+
+/// The searchable text of one field of one item, per the schema.
+fn field_text(catalog_item: &crate::catalog::Item, source: &str) -> String {
+    match source.split_once('.') {
+        None if source == "title" => catalog_item.title.clone(),
+        Some(("text", name)) => catalog_item.text.get(name).cloned().unwrap_or_default(),
+        Some(("tags", name)) => catalog_item.tags.get(name).map(|v| v.join(" ")).unwrap_or_default(),
+        Some(("attributes", name)) => catalog_item.attributes.get(name).map(|a| a.to_string()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn tantivy_schema(schema: &Schema) -> (TantivySchema, Vec<Field>, Field) {
+    let mut builder = TantivySchema::builder();
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(ANALYZER)
+        .set_index_option(IndexRecordOption::WithFreqs);
+    let options = TextOptions::default().set_indexing_options(indexing);
+    // Field names are positional: catalog field names may hold characters
+    // tantivy gives meaning to (dots are JSON paths).
+    let fields = (0..schema.text_fields.len()).map(|i| builder.add_text_field(&format!("f{i}"), options.clone())).collect();
+    let item = builder.add_u64_field(ITEM_FIELD, FAST | INDEXED);
+    (builder.build(), fields, item)
+}
+
+/// Writes a tantivy index of `catalog`'s text fields into `dir` (created).
+pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let (tschema, fields, item_field) = tantivy_schema(schema);
+    let index = Index::create_in_dir(dir, tschema).map_err(tantivy_error)?;
+    index.tokenizers().register(ANALYZER, analyzer());
+    // One indexing thread keeps the build reproducible and the index in few segments.
+    let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 256 << 20).map_err(tantivy_error)?;
+    for (i, item) in catalog.items().iter().enumerate() {
+        let mut doc = TantivyDocument::default();
+        for (spec, field) in schema.text_fields.iter().zip(&fields) {
+            let text = field_text(item, &spec.source);
+            if !text.is_empty() {
+                doc.add_text(*field, &text);
+            }
+        }
+        doc.add_u64(item_field, i as u64);
+        writer.add_document(doc).map_err(tantivy_error)?;
+    }
+    writer.commit().map_err(tantivy_error)?;
+    let segments = index.searchable_segment_ids().map_err(tantivy_error)?;
+    if segments.len() > 1 {
+        writer.merge(&segments).wait().map_err(tantivy_error)?;
+    }
+    writer.wait_merging_threads().map_err(tantivy_error)?;
+    drop(index);
+    // tantivy leaves its (released) lock files behind on disk. They are not
+    // index data, and a lock file loaded into the in-memory directory at
+    // open would read as a held lock: leave none in the index.
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let is_lock = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".tantivy-") && n.ends_with(".lock"));
+        if is_lock {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// An opened lexical index, held in memory from bytes already verified
+/// against the manifest (so tantivy never reads an unchecked byte from disk).
+pub(crate) struct LexicalIndex {
+    reader: IndexReader,
+    fields: Vec<(Field, f32)>,
+}
+
+impl LexicalIndex {
+    /// Opens from `files` (path relative to the text directory → bytes).
+    pub(crate) fn from_files(files: &BTreeMap<String, Vec<u8>>, schema: &Schema, source: &Path) -> Result<LexicalIndex> {
+        let dir = RamDirectory::create();
+        for (name, bytes) in files {
+            dir.atomic_write(Path::new(name), bytes).map_err(|e| Error::io(source.join(name), e))?;
+        }
+        let index = Index::open(dir).map_err(|e| Error::corrupt(source, e))?;
+        let (expected, fields, _) = tantivy_schema(schema);
+        let found = index.schema();
+        let same = expected.fields().count() == found.fields().count()
+            && expected.fields().all(|(f, entry)| found.get_field_entry(f).name() == entry.name());
+        if !same {
+            return Err(Error::corrupt(source, "text index fields do not match the manifest's schema"));
+        }
+        index.tokenizers().register(ANALYZER, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| Error::corrupt(source, e))?;
+        let fields = fields.into_iter().zip(schema.text_fields.iter().map(|f| f.boost)).collect();
+        Ok(LexicalIndex { reader, fields })
+    }
+
+    /// The `n` best BM25 matches for `terms` (already analysed) among items
+    /// `accept` lets through, best first, as (item, score).
+    pub(crate) fn search(
+        &self,
+        terms: &[String],
+        n: usize,
+        accept: Arc<dyn Fn(u32) -> bool + Send + Sync>,
+    ) -> Result<Vec<(u32, f32)>> {
+        if terms.is_empty() || n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * self.fields.len());
+        for term in terms {
+            for &(field, boost) in &self.fields {
+                let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+            }
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let filter = move |item: u64| u32::try_from(item).is_ok_and(|i| accept(i));
+        let collector = FilterCollector::new(ITEM_FIELD.to_string(), filter, TopDocs::with_limit(n).order_by_score());
+        let hits = searcher.search(&query, &collector).map_err(tantivy_error)?;
+        let mut out = Vec::with_capacity(hits.len());
+        for (score, addr) in hits {
+            let column = searcher
+                .segment_reader(addr.segment_ord)
+                .fast_fields()
+                .u64(ITEM_FIELD)
+                .map_err(tantivy_error)?;
+            if let Some(item) = column.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()) {
+                out.push((item, score));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analysis_folds_case_and_accents_and_ignores_syntax() {
+        assert_eq!(analyze("Beyoncé AND (title:\"Halo\")~2 ^3 *"), vec!["beyonce", "and", "title", "halo", "2", "3"]);
+        assert!(analyze("   ").is_empty());
+        assert!(analyze("🎵🎶").is_empty());
+        assert_eq!(analyze("東京 Ünïcode").len(), 2);
+        let long: String = (0..10_000).map(|i| format!("w{i} ")).collect();
+        assert_eq!(analyze(&long).len(), MAX_QUERY_TERMS);
+    }
+}

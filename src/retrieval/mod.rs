@@ -1,0 +1,11 @@
+//! The first stage: fast, coarse candidate retrieval, and fusion of the
+//! retrievers' lists.
+
+pub mod ann;
+pub(crate) mod covisit;
+pub mod distance;
+pub(crate) mod fusion;
+pub(crate) mod lexical;
+pub(crate) mod popular;
+
+pub use covisit::CovisitParams;

@@ -1,0 +1,118 @@
+//! Popularity: play counts, skip counts and recent plays per item, and the
+//! most-played list that serves cold-start contexts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{EventKind, Events};
+
+/// Window counted as "recent" for the trend feature: the last 30 days of the log.
+pub const RECENT_SECS: i64 = 30 * 24 * 3600;
+
+/// Per-item interaction counts and the items ordered by plays.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Popularity {
+    plays: Vec<u32>,
+    skips: Vec<u32>,
+    recent_plays: Vec<u32>,
+    /// Items by plays, most first, ties by id.
+    order: Vec<u32>,
+    max_plays: u32,
+}
+
+impl Popularity {
+    /// Counts `events` over `n` items.
+    pub fn build(n: usize, events: &Events) -> Popularity {
+        let mut p = Popularity { plays: vec![0; n], skips: vec![0; n], recent_plays: vec![0; n], ..Default::default() };
+        let recent_from = events.last_ts().unwrap_or(0) - RECENT_SECS;
+        for e in events.events() {
+            let i = e.item as usize;
+            if i >= n {
+                continue;
+            }
+            match e.kind {
+                EventKind::Play => {
+                    p.plays[i] += 1;
+                    if e.ts >= recent_from {
+                        p.recent_plays[i] += 1;
+                    }
+                }
+                EventKind::Skip => p.skips[i] += 1,
+                // The play that follows a search is counted as a play.
+                EventKind::Search => {}
+            }
+        }
+        p.order = (0..n as u32).collect();
+        p.order.sort_by_key(|&i| (std::cmp::Reverse(p.plays[i as usize]), i));
+        p.max_plays = p.plays.iter().copied().max().unwrap_or(0);
+        p
+    }
+
+    /// The `n` most played items `accept` lets through, as (item, plays).
+    pub fn top(&self, n: usize, accept: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        self.order
+            .iter()
+            .copied()
+            .filter(|&i| accept(i))
+            .take(n)
+            .map(|i| (i, self.plays(i) as f32))
+            .collect()
+    }
+
+    /// Plays of `item`.
+    pub fn plays(&self, item: u32) -> u32 {
+        self.plays.get(item as usize).copied().unwrap_or(0)
+    }
+
+    /// log(1 + plays) scaled to [0, 1] by the most played item.
+    pub fn log_popularity(&self, item: u32) -> f32 {
+        if self.max_plays == 0 {
+            return 0.0;
+        }
+        (1.0 + self.plays(item) as f32).ln() / (1.0 + self.max_plays as f32).ln()
+    }
+
+    /// Share of an item's plays that fall in the last 30 days, smoothed
+    /// towards zero for rarely played items.
+    pub fn recent_share(&self, item: u32) -> f32 {
+        let r = self.recent_plays.get(item as usize).copied().unwrap_or(0) as f32;
+        r / (self.plays(item) as f32 + 5.0)
+    }
+
+    /// Skips / (plays + skips) with a Beta(1, 9) prior, so an item skipped
+    /// once and played never is not a 100% skip.
+    pub fn skip_rate(&self, item: u32) -> f32 {
+        let s = self.skips.get(item as usize).copied().unwrap_or(0) as f32;
+        (s + 1.0) / (s + self.plays(item) as f32 + 10.0)
+    }
+
+    pub fn validate(&self, n: usize) -> Result<(), String> {
+        let lens = [self.plays.len(), self.skips.len(), self.recent_plays.len(), self.order.len()];
+        if lens.iter().any(|&l| l != n) {
+            return Err(format!("popularity columns have lengths {lens:?}, expected {n}"));
+        }
+        if self.order.iter().any(|&i| i as usize >= n) {
+            return Err("popularity order holds an item id out of range".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Item};
+    use std::path::Path;
+
+    #[test]
+    fn counts_plays_and_skips_and_orders_by_plays() {
+        let c = Catalog::new(vec![Item::new("a", "A"), Item::new("b", "B"), Item::new("c", "C")]).unwrap();
+        let text = "{\"user\":\"u\",\"item\":\"b\",\"ts\":1}\n{\"user\":\"u\",\"item\":\"b\",\"ts\":2}\n{\"user\":\"u\",\"item\":\"a\",\"ts\":3}\n{\"user\":\"u\",\"item\":\"c\",\"ts\":4,\"type\":\"skip\"}\n";
+        let ev = Events::from_jsonl_reader(text.as_bytes(), Path::new("e"), &c).unwrap();
+        let p = Popularity::build(3, &ev);
+        assert_eq!(p.top(3, |_| true).iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 0, 2]);
+        assert_eq!(p.top(1, |i| i != 1)[0].0, 0);
+        assert!((p.log_popularity(1) - 1.0).abs() < 1e-6);
+        assert!(p.skip_rate(2) > p.skip_rate(1));
+        assert!(p.validate(3).is_ok() && p.validate(4).is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! Shared fixtures: one index over the shipped music data, built once per test binary.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use twostage::{Catalog, Engine, Events, IndexBuilder};
+
+pub struct Fixture {
+    pub catalog: Catalog,
+    pub events: Events,
+    pub engine: Engine,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/music")
+}
+
+/// The music catalog and events, built into an index in a temp dir, once.
+pub fn music() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let catalog = Catalog::from_jsonl_path(data_dir().join("items.jsonl")).expect("catalog");
+        let events = Events::from_jsonl_path(data_dir().join("events.jsonl"), &catalog).expect("events");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("index");
+        IndexBuilder::new().group_key("artist").build(&catalog, &events, &dir).expect("build");
+        let engine = Engine::open(&dir).expect("open");
+        Fixture { catalog, events, engine, dir, _tmp: tmp }
+    })
+}

@@ -1,0 +1,157 @@
+//! The index on disk: verified on open, replaced atomically, and learned
+//! embeddings that predict listening better than popularity.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use twostage::{Catalog, Context, Engine, Error, Events, IndexBuilder, Request, Retriever};
+
+mod common;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_file_is_checked_on_open() {
+    let f = common::music();
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, file) in files(&f.dir).iter().enumerate() {
+        let rel = file.strip_prefix(&f.dir).unwrap();
+        let len = std::fs::metadata(file).unwrap().len() as usize;
+        for (what, mutate) in [
+            ("flip", Box::new(|b: &mut Vec<u8>| { let at = b.len() / 2; if let Some(x) = b.get_mut(at) { *x ^= 0x40 } }) as Box<dyn Fn(&mut Vec<u8>)>),
+            ("truncate", Box::new(|b: &mut Vec<u8>| b.truncate(b.len() / 3))),
+        ] {
+            if len == 0 {
+                continue;
+            }
+            let copy = tmp.path().join(format!("{i}-{what}"));
+            copy_dir(&f.dir, &copy);
+            let target = copy.join(rel);
+            let mut bytes = std::fs::read(&target).unwrap();
+            mutate(&mut bytes);
+            std::fs::write(&target, &bytes).unwrap();
+            let err = Engine::open(&copy).err().unwrap_or_else(|| panic!("{what} of {} was not detected", rel.display()));
+            assert!(!err.is_caller_error(), "{err}");
+            assert!(err.to_string().contains(rel.file_name().unwrap().to_str().unwrap()), "error does not name the file: {err}");
+        }
+    }
+    // A missing file and an extra file.
+    let copy = tmp.path().join("missing");
+    copy_dir(&f.dir, &copy);
+    std::fs::remove_file(copy.join("items.bin")).unwrap();
+    assert!(matches!(Engine::open(&copy), Err(Error::Io { .. })));
+    let copy = tmp.path().join("extra");
+    copy_dir(&f.dir, &copy);
+    std::fs::write(copy.join("text/stray.bin"), b"x").unwrap();
+    assert!(Engine::open(&copy).err().unwrap().to_string().contains("stray.bin"));
+    // A newer format version says so.
+    let copy = tmp.path().join("newer");
+    copy_dir(&f.dir, &copy);
+    let manifest = std::fs::read_to_string(copy.join("manifest.json")).unwrap();
+    let bumped = manifest.replace(&format!("\"format_version\": {}", twostage::FORMAT_VERSION), "\"format_version\": 999");
+    std::fs::write(copy.join("manifest.json"), bumped).unwrap();
+    let err = Engine::open(&copy).err().unwrap();
+    assert!(matches!(err, Error::IncompatibleVersion { found: 999, .. }), "{err}");
+    assert!(err.to_string().contains("newer"));
+}
+
+#[test]
+fn a_rebuild_replaces_the_index_and_a_failed_build_leaves_it_alone() {
+    let f = common::music();
+    let tmp = tempfile::tempdir().unwrap();
+    let small: Vec<_> = f.catalog.items()[..300].to_vec();
+    let catalog = Catalog::new(small).unwrap();
+    let events = Events::default();
+    let out = tmp.path().join("idx");
+    IndexBuilder::new().build(&catalog, &events, &out).unwrap();
+    assert_eq!(Engine::open(&out).unwrap().len(), 300);
+    let bigger = Catalog::new(f.catalog.items()[..400].to_vec()).unwrap();
+    IndexBuilder::new().build(&bigger, &events, &out).unwrap();
+    assert_eq!(Engine::open(&out).unwrap().len(), 400);
+    // A build that fails (bad group key) changes nothing.
+    assert!(IndexBuilder::new().group_key("no-such-attribute").build(&catalog, &events, &out).is_err());
+    assert_eq!(Engine::open(&out).unwrap().len(), 400);
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("idx")], "temporary directories left behind");
+    // Refuses to replace a directory that is not an index.
+    let other = tmp.path().join("docs");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), b"mine").unwrap();
+    assert!(IndexBuilder::new().build(&catalog, &events, &other).is_err());
+    assert!(other.join("keep.txt").exists());
+}
+
+/// Item embeddings learned from the first 80% of the log must predict the
+/// next track of later sessions much better than popularity.
+#[test]
+fn learned_neighbours_predict_the_next_track_better_than_popularity() {
+    let f = common::music();
+    let all = f.events.events();
+    let cut = all[all.len() * 8 / 10].ts;
+    let users = f.events.users().to_vec();
+    let train: Vec<_> = all.iter().filter(|e| e.ts < cut).cloned().collect();
+    let test: Vec<_> = all.iter().filter(|e| e.ts >= cut).cloned().collect();
+    let train = Events::from_events(users.clone(), train, &f.catalog).unwrap();
+    let test = Events::from_events(users, test, &f.catalog).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    IndexBuilder::new().build(&f.catalog, &train, tmp.path().join("i")).unwrap();
+    let engine = Engine::open(tmp.path().join("i")).unwrap();
+
+    let mut plays: HashMap<u32, usize> = HashMap::new();
+    for e in train.events() {
+        *plays.entry(e.item).or_default() += 1;
+    }
+    let mut popular: Vec<(u32, usize)> = plays.into_iter().collect();
+    popular.sort_by_key(|&(i, c)| (std::cmp::Reverse(c), i));
+    let popular: Vec<String> = popular.iter().take(50).map(|&(i, _)| f.catalog.items()[i as usize].id.clone()).collect();
+
+    let (mut ann_hits, mut pop_hits, mut n) = (0, 0, 0);
+    for s in test.sessions(1800).iter().step_by(7) {
+        let seq: Vec<u32> = s.played().collect();
+        for w in seq.windows(2).take(3) {
+            let (cur, next) = (&f.catalog.items()[w[0] as usize].id, &f.catalog.items()[w[1] as usize].id);
+            if cur == next {
+                continue;
+            }
+            // ANN alone: switch the other retrievers off.
+            let req = Request::new(Context::listening(cur.clone()))
+                .k(50)
+                .candidates(Retriever::Covisit, 0)
+                .candidates(Retriever::Popular, 0)
+                .candidates(Retriever::Ann, 50);
+            let recs = engine.recommend(&req).unwrap();
+            ann_hits += recs.items.iter().any(|r| &r.id == next) as usize;
+            pop_hits += popular.contains(next) as usize;
+            n += 1;
+        }
+    }
+    assert!(n > 500, "too few test transitions: {n}");
+    let (ann, pop) = (ann_hits as f64 / n as f64, pop_hits as f64 / n as f64);
+    eprintln!("next-track hit rate @50 over {n} transitions: ANN {ann:.3}, popularity {pop:.3}");
+    assert!(ann > 2.0 * pop, "ANN {ann:.3} vs popularity {pop:.3}");
+}

@@ -1,0 +1,138 @@
+//! Behaviour of `Engine::recommend` on an index built from data/music.
+
+use std::collections::{HashMap, HashSet};
+
+use twostage::{Context, Error, Request, Retriever};
+
+mod common;
+
+fn genres(f: &common::Fixture, id: &str) -> HashSet<String> {
+    f.catalog.get(id).and_then(|i| i.tags.get("genre")).map(|g| g.iter().cloned().collect()).unwrap_or_default()
+}
+
+fn artist(f: &common::Fixture, id: &str) -> String {
+    f.catalog.get(id).and_then(|i| i.attributes.get("artist")).map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// The 50 most played tracks: typical "currently listening" contexts.
+fn popular_tracks(f: &common::Fixture, n: usize) -> Vec<String> {
+    let mut plays: HashMap<u32, usize> = HashMap::new();
+    for e in f.events.events() {
+        *plays.entry(e.item).or_default() += 1;
+    }
+    let mut v: Vec<(u32, usize)> = plays.into_iter().collect();
+    v.sort_by_key(|&(i, c)| (std::cmp::Reverse(c), i));
+    v.into_iter().take(n).map(|(i, _)| f.catalog.items()[i as usize].id.clone()).collect()
+}
+
+#[test]
+fn listening_returns_mostly_the_context_genre_and_never_the_context() {
+    let f = common::music();
+    let mut same = 0usize;
+    let mut total = 0usize;
+    for id in popular_tracks(f, 50) {
+        let recs = f.engine.recommend(&Request::new(Context::listening(id.clone())).k(10)).unwrap();
+        assert_eq!(recs.items.len(), 10);
+        assert!(recs.items.iter().all(|r| r.id != id), "context item recommended");
+        let want = genres(f, &id);
+        for r in &recs.items {
+            total += 1;
+            if !genres(f, &r.id).is_disjoint(&want) {
+                same += 1;
+            }
+        }
+    }
+    let share = same as f64 / total as f64;
+    assert!(share > 0.6, "only {share:.2} of recommendations share the context's genre");
+}
+
+#[test]
+fn excluded_ids_and_history_items_never_appear() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 3);
+    let first = f.engine.recommend(&Request::new(Context::listening(ctx[0].clone())).k(5)).unwrap();
+    let excluded: Vec<String> = first.items.iter().take(3).map(|r| r.id.clone()).collect();
+    let again = f.engine.recommend(&Request::new(Context::listening(ctx[0].clone())).k(20).exclude(excluded.clone())).unwrap();
+    assert_eq!(again.items.len(), 20);
+    assert!(again.items.iter().all(|r| !excluded.contains(&r.id)));
+    let hist = f.engine.recommend(&Request::new(Context::history(ctx.clone())).k(50)).unwrap();
+    assert!(hist.items.iter().all(|r| !ctx.contains(&r.id)));
+}
+
+#[test]
+fn searching_an_artist_name_puts_that_artists_tracks_first() {
+    let f = common::music();
+    let mut artists: Vec<String> = f.catalog.items().iter().map(|i| artist(f, &i.id)).collect();
+    artists.sort();
+    artists.dedup();
+    let mut ok = 0;
+    let sample: Vec<&String> = artists.iter().step_by(artists.len() / 30).take(30).collect();
+    for name in &sample {
+        let recs = f.engine.recommend(&Request::new(Context::search(name.as_str())).k(3)).unwrap();
+        if recs.items.first().is_some_and(|r| &artist(f, &r.id) == *name) {
+            ok += 1;
+        }
+    }
+    assert!(ok >= sample.len() * 9 / 10, "{ok} of {} artist searches put the artist first", sample.len());
+}
+
+#[test]
+fn results_are_sorted_by_score_respect_k_and_carry_provenance_and_timings() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    for k in [1, 7, 25] {
+        for req in [
+            Request::new(Context::listening(ctx.clone())).k(k),
+            Request::new(Context::history(vec![ctx.clone()])).k(k),
+            Request::new(Context::search("calm piano")).k(k),
+            Request::new(Context::personalized_search("night", vec![ctx.clone()])).k(k),
+        ] {
+            let recs = f.engine.recommend(&req).unwrap();
+            assert!(recs.items.len() <= k);
+            assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score), "not sorted: {req:?}");
+            assert!(recs.items.iter().all(|r| !r.sources.is_empty()));
+            let ids: HashSet<&str> = recs.items.iter().map(|r| r.id.as_str()).collect();
+            assert_eq!(ids.len(), recs.items.len(), "duplicates");
+            assert!(recs.timings.total >= recs.timings.rank);
+        }
+    }
+    let recs = f.engine.recommend(&Request::new(Context::listening(ctx)).k(10).explain(true)).unwrap();
+    let feats = recs.items[0].features.as_ref().expect("explain attaches features");
+    assert!(feats.iter().any(|(n, _)| n == "ann_sim"));
+    assert!(recs.items.iter().any(|r| r.sources.iter().any(|s| s.retriever == Retriever::Covisit)));
+}
+
+#[test]
+fn tag_filters_are_honoured() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    let recs = f.engine.recommend(&Request::new(Context::listening(ctx.clone())).k(10).require_tag("genre", "jazz")).unwrap();
+    assert!(!recs.items.is_empty());
+    assert!(recs.items.iter().all(|r| genres(f, &r.id).contains("jazz")));
+    let recs = f.engine.recommend(&Request::new(Context::listening(ctx.clone())).k(30).exclude_tag("genre", "jazz")).unwrap();
+    assert!(recs.items.iter().all(|r| !genres(f, &r.id).contains("jazz")));
+    let none = f.engine.recommend(&Request::new(Context::listening(ctx.clone())).require_tag("genre", "no such genre")).unwrap();
+    assert!(none.items.is_empty());
+    let err = f.engine.recommend(&Request::new(Context::listening(ctx)).require_tag("colour", "red")).unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+}
+
+#[test]
+fn bad_requests_give_typed_errors_or_empty_lists() {
+    let f = common::music();
+    let e = f.engine.recommend(&Request::new(Context::listening("trk-nope"))).unwrap_err();
+    assert!(matches!(&e, Error::UnknownItem(id) if id == "trk-nope"), "{e}");
+    assert!(e.is_caller_error());
+    assert!(matches!(f.engine.recommend(&Request::new(Context::search("   "))), Err(Error::InvalidRequest(_))));
+    assert!(matches!(f.engine.recommend(&Request::new(Context::history(Vec::<String>::new()))), Err(Error::InvalidRequest(_))));
+    assert!(f.engine.recommend(&Request::new(Context::search("jazz")).k(0)).unwrap().items.is_empty());
+    assert!(matches!(f.engine.recommend(&Request::new(Context::search("jazz")).k(1_000_000)), Err(Error::InvalidRequest(_))));
+    // Query syntax is text, not a query language.
+    for q in ["\"unbalanced", "title:(x OR", "AND OR NOT", "*~^", "🎵 東京", "a:b:c [1 TO 2]"] {
+        f.engine.recommend(&Request::new(Context::search(q))).unwrap();
+    }
+    // k larger than the candidate pool just returns what there is.
+    let ctx = popular_tracks(f, 1).remove(0);
+    let all = f.engine.recommend(&Request::new(Context::listening(ctx)).k(10_000)).unwrap();
+    assert!(!all.items.is_empty() && all.items.len() <= 10_000);
+}
