@@ -316,6 +316,7 @@ impl Engine {
             covisit: &covisit_scores,
             lexical_max: lexical_hits.first().map(|h| h.1).unwrap_or(0.0),
             vector_of: &vector_of,
+            terms: &ctx.terms,
         };
         let matrix = features::assemble(&signals, &candidates, &self.store);
         timings.features = t.elapsed();

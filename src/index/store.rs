@@ -99,6 +99,8 @@ pub(crate) struct ItemStore {
     pub tags: TagSets,
     /// Group id per item (same artist/brand), [`NONE`] when the item has none.
     pub groups: Vec<u32>,
+    /// The group key's value for each group id.
+    pub group_names: Vec<String>,
     pub popularity: Popularity,
     pub covisit: CoVisitation,
     /// ANN row of each item, [`NONE`] when the item has no vector.
@@ -131,11 +133,16 @@ impl ItemStore {
                 }
             })
             .collect();
+        let mut group_names = vec![String::new(); group_ids.len()];
+        for (name, &id) in &group_ids {
+            group_names[id as usize] = name.clone();
+        }
         let items = catalog.items().iter().map(|it| Item { vector: None, ..it.clone() }).collect();
         ItemStore {
             items,
             tags: TagSets::build(catalog, &schema.tag_fields),
             groups,
+            group_names,
             popularity,
             covisit,
             item_row,
@@ -149,6 +156,11 @@ impl ItemStore {
 
     pub fn group(&self, item: u32) -> u32 {
         self.groups.get(item as usize).copied().unwrap_or(NONE)
+    }
+
+    /// The group key value of `item`, if it has one.
+    pub fn group_name(&self, item: u32) -> Option<&str> {
+        self.group_names.get(self.group(item) as usize).map(String::as_str)
     }
 
     pub fn row(&self, item: u32) -> Option<u32> {
@@ -165,6 +177,9 @@ impl ItemStore {
         let n = self.items.len();
         if self.groups.len() != n || self.item_row.len() != n {
             return Err("per-item columns differ in length".into());
+        }
+        if self.groups.iter().any(|&g| g != NONE && g as usize >= self.group_names.len()) {
+            return Err("group id out of range".into());
         }
         if self.row_item.len() != ann_rows {
             return Err(format!("{} vector rows mapped, the ANN index has {ann_rows}", self.row_item.len()));

@@ -10,7 +10,7 @@ use crate::retrieval::fusion::Candidate;
 
 /// Feature names, in column order. Saved with every model; a model whose
 /// list differs is refused at open.
-pub const FEATURES: [&str; 20] = [
+pub const FEATURES: [&str; 23] = [
     "ann_found",
     "ann_rank_rr",
     "ann_sim",
@@ -31,6 +31,9 @@ pub const FEATURES: [&str; 20] = [
     "tag_overlap",
     "same_group",
     "has_vector",
+    "title_match",
+    "group_match",
+    "exact_match",
 ];
 
 /// Number of feature columns.
@@ -49,6 +52,19 @@ pub(crate) struct ContextSignals<'a> {
     pub lexical_max: f32,
     /// `vector_of(item)` gives the item's unit vector, if it has one.
     pub vector_of: &'a dyn Fn(u32) -> Option<&'a [f32]>,
+    /// The search's analysed terms (empty without a search).
+    pub terms: &'a [String],
+}
+
+/// Share of `terms` found in `text` once analysed, and whether the two are
+/// the same words in the same order (an exact title or artist match).
+fn coverage(terms: &[String], text: &str) -> (f32, bool) {
+    if terms.is_empty() || text.is_empty() {
+        return (0.0, false);
+    }
+    let words = crate::retrieval::lexical::analyze(text);
+    let found = terms.iter().filter(|t| words.contains(t)).count();
+    (found as f32 / terms.len() as f32, words == terms)
 }
 
 fn rr(rank: u32) -> f32 {
@@ -114,6 +130,14 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row[18] = group_w.get(&g).copied().unwrap_or(0.0) * norm;
         }
         row[19] = if item_vec.is_some() { 1.0 } else { 0.0 };
+        if !ctx.terms.is_empty() {
+            let title = store.items.get(c.item as usize).map(|i| i.title.as_str()).unwrap_or("");
+            let (t_cov, t_exact) = coverage(ctx.terms, title);
+            let (g_cov, g_exact) = coverage(ctx.terms, store.group_name(c.item).unwrap_or(""));
+            row[20] = t_cov;
+            row[21] = g_cov;
+            row[22] = if t_exact || g_exact { 1.0 } else { 0.0 };
+        }
     }
     out
 }

@@ -30,7 +30,7 @@ pub struct RankerInfo {
 /// This is an honest placeholder until a ranker is trained on logs: a linear
 /// blend of normalised retrieval signals (similarity, BM25, co-visitation,
 /// fusion rank) with a small popularity prior and a skip penalty.
-pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 14] = [
+pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 17] = [
     ("ann_rank_rr", 0.5),
     ("ann_sim", 1.0),
     ("lexical_rank_rr", 1.0),
@@ -45,6 +45,9 @@ pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 14] = [
     ("skip_rate", -1.0),
     ("tag_overlap", 0.5),
     ("same_group", 0.3),
+    ("title_match", 1.0),
+    ("group_match", 1.0),
+    ("exact_match", 1.0),
 ];
 
 /// A linear scorer `((x - mean) / std) · w + b` over the feature schema.

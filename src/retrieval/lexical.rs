@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::directory::{Directory, RamDirectory};
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, DisjunctionMaxQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema as TantivySchema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
@@ -26,6 +26,8 @@ const ITEM_FIELD: &str = "item";
 /// At most this many distinct query terms are used; a 100 KB query must not
 /// become a 20,000-clause boolean query.
 pub(crate) const MAX_QUERY_TERMS: usize = 32;
+/// Weight of a term's matches in fields other than its best one.
+const TIE_BREAKER: f32 = 0.2;
 
 fn analyzer() -> TextAnalyzer {
     // Unicode-aware word split, lower case, accents folded ("Beyoncé" finds
@@ -165,12 +167,22 @@ impl LexicalIndex {
         if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * self.fields.len());
+        // Per term, the best field counts fully and the others a little
+        // (dis-max with a tie breaker); terms add up. Summing every field
+        // instead would let one word repeated in artist and album outrank an
+        // item matching the whole query ("Signal Parade / Parade" over
+        // "Heavy Parade" for the query "heavy parade").
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
         for term in terms {
-            for &(field, boost) in &self.fields {
-                let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
-            }
+            let per_field: Vec<Box<dyn Query>> = self
+                .fields
+                .iter()
+                .map(|&(field, boost)| {
+                    let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
+                    Box::new(BoostQuery::new(Box::new(q), boost)) as Box<dyn Query>
+                })
+                .collect();
+            clauses.push((Occur::Should, Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, TIE_BREAKER))));
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
