@@ -58,6 +58,7 @@ fn main() -> Result<()> {
         "vector_source": report.stats.vector_source,
         "build_ms": report.stats.build_ms,
         "bytes": report.bytes,
+        "training": report.training,
         "phases_ms": report.phases.iter().map(|(n, d)| (n.to_string(), d.as_secs_f64() * 1e3)).collect::<std::collections::BTreeMap<_, _>>(),
     }))?);
     Ok(())

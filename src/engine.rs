@@ -21,9 +21,6 @@ use crate::retrieval::covisit;
 use crate::retrieval::fusion::{self, Candidate};
 use crate::retrieval::lexical::{self, LexicalIndex};
 
-/// Recency decay of history items: the most recent weighs 1, the one
-/// before 0.85, and so on.
-const HISTORY_DECAY: f32 = 0.85;
 /// Lexical hits whose vectors form a search's pseudo-relevance vector.
 const PRF_HITS: usize = 5;
 /// Largest rank depth a request may ask for.
@@ -55,6 +52,14 @@ pub struct IndexInfo {
     pub schema: Schema,
     /// The ranking model.
     pub ranker: RankerInfo,
+}
+
+/// Candidates and their feature matrix, before ranking.
+pub(crate) struct Assembled {
+    pub candidates: Vec<Candidate>,
+    /// Row-major `[candidates × NUM_FEATURES]`.
+    pub matrix: Vec<f32>,
+    pub timings: Timings,
 }
 
 /// A request with every id resolved and every filter compiled.
@@ -150,6 +155,9 @@ impl Engine {
         if matches!(req.context, Context::History { .. }) && history.is_empty() {
             return Err(Error::InvalidRequest("a history context needs at least one item".into()));
         }
+        if !(req.history_decay > 0.0 && req.history_decay <= 1.0) {
+            return Err(Error::InvalidRequest(format!("history_decay = {} is not in (0, 1]", req.history_decay)));
+        }
         if history.len() > MAX_HISTORY {
             return Err(Error::InvalidRequest(format!("history of {} items is above the limit of {MAX_HISTORY}", history.len())));
         }
@@ -163,7 +171,7 @@ impl Engine {
         let len = history.len();
         for (pos, id) in history.iter().enumerate() {
             let item = self.resolve_id(id)?;
-            let w = HISTORY_DECAY.powi((len - 1 - pos) as i32);
+            let w = req.history_decay.powi(i32::try_from(len - 1 - pos).unwrap_or(i32::MAX));
             let slot = weights.entry(item).or_insert(0.0);
             *slot = slot.max(w);
         }
@@ -235,14 +243,28 @@ impl Engine {
     /// items and excluded ids never appear in the result.
     pub fn recommend(&self, req: &Request) -> Result<Recommendations> {
         let t_total = Instant::now();
+        if req.k == 0 {
+            // Still validated: a malformed request is an error whatever k is.
+            self.resolve(req)?;
+            let timings = Timings { encode: t_total.elapsed(), total: t_total.elapsed(), ..Timings::default() };
+            return Ok(Recommendations { items: Vec::new(), candidates: 0, timings });
+        }
+        let Assembled { candidates, matrix, mut timings } = self.assemble(req)?;
+        let t = Instant::now();
+        let scores = self.ranker.score(&matrix, candidates.len())?;
+        let items = self.top_k(&candidates, &scores, &matrix, req);
+        timings.rank = t.elapsed();
+        timings.total = t_total.elapsed();
+        Ok(Recommendations { items, candidates: candidates.len(), timings })
+    }
+
+    /// Everything before the ranker: encode, retrieve, fuse, assemble
+    /// features. Training and evaluation call this too, so the ranker
+    /// learns from exactly the features it is served.
+    pub(crate) fn assemble(&self, req: &Request) -> Result<Assembled> {
         let mut timings = Timings::default();
         let t = Instant::now();
         let ctx = self.resolve(req)?;
-        if req.k == 0 {
-            timings.encode = t.elapsed();
-            timings.total = t_total.elapsed();
-            return Ok(Recommendations { items: Vec::new(), candidates: 0, timings });
-        }
         let history_vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
         timings.encode = t.elapsed();
 
@@ -320,13 +342,27 @@ impl Engine {
         };
         let matrix = features::assemble(&signals, &candidates, &self.store);
         timings.features = t.elapsed();
+        Ok(Assembled { candidates, matrix, timings })
+    }
 
-        let t = Instant::now();
-        let scores = self.ranker.score(&matrix, candidates.len())?;
-        let items = self.top_k(&candidates, &scores, &matrix, req);
-        timings.rank = t.elapsed();
-        timings.total = t_total.elapsed();
-        Ok(Recommendations { items, candidates: candidates.len(), timings })
+    /// Internal id of an external id.
+    pub(crate) fn internal_id(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// External id of an internal id.
+    pub(crate) fn external_id(&self, item: u32) -> Option<&str> {
+        self.store.items.get(item as usize).map(|i| i.id.as_str())
+    }
+
+    /// The serving ranker.
+    pub(crate) fn ranker(&self) -> &Ranker {
+        &self.ranker
+    }
+
+    /// Popularity order, for the popularity baseline.
+    pub(crate) fn popular(&self, n: usize, accept: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        self.store.popularity.top(n, accept)
     }
 
     fn mean_vector_of(&self, parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {

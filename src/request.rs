@@ -138,6 +138,12 @@ pub struct Request {
     /// Largest number of fused candidates passed to the ranker. Default 200.
     #[serde(default = "default_rank_depth")]
     pub rank_depth: usize,
+    /// Weight of each history item relative to the one after it: the most
+    /// recent weighs 1, the one before `decay`, then `decay²`... Default
+    /// 0.85 (a session's recent turn matters most); 1.0 weighs a long-term
+    /// profile evenly. Must be in (0, 1].
+    #[serde(default = "default_history_decay")]
+    pub history_decay: f32,
     /// Attach the feature values the ranker saw to every returned item.
     #[serde(default)]
     pub explain: bool,
@@ -193,6 +199,10 @@ fn default_rank_depth() -> usize {
     200
 }
 
+fn default_history_decay() -> f32 {
+    0.85
+}
+
 impl Request {
     /// A request for the default 10 items in `context`.
     pub fn new(context: Context) -> Request {
@@ -204,6 +214,7 @@ impl Request {
             exclude_tags: Vec::new(),
             candidates: CandidateCounts::default(),
             rank_depth: default_rank_depth(),
+            history_decay: default_history_decay(),
             explain: false,
         }
     }
@@ -245,6 +256,12 @@ impl Request {
     /// Pass at most `n` fused candidates to the ranker (default 200).
     pub fn rank_depth(mut self, n: usize) -> Request {
         self.rank_depth = n;
+        self
+    }
+
+    /// Recency decay of history items (default 0.85; 1.0 = all equal).
+    pub fn history_decay(mut self, decay: f32) -> Request {
+        self.history_decay = decay;
         self
     }
 

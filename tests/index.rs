@@ -119,7 +119,7 @@ fn learned_neighbours_predict_the_next_track_better_than_popularity() {
     let train = Events::from_events(users.clone(), train, &f.catalog).unwrap();
     let test = Events::from_events(users, test, &f.catalog).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    IndexBuilder::new().build(&f.catalog, &train, tmp.path().join("i")).unwrap();
+    IndexBuilder::new().without_ranker_training().build(&f.catalog, &train, tmp.path().join("i")).unwrap();
     let engine = Engine::open(tmp.path().join("i")).unwrap();
 
     let mut plays: HashMap<u32, usize> = HashMap::new();

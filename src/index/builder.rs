@@ -13,7 +13,10 @@ use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
 use crate::index::schema::Schema;
 use crate::index::store::{ItemStore, NONE};
 use crate::index::{bincode_config, BuildParams, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
+use crate::engine::Engine;
+use crate::ranking::dataset;
 use crate::ranking::model::Ranker;
+use crate::ranking::train::{self, EpochReport, ListExample, TrainParams};
 use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
 use crate::retrieval::covisit::{self, CoVisitation, CovisitParams};
 use crate::retrieval::lexical;
@@ -30,16 +33,54 @@ use crate::retrieval::popular::Popularity;
 /// println!("{} items, {} with vectors", report.stats.items, report.stats.vectors);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct IndexBuilder {
     schema: Option<Schema>,
     group_key: Option<String>,
     params: BuildParams,
+    train: Option<TrainParams>,
+}
+
+impl Default for IndexBuilder {
+    fn default() -> Self {
+        IndexBuilder { schema: None, group_key: None, params: BuildParams::default(), train: Some(TrainParams::default()) }
+    }
+}
+
+/// Share of the log (its most recent events) whose plays and searches
+/// become ranker training lists; retrieval for them is built on the rest,
+/// so no list sees its own answer in the co-visitation counts.
+pub const RANKER_HOLDOUT: f64 = 0.15;
+/// Fewer lists with a relevant candidate than this and the fixed-weight
+/// placeholder is kept: a model fitted on less would be noise.
+pub const MIN_TRAINING_LISTS: usize = 50;
+
+/// What ranker training did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TrainSummary {
+    /// `linear` or `mlp`.
+    pub kind: String,
+    /// One entry per epoch run.
+    pub epochs: Vec<EpochReport>,
+    /// Best validation NDCG@10 (over candidates).
+    pub valid_ndcg: f64,
+    /// Share of training targets whose item retrieval found.
+    pub train_candidate_recall: f64,
+    /// Share of validation targets whose item retrieval found.
+    pub valid_candidate_recall: f64,
+    /// Training lists with a relevant candidate.
+    pub train_lists: usize,
+    /// Validation lists with a relevant candidate.
+    pub valid_lists: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
 }
 
 /// What a build did.
 #[derive(Clone, Debug)]
 pub struct BuildReport {
+    /// Ranker training, when it ran.
+    pub training: Option<TrainSummary>,
     /// Where the index now is.
     pub path: PathBuf,
     /// Counts recorded in the manifest.
@@ -96,6 +137,19 @@ impl IndexBuilder {
         self
     }
 
+    /// Train the ranker with these settings (default: [`TrainParams::default`],
+    /// an MLP). Training runs when the events hold enough plays or searches.
+    pub fn ranker(mut self, params: TrainParams) -> IndexBuilder {
+        self.train = Some(params);
+        self
+    }
+
+    /// Keep the fixed-weight placeholder ranker; no training.
+    pub fn without_ranker_training(mut self) -> IndexBuilder {
+        self.train = None;
+        self
+    }
+
     /// Inactivity gap that ends a session (default 30 minutes).
     pub fn session_gap(mut self, gap: Duration) -> IndexBuilder {
         self.params.session_gap_secs = i64::try_from(gap.as_secs()).unwrap_or(i64::MAX);
@@ -142,22 +196,96 @@ impl IndexBuilder {
         let out = out.as_ref();
         let schema = self.check(catalog, events)?;
         let started = Instant::now();
+        let (ranker, training) = match &self.train {
+            Some(params) if !events.is_empty() => match self.train_ranker(catalog, events, &schema, out, params, &mut |_| {})? {
+                Some((r, summary)) => (r, Some(summary)),
+                None => (Ranker::fixed_default()?, None),
+            },
+            _ => (Ranker::fixed_default()?, None),
+        };
         let tmp = temp_sibling(out, "tmp")?;
-        let result = self.build_into(catalog, events, &schema, &tmp, started);
+        let result = self.build_into(catalog, events, &schema, &tmp, started, &ranker);
         match result {
-            Ok((stats, phases)) => {
+            Ok((stats, mut phases)) => {
                 publish(&tmp, out)?;
                 let bytes = crate::index::manifest::list_files(out)?
                     .iter()
                     .map(|rel| std::fs::metadata(out.join(rel)).map(|m| m.len()).unwrap_or(0))
                     .sum();
-                Ok(BuildReport { path: out.to_path_buf(), stats, bytes, phases })
+                if let Some(t) = &training {
+                    phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
+                }
+                Ok(BuildReport { path: out.to_path_buf(), stats, bytes, phases, training })
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
                 Err(e)
             }
         }
+    }
+
+    /// Trains a ranker on the most recent [`RANKER_HOLDOUT`] of `events`
+    /// against a retrieval index built from the rest (in a temporary
+    /// directory beside `out`). `None` when there is too little to learn from.
+    fn train_ranker(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        schema: &Schema,
+        out: &Path,
+        params: &TrainParams,
+        on_epoch: &mut dyn FnMut(&EpochReport),
+    ) -> Result<Option<(Ranker, TrainSummary)>> {
+        let started = Instant::now();
+        let all = events.events();
+        let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
+        let Some(cut) = all.get(cut_at).map(|e| e.ts) else { return Ok(None) };
+        let before: Vec<_> = all.iter().filter(|e| e.ts < cut).cloned().collect();
+        if before.is_empty() {
+            return Ok(None);
+        }
+        let before = Events::from_events(events.users().to_vec(), before, catalog)?;
+        let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+        let targets = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
+        if targets.len() < MIN_TRAINING_LISTS {
+            return Ok(None);
+        }
+        let tmp = temp_sibling(out, "ranker")?;
+        let result = (|| {
+            self.build_into(catalog, &before, schema, &tmp, started, &Ranker::fixed_default()?)?;
+            let engine = Engine::open(&tmp)?;
+            // Validation is the later part of the holdout: early stopping sees the future the model will face.
+            let split = targets.len() * 4 / 5;
+            let (train_lists, train_recall) = dataset::lists(&engine, &targets[..split])?;
+            let (valid_lists, valid_recall) = dataset::lists(&engine, &targets[split..])?;
+            let positive = |l: &[ListExample]| l.iter().filter(|e| e.grades.iter().any(|&g| g > 0)).count();
+            if positive(&train_lists) < MIN_TRAINING_LISTS || positive(&valid_lists) == 0 {
+                return Ok(None);
+            }
+            let mut epochs = Vec::new();
+            let mut ranker = train::train(&train_lists, &valid_lists, params, &mut |r| {
+                epochs.push(r.clone());
+                on_epoch(r);
+            })?;
+            let mut validation = ranker.info().validation.clone();
+            validation.insert("train_candidate_recall".into(), train_recall);
+            validation.insert("valid_candidate_recall".into(), valid_recall);
+            let valid_ndcg = validation.get("ndcg@10").copied().unwrap_or(0.0);
+            ranker.set_validation(validation);
+            let summary = TrainSummary {
+                kind: ranker.info().kind.clone(),
+                epochs,
+                valid_ndcg,
+                train_candidate_recall: train_recall,
+                valid_candidate_recall: valid_recall,
+                train_lists: positive(&train_lists),
+                valid_lists: positive(&valid_lists),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            Ok(Some((ranker, summary)))
+        })();
+        let _ = std::fs::remove_dir_all(&tmp);
+        result
     }
 
     fn build_into(
@@ -167,6 +295,7 @@ impl IndexBuilder {
         schema: &Schema,
         dir: &Path,
         started: Instant,
+        ranker: &Ranker,
     ) -> Result<(BuildStats, Vec<(&'static str, Duration)>)> {
         let p = &self.params;
         let n = catalog.len();
@@ -220,7 +349,6 @@ impl IndexBuilder {
 
         write_file(&dir.join(ITEMS_FILE), &encode(&store)?)?;
         write_file(&dir.join(ANN_FILE), &encode(&ann)?)?;
-        let ranker = Ranker::fixed_default()?;
         ranker.save(&dir.join(RANKER_FILE))?;
         let stats = BuildStats {
             items: n,
@@ -247,6 +375,54 @@ impl IndexBuilder {
         lap("write", &mut phases);
         Ok((stats, phases))
     }
+}
+
+/// Retrains the ranker of the index in `dir` from `events` (the same log
+/// shape the index was built from) and replaces its ranker in place: the
+/// index is copied to a temporary sibling, given the new weights and
+/// manifest, and renamed over the old one. Retrieval is rebuilt only in a
+/// temporary index over the older part of the log, as in a full build.
+/// `on_epoch` sees every epoch (for progress bars).
+pub fn retrain_ranker(
+    dir: impl AsRef<Path>,
+    catalog: &Catalog,
+    events: &Events,
+    params: &TrainParams,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<TrainSummary> {
+    let dir = dir.as_ref();
+    let (manifest, files) = Manifest::read_verified(dir)?;
+    if manifest.stats.items != catalog.len() {
+        return Err(Error::InvalidConfig(format!(
+            "the index holds {} items, the catalog {}: retrain with the catalog the index was built from",
+            manifest.stats.items,
+            catalog.len()
+        )));
+    }
+    let builder = IndexBuilder { schema: Some(manifest.schema.clone()), group_key: None, params: manifest.build.clone(), train: Some(params.clone()) };
+    let Some((ranker, summary)) = builder.train_ranker(catalog, events, &manifest.schema, dir, params, on_epoch)? else {
+        return Err(Error::InvalidConfig(format!(
+            "too few plays or searches with a retrievable answer in the last {:.0}% of the log to train a ranker (need {MIN_TRAINING_LISTS})",
+            RANKER_HOLDOUT * 100.0
+        )));
+    };
+    let tmp = temp_sibling(dir, "tmp")?;
+    let result = (|| {
+        for (rel, bytes) in &files {
+            if rel != RANKER_FILE {
+                write_file(&tmp.join(rel), bytes)?;
+            }
+        }
+        ranker.save(&tmp.join(RANKER_FILE))?;
+        Manifest { ranker: ranker.info().clone(), ..manifest }.write(&tmp)?;
+        sync_tree(&tmp)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    publish(&tmp, dir)?;
+    Ok(summary)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -107,7 +107,8 @@ pub(crate) fn list_files(dir: &Path) -> Result<Vec<String>> {
 
 impl Manifest {
     /// The exact bytes written to disk (serde_json's output is deterministic
-    /// for a value, and its floats round-trip exactly).
+    /// for a value, and with its `float_roundtrip` feature floats parse back
+    /// to the same bits, so re-serialising reproduces the bytes).
     fn canonical_bytes(&self) -> Result<Vec<u8>> {
         serde_json::to_vec_pretty(self).map_err(|e| Error::internal("manifest", e))
     }

@@ -1,9 +1,12 @@
 //! The ranking model: scores a whole `[candidates × features]` matrix in one
 //! candle forward pass.
 //!
-//! Weights live in `ranker.safetensors` under fixed tensor names with their
-//! feature standardisation; loading checks every tensor's presence and
-//! shape and names the one that is wrong.
+//! A model is a stack of dense layers with ReLU between them: one layer is
+//! the linear model, more make an MLP. Weights live in `ranker.safetensors`
+//! as `layers.{i}.weight` (`[in, out]`) and `layers.{i}.bias` (`[1, out]`)
+//! beside the feature standardisation `norm.mean` and `norm.inv_std`;
+//! loading checks every tensor's presence, shape and values and names the
+//! one that is wrong.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,22 +17,31 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::ranking::features::{FEATURES, NUM_FEATURES};
 
-/// Which model a ranker file holds and where its weights came from.
+/// Which model a ranker file holds, where its weights came from, and how
+/// well it did on validation data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RankerInfo {
-    /// Model family: `linear`.
+    /// Model family: `linear` or `mlp`.
     pub kind: String,
-    /// `fixed-default` for the hand-set placeholder weights; `trained` otherwise.
+    /// `fixed-default` for the hand-set placeholder weights, `trained` for learned ones.
     pub origin: String,
     /// Feature names in column order, as the model expects them.
     pub features: Vec<String>,
+    /// Widths of the hidden layers (empty for a linear model).
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    /// Validation metrics recorded by training (name → value).
+    #[serde(default)]
+    pub validation: std::collections::BTreeMap<String, f64>,
 }
 
-/// The hand-set weights of [`Ranker::fixed_default`], by feature name.
+/// The hand-set weights of the placeholder ranker, by feature name.
 ///
-/// This is an honest placeholder until a ranker is trained on logs: a linear
-/// blend of normalised retrieval signals (similarity, BM25, co-visitation,
-/// fusion rank) with a small popularity prior and a skip penalty.
+/// Used until a ranker is trained on logs (an index built without events,
+/// or with too few to learn from): a linear blend of normalised retrieval
+/// signals (similarity, BM25, co-visitation, fusion rank, text match) with a
+/// small popularity prior and a skip penalty.
 pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 17] = [
     ("ann_rank_rr", 0.5),
     ("ann_sim", 1.0),
@@ -50,41 +62,73 @@ pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 17] = [
     ("exact_match", 1.0),
 ];
 
-/// A linear scorer `((x - mean) / std) · w + b` over the feature schema.
+/// A dense layer: `x · weight + bias`.
+pub(crate) struct Layer {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+/// `relu(relu(z · W0 + b0) · W1 + b1) ... · Wn + bn` over standardised
+/// features `z = (x - mean) · inv_std`.
 pub(crate) struct Ranker {
     info: RankerInfo,
     mean: Tensor,
     inv_std: Tensor,
-    weight: Tensor,
-    bias: Tensor,
+    layers: Vec<Layer>,
 }
 
-fn candle_error(e: candle_core::Error) -> Error {
+pub(crate) fn candle_error(e: candle_core::Error) -> Error {
     Error::internal("rank", e)
 }
 
 impl Ranker {
+    /// Assembles a ranker from plain arrays: `layers` are `(weight [in × out]
+    /// row-major, bias [out])`; widths must chain from `NUM_FEATURES` to 1.
+    pub fn from_parts(info: RankerInfo, mean: &[f32], inv_std: &[f32], layers: &[(Vec<f32>, Vec<f32>)]) -> Result<Ranker> {
+        let dev = Device::Cpu;
+        if mean.len() != NUM_FEATURES || inv_std.len() != NUM_FEATURES || layers.is_empty() {
+            return Err(Error::internal("rank", "standardisation or layers do not match the feature schema"));
+        }
+        let mut width = NUM_FEATURES;
+        let mut out = Vec::with_capacity(layers.len());
+        for (w, b) in layers {
+            let next = b.len();
+            if next == 0 || w.len() != width * next {
+                return Err(Error::internal("rank", "layer shapes do not chain"));
+            }
+            out.push(Layer {
+                weight: Tensor::from_slice(w, (width, next), &dev).map_err(candle_error)?,
+                bias: Tensor::from_slice(b, (1, next), &dev).map_err(candle_error)?,
+            });
+            width = next;
+        }
+        if width != 1 {
+            return Err(Error::internal("rank", "the last layer must have one output"));
+        }
+        Ok(Ranker {
+            info,
+            mean: Tensor::from_slice(mean, (1, NUM_FEATURES), &dev).map_err(candle_error)?,
+            inv_std: Tensor::from_slice(inv_std, (1, NUM_FEATURES), &dev).map_err(candle_error)?,
+            layers: out,
+        })
+    }
+
     /// The documented placeholder: [`FIXED_DEFAULT_WEIGHTS`], no standardisation.
     pub fn fixed_default() -> Result<Ranker> {
-        let mut w = [0.0f32; NUM_FEATURES];
+        let mut w = vec![0.0f32; NUM_FEATURES];
         for (name, value) in FIXED_DEFAULT_WEIGHTS {
             if let Some(i) = FEATURES.iter().position(|f| *f == name) {
                 w[i] = value;
             }
         }
-        let dev = Device::Cpu;
-        let t = |v: &[f32], shape: (usize, usize)| Tensor::from_slice(v, shape, &dev).map_err(candle_error);
-        Ok(Ranker {
-            info: RankerInfo {
-                kind: "linear".into(),
-                origin: "fixed-default".into(),
-                features: FEATURES.iter().map(|s| s.to_string()).collect(),
-            },
-            mean: t(&[0.0; NUM_FEATURES], (1, NUM_FEATURES))?,
-            inv_std: t(&[1.0; NUM_FEATURES], (1, NUM_FEATURES))?,
-            weight: t(&w, (NUM_FEATURES, 1))?,
-            bias: t(&[0.0], (1, 1))?,
-        })
+        let info = RankerInfo {
+            kind: "linear".into(),
+            origin: "fixed-default".into(),
+            features: FEATURES.iter().map(|s| s.to_string()).collect(),
+            hidden: Vec::new(),
+            validation: Default::default(),
+        };
+        Ranker::from_parts(info, &[0.0; NUM_FEATURES], &[1.0; NUM_FEATURES], &[(w, vec![0.0])])
     }
 
     /// What this model is.
@@ -92,22 +136,25 @@ impl Ranker {
         &self.info
     }
 
+    /// Replaces the recorded validation metrics.
+    pub fn set_validation(&mut self, metrics: std::collections::BTreeMap<String, f64>) {
+        self.info.validation = metrics;
+    }
+
     /// Writes the weights as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: HashMap<String, Tensor> = [
-            ("norm.mean", &self.mean),
-            ("norm.inv_std", &self.inv_std),
-            ("linear.weight", &self.weight),
-            ("linear.bias", &self.bias),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        tensors.insert("norm.mean".into(), self.mean.clone());
+        tensors.insert("norm.inv_std".into(), self.inv_std.clone());
+        for (i, l) in self.layers.iter().enumerate() {
+            tensors.insert(format!("layers.{i}.weight"), l.weight.clone());
+            tensors.insert(format!("layers.{i}.bias"), l.bias.clone());
+        }
         candle_core::safetensors::save(&tensors, path).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
     }
 
     /// Loads weights written by [`Ranker::save`] from verified bytes, checking
-    /// the feature schema and every tensor's shape and dtype.
+    /// the feature schema and every tensor's shape, dtype and values.
     pub fn from_bytes(bytes: &[u8], info: RankerInfo, source: &Path) -> Result<Ranker> {
         if info.features.iter().map(String::as_str).ne(FEATURES.iter().copied()) {
             return Err(Error::corrupt(
@@ -118,11 +165,16 @@ impl Ranker {
                 ),
             ));
         }
-        if info.kind != "linear" {
-            return Err(Error::corrupt(source, format!("unknown ranker kind `{}`", info.kind)));
+        let expect_hidden = match info.kind.as_str() {
+            "linear" => info.hidden.is_empty(),
+            "mlp" => !info.hidden.is_empty(),
+            other => return Err(Error::corrupt(source, format!("unknown ranker kind `{other}`"))),
+        };
+        if !expect_hidden || info.hidden.len() > 8 || info.hidden.iter().any(|&h| h == 0 || h > 4096) {
+            return Err(Error::corrupt(source, format!("ranker kind `{}` with hidden layers {:?}", info.kind, info.hidden)));
         }
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| Error::corrupt(source, e))?;
-        let get = |name: &str, shape: &[usize]| -> Result<Tensor> {
+        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let t = tensors.get(name).ok_or_else(|| Error::corrupt(source, format!("tensor `{name}` is missing")))?;
             if t.dims() != shape || t.dtype() != DType::F32 {
                 return Err(Error::corrupt(
@@ -134,15 +186,19 @@ impl Ranker {
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(Error::corrupt(source, format!("tensor `{name}` holds non-finite values")));
             }
-            Ok(t.clone())
+            Ok(values)
         };
-        Ok(Ranker {
-            mean: get("norm.mean", &[1, NUM_FEATURES])?,
-            inv_std: get("norm.inv_std", &[1, NUM_FEATURES])?,
-            weight: get("linear.weight", &[NUM_FEATURES, 1])?,
-            bias: get("linear.bias", &[1, 1])?,
-            info,
-        })
+        let widths: Vec<usize> = std::iter::once(NUM_FEATURES).chain(info.hidden.iter().copied()).chain(std::iter::once(1)).collect();
+        let mut layers = Vec::new();
+        for (i, w) in widths.windows(2).enumerate() {
+            layers.push((get(&format!("layers.{i}.weight"), &[w[0], w[1]])?, get(&format!("layers.{i}.bias"), &[1, w[1]])?));
+        }
+        if tensors.len() != 2 + 2 * layers.len() {
+            return Err(Error::corrupt(source, "unexpected extra tensors"));
+        }
+        let mean = get("norm.mean", &[1, NUM_FEATURES])?;
+        let inv_std = get("norm.inv_std", &[1, NUM_FEATURES])?;
+        Ranker::from_parts(info, &mean, &inv_std, &layers).map_err(|e| Error::corrupt(source, e))
     }
 
     /// Scores a row-major `[rows × NUM_FEATURES]` matrix in one forward pass.
@@ -154,15 +210,14 @@ impl Ranker {
             return Err(Error::internal("rank", format!("{} feature values for {rows} rows", features.len())));
         }
         let x = Tensor::from_slice(features, (rows, NUM_FEATURES), &Device::Cpu).map_err(candle_error)?;
-        let scores = x
-            .broadcast_sub(&self.mean)
-            .and_then(|x| x.broadcast_mul(&self.inv_std))
-            .and_then(|x| x.matmul(&self.weight))
-            .and_then(|x| x.broadcast_add(&self.bias))
-            .and_then(|x| x.flatten_all())
-            .and_then(|x| x.to_vec1::<f32>())
-            .map_err(candle_error)?;
-        Ok(scores)
+        let mut h = x.broadcast_sub(&self.mean).and_then(|x| x.broadcast_mul(&self.inv_std)).map_err(candle_error)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = h.matmul(&layer.weight).and_then(|h| h.broadcast_add(&layer.bias)).map_err(candle_error)?;
+            if i + 1 < self.layers.len() {
+                h = h.relu().map_err(candle_error)?;
+            }
+        }
+        h.flatten_all().and_then(|x| x.to_vec1::<f32>()).map_err(candle_error)
     }
 }
 
@@ -184,20 +239,54 @@ mod tests {
         assert!(r.score(&[], 0).unwrap().is_empty());
     }
 
+    fn mlp() -> Ranker {
+        let info = RankerInfo {
+            kind: "mlp".into(),
+            origin: "trained".into(),
+            features: FEATURES.iter().map(|s| s.to_string()).collect(),
+            hidden: vec![3],
+            validation: Default::default(),
+        };
+        let w0: Vec<f32> = (0..NUM_FEATURES * 3).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect();
+        Ranker::from_parts(info, &[0.1; NUM_FEATURES], &[2.0; NUM_FEATURES], &[(w0, vec![0.1, -0.2, 0.3]), (vec![1.0, -1.0, 0.5], vec![0.05])]).unwrap()
+    }
+
+    #[test]
+    fn mlp_forward_matches_a_hand_computation() {
+        let r = mlp();
+        let x: Vec<f32> = (0..NUM_FEATURES).map(|i| i as f32 / 10.0).collect();
+        let z: Vec<f32> = x.iter().map(|v| (v - 0.1) * 2.0).collect();
+        let mut h = [0.1f32, -0.2, 0.3];
+        for (j, hj) in h.iter_mut().enumerate() {
+            for (i, zi) in z.iter().enumerate() {
+                *hj += zi * ((((i * 3 + j) * 7 % 11) as f32 - 5.0) / 10.0);
+            }
+            *hj = hj.max(0.0);
+        }
+        let want = h[0] - h[1] + 0.5 * h[2] + 0.05;
+        let got = r.score(&x, 1).unwrap()[0];
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+
     #[test]
     fn save_load_round_trip_and_schema_check() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ranker.safetensors");
-        let r = Ranker::fixed_default().unwrap();
-        r.save(&path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let back = Ranker::from_bytes(&bytes, r.info().clone(), &path).unwrap();
-        let x: Vec<f32> = (0..NUM_FEATURES).map(|i| i as f32 / 10.0).collect();
-        assert_eq!(back.score(&x, 1).unwrap(), r.score(&x, 1).unwrap());
-        let mut other = r.info().clone();
-        other.features.swap(0, 1);
-        let e = Ranker::from_bytes(&bytes, other, &path).err().unwrap().to_string();
-        assert!(e.contains("retrain"), "{e}");
-        assert!(Ranker::from_bytes(&bytes[..bytes.len() / 2], r.info().clone(), &path).is_err());
+        for r in [Ranker::fixed_default().unwrap(), mlp()] {
+            let path = dir.path().join("ranker.safetensors");
+            r.save(&path).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let back = Ranker::from_bytes(&bytes, r.info().clone(), &path).unwrap();
+            let x: Vec<f32> = (0..NUM_FEATURES).map(|i| i as f32 / 10.0).collect();
+            assert_eq!(back.score(&x, 1).unwrap(), r.score(&x, 1).unwrap());
+            let mut other = r.info().clone();
+            other.features.swap(0, 1);
+            let e = Ranker::from_bytes(&bytes, other, &path).err().unwrap().to_string();
+            assert!(e.contains("retrain"), "{e}");
+            let mut wrong_kind = r.info().clone();
+            wrong_kind.hidden = vec![5];
+            wrong_kind.kind = "mlp".into();
+            assert!(Ranker::from_bytes(&bytes, wrong_kind, &path).is_err());
+            assert!(Ranker::from_bytes(&bytes[..bytes.len() / 2], r.info().clone(), &path).is_err());
+        }
     }
 }

@@ -27,7 +27,8 @@ pub fn music() -> &'static Fixture {
         let events = Events::from_jsonl_path(data_dir().join("events.jsonl"), &catalog).expect("events");
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("index");
-        IndexBuilder::new().group_key("artist").build(&catalog, &events, &dir).expect("build");
+        // Ranker training has its own test (tests/ranker.rs); these tests are about retrieval and serving.
+        IndexBuilder::new().group_key("artist").without_ranker_training().build(&catalog, &events, &dir).expect("build");
         let engine = Engine::open(&dir).expect("open");
         Fixture { catalog, events, engine, dir, _tmp: tmp }
     })
