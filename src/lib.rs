@@ -78,6 +78,7 @@ pub mod eval;
 pub mod events;
 pub mod index;
 mod jsonl;
+pub mod movielens;
 pub mod ranking;
 pub mod request;
 pub mod retrieval;

@@ -1,6 +1,15 @@
-//! Offline evaluation: metrics, and the protocols that compare systems on
-//! held-out interactions.
+//! Offline evaluation: metrics, baselines, the evaluation protocols, and the
+//! comparison of systems on them.
+//!
+//! ```text
+//! cargo run --release --example evaluate -- --dataset music
+//! cargo run --release --example evaluate -- --dataset movielens --path data/movielens/ml-100k
+//! ```
 
+pub mod compare;
+pub mod itemknn;
 pub mod metrics;
+pub mod splits;
 
+pub use compare::{compare, Prepared, Report};
 pub use metrics::{Metrics, MetricsMean};

@@ -1,0 +1,133 @@
+//! The two evaluation protocols: a time-ordered split of a listening log
+//! (next-item prediction), and RecBole's general-recommendation protocol for
+//! MovieLens (per-user random 8:1:1 split, full ranking).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::eval::compare::Prepared;
+use crate::events::{Event, EventKind, Events};
+use crate::index::embeddings::SplitMix64;
+use crate::movielens::MovieLens;
+use crate::ranking::dataset::{self, Target};
+use crate::request::{Context, Request};
+
+/// At most this many test requests are scored (evenly subsampled).
+pub const MAX_TEST: usize = 5_000;
+/// At most this many validation requests.
+pub const MAX_VALID: usize = 2_000;
+/// At most this many ranker training requests.
+pub const MAX_RANKER: usize = 10_000;
+
+fn slice(events: &Events, catalog: &Catalog, keep: impl Fn(&Event) -> bool) -> Result<Events> {
+    Events::from_events(events.users().to_vec(), events.events().iter().filter(|e| keep(e)).cloned().collect(), catalog)
+}
+
+/// Time-ordered split of a log: retrieval fits on the first 80% of events;
+/// next-item requests of the following 10% validate, of the last 10% test.
+/// The ranker learns from requests in the 70–80% window against retrieval
+/// fitted on the first 70%. Only `History` requests are kept (what every
+/// baseline can answer); searches are evaluated separately.
+pub fn temporal(name: &str, catalog: &Catalog, events: &Events) -> Result<Prepared> {
+    let all = events.events();
+    if all.len() < 100 {
+        return Err(Error::InvalidConfig("a temporal evaluation needs at least 100 events".into()));
+    }
+    let at = |f: f64| all[((all.len() as f64 * f) as usize).min(all.len() - 1)].ts;
+    let (t70, t80, t90) = (at(0.7), at(0.8), at(0.9));
+    let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+    let history_only = |ts: Vec<Target>| -> Vec<Target> { ts.into_iter().filter(|t| matches!(t.request.context, Context::History { .. })).collect() };
+    Ok(Prepared {
+        name: name.to_string(),
+        catalog: catalog.clone(),
+        fit: slice(events, catalog, |e| e.ts < t80)?,
+        ranker_fit: slice(events, catalog, |e| e.ts < t70)?,
+        ranker_targets: dataset::subsample(history_only(dataset::log_targets(events, &ids, t70, t80)), MAX_RANKER),
+        valid: dataset::subsample(history_only(dataset::log_targets(events, &ids, t80, t90)), MAX_VALID),
+        test: dataset::subsample(history_only(dataset::log_targets(events, &ids, t90, i64::MAX)), MAX_TEST),
+    })
+}
+
+/// RecBole's protocol on MovieLens: ratings ≥ 3; iterative 10-core
+/// filtering of users and items; each user's interactions shuffled with
+/// `seed` and split 8:1:1 (valid = test = ⌊0.1·n⌋, the rest train). The
+/// context is the user's train items in time order (weighed evenly); valid
+/// requests exclude nothing more, test requests exclude the valid items.
+/// The ranker learns from a further ⌊0.1·n⌋ of each user's train items held
+/// out from retrieval fitted on the rest.
+pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
+    let kept: Vec<_> = ml.ratings.iter().filter(|r| r.rating >= 3.0).collect();
+    // Iterative 10-core: drop users and items with fewer than 10 interactions until none remain.
+    let mut alive = vec![true; kept.len()];
+    loop {
+        let mut users: HashMap<&str, usize> = HashMap::new();
+        let mut items: HashMap<u32, usize> = HashMap::new();
+        for (r, _) in kept.iter().zip(&alive).filter(|(_, a)| **a) {
+            *users.entry(r.user.as_str()).or_default() += 1;
+            *items.entry(r.item).or_default() += 1;
+        }
+        let mut changed = false;
+        for (r, a) in kept.iter().zip(alive.iter_mut()) {
+            if *a && (users.get(r.user.as_str()).copied().unwrap_or(0) < 10 || items.get(&r.item).copied().unwrap_or(0) < 10) {
+                *a = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut by_user: BTreeMap<&str, Vec<(u32, i64)>> = BTreeMap::new();
+    for (r, _) in kept.iter().zip(&alive).filter(|(_, a)| **a) {
+        by_user.entry(r.user.as_str()).or_default().push((r.item, r.ts));
+    }
+    if by_user.is_empty() {
+        return Err(Error::InvalidConfig("no user has 10 ratings ≥ 3 after 10-core filtering".into()));
+    }
+    let catalog = &ml.catalog;
+    let ext = |i: u32| catalog.items()[i as usize].id.clone();
+    let users: Vec<String> = by_user.keys().map(|u| u.to_string()).collect();
+    let mut rng = SplitMix64::new(seed);
+    let (mut fit, mut ranker_fit) = (Vec::new(), Vec::new());
+    let (mut ranker_targets, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    let play = |user: usize, item: u32, ts: i64| Event { user: user as u32, item, ts, kind: EventKind::Play, query: None, session: None };
+    for (u, (_, mut inter)) in by_user.into_iter().enumerate() {
+        for i in (1..inter.len()).rev() {
+            inter.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let n = inter.len();
+        let tenth = n / 10;
+        let (train, rest) = inter.split_at(n - 2 * tenth);
+        let (val, tst) = rest.split_at(tenth);
+        let (train_kept, train_held) = train.split_at(train.len() - tenth.min(train.len().saturating_sub(1)));
+        let in_time = |xs: &[(u32, i64)]| -> Vec<String> {
+            let mut v = xs.to_vec();
+            v.sort_by_key(|&(i, ts)| (ts, i));
+            v.into_iter().map(|(i, _)| ext(i)).collect()
+        };
+        let relevant = |xs: &[(u32, i64)]| -> HashMap<String, u32> { xs.iter().map(|&(i, _)| (ext(i), 1)).collect() };
+        let request = |history: Vec<String>| Request::new(Context::History { items: history }).history_decay(1.0);
+        fit.extend(train.iter().map(|&(i, ts)| play(u, i, ts)));
+        ranker_fit.extend(train_kept.iter().map(|&(i, ts)| play(u, i, ts)));
+        if !train_held.is_empty() {
+            ranker_targets.push(Target { request: request(in_time(train_kept)), relevant: relevant(train_held), ts: 0 });
+        }
+        if !val.is_empty() {
+            valid.push(Target { request: request(in_time(train)), relevant: relevant(val), ts: 0 });
+        }
+        if !tst.is_empty() {
+            let req = request(in_time(train)).exclude(val.iter().map(|&(i, _)| ext(i)));
+            test.push(Target { request: req, relevant: relevant(tst), ts: 0 });
+        }
+    }
+    Ok(Prepared {
+        name: "movielens".into(),
+        catalog: catalog.clone(),
+        fit: Events::from_events(users.clone(), fit, catalog)?,
+        ranker_fit: Events::from_events(users, ranker_fit, catalog)?,
+        ranker_targets,
+        valid,
+        test,
+    })
+}
