@@ -134,11 +134,25 @@ pub(crate) struct LexicalIndex {
 impl LexicalIndex {
     /// Opens from `files` (path relative to the text directory → bytes).
     pub(crate) fn from_files(files: &BTreeMap<String, Vec<u8>>, schema: &Schema, source: &Path) -> Result<LexicalIndex> {
+        // Our checksums have already passed, so this only sees bytes the
+        // builder wrote, or bytes crafted to match. tantivy is not hardened
+        // against the latter: a panic inside it becomes a corruption error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_verified(files, schema, source)))
+            .unwrap_or_else(|_| Err(Error::corrupt(source, "the text index could not be decoded (tantivy panicked)")))
+    }
+
+    fn open_verified(files: &BTreeMap<String, Vec<u8>>, schema: &Schema, source: &Path) -> Result<LexicalIndex> {
         let dir = RamDirectory::create();
         for (name, bytes) in files {
             dir.atomic_write(Path::new(name), bytes).map_err(|e| Error::io(source.join(name), e))?;
         }
         let index = Index::open(dir).map_err(|e| Error::corrupt(source, e))?;
+        // tantivy's own per-file footer checksums, checked before any segment
+        // is opened: a second line of defence behind the manifest's.
+        let damaged = index.validate_checksum().map_err(|e| Error::corrupt(source, e))?;
+        if let Some(file) = damaged.iter().next() {
+            return Err(Error::corrupt(source.join(file), "tantivy footer checksum mismatch"));
+        }
         let (expected, fields, _) = tantivy_schema(schema);
         let found = index.schema();
         let same = expected.fields().count() == found.fields().count()
@@ -216,5 +230,30 @@ mod tests {
         assert_eq!(analyze("東京 Ünïcode").len(), 2);
         let long: String = (0..10_000).map(|i| format!("w{i} ")).collect();
         assert_eq!(analyze(&long).len(), MAX_QUERY_TERMS);
+    }
+
+    #[test]
+    fn bytes_that_pass_our_checksums_but_not_tantivys_are_corrupt() {
+        let items = (0..20).map(|i| crate::catalog::Item::new(format!("i{i}"), format!("title {i}"))).collect();
+        let catalog = Catalog::new(items).unwrap();
+        let schema = Schema::infer(&catalog);
+        let tmp = tempfile::tempdir().unwrap();
+        build(&catalog, &schema, tmp.path()).unwrap();
+        let mut files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        let search = |idx: &LexicalIndex| idx.search(&analyze("title 3"), 5, Arc::new(|_| true)).unwrap();
+        assert!(!search(&LexicalIndex::from_files(&files, &schema, Path::new("text")).unwrap()).is_empty());
+        // Damage the middle of the largest segment file (behind its footer checksum).
+        let (name, bytes) = files.iter_mut().filter(|(n, _)| !n.ends_with(".json")).max_by_key(|(_, b)| b.len()).unwrap();
+        let name = name.clone();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        let e = LexicalIndex::from_files(&files, &schema, Path::new("text")).err().expect("damage not detected");
+        assert!(e.to_string().contains(&name), "{e}");
     }
 }
