@@ -149,8 +149,22 @@ impl LexicalIndex {
             // tantivy 0.27 checks a footer-carrying file for 4 bytes but then
             // reads 8 from its end, and panics on a file of 4 to 7 bytes
             // (found by fuzzing). Every file but the two JSON ones carries one.
-            if !name.ends_with(".json") && bytes.len() < TANTIVY_FOOTER_MIN_BYTES {
-                return Err(Error::corrupt(source.join(name), "shorter than a tantivy file footer"));
+            if !name.ends_with(".json") {
+                if bytes.len() < TANTIVY_FOOTER_MIN_BYTES {
+                    return Err(Error::corrupt(source.join(name), "shorter than a tantivy file footer"));
+                }
+                // Every file's own footer checksum, whatever `.managed.json`
+                // lists: tantivy's `Index::validate_checksum` only checks the
+                // files that list names, so a damaged list hid a damaged file
+                // (found by fuzzing; tantivy then panicked opening it).
+                let slice = tantivy::directory::FileSlice::from(bytes.clone());
+                let footer_ok = tantivy::directory::footer::Footer::extract_footer(slice)
+                    .ok()
+                    .and_then(|(footer, body)| body.read_bytes().ok().map(|b| crc32fast::hash(b.as_slice()) == footer.crc))
+                    .unwrap_or(false);
+                if !footer_ok {
+                    return Err(Error::corrupt(source.join(name), "tantivy footer missing or checksum mismatch"));
+                }
             }
             dir.atomic_write(Path::new(name), bytes).map_err(|e| Error::io(source.join(name), e))?;
         }
