@@ -355,16 +355,6 @@ impl Engine {
         self.store.items.get(item as usize).map(|i| i.id.as_str())
     }
 
-    /// The serving ranker.
-    pub(crate) fn ranker(&self) -> &Ranker {
-        &self.ranker
-    }
-
-    /// Popularity order, for the popularity baseline.
-    pub(crate) fn popular(&self, n: usize, accept: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
-        self.store.popularity.top(n, accept)
-    }
-
     fn mean_vector_of(&self, parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {
         let mut acc = vec![0.0f32; self.ann.dim()];
         for (v, w) in parts {

@@ -8,9 +8,12 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-/// Longest line we accept. A longer one is almost certainly not a record
-/// (and a 10 MB text field should be refused by name, not by running out of memory).
-pub(crate) const MAX_LINE_BYTES: usize = 4 << 20;
+/// Longest line we accept. A longer one is almost certainly not a record.
+/// Larger than any valid record (whose text fields are limited to
+/// `MAX_TEXT_BYTES` each), so that an oversized field of several megabytes is
+/// still parsed and refused by its name; only beyond this is the line refused
+/// whole, without being read into memory.
+pub(crate) const MAX_LINE_BYTES: usize = 16 << 20;
 
 /// One parsed line: its number and its object, with error helpers bound to them.
 pub(crate) struct Record<'a> {

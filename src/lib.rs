@@ -60,6 +60,39 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Reliability
+//!
+//! - **Verified on open.** The manifest records the format version and a
+//!   CRC-32 and size of every file; [`Engine::open`] reads every file, checks
+//!   the exact file set, sizes and checksums, and only then decodes (bounded by
+//!   the file sizes). A truncated, bit-flipped, missing, extra or foreign file
+//!   is an [`Error::Corrupt`] or [`Error::Io`] naming the file; an index from a
+//!   newer twostage is [`Error::IncompatibleVersion`].
+//! - **Atomic builds.** [`IndexBuilder::build`] writes into a hidden sibling
+//!   directory, fsyncs it and swaps it into place (one atomic
+//!   `renameat2(RENAME_EXCHANGE)` on Linux). A failed or killed build leaves an
+//!   existing index untouched; the next build removes a dead build's leftovers.
+//! - **One error type.** [`Error::is_caller_error`] separates bad input and
+//!   requests (fix the input) from what broke (I/O, corruption, versions).
+//! - **Hot swap.** [`Engine`] is `Send + Sync` and immutable. An
+//!   [`EngineHandle`] holds the current engine; each request runs on the
+//!   snapshot it took, so swapping in a rebuilt index never mixes two indexes
+//!   in one answer:
+//!
+//! ```no_run
+//! # fn main() -> twostage::Result<()> {
+//! use std::sync::Arc;
+//! use twostage::{Context, EngineHandle, Request};
+//! let handle = Arc::new(EngineHandle::open("index")?);
+//! let worker = {
+//!     let handle = Arc::clone(&handle);
+//!     std::thread::spawn(move || handle.recommend(&Request::new(Context::search("jazz"))))
+//! };
+//! handle.reload("index")?; // e.g. after a nightly rebuild published a new index
+//! # let _ = worker.join();
+//! # Ok(()) }
+//! ```
+//!
 //! ## Modules
 //!
 //! - [`catalog`] and [`events`]: the data and its contract (errors name file, line and field).
@@ -76,6 +109,7 @@ mod engine;
 mod error;
 pub mod eval;
 pub mod events;
+mod handle;
 pub mod index;
 mod jsonl;
 pub mod movielens;
@@ -89,6 +123,7 @@ pub use catalog::{Attribute, Catalog, Item};
 pub use engine::{Engine, IndexInfo};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};
+pub use handle::EngineHandle;
 pub use index::builder::{retrain_ranker, BuildReport, IndexBuilder, TrainSummary};
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
 pub use index::schema::{Schema, TextField};

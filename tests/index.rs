@@ -35,31 +35,74 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Byte offsets worth damaging in a file of `len` bytes: both ends, the
+/// quarters and a few in the header (where lengths and magic numbers live).
+fn offsets(len: usize) -> Vec<usize> {
+    let mut v = vec![0, 1, 2, 7, len / 4, len / 3, len / 2, 3 * len / 4, len.saturating_sub(2), len.saturating_sub(1)];
+    v.retain(|&o| o < len);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 #[test]
 fn every_file_is_checked_on_open() {
     let f = common::music();
     let tmp = tempfile::tempdir().unwrap();
-    for (i, file) in files(&f.dir).iter().enumerate() {
+    // One copy, each mutation undone after its check: cheap enough to try many.
+    let copy = tmp.path().join("copy");
+    copy_dir(&f.dir, &copy);
+    let mut tried = 0;
+    for file in files(&f.dir) {
         let rel = file.strip_prefix(&f.dir).unwrap();
-        let len = std::fs::metadata(file).unwrap().len() as usize;
-        for (what, mutate) in [
-            ("flip", Box::new(|b: &mut Vec<u8>| { let at = b.len() / 2; if let Some(x) = b.get_mut(at) { *x ^= 0x40 } }) as Box<dyn Fn(&mut Vec<u8>)>),
-            ("truncate", Box::new(|b: &mut Vec<u8>| b.truncate(b.len() / 3))),
-        ] {
-            if len == 0 {
-                continue;
+        let name = rel.file_name().unwrap().to_str().unwrap().to_string();
+        let target = copy.join(rel);
+        let original = std::fs::read(&target).unwrap();
+        let len = original.len();
+        let mut mutations: Vec<(String, Vec<u8>)> = Vec::new();
+        for at in offsets(len) {
+            for mask in [0x01u8, 0x80, 0xff] {
+                let mut b = original.clone();
+                b[at] ^= mask;
+                mutations.push((format!("flip {mask:#04x} at {at}"), b));
             }
-            let copy = tmp.path().join(format!("{i}-{what}"));
-            copy_dir(&f.dir, &copy);
-            let target = copy.join(rel);
-            let mut bytes = std::fs::read(&target).unwrap();
-            mutate(&mut bytes);
+        }
+        for at in [0, 1, len / 3, len / 2, len.saturating_sub(1)] {
+            if at < len {
+                mutations.push((format!("truncate to {at}"), original[..at].to_vec()));
+            }
+        }
+        let mut longer = original.clone();
+        longer.push(0);
+        mutations.push(("append a byte".into(), longer));
+        for (what, bytes) in mutations {
             std::fs::write(&target, &bytes).unwrap();
             let err = Engine::open(&copy).err().unwrap_or_else(|| panic!("{what} of {} was not detected", rel.display()));
-            assert!(!err.is_caller_error(), "{err}");
-            assert!(err.to_string().contains(rel.file_name().unwrap().to_str().unwrap()), "error does not name the file: {err}");
+            assert!(!err.is_caller_error(), "{what} of {}: {err}", rel.display());
+            assert!(err.to_string().contains(&name), "{what}: error does not name {name}: {err}");
+            tried += 1;
         }
+        std::fs::write(&target, &original).unwrap();
     }
+    assert!(tried > 100, "only {tried} mutations tried");
+    // Every mutation was undone: the copy opens and serves again.
+    assert_eq!(Engine::open(&copy).unwrap().len(), f.engine.len());
+
+    // A foreign file in place of one of ours (same name, other content).
+    let copy = tmp.path().join("foreign");
+    copy_dir(&f.dir, &copy);
+    std::fs::copy(copy.join("ann/graph.bin"), copy.join("items.bin")).unwrap();
+    let err = Engine::open(&copy).err().unwrap();
+    assert!(matches!(err, Error::Corrupt { .. }) && err.to_string().contains("items.bin"), "{err}");
+    // A directory whose manifest is someone else's.
+    let copy = tmp.path().join("not-ours");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::write(copy.join("manifest.json"), br#"{"name":"some other tool","version":3}"#).unwrap();
+    let err = Engine::open(&copy).err().unwrap();
+    assert!(err.to_string().contains("not a twostage index"), "{err}");
+    // No manifest at all (an empty directory, or a path that does not exist).
+    let err = Engine::open(tmp.path().join("nowhere")).err().unwrap();
+    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("manifest.json"), "{err}");
     // A missing file and an extra file.
     let copy = tmp.path().join("missing");
     copy_dir(&f.dir, &copy);

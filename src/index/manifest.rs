@@ -150,7 +150,9 @@ impl Manifest {
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(Error::corrupt(&mpath, "not a twostage index manifest"));
         }
-        let found = value.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0);
+        let Some(found) = value.get("format_version").and_then(|v| v.as_u64()) else {
+            return Err(Error::corrupt(&mpath, "`format_version` is missing or not a number"));
+        };
         if found != FORMAT_VERSION as u64 {
             return Err(Error::IncompatibleVersion {
                 path: mpath,

@@ -56,15 +56,89 @@ pub(crate) const TEXT_DIR: &str = "text";
 pub(crate) const RANKER_FILE: &str = "ranker.safetensors";
 
 /// bincode settings for every binary file (fixed, so files are portable).
-pub(crate) fn bincode_config() -> impl bincode::config::Config {
+pub(crate) fn bincode_config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint> {
     bincode::config::standard().with_little_endian().with_variable_int_encoding()
 }
 
 /// Decodes a whole file, refusing trailing bytes.
+///
+/// bincode allocates a string's declared length before reading its bytes, so
+/// a crafted length (the CRC is a check against accidents, not attacks) would
+/// abort the process on allocation. Decoding is therefore bounded: bincode may
+/// claim at most a fixed multiple of the file's size (every value claims at
+/// most 8 bytes per encoded byte, strings exactly their length), and a length
+/// beyond that is reported as corruption.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &std::path::Path) -> crate::Result<T> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(|e| crate::Error::corrupt(path, e))?;
+    let need = bytes.len().saturating_mul(DECODE_LIMIT_FACTOR).max(1 << 20);
+    // `with_limit` takes a constant: pick the smallest of a ladder of limits.
+    macro_rules! ladder {
+        ($($shift:literal),*) => {$(
+            if need <= (1usize << $shift) {
+                return decode_with(bytes, path, bincode_config().with_limit::<{ 1usize << $shift }>());
+            }
+        )*};
+    }
+    ladder!(20, 22, 24, 26, 28, 30);
+    #[cfg(target_pointer_width = "64")]
+    {
+        ladder!(32, 34, 36, 38, 40);
+    }
+    Err(crate::Error::corrupt(path, format!("a file of {} bytes is too large to decode", bytes.len())))
+}
+
+/// How many bytes of decoded data bincode may claim per byte of file (see [`decode`]).
+const DECODE_LIMIT_FACTOR: usize = 16;
+
+fn decode_with<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &std::path::Path,
+    config: impl bincode::config::Config,
+) -> crate::Result<T> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config).map_err(|e| match e {
+        bincode::error::DecodeError::LimitExceeded => crate::Error::corrupt(path, "declares more data than the file holds"),
+        e => crate::Error::corrupt(path, e),
+    })?;
     if used != bytes.len() {
         return Err(crate::Error::corrupt(path, format!("{} trailing bytes", bytes.len() - used)));
     }
     Ok(value)
+}
+
+/// Rewrites the manifest of `dir` so it covers the files there now (new
+/// sizes and checksums). For fuzzing only: it lets mutated files past the
+/// checksums so the decoders behind them get exercised. It "repairs"
+/// nothing and must never be used on a real index.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn reseal_for_fuzzing(dir: &std::path::Path) -> crate::Result<()> {
+    let path = dir.join(manifest::MANIFEST);
+    let raw = std::fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
+    let m: manifest::Manifest = serde_json::from_slice(&raw).map_err(|e| crate::Error::corrupt(&path, e))?;
+    m.write(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_crafted_huge_length_is_corruption_not_an_abort() {
+        // A string declaring 2^50 bytes (varint: 253 = u64 follows, little endian).
+        let bytes = [253u8, 0, 0, 0, 0, 0, 0, 4, 0, b'x'];
+        let e = decode::<String>(&bytes, Path::new("items.bin")).unwrap_err();
+        assert!(e.to_string().contains("items.bin") && e.to_string().contains("more data"), "{e}");
+        // Likewise a vector of strings whose count is plausible but whose first length is not.
+        let bytes = [2u8, 253, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert!(decode::<Vec<String>>(&bytes, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn round_trips_and_refuses_trailing_bytes() {
+        let v: Vec<(String, Vec<u64>)> = vec![("a".into(), vec![1, 2, u64::MAX]), (String::new(), Vec::new())];
+        let mut bytes = bincode::serde::encode_to_vec(&v, bincode_config()).unwrap();
+        assert_eq!(decode::<Vec<(String, Vec<u64>)>>(&bytes, Path::new("x")).unwrap(), v);
+        bytes.push(0);
+        assert!(decode::<Vec<(String, Vec<u64>)>>(&bytes, Path::new("x")).unwrap_err().to_string().contains("trailing"));
+    }
 }

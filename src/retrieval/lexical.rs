@@ -26,6 +26,8 @@ const ITEM_FIELD: &str = "item";
 /// At most this many distinct query terms are used; a 100 KB query must not
 /// become a 20,000-clause boolean query.
 pub(crate) const MAX_QUERY_TERMS: usize = 32;
+/// tantivy's footer ends with two u32s (footer length, magic number).
+const TANTIVY_FOOTER_MIN_BYTES: usize = 8;
 /// Weight of a term's matches in fields other than its best one.
 const TIE_BREAKER: f32 = 0.2;
 
@@ -134,11 +136,45 @@ pub(crate) struct LexicalIndex {
 impl LexicalIndex {
     /// Opens from `files` (path relative to the text directory → bytes).
     pub(crate) fn from_files(files: &BTreeMap<String, Vec<u8>>, schema: &Schema, source: &Path) -> Result<LexicalIndex> {
+        // Our checksums have already passed, so this only sees bytes the
+        // builder wrote, or bytes crafted to match. tantivy is not hardened
+        // against the latter: a panic inside it becomes a corruption error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_verified(files, schema, source)))
+            .unwrap_or_else(|_| Err(Error::corrupt(source, "the text index could not be decoded (tantivy panicked)")))
+    }
+
+    fn open_verified(files: &BTreeMap<String, Vec<u8>>, schema: &Schema, source: &Path) -> Result<LexicalIndex> {
         let dir = RamDirectory::create();
         for (name, bytes) in files {
+            // tantivy 0.27 checks a footer-carrying file for 4 bytes but then
+            // reads 8 from its end, and panics on a file of 4 to 7 bytes
+            // (found by fuzzing). Every file but the two JSON ones carries one.
+            if !name.ends_with(".json") {
+                if bytes.len() < TANTIVY_FOOTER_MIN_BYTES {
+                    return Err(Error::corrupt(source.join(name), "shorter than a tantivy file footer"));
+                }
+                // Every file's own footer checksum, whatever `.managed.json`
+                // lists: tantivy's `Index::validate_checksum` only checks the
+                // files that list names, so a damaged list hid a damaged file
+                // (found by fuzzing; tantivy then panicked opening it).
+                let slice = tantivy::directory::FileSlice::from(bytes.clone());
+                let footer_ok = tantivy::directory::footer::Footer::extract_footer(slice)
+                    .ok()
+                    .and_then(|(footer, body)| body.read_bytes().ok().map(|b| crc32fast::hash(b.as_slice()) == footer.crc))
+                    .unwrap_or(false);
+                if !footer_ok {
+                    return Err(Error::corrupt(source.join(name), "tantivy footer missing or checksum mismatch"));
+                }
+            }
             dir.atomic_write(Path::new(name), bytes).map_err(|e| Error::io(source.join(name), e))?;
         }
         let index = Index::open(dir).map_err(|e| Error::corrupt(source, e))?;
+        // tantivy's own per-file footer checksums, checked before any segment
+        // is opened: a second line of defence behind the manifest's.
+        let damaged = index.validate_checksum().map_err(|e| Error::corrupt(source, e))?;
+        if let Some(file) = damaged.iter().next() {
+            return Err(Error::corrupt(source.join(file), "tantivy footer checksum mismatch"));
+        }
         let (expected, fields, _) = tantivy_schema(schema);
         let found = index.schema();
         let same = expected.fields().count() == found.fields().count()
@@ -216,5 +252,36 @@ mod tests {
         assert_eq!(analyze("東京 Ünïcode").len(), 2);
         let long: String = (0..10_000).map(|i| format!("w{i} ")).collect();
         assert_eq!(analyze(&long).len(), MAX_QUERY_TERMS);
+    }
+
+    #[test]
+    fn bytes_that_pass_our_checksums_but_not_tantivys_are_corrupt() {
+        let items = (0..20).map(|i| crate::catalog::Item::new(format!("i{i}"), format!("title {i}"))).collect();
+        let catalog = Catalog::new(items).unwrap();
+        let schema = Schema::infer(&catalog);
+        let tmp = tempfile::tempdir().unwrap();
+        build(&catalog, &schema, tmp.path()).unwrap();
+        let mut files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        let search = |idx: &LexicalIndex| idx.search(&analyze("title 3"), 5, Arc::new(|_| true)).unwrap();
+        assert!(!search(&LexicalIndex::from_files(&files, &schema, Path::new("text")).unwrap()).is_empty());
+        // Damage the middle of the largest segment file (behind its footer checksum).
+        let (name, bytes) = files.iter_mut().filter(|(n, _)| !n.ends_with(".json")).max_by_key(|(_, b)| b.len()).unwrap();
+        let name = name.clone();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        let e = LexicalIndex::from_files(&files, &schema, Path::new("text")).err().expect("damage not detected");
+        assert!(e.to_string().contains(&name), "{e}");
+        // Files of 4 to 7 bytes made tantivy's footer check panic (found by fuzzing).
+        for len in 0..TANTIVY_FOOTER_MIN_BYTES {
+            files.get_mut(&name).unwrap().truncate(len);
+            let e = LexicalIndex::from_files(&files, &schema, Path::new("text")).err().expect("truncation not detected");
+            assert!(e.to_string().contains(&name), "{e}");
+        }
     }
 }

@@ -1,0 +1,98 @@
+//! [`EngineHandle`]: serve from one index while swapping in a freshly built
+//! one, without stopping and without locks on the request path.
+//!
+//! An [`Engine`] is immutable. A service that rebuilds its index keeps the
+//! current engine in a handle; each request takes a snapshot (an
+//! `Arc<Engine>`) and runs entirely on it, so a request that started before a
+//! swap finishes on the index it started with, and the old engine is freed
+//! when its last in-flight request drops the snapshot.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::request::{Recommendations, Request};
+
+/// A shareable, hot-swappable reference to the current [`Engine`].
+///
+/// ```no_run
+/// # fn main() -> twostage::Result<()> {
+/// use std::sync::Arc;
+/// use twostage::{Context, EngineHandle, Request};
+///
+/// let handle = Arc::new(EngineHandle::open("index")?);
+/// // Request threads: one snapshot per request.
+/// let engine = handle.load();
+/// let recs = engine.recommend(&Request::new(Context::search("jazz")))?;
+/// # let _ = recs;
+/// // A rebuild thread, after `IndexBuilder::build` published a new index:
+/// handle.reload("index")?; // on error the current engine keeps serving
+/// # Ok(()) }
+/// ```
+pub struct EngineHandle {
+    current: ArcSwap<Engine>,
+}
+
+impl EngineHandle {
+    /// A handle serving `engine`.
+    pub fn new(engine: Engine) -> EngineHandle {
+        EngineHandle { current: ArcSwap::from_pointee(engine) }
+    }
+
+    /// Opens the index in `dir` (see [`Engine::open`]) and serves it.
+    pub fn open(dir: impl AsRef<Path>) -> Result<EngineHandle> {
+        Engine::open(dir).map(EngineHandle::new)
+    }
+
+    /// A snapshot of the current engine. Hold it for the whole request (or a
+    /// batch of related requests) so every answer comes from one index.
+    pub fn load(&self) -> Arc<Engine> {
+        self.current.load_full()
+    }
+
+    /// Serves `req` from the current engine (one snapshot for the whole request).
+    pub fn recommend(&self, req: &Request) -> Result<Recommendations> {
+        self.current.load().recommend(req)
+    }
+
+    /// Makes `engine` current and returns the previous one. Requests already
+    /// running keep their snapshot of the previous engine.
+    pub fn swap(&self, engine: Engine) -> Arc<Engine> {
+        self.current.swap(Arc::new(engine))
+    }
+
+    /// Opens the index in `dir` and, only if that succeeds, makes it current;
+    /// returns the previous engine. A corrupt or missing index is an error and
+    /// leaves the current engine serving.
+    pub fn reload(&self, dir: impl AsRef<Path>) -> Result<Arc<Engine>> {
+        let engine = Engine::open(dir)?;
+        Ok(self.swap(engine))
+    }
+}
+
+impl From<Engine> for EngineHandle {
+    fn from(engine: Engine) -> EngineHandle {
+        EngineHandle::new(engine)
+    }
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engine = self.current.load();
+        f.debug_struct("EngineHandle").field("path", &engine.info().path).field("items", &engine.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<EngineHandle>();
+    }
+}
