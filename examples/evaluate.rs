@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 use twostage::eval::{compare, splits};
 use twostage::movielens::MovieLens;
-use twostage::{Catalog, Events, IndexBuilder};
+use twostage::{Catalog, CovisitParams, Events, IndexBuilder};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Dataset {
@@ -37,23 +37,34 @@ struct Args {
     /// Seed of the MovieLens split.
     #[arg(long, default_value_t = 2020)]
     seed: u64,
+    /// Inactivity that ends a session, in seconds (default: 1800 for music;
+    /// for MovieLens a user's whole profile is one "session").
+    #[arg(long)]
+    session_gap_secs: Option<u64>,
+    /// Co-occurrence window in items (default: 5 for music, 50 for MovieLens).
+    #[arg(long)]
+    window: Option<usize>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let (prepared, builder) = match args.dataset {
+    let (prepared, builder, gap, window) = match args.dataset {
         Dataset::Music => {
             let dir = args.path.unwrap_or_else(|| PathBuf::from("data/music"));
             let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;
             let events = Events::from_jsonl_path(dir.join("events.jsonl"), &catalog)?;
-            (splits::temporal("music", &catalog, &events)?, IndexBuilder::new().group_key("artist"))
+            (splits::temporal("music", &catalog, &events)?, IndexBuilder::new().group_key("artist"), 1800, 5)
         }
         Dataset::Movielens => {
             let Some(dir) = args.path else { bail!("--dataset movielens needs --path DIR (see scripts/fetch_movielens.sh)") };
             let ml = MovieLens::load(&dir)?;
-            (splits::movielens(&ml, args.seed)?, IndexBuilder::new())
+            // Ratings are not listening sessions: co-occurrence over a user's whole profile.
+            (splits::movielens(&ml, args.seed)?, IndexBuilder::new(), 100 * 365 * 24 * 3600, 50)
         }
     };
+    let builder = builder
+        .session_gap(std::time::Duration::from_secs(args.session_gap_secs.unwrap_or(gap)))
+        .covisit(CovisitParams { window: args.window.unwrap_or(window), ..CovisitParams::default() });
     let work = tempfile::tempdir()?;
     let quiet = args.json;
     let report = compare(&prepared, &builder, work.path(), &mut |msg| {
