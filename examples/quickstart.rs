@@ -42,6 +42,16 @@ fn main() -> Result<()> {
         report.stats.dim,
         report.stats.vector_source
     );
+    if let Some(t) = &report.training {
+        println!(
+            "trained the {} ranker in {:.1} s: {} epochs, validation NDCG@10 {:.3} over candidates, candidate recall {:.2}\n",
+            t.kind,
+            t.seconds,
+            t.epochs.len(),
+            t.valid_ndcg,
+            t.valid_candidate_recall
+        );
+    }
 
     let engine = Engine::open(&args.index)?;
     let describe = |id: &str| -> String {
