@@ -131,3 +131,41 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
         test,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Item;
+    use crate::movielens::Rating;
+
+    #[test]
+    fn movielens_protocol_filters_and_splits_per_user() {
+        // 30 users × 25 items; user u rates item i with rating 3 + (u + i) % 3;
+        // item 24 gets only two ratings, so 10-core removes it.
+        let catalog = Catalog::new((0..25).map(|i| Item::new(format!("m{i}"), format!("Movie {i}"))).collect()).unwrap();
+        let mut ratings = Vec::new();
+        for u in 0..30 {
+            for i in 0..25u32 {
+                if i == 24 && u > 1 {
+                    continue;
+                }
+                ratings.push(Rating { user: format!("u{u}"), item: i, rating: if (u + i as usize) % 7 == 0 { 2.0 } else { 4.0 }, ts: (u * 100 + i as usize) as i64 });
+            }
+        }
+        let ml = MovieLens { catalog, ratings };
+        let p = movielens(&ml, 7).unwrap();
+        assert_eq!(p.test.len(), 30);
+        for (v, t) in p.valid.iter().zip(&p.test) {
+            // ~20 kept ratings per user: valid = test = floor(n / 10) = 2.
+            assert_eq!(v.relevant.len(), t.relevant.len());
+            assert!(v.relevant.keys().all(|k| !t.relevant.contains_key(k)), "valid and test overlap");
+            assert!(t.request.exclude.iter().all(|e| v.relevant.contains_key(e)), "test excludes exactly the valid items");
+            let Context::History { items } = &t.request.context else { panic!("history context expected") };
+            assert!(items.iter().all(|i| !t.relevant.contains_key(i) && !v.relevant.contains_key(i)), "history holds train items only");
+            assert!(!items.contains(&"m24".to_string()), "10-core filtering removed m24");
+        }
+        let again = movielens(&ml, 7).unwrap();
+        assert_eq!(p.test.iter().map(|t| &t.relevant).collect::<Vec<_>>(), again.test.iter().map(|t| &t.relevant).collect::<Vec<_>>());
+        assert!(p.fit.len() > p.ranker_fit.len());
+    }
+}
