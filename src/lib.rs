@@ -116,6 +116,7 @@ pub mod movielens;
 pub mod ranking;
 pub mod request;
 pub mod retrieval;
+mod rng;
 mod sparse;
 pub mod synth;
 

@@ -8,7 +8,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::eval::compare::Prepared;
 use crate::events::{Event, EventKind, Events};
-use crate::index::embeddings::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::movielens::MovieLens;
 use crate::ranking::dataset::{self, Target};
 use crate::request::{Context, Request};

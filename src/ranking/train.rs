@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::eval::metrics::{Metrics, MetricsMean};
-use crate::index::embeddings::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::ranking::features::{FEATURES, NUM_FEATURES};
 use crate::ranking::model::{candle_error, Ranker, RankerInfo};
 
