@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use hnsw_rs::prelude::{DistL2, Distance, Hnsw};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::distance::{dot, l2_squared, norm_squared_f64, normalize};
+use super::distance::{dot, dot_fn, l2_squared, l2_squared_fn, norm_squared_f64, normalize};
 
 /// How distances are measured.
 ///
@@ -698,9 +698,12 @@ impl AnnIndex {
         ef: usize,
         accept: &impl Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
-        // Monomorphise the hot loop per metric instead of matching per call.
+        // Monomorphise the hot loop per metric instead of matching per call,
+        // and fetch the CPU-specific kernel once per query, not per distance.
+        let l2 = l2_squared_fn();
+        let dot = dot_fn();
         match self.g.metric {
-            Metric::L2 => self.beam(s, query, k, ef, accept, l2_squared),
+            Metric::L2 => self.beam(s, query, k, ef, accept, l2),
             Metric::Dot => self.beam(s, query, k, ef, accept, |a, b| -dot(a, b)),
             Metric::Cosine => {
                 // Reuse the scratch buffer for the normalised query; take it
