@@ -124,6 +124,29 @@ pub fn normalize(v: &mut [f32]) -> bool {
     true
 }
 
+/// A kernel between an `f32` query and a row stored as IEEE half-precision
+/// bits (see [`to_f16_bits`]).
+pub(crate) type HalfKernel = fn(&[f32], &[u16]) -> f32;
+
+/// Squared L2 and inner-product kernels against half-precision rows, when
+/// the CPU has AVX2, FMA and F16C (the hardware half-to-float conversion);
+/// `None` otherwise, and the caller searches its `f32` vectors instead (a
+/// software conversion would cost more than the memory it saves).
+pub(crate) fn half_kernels() -> Option<(HalfKernel, HalfKernel)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() && is_x86_feature_detected!("f16c") {
+            return Some((avx2::l2_squared_f16, avx2::dot_f16));
+        }
+    }
+    None
+}
+
+/// `x` rounded to the nearest IEEE 754 half-precision value, as bits.
+pub(crate) fn to_f16_bits(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
+}
+
 /// Portable inner product (auto-vectorised for the compile target).
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     kernel(a, b, |x, y| x * y)
@@ -208,6 +231,90 @@ mod avx2 {
         let n = a.len().min(b.len());
         // SAFETY: as in `dot`.
         unsafe { l2_avx2(&a[..n], &b[..n]) }
+    }
+
+    /// Squared L2 between an `f32` query and a half-precision row. Only
+    /// installed by `half_kernels` after checking AVX2, FMA and F16C.
+    pub(super) fn l2_squared_f16(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        // SAFETY: features checked by `half_kernels`; lengths clamped to `n`.
+        unsafe { l2_f16_avx2(&a[..n], &b[..n]) }
+    }
+
+    /// Inner product between an `f32` query and a half-precision row.
+    pub(super) fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        // SAFETY: as in `l2_squared_f16`.
+        unsafe { dot_f16_avx2(&a[..n], &b[..n]) }
+    }
+
+    /// 8 halves at `p` widened to floats.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_half(p: *const u16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>()))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn l2_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut s0 = _mm256_setzero_ps();
+        let mut s1 = _mm256_setzero_ps();
+        let mut s2 = _mm256_setzero_ps();
+        let mut s3 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 32 <= n {
+            let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)));
+            let d1 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), load_half(pb.add(i + 8)));
+            let d2 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 16)), load_half(pb.add(i + 16)));
+            let d3 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 24)), load_half(pb.add(i + 24)));
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+            s1 = _mm256_fmadd_ps(d1, d1, s1);
+            s2 = _mm256_fmadd_ps(d2, d2, s2);
+            s3 = _mm256_fmadd_ps(d3, d3, s3);
+            i += 32;
+        }
+        while i + 8 <= n {
+            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)));
+            s0 = _mm256_fmadd_ps(d, d, s0);
+            i += 8;
+        }
+        let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+        while i < n {
+            let d = *pa.add(i) - half::f16::from_bits(*pb.add(i)).to_f32();
+            sum += d * d;
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut s0 = _mm256_setzero_ps();
+        let mut s1 = _mm256_setzero_ps();
+        let mut s2 = _mm256_setzero_ps();
+        let mut s3 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 32 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), load_half(pb.add(i + 8)), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), load_half(pb.add(i + 16)), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), load_half(pb.add(i + 24)), s3);
+            i += 32;
+        }
+        while i + 8 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)), s0);
+            i += 8;
+        }
+        let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+        while i < n {
+            sum += *pa.add(i) * half::f16::from_bits(*pb.add(i)).to_f32();
+            i += 1;
+        }
+        sum
     }
 
     /// Horizontal sum of 8 lanes.
@@ -352,6 +459,30 @@ mod tests {
             }
         }
         assert!(["avx2+fma", "portable"].contains(&implementation()));
+    }
+
+    #[test]
+    fn half_kernels_match_scalar_reference() {
+        let Some((l2_h, dot_h)) = half_kernels() else {
+            return; // CPU without F16C: the f32 path is used and tested above.
+        };
+        let mut rng = SplitMix(13);
+        for len in (0..100).chain([127, 128, 129, 783, 784, 785]) {
+            for _ in 0..4 {
+                let a = rng.vec(len);
+                let b = rng.vec(len);
+                let bh: Vec<u16> = b.iter().map(|&x| to_f16_bits(x)).collect();
+                // Reference on the rounded row: the kernel must be exact up to
+                // f32 summation, the rounding to half is the caller's choice.
+                let b_r: Vec<f64> = bh.iter().map(|&h| f64::from(half::f16::from_bits(h).to_f32())).collect();
+                let pairs = a.iter().zip(&b_r).map(|(&x, &y)| (f64::from(x), y));
+                let dot_ref: f64 = pairs.clone().map(|(x, y)| x * y).sum();
+                let dot_scale: f64 = pairs.clone().map(|(x, y)| (x * y).abs()).sum();
+                assert!(close(dot_h(&a, &bh), dot_ref, dot_scale), "f16 dot len {len}");
+                let l2_ref: f64 = pairs.map(|(x, y)| (x - y) * (x - y)).sum();
+                assert!(close(l2_h(&a, &bh), l2_ref, l2_ref), "f16 l2 len {len}");
+            }
+        }
     }
 
     #[test]
