@@ -218,7 +218,7 @@ impl Packed {
     /// value outside the finite `f16` range).
     fn new(g: &Graph) -> Option<Packed> {
         let kernels = half_kernels()?;
-        if g.n == 0 || g.vectors.iter().any(|x| x.abs() > 65_000.0) {
+        if g.n == 0 || g.dim == 0 || g.vectors.len() != g.n * g.dim || g.vectors.iter().any(|x| x.abs() > 65_000.0) {
             return None;
         }
         let max_degree = (0..g.n).map(|r| g.base.slot(r).len()).max().unwrap_or(0);
@@ -364,9 +364,14 @@ impl Serialize for AnnIndex {
 
 impl<'de> Deserialize<'de> for AnnIndex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let idx = AnnIndex::from_graph(Graph::deserialize(d)?);
-        // Untrusted bytes: refuse anything search could trip over.
+        let mut idx = AnnIndex {
+            g: Graph::deserialize(d)?,
+            packed: None,
+        };
+        // Untrusted bytes: refuse anything search could trip over, before
+        // deriving the search layout from them.
         idx.validate().map_err(serde::de::Error::custom)?;
+        idx.packed = Packed::new(&idx.g);
         Ok(idx)
     }
 }
