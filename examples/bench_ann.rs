@@ -94,6 +94,11 @@ struct Args {
     /// `f32` (the plain vectors).
     #[arg(long, value_delimiter = ',', default_value = "f16")]
     layout: Vec<String>,
+    /// Cache the built index and the ground truth in this directory and
+    /// reuse them on the next run with the same data and parameters (lets a
+    /// comparison script alternate systems in rounds without rebuilding).
+    #[arg(long)]
+    cache: Option<PathBuf>,
     /// Print one JSON object on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
@@ -256,15 +261,44 @@ fn main() -> Result<()> {
     );
 
     let params = AnnParams { m: args.m, ef_construction: args.ef_construction, parallel: true };
+    let key = format!("{name}-{metric:?}-m{}-efc{}-q{nq}-k{}", args.m, args.ef_construction, args.k);
+    let cached = |ext: &str| args.cache.as_ref().map(|d| d.join(format!("{key}.{ext}")));
+    let bincode_cfg = bincode::config::standard();
     let t = Instant::now();
-    let mut index = AnnIndex::build(&base, dim, metric, &params)?;
-    let build_s = t.elapsed().as_secs_f64();
-    eprintln!("build: {build_s:.1} s on {cores} threads ({:.0} vectors/s)", n as f64 / build_s);
+    let (mut index, build_s) = match cached("index").filter(|p| p.exists()) {
+        Some(p) => {
+            let bytes = std::fs::read(&p)?;
+            let (idx, _): (AnnIndex, usize) = bincode::serde::decode_from_slice(&bytes, bincode_cfg)?;
+            let build_s: f64 = std::fs::read_to_string(p.with_extension("build_s"))?.trim().parse()?;
+            eprintln!("loaded cached index {} in {:.1} s (built in {build_s:.1} s)", p.display(), t.elapsed().as_secs_f64());
+            (idx, build_s)
+        }
+        None => {
+            let idx = AnnIndex::build(&base, dim, metric, &params)?;
+            let build_s = t.elapsed().as_secs_f64();
+            eprintln!("build: {build_s:.1} s on {cores} threads ({:.0} vectors/s)", n as f64 / build_s);
+            if let Some(p) = cached("index") {
+                std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
+                std::fs::write(&p, bincode::serde::encode_to_vec(&idx, bincode_cfg)?)?;
+                std::fs::write(p.with_extension("build_s"), format!("{build_s}"))?;
+            }
+            (idx, build_s)
+        }
+    };
     drop(base);
 
     let qs: Vec<&[f32]> = queries.chunks_exact(dim).collect();
     let t = Instant::now();
-    let truth = ground_truth(&index, &qs, args.k, metric);
+    let truth: Vec<Vec<u32>> = match cached("truth").filter(|p| p.exists()) {
+        Some(p) => serde_json::from_slice(&std::fs::read(p)?)?,
+        None => {
+            let truth = ground_truth(&index, &qs, args.k, metric);
+            if let Some(p) = cached("truth") {
+                std::fs::write(p, serde_json::to_vec(&truth)?)?;
+            }
+            truth
+        }
+    };
     eprintln!("ground truth (exact, {cores} threads): {:.1} s", t.elapsed().as_secs_f64());
     // Spot-check the blocked brute force against the crate's own exact search.
     for (q, tr) in qs.iter().zip(&truth).step_by(997) {

@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--libs", default="hnswlib,faiss")
     ap.add_argument("--build-threads", type=int, default=os.cpu_count())
     ap.add_argument("--json", default=None, help="write results here")
+    ap.add_argument("--cache", default=None, help="directory to keep built indexes and ground truth in")
     a = ap.parse_args()
     efs = [int(x) for x in a.ef.split(",")]
     libs = a.libs.split(",")
@@ -82,7 +83,15 @@ def main():
     n, dim = base.shape
     nq = len(queries)
     t = time.perf_counter()
-    truth = ground_truth(base, queries, a.k)
+    cache = (lambda name: os.path.join(a.cache, f"fmnist-m{a.m}-efc{a.ef_construction}-q{nq}-k{a.k}.{name}")) if a.cache else None
+    if cache:
+        os.makedirs(a.cache, exist_ok=True)
+    if cache and os.path.exists(cache("truth.npy")):
+        truth = np.load(cache("truth.npy"))
+    else:
+        truth = ground_truth(base, queries, a.k)
+        if cache:
+            np.save(cache("truth.npy"), truth)
     print(f"{n} base x {dim}, {nq} queries; ground truth {time.perf_counter() - t:.1f}s", file=sys.stderr)
 
     rows = []
@@ -91,11 +100,18 @@ def main():
         if lib == "hnswlib":
             import hnswlib
             idx = hnswlib.Index(space="l2", dim=dim)
-            idx.init_index(max_elements=n, M=a.m, ef_construction=a.ef_construction, random_seed=100)
-            idx.set_num_threads(a.build_threads)
-            t = time.perf_counter()
-            idx.add_items(base, np.arange(n))
-            build_s = time.perf_counter() - t
+            if cache and os.path.exists(cache("hnswlib")):
+                idx.load_index(cache("hnswlib"), max_elements=n)
+                build_s = float(open(cache("hnswlib.build_s")).read())
+            else:
+                idx.init_index(max_elements=n, M=a.m, ef_construction=a.ef_construction, random_seed=100)
+                idx.set_num_threads(a.build_threads)
+                t = time.perf_counter()
+                idx.add_items(base, np.arange(n))
+                build_s = time.perf_counter() - t
+                if cache:
+                    idx.save_index(cache("hnswlib"))
+                    open(cache("hnswlib.build_s"), "w").write(str(build_s))
             idx.set_num_threads(1)
 
             def set_ef(ef):
@@ -110,11 +126,18 @@ def main():
         elif lib == "faiss":
             import faiss
             faiss.omp_set_num_threads(a.build_threads)
-            idx = faiss.IndexHNSWFlat(dim, a.m)
-            idx.hnsw.efConstruction = a.ef_construction
-            t = time.perf_counter()
-            idx.add(base)
-            build_s = time.perf_counter() - t
+            if cache and os.path.exists(cache("faiss")):
+                idx = faiss.read_index(cache("faiss"))
+                build_s = float(open(cache("faiss.build_s")).read())
+            else:
+                idx = faiss.IndexHNSWFlat(dim, a.m)
+                idx.hnsw.efConstruction = a.ef_construction
+                t = time.perf_counter()
+                idx.add(base)
+                build_s = time.perf_counter() - t
+                if cache:
+                    faiss.write_index(idx, cache("faiss"))
+                    open(cache("faiss.build_s"), "w").write(str(build_s))
             faiss.omp_set_num_threads(1)
 
             def set_ef(ef):
