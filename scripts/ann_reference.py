@@ -122,7 +122,11 @@ def main():
 
             def batch():
                 return idx.knn_query(queries, k=a.k)[0]
-            version = getattr(hnswlib, "__version__", "?")
+            try:
+                from importlib.metadata import version as _v
+                version = _v("hnswlib")
+            except Exception:
+                version = "?"
         elif lib == "faiss":
             import faiss
             faiss.omp_set_num_threads(a.build_threads)
