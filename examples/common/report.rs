@@ -152,8 +152,7 @@ pub fn plot_lines(path: &Path, title: &str, x_label: &str, y_label: &str, series
     Ok(())
 }
 
-/// Escapes nothing: the benchmark JSON only holds numbers and plain words,
-/// so it is written with serde_json's `json!` by the callers.
+/// Writes `value` as pretty JSON to `path`, or to stdout when `None`.
 pub fn write_json(path: Option<&Path>, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     match path {

@@ -1431,6 +1431,38 @@ mod tests {
     }
 
     #[test]
+    fn packed_and_f32_layouts_agree() {
+        // Where the CPU supports it, the half-precision layout only steers
+        // the walk: returned distances are exact, and at a wide beam both
+        // layouts find the exact neighbours.
+        let queries = clustered(50, 8);
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            let mut idx = build(metric);
+            let packed = idx.uses_packed_layout();
+            let with: Vec<_> = queries
+                .chunks_exact(DIM)
+                .map(|q| idx.search(q, 10, 200, |_| true).unwrap())
+                .collect();
+            idx.set_reduced_precision(false);
+            assert!(!idx.uses_packed_layout());
+            for (q, got) in queries.chunks_exact(DIM).zip(&with) {
+                let exact = idx.search_exact(q, 10, |_| true).unwrap();
+                let flat = idx.search(q, 10, 200, |_| true).unwrap();
+                let flat_hits = flat.iter().filter(|g| exact.contains(g)).count();
+                assert!(flat_hits >= 9, "{metric:?} f32 layout: {flat_hits}/10");
+                let hits = got.iter().filter(|g| exact.contains(g)).count();
+                assert!(hits >= 9, "{metric:?} packed={packed}: {hits}/10 exact (row, distance) pairs");
+            }
+            idx.set_reduced_precision(true);
+            assert_eq!(idx.uses_packed_layout(), packed);
+        }
+        // Values outside the f16 range fall back to the f32 layout.
+        let big: Vec<f32> = clustered(100, 9).iter().map(|x| x * 1e5).collect();
+        let idx = AnnIndex::build(&big, DIM, Metric::L2, &AnnParams::default()).unwrap();
+        assert!(!idx.uses_packed_layout());
+    }
+
+    #[test]
     fn reentrant_search_from_filter() {
         // `accept` searching the same index on the same thread must not
         // panic on the thread-local scratch borrow.
