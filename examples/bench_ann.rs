@@ -329,7 +329,7 @@ fn main() -> Result<()> {
             other => bail!("unknown layout {other} (f16, f32)"),
         };
         index.set_reduced_precision(packed);
-        let layout = if index.uses_packed_layout() { "f16" } else { "f32" };
+        let layout = if index.uses_reduced_precision() { "f16" } else { "f32" };
         let index = &index;
         let one = |q: &[f32], ef: usize| -> Vec<u32> {
             index.search(q, args.k, ef, |_| true).map(|r| r.into_iter().map(|x| x.0).collect()).unwrap_or_default()

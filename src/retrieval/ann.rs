@@ -877,7 +877,7 @@ impl AnnIndex {
     /// exact `f32` re-scoring of the final beam); false when they run on
     /// the `f32` vectors directly (CPU without AVX2/FMA/F16C, or values
     /// outside the `f16` range). For benchmark reports.
-    pub fn uses_packed_layout(&self) -> bool {
+    pub fn uses_reduced_precision(&self) -> bool {
         self.packed.is_some()
     }
 
@@ -1438,13 +1438,13 @@ mod tests {
         let queries = clustered(50, 8);
         for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
             let mut idx = build(metric);
-            let packed = idx.uses_packed_layout();
+            let packed = idx.uses_reduced_precision();
             let with: Vec<_> = queries
                 .chunks_exact(DIM)
                 .map(|q| idx.search(q, 10, 200, |_| true).unwrap())
                 .collect();
             idx.set_reduced_precision(false);
-            assert!(!idx.uses_packed_layout());
+            assert!(!idx.uses_reduced_precision());
             for (q, got) in queries.chunks_exact(DIM).zip(&with) {
                 let exact = idx.search_exact(q, 10, |_| true).unwrap();
                 let flat = idx.search(q, 10, 200, |_| true).unwrap();
@@ -1454,12 +1454,12 @@ mod tests {
                 assert!(hits >= 9, "{metric:?} packed={packed}: {hits}/10 exact (row, distance) pairs");
             }
             idx.set_reduced_precision(true);
-            assert_eq!(idx.uses_packed_layout(), packed);
+            assert_eq!(idx.uses_reduced_precision(), packed);
         }
         // Values outside the f16 range fall back to the f32 layout.
         let big: Vec<f32> = clustered(100, 9).iter().map(|x| x * 1e5).collect();
         let idx = AnnIndex::build(&big, DIM, Metric::L2, &AnnParams::default()).unwrap();
-        assert!(!idx.uses_packed_layout());
+        assert!(!idx.uses_reduced_precision());
     }
 
     #[test]
