@@ -242,26 +242,126 @@ impl Engine {
     /// an out-of-range size are errors; `k = 0` is an empty list; the context
     /// items and excluded ids never appear in the result.
     pub fn recommend(&self, req: &Request) -> Result<Recommendations> {
+        self.pipeline(req, false).map(|(r, _)| r)
+    }
+
+    /// Serves many requests in parallel on the rayon thread pool (all cores
+    /// by default), one result per request in the same order. Throughput
+    /// mode for offline scoring and batch serving; each request's timings
+    /// are its own wall-clock times.
+    pub fn recommend_batch(&self, reqs: &[Request]) -> Vec<Result<Recommendations>> {
+        use rayon::prelude::*;
+        reqs.par_iter().map(|r| self.recommend(r)).collect()
+    }
+
+    /// Runs `req` like [`recommend`](Engine::recommend) and keeps every
+    /// intermediate result, so each stage can then be re-run alone on the
+    /// same inputs with [`run_stage`](Engine::run_stage) (per-stage benchmarks
+    /// and profiling).
+    pub fn trace(&self, req: &Request) -> Result<(Recommendations, StageTrace)> {
+        let (recs, trace) = self.pipeline(req, true)?;
+        let trace = trace.ok_or_else(|| Error::InvalidRequest("k = 0 runs no stage to trace".into()))?;
+        Ok((recs, *trace))
+    }
+
+    /// Re-runs one stage of a traced request on the inputs it saw and
+    /// returns the size of its output (hits, candidates, matrix values or
+    /// scores), which benchmarks pass to `black_box`.
+    pub fn run_stage(&self, trace: &StageTrace, stage: Stage) -> Result<usize> {
+        let t = trace;
+        Ok(match stage {
+            Stage::Ann => self.ann_stage(t.vector.as_deref(), t.counts.ann, &t.ctx.filter)?.len(),
+            Stage::Lexical => {
+                if t.ctx.has_text {
+                    self.text.search(&t.ctx.terms, t.counts.lexical, Arc::clone(&t.ctx.filter))?.len()
+                } else {
+                    0
+                }
+            }
+            Stage::Covisit => {
+                let scores = self.store.covisit.aggregate(&t.ctx.items);
+                covisit::top_n(&scores, t.counts.covisit, |i| (t.ctx.filter)(i)).len()
+            }
+            Stage::Fusion => fusion::fuse(&t.lists(), t.rank_depth).len(),
+            Stage::Features => self.features_stage(t.vector.as_deref(), &t.ctx, &t.covisit_scores, &t.lexical_hits, &t.candidates).len(),
+            Stage::Rank { rows } => {
+                // Exactly `rows` rows: the traced ones, repeated if there are fewer.
+                let have = t.matrix.len() / NUM_FEATURES;
+                if have == 0 {
+                    return Err(Error::InvalidRequest("the traced request had no candidates to rank".into()));
+                }
+                let matrix: Vec<f32> = t.matrix.chunks_exact(NUM_FEATURES).cycle().take(rows).flatten().copied().collect();
+                self.ranker.score(&matrix, rows)?.len()
+            }
+        })
+    }
+
+    /// ANN candidates for `vector` (none without a vector).
+    fn ann_stage(&self, vector: Option<&[f32]>, n: usize, filter: &Arc<dyn Fn(u32) -> bool + Send + Sync>) -> Result<Vec<(u32, f32)>> {
+        Ok(match vector {
+            Some(v) if n > 0 && !self.ann.is_empty() => {
+                let store = &self.store;
+                let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
+                let ef = n.max(64);
+                self.ann
+                    .search(v, n, ef, accept)
+                    .map_err(|e| Error::internal("ann", e))?
+                    .into_iter()
+                    .filter_map(|(row, d)| store.item_of_row(row).map(|i| (i, similarity(self.ann.metric(), d))))
+                    .collect()
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// The feature matrix for `candidates`.
+    fn features_stage(
+        &self,
+        vector: Option<&[f32]>,
+        ctx: &Resolved,
+        covisit_scores: &HashMap<u32, f32>,
+        lexical_hits: &[(u32, f32)],
+        candidates: &[Candidate],
+    ) -> Vec<f32> {
+        let vector_of = |i: u32| self.vector_of(i);
+        let signals = ContextSignals {
+            vector,
+            items: &ctx.items,
+            covisit: covisit_scores,
+            lexical_max: lexical_hits.first().map(|h| h.1).unwrap_or(0.0),
+            vector_of: &vector_of,
+            terms: &ctx.terms,
+        };
+        features::assemble(&signals, candidates, &self.store)
+    }
+
+    /// The whole online path; with `keep`, also the intermediate results.
+    fn pipeline(&self, req: &Request, keep: bool) -> Result<(Recommendations, Option<Box<StageTrace>>)> {
         let t_total = Instant::now();
         if req.k == 0 {
             // Still validated: a malformed request is an error whatever k is.
             self.resolve(req)?;
             let timings = Timings { encode: t_total.elapsed(), total: t_total.elapsed(), ..Timings::default() };
-            return Ok(Recommendations { items: Vec::new(), candidates: 0, timings });
+            return Ok((Recommendations { items: Vec::new(), candidates: 0, timings }, None));
         }
-        let Assembled { candidates, matrix, mut timings } = self.assemble(req)?;
+        let (Assembled { candidates, matrix, mut timings }, trace) = self.assemble_inner(req, keep)?;
         let t = Instant::now();
         let scores = self.ranker.score(&matrix, candidates.len())?;
         let items = self.top_k(&candidates, &scores, &matrix, req);
         timings.rank = t.elapsed();
         timings.total = t_total.elapsed();
-        Ok(Recommendations { items, candidates: candidates.len(), timings })
+        Ok((Recommendations { items, candidates: candidates.len(), timings }, trace))
     }
 
     /// Everything before the ranker: encode, retrieve, fuse, assemble
     /// features. Training and evaluation call this too, so the ranker
     /// learns from exactly the features it is served.
     pub(crate) fn assemble(&self, req: &Request) -> Result<Assembled> {
+        self.assemble_inner(req, false).map(|(a, _)| a)
+    }
+
+    /// [`assemble`](Engine::assemble), keeping the intermediate results when `keep`.
+    fn assemble_inner(&self, req: &Request, keep: bool) -> Result<(Assembled, Option<Box<StageTrace>>)> {
         let mut timings = Timings::default();
         let t = Instant::now();
         let ctx = self.resolve(req)?;
@@ -293,21 +393,7 @@ impl Engine {
         timings.encode += t.elapsed();
 
         let t = Instant::now();
-        let ann_hits = match &vector {
-            Some(v) if counts.ann > 0 && !self.ann.is_empty() => {
-                let store = &self.store;
-                let filter = &ctx.filter;
-                let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
-                let ef = counts.ann.max(64);
-                self.ann
-                    .search(v, counts.ann, ef, accept)
-                    .map_err(|e| Error::internal("ann", e))?
-                    .into_iter()
-                    .filter_map(|(row, d)| store.item_of_row(row).map(|i| (i, similarity(self.ann.metric(), d))))
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
+        let ann_hits = self.ann_stage(vector.as_deref(), counts.ann, &ctx.filter)?;
         timings.ann = t.elapsed();
 
         let t = Instant::now();
@@ -331,18 +417,24 @@ impl Engine {
         timings.fusion = t.elapsed();
 
         let t = Instant::now();
-        let vector_of = |i: u32| self.vector_of(i);
-        let signals = ContextSignals {
-            vector: vector.as_deref(),
-            items: &ctx.items,
-            covisit: &covisit_scores,
-            lexical_max: lexical_hits.first().map(|h| h.1).unwrap_or(0.0),
-            vector_of: &vector_of,
-            terms: &ctx.terms,
-        };
-        let matrix = features::assemble(&signals, &candidates, &self.store);
+        let matrix = self.features_stage(vector.as_deref(), &ctx, &covisit_scores, &lexical_hits, &candidates);
         timings.features = t.elapsed();
-        Ok(Assembled { candidates, matrix, timings })
+        let trace = keep.then(|| {
+            Box::new(StageTrace {
+                ctx,
+                vector,
+                counts,
+                rank_depth: req.rank_depth,
+                ann_hits,
+                lexical_hits,
+                covisit_scores,
+                covisit_hits,
+                popular_hits,
+                candidates: candidates.clone(),
+                matrix: matrix.clone(),
+            })
+        });
+        Ok((Assembled { candidates, matrix, timings }, trace))
     }
 
     /// Internal id of an external id.
@@ -384,6 +476,65 @@ impl Engine {
                 Some(Recommendation { id: item.id.clone(), score: scores[i], sources, features })
             })
             .collect()
+    }
+}
+
+/// One stage of the online path, for [`Engine::run_stage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// ANN search with the context vector.
+    Ann,
+    /// BM25 search with the query terms (nothing for contexts without text).
+    Lexical,
+    /// Co-visitation aggregation over the context items and top-n.
+    Covisit,
+    /// Fusion of the retrievers' lists into ranked, de-duplicated candidates.
+    Fusion,
+    /// Feature assembly for the fused candidates.
+    Features,
+    /// The ranker's forward pass over exactly `rows` candidates (the traced
+    /// feature rows, repeated if there were fewer).
+    Rank {
+        /// Number of candidate rows scored.
+        rows: usize,
+    },
+}
+
+/// Every intermediate result of one request, from [`Engine::trace`]. Opaque:
+/// it only feeds [`Engine::run_stage`] (and says how many candidates there were).
+pub struct StageTrace {
+    ctx: Resolved,
+    vector: Option<Vec<f32>>,
+    counts: crate::request::CandidateCounts,
+    rank_depth: usize,
+    ann_hits: Vec<(u32, f32)>,
+    lexical_hits: Vec<(u32, f32)>,
+    covisit_scores: HashMap<u32, f32>,
+    covisit_hits: Vec<(u32, f32)>,
+    popular_hits: Vec<(u32, f32)>,
+    candidates: Vec<Candidate>,
+    matrix: Vec<f32>,
+}
+
+impl StageTrace {
+    /// Number of fused candidates the request ranked.
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
+    }
+
+    fn lists(&self) -> [(Retriever, &[(u32, f32)]); 4] {
+        [
+            (Retriever::Ann, &self.ann_hits),
+            (Retriever::Lexical, &self.lexical_hits),
+            (Retriever::Covisit, &self.covisit_hits),
+            (Retriever::Popular, &self.popular_hits),
+        ]
+    }
+}
+
+impl std::fmt::Debug for StageTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageTrace").field("candidates", &self.candidates.len()).finish_non_exhaustive()
     }
 }
 

@@ -121,7 +121,7 @@ mod sparse;
 pub mod synth;
 
 pub use catalog::{Attribute, Catalog, Item};
-pub use engine::{Engine, IndexInfo};
+pub use engine::{Engine, IndexInfo, Stage, StageTrace};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};
 pub use handle::EngineHandle;

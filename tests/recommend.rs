@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use twostage::{Context, Error, Request, Retriever};
+use twostage::{Context, Error, Request, Retriever, Stage};
 
 mod common;
 
@@ -135,4 +135,39 @@ fn bad_requests_give_typed_errors_or_empty_lists() {
     let ctx = popular_tracks(f, 1).remove(0);
     let all = f.engine.recommend(&Request::new(Context::listening(ctx)).k(10_000)).unwrap();
     assert!(!all.items.is_empty() && all.items.len() <= 10_000);
+}
+
+#[test]
+fn batch_matches_single_requests_and_stages_rerun_on_a_trace() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 3);
+    let reqs = vec![
+        Request::new(Context::listening(ctx[0].clone())).k(5),
+        Request::new(Context::history(ctx.clone())).k(5),
+        Request::new(Context::search("calm piano")).k(5),
+        Request::new(Context::history(Vec::<String>::new())).k(5),
+    ];
+    let batch = f.engine.recommend_batch(&reqs);
+    assert_eq!(batch.len(), reqs.len());
+    for (req, got) in reqs.iter().zip(&batch) {
+        match (f.engine.recommend(req), got) {
+            (Ok(a), Ok(b)) => {
+                let ids = |r: &twostage::Recommendations| r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+                assert_eq!(ids(&a), ids(b), "{req:?}");
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("single {a:?} vs batch {b:?}"),
+        }
+    }
+
+    let req = Request::new(Context::personalized_search("night", ctx.clone())).k(10);
+    let (recs, trace) = f.engine.trace(&req).unwrap();
+    assert_eq!(trace.candidates(), recs.candidates);
+    for stage in [Stage::Ann, Stage::Lexical, Stage::Covisit, Stage::Fusion, Stage::Features] {
+        assert!(f.engine.run_stage(&trace, stage).unwrap() > 0, "{stage:?}");
+    }
+    for rows in [1, 50, 1000] {
+        assert_eq!(f.engine.run_stage(&trace, Stage::Rank { rows }).unwrap(), rows);
+    }
+    assert!(f.engine.trace(&Request::new(Context::listening(ctx[0].clone())).k(0)).is_err());
 }

@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use hnsw_rs::prelude::{DistL2, Distance, Hnsw};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::distance::{dot, l2_squared, norm_squared_f64, normalize};
+use super::distance::{dot, dot_fn, half_kernels, l2_squared, l2_squared_fn, norm_squared_f64, normalize, to_f16_bits, HalfKernel};
 
 /// How distances are measured.
 ///
@@ -181,6 +181,157 @@ struct Graph {
 #[derive(Clone)]
 pub struct AnnIndex {
     g: Graph,
+    /// Search copy of layer 0 (see [`Packed`]); `None` when the CPU lacks
+    /// the half-precision kernels or the values do not fit in `f16`. Derived
+    /// from `g`, never serialised.
+    packed: Option<Packed>,
+}
+
+/// One 64-byte cache line; the alignment makes a node's block start on a
+/// line boundary so a block touches as few lines as possible.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u32; 16]);
+
+/// Layer 0 laid out for search, one fixed-size block per row, like hnswlib:
+/// `[degree, neighbour ids (max_degree slots), vector as f16 bits]`.
+///
+/// Why: the search is bound by memory latency, not arithmetic. Keeping the
+/// neighbour list next to the vector means one prefetched block brings both,
+/// and half precision halves the bytes per distance (a 784-dim row is 25
+/// cache lines instead of 49). Distances computed on it are approximate, so
+/// the final beam is re-scored exactly on the `f32` vectors before the top
+/// `k` are cut: results and returned distances are exact `f32` ones.
+#[derive(Clone)]
+struct Packed {
+    lines: Vec<Line>,
+    /// Half-precision (L2, dot) kernels for this CPU.
+    kernels: (HalfKernel, HalfKernel),
+    /// Block size in `u32` words (a multiple of 16).
+    stride: usize,
+    /// Neighbour slots per block.
+    max_degree: usize,
+}
+
+impl Packed {
+    /// Builds the packed copy, or `None` if it cannot be used (no F16C, or a
+    /// value outside the finite `f16` range).
+    fn new(g: &Graph) -> Option<Packed> {
+        let kernels = half_kernels()?;
+        if g.n == 0 || g.dim == 0 || g.vectors.len() != g.n * g.dim || g.vectors.iter().any(|x| x.abs() > 65_000.0) {
+            return None;
+        }
+        let max_degree = (0..g.n).map(|r| g.base.slot(r).len()).max().unwrap_or(0);
+        let vec_words = g.dim.div_ceil(2);
+        let stride = (1 + max_degree + vec_words).div_ceil(16) * 16;
+        let total_lines = g.n.checked_mul(stride / 16)?;
+        let mut lines = vec![Line([0; 16]); total_lines];
+        let words = words_mut(&mut lines);
+        for (row, v) in g.vectors.chunks_exact(g.dim).enumerate() {
+            let block = words.get_mut(row * stride..(row + 1) * stride)?;
+            let nbs = g.base.slot(row);
+            // max_degree <= 2 * 256, so the degree fits.
+            block[0] = nbs.len() as u32;
+            block[1..1 + nbs.len()].copy_from_slice(nbs);
+            for (i, pair) in v.chunks(2).enumerate() {
+                let lo = u32::from(to_f16_bits(pair[0]));
+                let hi = pair.get(1).map_or(0, |&x| u32::from(to_f16_bits(x)));
+                // Little-endian halves, so the u16 view reads them in order.
+                block[1 + max_degree + i] = if cfg!(target_endian = "little") { lo | (hi << 16) } else { (lo << 16) | hi };
+            }
+        }
+        Some(Packed { lines, kernels, stride, max_degree })
+    }
+
+    fn words(&self) -> &[u32] {
+        // SAFETY: `Line` is `repr(C)` over `[u32; 16]` with no padding, so
+        // `len` lines are exactly `16 * len` initialised, aligned `u32`s.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u32>(), self.lines.len() * 16) }
+    }
+}
+
+fn words_mut(lines: &mut [Line]) -> &mut [u32] {
+    // SAFETY: as in `Packed::words`; the borrow is exclusive.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u32>(), lines.len() * 16) }
+}
+
+/// Reinterprets `u32` words as twice as many `u16`s (alignment 4 >= 2).
+fn as_halves(words: &[u32]) -> &[u16] {
+    // SAFETY: any bit pattern is a valid u16, the alignment of u32 covers
+    // u16, and the length covers exactly the same bytes.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u16>(), words.len() * 2) }
+}
+
+/// What the layer-0 beam search needs from a layout.
+trait Layer0 {
+    /// Neighbours of `row` on layer 0.
+    fn neighbours(&self, row: u32) -> &[u32];
+    /// (Possibly approximate) distance from the prepared query to `row`.
+    fn dist(&self, row: u32) -> f32;
+    /// Starts fetching what `dist(row)` and `neighbours(row)` will read.
+    fn prefetch(&self, row: u32);
+}
+
+/// Layer 0 over the `f32` vectors and the CSR lists.
+struct FlatView<'a, F> {
+    idx: &'a AnnIndex,
+    q: &'a [f32],
+    dist: F,
+}
+
+impl<F: Fn(&[f32], &[f32]) -> f32> Layer0 for FlatView<'_, F> {
+    #[inline(always)]
+    fn neighbours(&self, row: u32) -> &[u32] {
+        self.idx.g.base.slot(row as usize)
+    }
+    #[inline(always)]
+    fn dist(&self, row: u32) -> f32 {
+        (self.dist)(self.q, self.idx.row_vec(row))
+    }
+    #[inline(always)]
+    fn prefetch(&self, row: u32) {
+        prefetch(self.idx.row_vec(row));
+    }
+}
+
+/// Layer 0 over [`Packed`] blocks: distance `offset + sign * kernel(q, v)`.
+struct PackedView<'a> {
+    words: &'a [u32],
+    stride: usize,
+    max_degree: usize,
+    dim: usize,
+    q: &'a [f32],
+    kernel: HalfKernel,
+    sign: f32,
+    offset: f32,
+}
+
+impl PackedView<'_> {
+    #[inline(always)]
+    fn block(&self, row: u32) -> &[u32] {
+        let start = row as usize * self.stride;
+        self.words.get(start..start + self.stride).unwrap_or(&[])
+    }
+}
+
+impl Layer0 for PackedView<'_> {
+    #[inline(always)]
+    fn neighbours(&self, row: u32) -> &[u32] {
+        let b = self.block(row);
+        let deg = b.first().map_or(0, |&d| (d as usize).min(self.max_degree));
+        b.get(1..1 + deg).unwrap_or(&[])
+    }
+    #[inline(always)]
+    fn dist(&self, row: u32) -> f32 {
+        let b = self.block(row);
+        let v = as_halves(b.get(1 + self.max_degree..).unwrap_or(&[]));
+        let v = v.get(..self.dim).unwrap_or(&[]);
+        self.offset + self.sign * (self.kernel)(self.q, v)
+    }
+    #[inline(always)]
+    fn prefetch(&self, row: u32) {
+        prefetch_u32(self.block(row));
+    }
 }
 
 impl std::fmt::Debug for AnnIndex {
@@ -213,11 +364,14 @@ impl Serialize for AnnIndex {
 
 impl<'de> Deserialize<'de> for AnnIndex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let idx = AnnIndex {
+        let mut idx = AnnIndex {
             g: Graph::deserialize(d)?,
+            packed: None,
         };
-        // Untrusted bytes: refuse anything search could trip over.
+        // Untrusted bytes: refuse anything search could trip over, before
+        // deriving the search layout from them.
         idx.validate().map_err(serde::de::Error::custom)?;
+        idx.packed = Packed::new(&idx.g);
         Ok(idx)
     }
 }
@@ -310,6 +464,24 @@ fn prefetch(v: &[f32]) {
             // SAFETY: prefetch never faults and the pointer comes from a
             // live slice; SSE is part of the x86_64 baseline. (`unsafe` is
             // needed before Rust 1.87, where the intrinsic became safe.)
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>());
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// [`prefetch`] for a packed block.
+#[inline(always)]
+fn prefetch_u32(v: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for line in v.chunks(16) {
+            // SAFETY: as in `prefetch`.
             #[allow(unused_unsafe)]
             unsafe {
                 _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>());
@@ -428,7 +600,7 @@ impl AnnIndex {
                 upper: vec![],
                 entry: 0,
             };
-            return Ok(AnnIndex { g });
+            return Ok(AnnIndex::from_graph(g));
         }
         // hnsw_rs may panic on internal assertions; turn that into an error
         // rather than unwinding through the caller.
@@ -474,6 +646,11 @@ impl AnnIndex {
     /// Errors on a query of the wrong dimension, with non-finite values, with
     /// a squared norm above `f32::MAX / 4`, or a zero query under `Cosine`.
     /// `k == 0` or an empty index give an empty result.
+    ///
+    /// Where the CPU has AVX2, FMA and F16C, the layer-0 walk reads a
+    /// half-precision copy of the vectors laid out next to their neighbour
+    /// lists (half the memory traffic), and the final `ef` rows are
+    /// re-scored on the `f32` vectors, so returned distances are exact.
     pub fn search(
         &self,
         query: &[f32],
@@ -690,6 +867,36 @@ impl AnnIndex {
         }
     }
 
+    /// Wraps a graph with its derived search layout.
+    fn from_graph(g: Graph) -> AnnIndex {
+        let packed = Packed::new(&g);
+        AnnIndex { g, packed }
+    }
+
+    /// True when searches run on the half-precision packed layout (with
+    /// exact `f32` re-scoring of the final beam); false when they run on
+    /// the `f32` vectors directly (CPU without AVX2/FMA/F16C, or values
+    /// outside the `f16` range). For benchmark reports.
+    pub fn uses_reduced_precision(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// Turns the half-precision search copy on (the default where the CPU
+    /// supports it) or off. The copy costs `n * (2 * dim + 4 * 2m)` bytes
+    /// on top of the `f32` vectors and makes search faster at equal recall;
+    /// turn it off to save that memory or to compare. Results stay exact
+    /// either way (the copy only steers the walk; see [`search`]).
+    /// Turning it on is a no-op where it is unsupported.
+    ///
+    /// [`search`]: AnnIndex::search
+    pub fn set_reduced_precision(&mut self, on: bool) {
+        match (on, self.packed.is_some()) {
+            (true, false) => self.packed = Packed::new(&self.g),
+            (false, true) => self.packed = None,
+            _ => {}
+        }
+    }
+
     fn search_with(
         &self,
         s: &mut Scratch,
@@ -698,22 +905,25 @@ impl AnnIndex {
         ef: usize,
         accept: &impl Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
-        // Monomorphise the hot loop per metric instead of matching per call.
-        match self.g.metric {
-            Metric::L2 => self.beam(s, query, k, ef, accept, l2_squared),
-            Metric::Dot => self.beam(s, query, k, ef, accept, |a, b| -dot(a, b)),
-            Metric::Cosine => {
-                // Reuse the scratch buffer for the normalised query; take it
-                // out so `s` stays mutably borrowable.
-                let mut q = std::mem::take(&mut s.query);
-                q.clear();
-                q.extend_from_slice(query);
-                normalize(&mut q);
-                let r = self.beam(s, &q, k, ef, accept, |a, b| 1.0 - dot(a, b));
-                s.query = q;
-                r
-            }
+        // Reuse the scratch buffer for the (normalised, for Cosine) query;
+        // take it out so `s` stays mutably borrowable.
+        let mut q = std::mem::take(&mut s.query);
+        q.clear();
+        q.extend_from_slice(query);
+        if self.g.metric == Metric::Cosine {
+            normalize(&mut q);
         }
+        // Monomorphise the hot loop per metric instead of matching per call,
+        // and fetch the CPU-specific kernel once per query, not per distance.
+        let l2 = l2_squared_fn();
+        let dot = dot_fn();
+        let r = match self.g.metric {
+            Metric::L2 => self.search_metric(s, &q, k, ef, accept, l2),
+            Metric::Dot => self.search_metric(s, &q, k, ef, accept, |a, b| -dot(a, b)),
+            Metric::Cosine => self.search_metric(s, &q, k, ef, accept, |a, b| 1.0 - dot(a, b)),
+        };
+        s.query = q;
+        r
     }
 
     /// Vector of `row`; empty for an out-of-range row (impossible after
@@ -724,26 +934,27 @@ impl AnnIndex {
         self.g.vectors.get(start..start + self.g.dim).unwrap_or(&[])
     }
 
-    /// Greedy descent through the upper layers, then beam search on layer 0.
-    fn beam(
+    /// Greedy descent through the upper layers, beam search on layer 0 (on
+    /// the packed layout when there is one, then exact re-scoring), cut to k.
+    fn search_metric(
         &self,
         s: &mut Scratch,
         q: &[f32],
         k: usize,
         ef: usize,
         accept: &impl Fn(u32) -> bool,
-        dist: impl Fn(&[f32], &[f32]) -> f32,
+        exact: impl Fn(&[f32], &[f32]) -> f32,
     ) -> Vec<(u32, f32)> {
         let g = &self.g;
         let mut cur = g.entry;
-        let mut cur_d = dist(q, self.row_vec(cur));
+        let mut cur_d = exact(q, self.row_vec(cur));
         for layer in g.upper.iter().rev() {
             // Move to the best neighbour until none improves (ef = 1). The
             // strictly decreasing distance guarantees termination.
             loop {
                 let mut changed = false;
                 for &nb in layer.sparse(cur) {
-                    let d = dist(q, self.row_vec(nb));
+                    let d = exact(q, self.row_vec(nb));
                     if d < cur_d {
                         cur_d = d;
                         cur = nb;
@@ -756,77 +967,130 @@ impl AnnIndex {
             }
         }
 
-        s.begin(g.n);
-        s.visit(cur);
-        s.candidates.push(Reverse(Cand {
-            dist: cur_d,
-            row: cur,
-        }));
-        if accept(cur) {
-            s.best.push(Cand {
-                dist: cur_d,
-                row: cur,
-            });
+        if let Some(p) = &self.packed {
+            let (l2h, doth) = p.kernels;
+            let (kernel, sign, offset) = match g.metric {
+                Metric::L2 => (l2h, 1.0, 0.0),
+                Metric::Dot => (doth, -1.0, 0.0),
+                Metric::Cosine => (doth, -1.0, 1.0),
+            };
+            let view = PackedView {
+                words: p.words(),
+                stride: p.stride,
+                max_degree: p.max_degree,
+                dim: g.dim,
+                q,
+                kernel,
+                sign,
+                offset,
+            };
+            let entry_d = view.dist(cur);
+            beam(s, &view, g.n, cur, entry_d, ef, accept);
+            // Re-score the whole final beam exactly: the half-precision
+            // distances only steered the walk.
+            let mut out: Vec<(u32, f32)> = s
+                .best
+                .drain()
+                .map(|c| (c.row, exact(q, self.row_vec(c.row))))
+                .collect();
+            out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            out.truncate(k);
+            out
+        } else {
+            let view = FlatView {
+                idx: self,
+                q,
+                dist: &exact,
+            };
+            beam(s, &view, g.n, cur, cur_d, ef, accept);
+            let mut out: Vec<(u32, f32)> = Vec::with_capacity(k.min(s.best.len()));
+            // `best` holds <= ef entries; keep the k nearest in order.
+            while s.best.len() > k {
+                s.best.pop();
+            }
+            while let Some(c) = s.best.pop() {
+                out.push((c.row, c.dist));
+            }
+            out.reverse();
+            out
         }
-        while let Some(Reverse(c)) = s.candidates.pop() {
-            // Stop once the nearest unexpanded node is worse than the worst
-            // of a full beam: nothing reachable through it can improve it.
+    }
+}
+
+/// Beam search on layer 0 from `entry`; leaves the best `ef` accepted rows
+/// in `s.best`.
+fn beam<L: Layer0>(
+    s: &mut Scratch,
+    layer: &L,
+    n: usize,
+    entry: u32,
+    entry_d: f32,
+    ef: usize,
+    accept: &impl Fn(u32) -> bool,
+) {
+    s.begin(n);
+    s.visit(entry);
+    s.candidates.push(Reverse(Cand {
+        dist: entry_d,
+        row: entry,
+    }));
+    if accept(entry) {
+        s.best.push(Cand {
+            dist: entry_d,
+            row: entry,
+        });
+    }
+    while let Some(Reverse(c)) = s.candidates.pop() {
+        // Stop once the nearest unexpanded node is worse than the worst
+        // of a full beam: nothing reachable through it can improve it.
+        let worst = match s.best.peek() {
+            Some(w) if s.best.len() >= ef => w.dist,
+            _ => f32::INFINITY,
+        };
+        if c.dist > worst {
+            break;
+        }
+        // The next candidate to expand is known now: start fetching its
+        // neighbour list while this one's neighbours are scored.
+        if let Some(Reverse(next)) = s.candidates.peek() {
+            layer.prefetch(next.row);
+        }
+        // Two passes: first collect the unvisited neighbours and start
+        // fetching their vectors, then compute distances. The search is
+        // bound by memory latency (rows sit in random places), and this
+        // overlaps the fetch of the next rows with arithmetic on this one.
+        let mut fresh = std::mem::take(&mut s.fresh);
+        fresh.clear();
+        for &nb in layer.neighbours(c.row) {
+            if s.visit(nb) {
+                fresh.push(nb);
+            }
+        }
+        for &nb in fresh.iter().take(PREFETCH_AHEAD) {
+            layer.prefetch(nb);
+        }
+        for (i, &nb) in fresh.iter().enumerate() {
+            if let Some(&next) = fresh.get(i + PREFETCH_AHEAD) {
+                layer.prefetch(next);
+            }
+            let d = layer.dist(nb);
             let worst = match s.best.peek() {
                 Some(w) if s.best.len() >= ef => w.dist,
                 _ => f32::INFINITY,
             };
-            if c.dist > worst {
-                break;
-            }
-            // Two passes: first collect the unvisited neighbours and start
-            // fetching their vectors, then compute distances. With large
-            // vectors the search is bound by memory latency (a 784-dim row
-            // is 49 cache lines in random places), and this overlaps the
-            // fetch of the next rows with arithmetic on the current one.
-            let mut fresh = std::mem::take(&mut s.fresh);
-            fresh.clear();
-            for &nb in g.base.slot(c.row as usize) {
-                if s.visit(nb) {
-                    fresh.push(nb);
-                }
-            }
-            for &nb in fresh.iter().take(PREFETCH_AHEAD) {
-                prefetch(self.row_vec(nb));
-            }
-            for (i, &nb) in fresh.iter().enumerate() {
-                if let Some(&next) = fresh.get(i + PREFETCH_AHEAD) {
-                    prefetch(self.row_vec(next));
-                }
-                let d = dist(q, self.row_vec(nb));
-                let worst = match s.best.peek() {
-                    Some(w) if s.best.len() >= ef => w.dist,
-                    _ => f32::INFINITY,
-                };
-                if d < worst {
-                    // Rejected rows are expanded too, to keep the graph
-                    // connected under filters, but never enter `best`.
-                    s.candidates.push(Reverse(Cand { dist: d, row: nb }));
-                    if accept(nb) {
-                        s.best.push(Cand { dist: d, row: nb });
-                        if s.best.len() > ef {
-                            s.best.pop();
-                        }
+            if d < worst {
+                // Rejected rows are expanded too, to keep the graph
+                // connected under filters, but never enter `best`.
+                s.candidates.push(Reverse(Cand { dist: d, row: nb }));
+                if accept(nb) {
+                    s.best.push(Cand { dist: d, row: nb });
+                    if s.best.len() > ef {
+                        s.best.pop();
                     }
                 }
             }
-            s.fresh = fresh;
         }
-
-        let mut out: Vec<(u32, f32)> = Vec::with_capacity(k.min(s.best.len()));
-        // `best` holds <= ef entries; keep the k nearest in order.
-        while s.best.len() > k {
-            s.best.pop();
-        }
-        while let Some(c) = s.best.pop() {
-            out.push((c.row, c.dist));
-        }
-        out.reverse();
-        out
+        s.fresh = fresh;
     }
 }
 
@@ -885,17 +1149,15 @@ pub(crate) fn from_hnsw<D: Distance<f32> + Send + Sync>(
 ) -> Result<AnnIndex, AnnError> {
     let n = vectors.len() / dim.max(1);
     let (base, upper, entry) = copy_graph(hnsw, n)?;
-    let idx = AnnIndex {
-        g: Graph {
-            dim,
-            metric,
-            n,
-            vectors,
-            base,
-            upper,
-            entry,
-        },
-    };
+    let idx = AnnIndex::from_graph(Graph {
+        dim,
+        metric,
+        n,
+        vectors,
+        base,
+        upper,
+        entry,
+    });
     // Cheap (linear) and turns any surprise in hnsw_rs's output into an
     // error here instead of wrong answers later.
     idx.validate().map_err(|e| AnnError::Build(e.to_string()))?;
@@ -1166,6 +1428,38 @@ mod tests {
         assert!(idx.vector(2000).is_none());
         assert!(idx.vector(u32::MAX).is_none());
         assert_eq!(idx.vector(0).map(<[f32]>::len), Some(DIM));
+    }
+
+    #[test]
+    fn packed_and_f32_layouts_agree() {
+        // Where the CPU supports it, the half-precision layout only steers
+        // the walk: returned distances are exact, and at a wide beam both
+        // layouts find the exact neighbours.
+        let queries = clustered(50, 8);
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            let mut idx = build(metric);
+            let packed = idx.uses_reduced_precision();
+            let with: Vec<_> = queries
+                .chunks_exact(DIM)
+                .map(|q| idx.search(q, 10, 200, |_| true).unwrap())
+                .collect();
+            idx.set_reduced_precision(false);
+            assert!(!idx.uses_reduced_precision());
+            for (q, got) in queries.chunks_exact(DIM).zip(&with) {
+                let exact = idx.search_exact(q, 10, |_| true).unwrap();
+                let flat = idx.search(q, 10, 200, |_| true).unwrap();
+                let flat_hits = flat.iter().filter(|g| exact.contains(g)).count();
+                assert!(flat_hits >= 9, "{metric:?} f32 layout: {flat_hits}/10");
+                let hits = got.iter().filter(|g| exact.contains(g)).count();
+                assert!(hits >= 9, "{metric:?} packed={packed}: {hits}/10 exact (row, distance) pairs");
+            }
+            idx.set_reduced_precision(true);
+            assert_eq!(idx.uses_reduced_precision(), packed);
+        }
+        // Values outside the f16 range fall back to the f32 layout.
+        let big: Vec<f32> = clustered(100, 9).iter().map(|x| x * 1e5).collect();
+        let idx = AnnIndex::build(&big, DIM, Metric::L2, &AnnParams::default()).unwrap();
+        assert!(!idx.uses_reduced_precision());
     }
 
     #[test]
