@@ -21,7 +21,7 @@ fn child_build() {
     let out = std::env::var_os(CHILD_OUT).expect("run by a_build_killed_midway_leaves_the_old_index_usable");
     let catalog = Catalog::from_jsonl_path(common::data_dir().join("items.jsonl")).unwrap();
     let events = Events::from_jsonl_path(common::data_dir().join("events.jsonl"), &catalog).unwrap();
-    IndexBuilder::new().group_key("artist").build(&catalog, &events, out).unwrap();
+    IndexBuilder::new().group_key("artist").without_ranker_training().build(&catalog, &events, out).unwrap();
 }
 
 fn names(dir: &Path) -> Vec<String> {
