@@ -118,6 +118,8 @@ pub mod request;
 pub mod retrieval;
 mod sparse;
 pub mod synth;
+#[cfg(test)]
+mod test_trace;
 
 pub use catalog::{Attribute, Catalog, Item};
 pub use engine::{Engine, IndexInfo};

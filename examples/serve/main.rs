@@ -37,10 +37,27 @@ struct Args {
     /// Threads running engine work (the blocking pool). Default: one per core.
     #[arg(long)]
     workers: Option<usize>,
+    /// Log the library's tracing spans to stderr as they close, with their
+    /// duration: `info` (a line per request and build phase) or `debug`
+    /// (also every request stage). Default: no subscriber.
+    #[arg(long, value_parser = ["off", "info", "debug"], default_value = "off")]
+    log: String,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let level = match args.log.as_str() {
+        "debug" => Some(tracing::Level::DEBUG),
+        "info" => Some(tracing::Level::INFO),
+        _ => None,
+    };
+    if let Some(level) = level {
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if !args.index.join("manifest.json").is_file() {
         eprintln!("no index at {}; building one from {}", args.index.display(), args.data.display());
         let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;

@@ -192,8 +192,13 @@ impl IndexBuilder {
     /// directory; only a complete, fsynced index is renamed to `out`, and an
     /// index already at `out` is replaced only then. On error nothing at
     /// `out` changes.
+    ///
+    /// Emits an info-level `build` span with a child span per phase
+    /// (`ranker training`, `covisitation`, `embeddings`, `hnsw`,
+    /// `text index`, `write`, `publish`).
     pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
         let out = out.as_ref();
+        let _span = tracing::info_span!("build", items = catalog.len(), events = events.len(), out = %out.display()).entered();
         let schema = self.check(catalog, events)?;
         let started = Instant::now();
         // Leftovers of builds that were killed (their process is gone) would
@@ -213,7 +218,7 @@ impl IndexBuilder {
                 .iter()
                 .map(|rel| std::fs::metadata(tmp.join(rel)).map(|m| m.len()).unwrap_or(0))
                 .sum();
-            publish(&tmp, out)?;
+            tracing::info_span!("publish").in_scope(|| publish(&tmp, out))?;
             if let Some(t) = &training {
                 phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
             }
@@ -237,6 +242,7 @@ impl IndexBuilder {
         params: &TrainParams,
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<Option<(Ranker, TrainSummary)>> {
+        let _span = tracing::info_span!("ranker training").entered();
         let started = Instant::now();
         let all = events.events();
         let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
@@ -249,16 +255,20 @@ impl IndexBuilder {
         let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
         let targets = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
         if targets.len() < MIN_TRAINING_LISTS {
+            tracing::info!(lists = targets.len(), needed = MIN_TRAINING_LISTS, "too few logged requests to train a ranker");
             return Ok(None);
         }
         let tmp = temp_sibling(out, "ranker")?;
         let result = (|| {
-            self.build_into(catalog, &before, schema, &tmp, started, &Ranker::fixed_default()?)?;
+            tracing::info_span!("retrieval index", events = before.len())
+                .in_scope(|| self.build_into(catalog, &before, schema, &tmp, started, &Ranker::fixed_default()?))?;
             let engine = Engine::open(&tmp)?;
             // Validation is the later part of the holdout: early stopping sees the future the model will face.
             let split = targets.len() * 4 / 5;
+            let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
             let (train_lists, train_recall) = dataset::lists(&engine, &targets[..split])?;
             let (valid_lists, valid_recall) = dataset::lists(&engine, &targets[split..])?;
+            drop(lists_span);
             let positive = |l: &[ListExample]| l.iter().filter(|e| e.grades.iter().any(|&g| g > 0)).count();
             if positive(&train_lists) < MIN_TRAINING_LISTS || positive(&valid_lists) == 0 {
                 return Ok(None);
@@ -307,11 +317,14 @@ impl IndexBuilder {
             clock = Instant::now();
         };
 
+        let phase = tracing::info_span!("covisitation").entered();
         let sequences = covisit::session_sequences(events, p.session_gap_secs);
         let pairs = covisit::directed_pairs(&sequences, p.covisit.window);
         let popularity = Popularity::build(n, events);
         let covisit = CoVisitation::build(n, &pairs, p.covisit.top_k);
         lap("covisitation", &mut phases);
+        drop(phase);
+        let phase = tracing::info_span!("embeddings").entered();
 
         // The store without vector rows first: content fallback needs its tags and groups.
         let mut store = ItemStore::build(catalog, schema, popularity, covisit, vec![NONE; n], Vec::new());
@@ -336,6 +349,8 @@ impl IndexBuilder {
         store.row_item = row_item;
         let source = if store.row_item.is_empty() { "none" } else { source };
         lap("embeddings", &mut phases);
+        drop(phase);
+        let phase = tracing::info_span!("hnsw", vectors = store.row_item.len(), dim).entered();
 
         let ann = if dim == 0 {
             AnnIndex::build(&[], 1, p.metric, &p.ann)
@@ -344,9 +359,13 @@ impl IndexBuilder {
         }
         .map_err(|e| Error::internal("ann build", e))?;
         lap("hnsw", &mut phases);
+        drop(phase);
+        let phase = tracing::info_span!("text index", documents = n).entered();
 
         lexical::build(catalog, schema, &dir.join(TEXT_DIR))?;
         lap("text index", &mut phases);
+        drop(phase);
+        let phase = tracing::info_span!("write").entered();
 
         write_file(&dir.join(ITEMS_FILE), &encode(&store)?)?;
         write_file(&dir.join(ANN_FILE), &encode(&ann)?)?;
@@ -374,6 +393,7 @@ impl IndexBuilder {
         .write(dir)?;
         sync_tree(dir)?;
         lap("write", &mut phases);
+        drop(phase);
         Ok((stats, phases))
     }
 }
@@ -392,6 +412,7 @@ pub fn retrain_ranker(
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<TrainSummary> {
     let dir = dir.as_ref();
+    let _span = tracing::info_span!("retrain_ranker", index = %dir.display()).entered();
     let (manifest, files) = Manifest::read_verified(dir)?;
     if manifest.stats.items != catalog.len() {
         return Err(Error::InvalidConfig(format!(
@@ -422,7 +443,7 @@ pub fn retrain_ranker(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    publish(&tmp, dir)?;
+    tracing::info_span!("publish").in_scope(|| publish(&tmp, dir))?;
     Ok(summary)
 }
 
