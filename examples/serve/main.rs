@@ -14,6 +14,8 @@
 //! Set `--log info` (or `debug` for every request stage) to print the
 //! library's tracing spans.
 
+#[path = "../support/progress.rs"]
+mod progress;
 mod service;
 
 use std::path::PathBuf;
@@ -62,7 +64,9 @@ fn main() -> Result<()> {
         eprintln!("no index at {}; building one from {}", args.index.display(), args.data.display());
         let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;
         let events = Events::from_jsonl_path(args.data.join("events.jsonl"), &catalog)?;
-        IndexBuilder::new().group_key("artist").build(&catalog, &events, &args.index)?;
+        let bars = progress::PhaseBars::default();
+        IndexBuilder::new().group_key("artist").build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
+        bars.finish();
     }
     let handle = EngineHandle::open(&args.index).with_context(|| format!("opening {}", args.index.display()))?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
