@@ -5,6 +5,9 @@
 //!     --events data/music/events.jsonl --out target/music-index [--group-key artist]
 //! ```
 
+#[path = "support/progress.rs"]
+mod progress;
+
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -47,7 +50,10 @@ fn main() -> Result<()> {
     if let Some(g) = args.group_key {
         builder = builder.group_key(g);
     }
-    let report = builder.build(&catalog, &events, &args.out)?;
+    // Bars go to stderr (hidden when it is not a terminal); the report to stdout.
+    let bars = progress::PhaseBars::default();
+    let report = builder.build_with_progress(&catalog, &events, &args.out, &|p| bars.update(p))?;
+    bars.finish();
     println!("{}", serde_json::to_string_pretty(&serde_json::json!({
         "path": report.path,
         "items": report.stats.items,

@@ -5,6 +5,9 @@
 //! cargo run --release --example quickstart [-- --data data/music --index target/quickstart-index]
 //! ```
 
+#[path = "support/progress.rs"]
+mod progress;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -30,7 +33,9 @@ fn main() -> Result<()> {
     let events = Events::from_jsonl_path(args.data.join("events.jsonl"), &catalog)?;
     println!("loaded {} tracks and {} events in {:.2?}", catalog.len(), events.len(), t.elapsed());
 
-    let report = IndexBuilder::new().group_key("artist").build(&catalog, &events, &args.index)?;
+    let bars = progress::PhaseBars::default();
+    let report = IndexBuilder::new().group_key("artist").build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
+    bars.finish();
     let phases: Vec<String> = report.phases.iter().map(|(n, d)| format!("{n} {d:.2?}")).collect();
     println!(
         "built {} in {} ms ({}), {:.1} MB on disk, {} vectors of dimension {} ({})\n",

@@ -4,14 +4,14 @@
 //! cargo run --release --example recommend -- --index target/music-index --listening trk-00042 --k 10
 //! ```
 //!
-//! Output: `{"items":[{"id":...,"score":...,"sources":{"ann":{"rank":0,"score":0.93}}},...],"timings_us":{"total":...,...}}`.
+//! Output ([`twostage::Recommendations::to_json`], the same body `serve` answers with):
+//! `{"items":[{"id":...,"score":...,"sources":{"ann":{"rank":0,"score":0.93}}},...],"candidates":...,"timings_us":{"total":...,...}}`.
 //! On bad input it prints the error to stderr and exits with status 1 (2 for bad arguments).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{ArgGroup, Parser};
-use serde_json::{json, Map, Value};
 use twostage::{Context, Engine, Request};
 
 /// Ask an index for recommendations.
@@ -59,7 +59,7 @@ fn main() {
     }
 }
 
-fn run(args: Args) -> Result<Value> {
+fn run(args: Args) -> Result<String> {
     let context = match (args.search, args.listening, args.history) {
         (Some(text), None, Some(history)) => Context::personalized_search(text, history),
         (Some(text), None, None) => Context::search(text),
@@ -73,22 +73,5 @@ fn run(args: Args) -> Result<Value> {
         request = request.require_tag(field, value);
     }
     let recs = engine.recommend(&request)?;
-    let items: Vec<Value> = recs
-        .items
-        .iter()
-        .map(|r| {
-            let sources: Map<String, Value> = r
-                .sources
-                .iter()
-                .map(|s| (s.retriever.name().to_string(), json!({"rank": s.rank, "score": s.score})))
-                .collect();
-            let mut item = json!({"id": r.id, "score": r.score, "sources": sources});
-            if let Some(f) = &r.features {
-                item["features"] = f.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<_, _>>().into();
-            }
-            item
-        })
-        .collect();
-    let timings: Map<String, Value> = recs.timings.stages().iter().map(|(n, d)| (n.to_string(), json!(d.as_micros() as u64))).collect();
-    Ok(json!({"items": items, "timings_us": timings}))
+    Ok(recs.to_json())
 }

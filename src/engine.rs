@@ -241,6 +241,10 @@ impl Engine {
     /// Unknown context ids, an empty search text, an unknown tag field or
     /// an out-of-range size are errors; `k = 0` is an empty list; the context
     /// items and excluded ids never appear in the result.
+    ///
+    /// Emits a `recommend` span (info level) with one child span per stage
+    /// (debug level: `encode`, `lexical`, `ann`, `covisit`, `popular`,
+    /// `fusion`, `features`, `rank`) for the service's `tracing` subscriber.
     pub fn recommend(&self, req: &Request) -> Result<Recommendations> {
         self.pipeline(req, false).map(|(r, _)| r)
     }
@@ -337,6 +341,8 @@ impl Engine {
 
     /// The whole online path; with `keep`, also the intermediate results.
     fn pipeline(&self, req: &Request, keep: bool) -> Result<(Recommendations, Option<Box<StageTrace>>)> {
+        let span = tracing::info_span!("recommend", k = req.k, candidates = tracing::field::Empty);
+        let _entered = span.enter();
         let t_total = Instant::now();
         if req.k == 0 {
             // Still validated: a malformed request is an error whatever k is.
@@ -345,9 +351,12 @@ impl Engine {
             return Ok((Recommendations { items: Vec::new(), candidates: 0, timings }, None));
         }
         let (Assembled { candidates, matrix, mut timings }, trace) = self.assemble_inner(req, keep)?;
+        span.record("candidates", candidates.len());
         let t = Instant::now();
+        let stage = tracing::debug_span!("rank").entered();
         let scores = self.ranker.score(&matrix, candidates.len())?;
         let items = self.top_k(&candidates, &scores, &matrix, req);
+        drop(stage);
         timings.rank = t.elapsed();
         timings.total = t_total.elapsed();
         Ok((Recommendations { items, candidates: candidates.len(), timings }, trace))
@@ -364,22 +373,27 @@ impl Engine {
     fn assemble_inner(&self, req: &Request, keep: bool) -> Result<(Assembled, Option<Box<StageTrace>>)> {
         let mut timings = Timings::default();
         let t = Instant::now();
+        let stage = tracing::debug_span!("encode").entered();
         let ctx = self.resolve(req)?;
         let history_vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+        drop(stage);
         timings.encode = t.elapsed();
 
         let counts = req.candidates;
         let t = Instant::now();
+        let stage = tracing::debug_span!("lexical").entered();
         let lexical_hits = if ctx.has_text {
             self.text.search(&ctx.terms, counts.lexical, Arc::clone(&ctx.filter))?
         } else {
             Vec::new()
         };
+        drop(stage);
         timings.lexical = t.elapsed();
 
         // A search reaches the embedding space through its best lexical hits
         // (pseudo-relevance feedback), blended with the history when personalised.
         let t = Instant::now();
+        let stage = tracing::debug_span!("encode", part = "search vector").entered();
         let vector = if ctx.has_text {
             let prf: Vec<(u32, f32)> = lexical_hits.iter().take(PRF_HITS).map(|&(i, s)| (i, s.max(0.0))).collect();
             let prf_vector = self.mean_vector(&prf);
@@ -390,23 +404,31 @@ impl Engine {
         } else {
             history_vector
         };
+        drop(stage);
         timings.encode += t.elapsed();
 
         let t = Instant::now();
+        let stage = tracing::debug_span!("ann").entered();
         let ann_hits = self.ann_stage(vector.as_deref(), counts.ann, &ctx.filter)?;
+        drop(stage);
         timings.ann = t.elapsed();
 
         let t = Instant::now();
+        let stage = tracing::debug_span!("covisit").entered();
         let covisit_scores = self.store.covisit.aggregate(&ctx.items);
         let covisit_hits = covisit::top_n(&covisit_scores, counts.covisit, |i| (ctx.filter)(i));
+        drop(stage);
         timings.covisit = t.elapsed();
 
         // Popularity covers cold contexts; a pure search wants matches, not hits.
         let t = Instant::now();
+        let stage = tracing::debug_span!("popular").entered();
         let popular_hits = if ctx.items.is_empty() { Vec::new() } else { self.store.popularity.top(counts.popular, |i| (ctx.filter)(i)) };
+        drop(stage);
         timings.popular = t.elapsed();
 
         let t = Instant::now();
+        let stage = tracing::debug_span!("fusion").entered();
         let lists: [(Retriever, &[(u32, f32)]); 4] = [
             (Retriever::Ann, &ann_hits),
             (Retriever::Lexical, &lexical_hits),
@@ -414,10 +436,13 @@ impl Engine {
             (Retriever::Popular, &popular_hits),
         ];
         let candidates = fusion::fuse(&lists, req.rank_depth);
+        drop(stage);
         timings.fusion = t.elapsed();
 
         let t = Instant::now();
+        let stage = tracing::debug_span!("features").entered();
         let matrix = self.features_stage(vector.as_deref(), &ctx, &covisit_scores, &lexical_hits, &candidates);
+        drop(stage);
         timings.features = t.elapsed();
         let trace = keep.then(|| {
             Box::new(StageTrace {

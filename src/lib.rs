@@ -110,6 +110,7 @@ mod error;
 pub mod eval;
 pub mod events;
 mod handle;
+pub mod progress;
 pub mod index;
 mod jsonl;
 pub mod movielens;
@@ -119,12 +120,15 @@ pub mod retrieval;
 mod rng;
 mod sparse;
 pub mod synth;
+#[cfg(test)]
+mod test_trace;
 
 pub use catalog::{Attribute, Catalog, Item};
 pub use engine::{Engine, IndexInfo, Stage, StageTrace};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};
 pub use handle::EngineHandle;
+pub use progress::Progress;
 pub use index::builder::{retrain_ranker, BuildReport, IndexBuilder, TrainSummary};
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
 pub use index::schema::{Schema, TextField};

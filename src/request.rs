@@ -349,6 +349,36 @@ pub struct Recommendations {
     pub timings: Timings,
 }
 
+impl Recommendations {
+    /// The compact JSON a service returns for this answer:
+    /// `{"items":[{"id":..,"score":..,"sources":{"ann":{"rank":0,"score":0.93},..}},..],"candidates":..,"timings_us":{"encode":..,..,"total":..}}`.
+    ///
+    /// Sources are keyed by retriever name, timings are whole microseconds
+    /// per stage, and an item carries `"features":{name: value}` when the
+    /// request asked to explain. (The derived `Serialize` keeps the Rust
+    /// shapes — lists of provenance structs, `Duration`s — which suit
+    /// round-tripping, not a wire format for other languages.)
+    pub fn to_json(&self) -> String {
+        use serde_json::{json, Map, Value};
+        let items: Vec<Value> = self
+            .items
+            .iter()
+            .map(|r| {
+                let sources: Map<String, Value> =
+                    r.sources.iter().map(|s| (s.retriever.name().to_string(), json!({"rank": s.rank, "score": s.score}))).collect();
+                let mut item = json!({"id": r.id, "score": r.score, "sources": sources});
+                if let Some(f) = &r.features {
+                    item["features"] = f.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<_, _>>().into();
+                }
+                item
+            })
+            .collect();
+        let timings: Map<String, Value> =
+            self.timings.stages().iter().map(|(n, d)| (n.to_string(), json!(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))).collect();
+        json!({"items": items, "candidates": self.candidates, "timings_us": timings}).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +400,27 @@ mod tests {
         let minimal: Request = serde_json::from_str(r#"{"context":{"search":{"text":"jazz"}}}"#).unwrap();
         assert_eq!(minimal.k, 10);
         assert!(serde_json::from_str::<Request>(r#"{"context":{"search":{"text":"x"}},"kk":3}"#).is_err());
+    }
+
+    #[test]
+    fn to_json_keys_sources_by_retriever_and_timings_in_microseconds() {
+        let recs = Recommendations {
+            items: vec![Recommendation {
+                id: "t2".into(),
+                score: 0.5,
+                sources: vec![Provenance { retriever: Retriever::Covisit, rank: 3, score: 2.0 }],
+                features: Some(vec![("bias".into(), 1.0)]),
+            }],
+            candidates: 7,
+            timings: Timings { ann: Duration::from_micros(42), total: Duration::from_micros(100), ..Timings::default() },
+        };
+        let v: serde_json::Value = serde_json::from_str(&recs.to_json()).unwrap();
+        assert_eq!(v["items"][0]["id"], "t2");
+        assert_eq!(v["items"][0]["sources"]["covisit"]["rank"], 3);
+        assert_eq!(v["items"][0]["features"]["bias"], 1.0);
+        assert_eq!(v["candidates"], 7);
+        assert_eq!(v["timings_us"]["ann"], 42);
+        assert_eq!(v["timings_us"]["total"], 100);
+        assert_eq!(v["timings_us"].as_object().unwrap().len(), 9);
     }
 }

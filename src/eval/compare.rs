@@ -119,8 +119,8 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     let engine = Engine::open(work.join("fit"))?;
 
     let t = Instant::now();
-    let (train_lists, train_recall) = dataset::lists(&engine_a, &p.ranker_targets)?;
-    let (valid_lists, valid_recall) = dataset::lists(&engine, &p.valid)?;
+    let (train_lists, train_recall) = dataset::lists(&engine_a, &p.ranker_targets, &|_| {})?;
+    let (valid_lists, valid_recall) = dataset::lists(&engine, &p.valid, &|_| {})?;
     details.insert("train_candidate_recall".into(), train_recall);
     details.insert("valid_candidate_recall".into(), valid_recall);
     details.insert("list_assembly_secs".into(), t.elapsed().as_secs_f64());

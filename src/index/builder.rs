@@ -11,6 +11,7 @@ use crate::events::Events;
 use crate::index::embeddings::{self, EmbeddingParams};
 use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
 use crate::index::schema::Schema;
+use crate::progress::{OnProgress, Progress};
 use crate::index::store::{ItemStore, NONE};
 use crate::index::{bincode_config, BuildParams, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
 use crate::engine::Engine;
@@ -196,28 +197,57 @@ impl IndexBuilder {
     /// directory; only a complete, fsynced index is renamed to `out`, and an
     /// index already at `out` is replaced only then. On error nothing at
     /// `out` changes.
+    ///
+    /// Emits an info-level `build` span with a child span per phase
+    /// (`ranker training`, `covisitation`, `embeddings`, `hnsw`,
+    /// `text index`, `write`, `publish`).
     pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
+        self.build_with_progress(catalog, events, out, &|_| {})
+    }
+
+    /// [`IndexBuilder::build`], reporting [`Progress`] to `on_progress` (from
+    /// any of the build's threads): events counted, items embedded, vectors
+    /// inserted, documents indexed, training lists assembled, epochs run.
+    ///
+    /// ```no_run
+    /// # fn main() -> twostage::Result<()> {
+    /// # let catalog = twostage::Catalog::from_jsonl_path("items.jsonl")?;
+    /// # let events = twostage::Events::from_jsonl_path("events.jsonl", &catalog)?;
+    /// use twostage::{IndexBuilder, Progress};
+    /// IndexBuilder::new().build_with_progress(&catalog, &events, "index", &|p: &Progress| {
+    ///     eprintln!("{}: {}/{} {}", p.phase, p.done, p.total, p.unit);
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn build_with_progress(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        out: impl AsRef<Path>,
+        on_progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<BuildReport> {
         let out = out.as_ref();
+        let _span = tracing::info_span!("build", items = catalog.len(), events = events.len(), out = %out.display()).entered();
         let schema = self.check(catalog, events)?;
         let started = Instant::now();
         // Leftovers of builds that were killed (their process is gone) would
         // otherwise pile up next to the index forever.
         remove_stale_siblings(out);
         let (ranker, training) = match &self.train {
-            Some(params) if !events.is_empty() => match self.train_ranker(catalog, events, &schema, out, params, &mut |_| {})? {
+            Some(params) if !events.is_empty() => match self.train_ranker(catalog, events, &schema, out, params, &mut |_| {}, on_progress)? {
                 Some((r, summary)) => (r, Some(summary)),
                 None => (Ranker::fixed_default()?, None),
             },
             _ => (Ranker::fixed_default()?, None),
         };
         let tmp = temp_sibling(out, "tmp")?;
-        let built = self.build_into(catalog, events, &schema, &tmp, started, &ranker).and_then(|(stats, mut phases)| {
+        let built = self.build_into(catalog, events, &schema, &tmp, started, &ranker, on_progress).and_then(|(stats, mut phases)| {
             // Counted before publishing: afterwards `out` may already be replaced by a concurrent build.
             let bytes = crate::index::manifest::list_files(&tmp)?
                 .iter()
                 .map(|rel| std::fs::metadata(tmp.join(rel)).map(|m| m.len()).unwrap_or(0))
                 .sum();
-            publish(&tmp, out)?;
+            tracing::info_span!("publish").in_scope(|| publish(&tmp, out))?;
             if let Some(t) = &training {
                 phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
             }
@@ -240,7 +270,9 @@ impl IndexBuilder {
         out: &Path,
         params: &TrainParams,
         on_epoch: &mut dyn FnMut(&EpochReport),
+        on_progress: OnProgress<'_>,
     ) -> Result<Option<(Ranker, TrainSummary)>> {
+        let _span = tracing::info_span!("ranker training").entered();
         let started = Instant::now();
         let all = events.events();
         let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
@@ -253,25 +285,35 @@ impl IndexBuilder {
         let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
         let targets = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
         if targets.len() < MIN_TRAINING_LISTS {
+            tracing::info!(lists = targets.len(), needed = MIN_TRAINING_LISTS, "too few logged requests to train a ranker");
             return Ok(None);
         }
         let tmp = temp_sibling(out, "ranker")?;
         let result = (|| {
-            self.build_into(catalog, &before, schema, &tmp, started, &Ranker::fixed_default()?)?;
+            tracing::info_span!("retrieval index", events = before.len())
+                .in_scope(|| self.build_into(catalog, &before, schema, &tmp, started, &Ranker::fixed_default()?, &|_| {}))?;
             let engine = Engine::open(&tmp)?;
             // Validation is the later part of the holdout: early stopping sees the future the model will face.
             let split = targets.len() * 4 / 5;
-            let (train_lists, train_recall) = dataset::lists(&engine, &targets[..split])?;
-            let (valid_lists, valid_recall) = dataset::lists(&engine, &targets[split..])?;
+            let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
+            let listed = |n: usize| on_progress(&Progress::new("training lists", n, targets.len(), "lists"));
+            let (train_lists, train_recall) = dataset::lists(&engine, &targets[..split], &listed)?;
+            let (valid_lists, valid_recall) = dataset::lists(&engine, &targets[split..], &|n| listed(split + n))?;
+            listed(targets.len());
+            drop(lists_span);
             let positive = |l: &[ListExample]| l.iter().filter(|e| e.grades.iter().any(|&g| g > 0)).count();
             if positive(&train_lists) < MIN_TRAINING_LISTS || positive(&valid_lists) == 0 {
                 return Ok(None);
             }
             let mut epochs = Vec::new();
+            on_progress(&Progress::new("ranker training", 0, params.max_epochs, "epochs"));
             let mut ranker = train::train(&train_lists, &valid_lists, params, &mut |r| {
                 epochs.push(r.clone());
                 on_epoch(r);
+                on_progress(&Progress::new("ranker training", r.epoch, params.max_epochs, "epochs"));
             })?;
+            // Early stopping ends the phase before max_epochs: close it.
+            on_progress(&Progress::new("ranker training", params.max_epochs, params.max_epochs, "epochs"));
             let mut validation = ranker.info().validation.clone();
             validation.insert("train_candidate_recall".into(), train_recall);
             validation.insert("valid_candidate_recall".into(), valid_recall);
@@ -301,6 +343,7 @@ impl IndexBuilder {
         dir: &Path,
         started: Instant,
         ranker: &Ranker,
+        on_progress: OnProgress<'_>,
     ) -> Result<(BuildStats, Vec<(&'static str, Duration)>)> {
         let p = &self.params;
         let n = catalog.len();
@@ -311,14 +354,19 @@ impl IndexBuilder {
             clock = Instant::now();
         };
 
+        let phase = tracing::info_span!("covisitation").entered();
         let sequences = covisit::session_sequences(events, p.session_gap_secs);
         let pairs = covisit::directed_pairs(&sequences, p.covisit.window);
         let popularity = Popularity::build(n, events);
         let covisit = CoVisitation::build(n, &pairs, p.covisit.top_k);
         lap("covisitation", &mut phases);
+        on_progress(&Progress::new("covisitation", events.len(), events.len(), "events"));
+        drop(phase);
+        let phase = tracing::info_span!("embeddings").entered();
 
         // The store without vector rows first: content fallback needs its tags and groups.
         let mut store = ItemStore::build(catalog, schema, popularity, covisit, vec![NONE; n], Vec::new());
+        on_progress(&Progress::new("embeddings", 0, n, "items"));
         let (mut vectors, source) = match catalog.vector_dim() {
             Some(_) => (catalog.items().iter().map(|it| it.vector.clone()).collect::<Vec<_>>(), "catalog"),
             None => (embeddings::learn(n, &pairs, &p.embedding), "learned"),
@@ -340,17 +388,27 @@ impl IndexBuilder {
         store.row_item = row_item;
         let source = if store.row_item.is_empty() { "none" } else { source };
         lap("embeddings", &mut phases);
+        on_progress(&Progress::new("embeddings", n, n, "items"));
+        drop(phase);
+        let phase = tracing::info_span!("hnsw", vectors = store.row_item.len(), dim).entered();
 
+        let rows = store.row_item.len();
+        let inserted = |k: usize| on_progress(&Progress::new("hnsw", k, rows, "vectors"));
+        inserted(0);
         let ann = if dim == 0 {
             AnnIndex::build(&[], 1, p.metric, &p.ann)
         } else {
-            AnnIndex::build(&flat, dim, p.metric, &p.ann)
+            AnnIndex::build_reporting(&flat, dim, p.metric, &p.ann, &inserted)
         }
         .map_err(|e| Error::internal("ann build", e))?;
         lap("hnsw", &mut phases);
+        drop(phase);
+        let phase = tracing::info_span!("text index", documents = n).entered();
 
-        lexical::build(catalog, schema, &dir.join(TEXT_DIR))?;
+        lexical::build(catalog, schema, &dir.join(TEXT_DIR), &|k| on_progress(&Progress::new("text index", k, n, "documents")))?;
         lap("text index", &mut phases);
+        drop(phase);
+        let phase = tracing::info_span!("write").entered();
 
         write_file(&dir.join(ITEMS_FILE), &encode(&store)?)?;
         write_file(&dir.join(ANN_FILE), &encode(&ann)?)?;
@@ -378,6 +436,7 @@ impl IndexBuilder {
         .write(dir)?;
         sync_tree(dir)?;
         lap("write", &mut phases);
+        drop(phase);
         Ok((stats, phases))
     }
 }
@@ -396,6 +455,7 @@ pub fn retrain_ranker(
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<TrainSummary> {
     let dir = dir.as_ref();
+    let _span = tracing::info_span!("retrain_ranker", index = %dir.display()).entered();
     let (manifest, files) = Manifest::read_verified(dir)?;
     if manifest.stats.items != catalog.len() {
         return Err(Error::InvalidConfig(format!(
@@ -405,7 +465,7 @@ pub fn retrain_ranker(
         )));
     }
     let builder = IndexBuilder { schema: Some(manifest.schema.clone()), group_key: None, params: manifest.build.clone(), train: Some(params.clone()) };
-    let Some((ranker, summary)) = builder.train_ranker(catalog, events, &manifest.schema, dir, params, on_epoch)? else {
+    let Some((ranker, summary)) = builder.train_ranker(catalog, events, &manifest.schema, dir, params, on_epoch, &|_| {})? else {
         return Err(Error::InvalidConfig(format!(
             "too few plays or searches with a retrievable answer in the last {:.0}% of the log to train a ranker (need {MIN_TRAINING_LISTS})",
             RANKER_HOLDOUT * 100.0
@@ -426,7 +486,7 @@ pub fn retrain_ranker(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    publish(&tmp, dir)?;
+    tracing::info_span!("publish").in_scope(|| publish(&tmp, dir))?;
     Ok(summary)
 }
 

@@ -94,11 +94,18 @@ pub fn subsample(targets: Vec<Target>, n: usize) -> Vec<Target> {
 
 /// Candidate lists with grades for `targets`, and the candidate recall
 /// (share of relevant items that retrieval put among the candidates).
-pub(crate) fn lists(engine: &Engine, targets: &[Target]) -> Result<(Vec<ListExample>, f64)> {
+///
+/// `listed(lists so far)` is called as lists are assembled (from any thread).
+pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize) + Sync)) -> Result<(Vec<ListExample>, f64)> {
+    let count = std::sync::atomic::AtomicUsize::new(0);
     let per: Vec<(ListExample, usize, usize)> = targets
         .par_iter()
         .map(|t| {
             let a = engine.assemble(&t.request)?;
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n % 64 == 0 {
+                listed(n);
+            }
             let grades: Vec<u32> = a
                 .candidates
                 .iter()

@@ -229,6 +229,7 @@ pub(crate) fn train(
         ModelKind::Mlp { hidden } => hidden.clone(),
     };
     let train: Vec<&ListExample> = train.iter().filter(|e| e.has_positive() && e.features.len() == e.len() * NUM_FEATURES).collect();
+    let _span = tracing::info_span!("train", lists = train.len(), max_epochs = params.max_epochs).entered();
     if train.is_empty() {
         return bad("no training list has a relevant candidate");
     }
@@ -308,7 +309,9 @@ pub(crate) fn train(
         } else {
             stale += 1;
         }
-        on_epoch(&EpochReport { epoch, train_loss: loss_sum / batches.max(1) as f64, valid_ndcg: ndcg, best: improved });
+        let report = EpochReport { epoch, train_loss: loss_sum / batches.max(1) as f64, valid_ndcg: ndcg, best: improved };
+        tracing::info!(epoch, max_epochs = params.max_epochs, train_loss = report.train_loss, valid_ndcg = report.valid_ndcg, best = report.best, "epoch");
+        on_epoch(&report);
         if stale >= params.patience {
             break;
         }
@@ -369,5 +372,16 @@ mod tests {
         assert!(train(&[], &tr, &TrainParams::default(), &mut |_| {}).is_err());
         let no_pos = vec![ListExample { features: vec![0.0; NUM_FEATURES], grades: vec![0] }];
         assert!(train(&no_pos, &tr, &TrainParams::default(), &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn training_reports_a_span_and_one_event_per_epoch() {
+        let (tr, va) = (synthetic(60, 3), synthetic(20, 4));
+        let recorder = crate::test_trace::Recorder::default();
+        let mut epochs = 0;
+        recorder.record(|| train(&tr, &va, &TrainParams { max_epochs: 3, patience: 10, ..TrainParams::linear() }, &mut |_| epochs += 1)).unwrap();
+        assert_eq!(epochs, 3);
+        assert_eq!(recorder.spans(), vec!["INFO train"]);
+        assert_eq!(recorder.events(), vec!["INFO epoch"; 3]);
     }
 }

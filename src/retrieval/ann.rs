@@ -537,6 +537,18 @@ impl AnnIndex {
         metric: Metric,
         params: &AnnParams,
     ) -> Result<AnnIndex, AnnError> {
+        AnnIndex::build_reporting(vectors, dim, metric, params, &|_| {})
+    }
+
+    /// [`AnnIndex::build`], calling `inserted(rows so far)` as insertion
+    /// proceeds (from any thread).
+    pub(crate) fn build_reporting(
+        vectors: &[f32],
+        dim: usize,
+        metric: Metric,
+        params: &AnnParams,
+        inserted: &(dyn Fn(usize) + Sync),
+    ) -> Result<AnnIndex, AnnError> {
         if dim == 0 {
             return Err(AnnError::InvalidInput("dim must be > 0".into()));
         }
@@ -605,9 +617,9 @@ impl AnnIndex {
         // hnsw_rs may panic on internal assertions; turn that into an error
         // rather than unwinding through the caller.
         let built = catch_unwind(AssertUnwindSafe(|| match metric {
-            Metric::L2 => from_hnsw(&insert_all(&data, dim, params, DistL2), data, dim, metric),
+            Metric::L2 => from_hnsw(&insert_all(&data, dim, params, DistL2, inserted), data, dim, metric),
             Metric::Cosine => from_hnsw(
-                &insert_all(&data, dim, params, BuildCosine),
+                &insert_all(&data, dim, params, BuildCosine, inserted),
                 data,
                 dim,
                 metric,
@@ -617,7 +629,7 @@ impl AnnIndex {
                 // dot of a vector with itself cannot go negative.
                 let shift = (max_norm2 * (1.0 + 1e-5)) as f32;
                 from_hnsw(
-                    &insert_all(&data, dim, params, BuildDot { shift }),
+                    &insert_all(&data, dim, params, BuildDot { shift }, inserted),
                     data,
                     dim,
                     metric,
@@ -1123,16 +1135,24 @@ fn insert_all<D: Distance<f32> + Send + Sync>(
     dim: usize,
     params: &AnnParams,
     dist: D,
+    inserted: &(dyn Fn(usize) + Sync),
 ) -> Hnsw<'static, f32, D> {
     let n = data.len() / dim.max(1);
     let hnsw: Hnsw<f32, D> = Hnsw::new(params.m, n, NB_LAYERS, params.ef_construction, dist);
     let rows: Vec<(&[f32], usize)> = data.chunks_exact(dim.max(1)).zip(0..n).collect();
-    if params.parallel {
-        hnsw.parallel_insert_slice(&rows);
-    } else {
-        for &r in &rows {
-            hnsw.insert_slice(r);
+    // In chunks, so progress can be reported between them; each chunk is
+    // still inserted in parallel, and the graph is the same kind of graph.
+    let mut done = 0;
+    for chunk in rows.chunks(crate::progress::REPORT_EVERY) {
+        if params.parallel {
+            hnsw.parallel_insert_slice(&chunk.to_vec());
+        } else {
+            for &r in chunk {
+                hnsw.insert_slice(r);
+            }
         }
+        done += chunk.len();
+        inserted(done);
     }
     hnsw
 }

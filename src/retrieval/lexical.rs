@@ -88,7 +88,8 @@ fn tantivy_schema(schema: &Schema) -> (TantivySchema, Vec<Field>, Field) {
 }
 
 /// Writes a tantivy index of `catalog`'s text fields into `dir` (created).
-pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path) -> Result<()> {
+/// `indexed(documents so far)` is called as documents are added.
+pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path, indexed: &dyn Fn(usize)) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let (tschema, fields, item_field) = tantivy_schema(schema);
     let index = Index::create_in_dir(dir, tschema).map_err(tantivy_error)?;
@@ -105,7 +106,11 @@ pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path) -> Result<()
         }
         doc.add_u64(item_field, i as u64);
         writer.add_document(doc).map_err(tantivy_error)?;
+        if (i + 1) % crate::progress::REPORT_EVERY == 0 {
+            indexed(i + 1);
+        }
     }
+    indexed(catalog.len());
     writer.commit().map_err(tantivy_error)?;
     let segments = index.searchable_segment_ids().map_err(tantivy_error)?;
     if segments.len() > 1 {
@@ -260,7 +265,7 @@ mod tests {
         let catalog = Catalog::new(items).unwrap();
         let schema = Schema::infer(&catalog);
         let tmp = tempfile::tempdir().unwrap();
-        build(&catalog, &schema, tmp.path()).unwrap();
+        build(&catalog, &schema, tmp.path(), &|_| {}).unwrap();
         let mut files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(tmp.path())
             .unwrap()
             .map(|e| {

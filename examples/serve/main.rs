@@ -1,0 +1,89 @@
+//! twostage as an HTTP service (axum on tokio).
+//!
+//! ```text
+//! cargo run --release --example serve                      # builds target/quickstart-index from data/music if missing
+//! cargo run --release --example serve -- --index target/music-index --addr 127.0.0.1:8080
+//!
+//! curl -s localhost:8080/recommend -d '{"context":{"listening":{"item":"trk-00042"}},"k":10}'
+//! curl -s localhost:8080/healthz
+//! curl -s localhost:8080/metrics
+//! curl -s -XPOST localhost:8080/admin/reload -d '{"index":"target/music-index"}'   # after a rebuild
+//! ```
+//!
+//! The routes, their errors and metrics are documented in `service.rs`.
+//! Set `--log info` (or `debug` for every request stage) to print the
+//! library's tracing spans.
+
+#[path = "../support/progress.rs"]
+mod progress;
+mod service;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use twostage::{Catalog, EngineHandle, Events, IndexBuilder};
+
+/// Serve recommendations over HTTP.
+#[derive(Parser)]
+struct Args {
+    /// Index directory to serve.
+    #[arg(long, default_value = "target/quickstart-index")]
+    index: PathBuf,
+    /// When the index does not exist yet, build it from items.jsonl and events.jsonl here.
+    #[arg(long, default_value = "data/music")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Threads running engine work (the blocking pool). Default: one per core.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Log the library's tracing spans to stderr as they close, with their
+    /// duration: `info` (a line per request and build phase) or `debug`
+    /// (also every request stage). Default: no subscriber.
+    #[arg(long, value_parser = ["off", "info", "debug"], default_value = "off")]
+    log: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let level = match args.log.as_str() {
+        "debug" => Some(tracing::Level::DEBUG),
+        "info" => Some(tracing::Level::INFO),
+        _ => None,
+    };
+    if let Some(level) = level {
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    if !args.index.join("manifest.json").is_file() {
+        eprintln!("no index at {}; building one from {}", args.index.display(), args.data.display());
+        let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;
+        let events = Events::from_jsonl_path(args.data.join("events.jsonl"), &catalog)?;
+        let bars = progress::PhaseBars::default();
+        IndexBuilder::new().group_key("artist").build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
+        bars.finish();
+    }
+    let handle = EngineHandle::open(&args.index).with_context(|| format!("opening {}", args.index.display()))?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    // Engine work is CPU-bound: more blocking threads than cores only adds
+    // context switches; excess requests wait in the pool's queue instead.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(args.workers.unwrap_or(cores).max(1))
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("binding {}", args.addr))?;
+        eprintln!("serving {} ({} items) on http://{}", args.index.display(), handle.load().len(), listener.local_addr()?);
+        let state = service::AppState::new(handle, args.index.clone());
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        service::run(listener, state, shutdown).await?;
+        Ok(())
+    })
+}

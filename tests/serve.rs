@@ -1,0 +1,227 @@
+//! The HTTP service example, driven over loopback by a real HTTP client.
+//!
+//! The router is the example's own code (`examples/serve/service.rs`,
+//! included by path), served on 127.0.0.1 port 0 by a tokio runtime on a
+//! background thread; the client is `ureq`, so every request crosses a real
+//! TCP socket and HTTP/1.1 parser.
+
+mod common;
+#[path = "../examples/serve/service.rs"]
+mod service;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use twostage::{Context, EngineHandle, Request};
+
+/// A running server; dropping it shuts the server down and waits for it.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(index: &Path) -> Server {
+        let handle = EngineHandle::open(index).expect("open index");
+        let state = service::AppState::new(handle, index.to_path_buf());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(4).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                service::run(listener, state, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+            });
+        });
+        Server { addr, stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build()
+}
+
+/// (status, body) of a request; 4xx and 5xx are answers, not client errors.
+fn call(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let req = agent.request(method, url).set("content-type", "application/json");
+    let result = match body {
+        Some(b) => req.send_string(b),
+        None => req.call(),
+    };
+    match result {
+        Ok(resp) => (resp.status(), resp.into_string().expect("body")),
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().expect("body")),
+        Err(e) => panic!("{method} {url}: transport error {e}"),
+    }
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn recommend_healthz_and_metrics() {
+    let fx = common::music();
+    let server = Server::start(&fx.dir);
+    let agent = agent();
+
+    let (status, body) = call(&agent, "GET", &server.url("/healthz"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["items"], fx.engine.len());
+
+    let (status, body) = call(&agent, "POST", &server.url("/recommend"), Some(r#"{"context":{"listening":{"item":"trk-00042"}},"k":10}"#));
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    let ids: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let direct = fx.engine.recommend(&Request::new(Context::listening("trk-00042")).k(10)).unwrap();
+    let expected: Vec<&str> = direct.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, expected, "the service answers what the library answers");
+    assert!(v["items"][0]["sources"].as_object().is_some_and(|s| !s.is_empty()));
+    assert!(v["timings_us"]["total"].as_u64().is_some());
+
+    let (status, body) = call(&agent, "POST", &server.url("/recommend"), Some(r#"{"context":{"search":{"text":"jazz"}},"k":3,"explain":true}"#));
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["items"][0]["features"].is_object(), "explain returns features: {body}");
+
+    let (status, text) = call(&agent, "GET", &server.url("/metrics"), None);
+    assert_eq!(status, 200);
+    assert!(text.contains(r#"twostage_http_requests_total{endpoint="/recommend",status="200"} 2"#), "{text}");
+    assert!(text.contains(r#"twostage_stage_duration_seconds_count{stage="ann"} 2"#), "{text}");
+    assert!(text.contains(r#"twostage_stage_duration_seconds_bucket{stage="rank",le="+Inf"} 2"#), "{text}");
+    assert!(text.contains(r#"twostage_request_duration_seconds_count{endpoint="/recommend"} 2"#), "{text}");
+    assert!(text.contains(&format!("twostage_index_items {}", fx.engine.len())), "{text}");
+}
+
+#[test]
+fn bad_requests_are_4xx_with_a_json_error() {
+    let fx = common::music();
+    let server = Server::start(&fx.dir);
+    let agent = agent();
+    let oversized = format!(r#"{{"context":{{"search":{{"text":"{}"}}}}}}"#, "a".repeat(service::MAX_BODY_BYTES));
+    let cases: [(&str, &str, Option<&str>, u16, &str); 9] = [
+        ("POST", "/recommend", Some("{not json"), 400, "bad_json"),
+        ("POST", "/recommend", Some(r#"{"context":{"search":{"text":"x"}},"kk":3}"#), 400, "bad_json"),
+        ("POST", "/recommend", Some(r#"{"context":{"listening":{"item":"no-such-track"}}}"#), 400, "unknown_item"),
+        ("POST", "/recommend", Some(r#"{"context":{"search":{"text":"  "}}}"#), 400, "invalid_request"),
+        ("POST", "/recommend", Some(r#"{"context":{"search":{"text":"x"}},"k":100000000}"#), 400, "invalid_request"),
+        ("POST", "/recommend", Some(&oversized), 413, "body_too_large"),
+        ("GET", "/recommend", None, 405, "method_not_allowed"),
+        ("GET", "/nowhere", None, 404, "not_found"),
+        ("POST", "/admin/reload", Some(r#"{"dir":"x"}"#), 400, "bad_json"),
+    ];
+    for (method, path, body, want_status, want_kind) in cases {
+        let (status, text) = call(&agent, method, &server.url(path), body);
+        assert_eq!(status, want_status, "{method} {path}: {text}");
+        let v = json(&text);
+        assert_eq!(v["kind"], want_kind, "{method} {path}: {text}");
+        assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+    }
+    let (_, text) = call(&agent, "GET", &server.url("/metrics"), None);
+    assert!(text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 6"#), "{text}");
+    assert!(!text.contains(r#"class="server""#), "no request was a server fault: {text}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn reload_under_concurrent_load_drops_no_request() {
+    let fx = common::music();
+    let tmp = tempfile::tempdir().unwrap();
+    let other: PathBuf = tmp.path().join("index-b");
+    copy_dir(&fx.dir, &other);
+    let server = Arc::new(Server::start(&fx.dir));
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..3)
+        .map(|c| {
+            let (server, stop, total) = (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&total));
+            let ids: Vec<String> = fx.catalog.items().iter().skip(c * 97).step_by(13).take(400).map(|i| i.id.clone()).collect();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut served = 0usize;
+                // Bounded: at most 400 requests per client, and stop once the reloads are done.
+                for id in ids {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) && served >= 20 {
+                        break;
+                    }
+                    let body = format!(r#"{{"context":{{"listening":{{"item":"{id}"}}}},"k":5}}"#);
+                    let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(&body));
+                    assert_eq!(status, 200, "{id}: {text}");
+                    assert_eq!(json(&text)["items"].as_array().map(Vec::len), Some(5), "{text}");
+                    served += 1;
+                    total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                served
+            })
+        })
+        .collect();
+
+    let agent = agent();
+    let load = || total.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while load() < 10 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = load();
+    for round in 0..4 {
+        let dir = if round % 2 == 0 { &other } else { &fx.dir };
+        let (status, text) = call(&agent, "POST", &server.url("/admin/reload"), Some(&json!({"index": dir}).to_string()));
+        assert_eq!(status, 200, "{text}");
+        let (_, health) = call(&agent, "GET", &server.url("/healthz"), None);
+        assert_eq!(json(&health)["index"], json!(dir), "the reloaded index serves");
+    }
+    // A directory that is not an index is refused, and the current one keeps serving.
+    let (status, text) = call(&agent, "POST", &server.url("/admin/reload"), Some(&json!({"index": tmp.path().join("missing")}).to_string()));
+    assert_eq!(status, 422, "{text}");
+    assert_eq!(json(&text)["kind"], "unusable_index");
+    // An empty body reloads the directory the service started with.
+    let (status, text) = call(&agent, "POST", &server.url("/admin/reload"), Some(""));
+    assert_eq!(status, 200, "{text}");
+    let during = load() - before;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let served: usize = clients.into_iter().map(|t| t.join().expect("client thread")).sum();
+    assert!(served >= 60, "{served} requests");
+    assert!(during > 0, "requests were served while the reloads ran");
+    let (_, metrics) = call(&agent, "GET", &server.url("/metrics"), None);
+    assert!(metrics.contains(r#"twostage_reloads_total{result="ok"} 5"#), "{metrics}");
+    assert!(metrics.contains(r#"twostage_reloads_total{result="error"} 1"#), "{metrics}");
+    assert!(!metrics.contains(r#"class="server""#), "{metrics}");
+}
