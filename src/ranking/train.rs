@@ -183,8 +183,8 @@ fn sample_list(ex: &ListExample, size: usize, rng: &mut SplitMix64) -> ListExamp
 /// Per-feature mean and 1/std over every candidate row of `lists`.
 /// Constant features get 1/std = 0, so they cannot blow up.
 fn standardisation(lists: &[ListExample]) -> (Vec<f32>, Vec<f32>) {
-    let mut sum = vec![0f64; NUM_FEATURES];
-    let mut sq = vec![0f64; NUM_FEATURES];
+    let mut sum = [0f64; NUM_FEATURES];
+    let mut sq = [0f64; NUM_FEATURES];
     let mut n = 0f64;
     for ex in lists {
         for row in ex.features.chunks_exact(NUM_FEATURES) {
