@@ -113,6 +113,8 @@ mod handle;
 pub mod progress;
 pub mod index;
 mod jsonl;
+#[cfg(feature = "parquet")]
+mod parquet;
 pub mod movielens;
 pub mod ranking;
 pub mod request;
