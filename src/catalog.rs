@@ -149,8 +149,23 @@ impl Catalog {
 
     /// Loads a JSON Lines catalog from a reader; `source` names it in errors.
     pub fn from_jsonl_reader(reader: impl BufRead, source: &Path) -> Result<Catalog> {
+        Catalog::from_records(source, |each| jsonl::for_each_record(reader, source, each))
+    }
+
+    /// Loads a Parquet catalog file (feature `parquet`): the columns are the
+    /// JSON Lines fields (`id`, `title`, `text`, `tags`, `attributes`,
+    /// `vector`; see the README for the Arrow types) and every row meets the
+    /// same data contract. Errors name the file, row group, row and column.
+    #[cfg(feature = "parquet")]
+    pub fn from_parquet_path(path: impl AsRef<Path>) -> Result<Catalog> {
+        let path = path.as_ref();
+        Catalog::from_records(path, |each| crate::parquet::for_each_record(path, each))
+    }
+
+    /// Validates the records `drive` produces, in order, into a catalog.
+    fn from_records(source: &Path, drive: impl FnOnce(jsonl::RecordSink<'_>) -> Result<usize>) -> Result<Catalog> {
         let mut catalog = Catalog::default();
-        let n = jsonl::for_each_record(reader, source, |rec| {
+        let n = drive(&mut |rec| {
             let item = parse_item(&rec)?;
             let line = rec.line;
             catalog.push(item).map_err(|(field, reason)| Error::InvalidData {

@@ -27,6 +27,23 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A row of a Parquet catalog or events file broke the data contract
+    /// (feature `parquet`). Row group and row are 0-based, as Parquet tools
+    /// count them.
+    #[error("{path}, row group {row_group}, row {row}: column `{column}`: {reason}")]
+    InvalidParquet {
+        /// The file.
+        path: PathBuf,
+        /// The row group holding the row.
+        row_group: usize,
+        /// The row within its row group.
+        row: usize,
+        /// The offending column, with a path into nested values when
+        /// useful (e.g. `tags.genre` or `vector[3]`).
+        column: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A request named an item the index does not know.
     #[error("unknown item id `{0}`")]
     UnknownItem(String),
@@ -82,6 +99,7 @@ impl Error {
         matches!(
             self,
             Error::InvalidData { .. }
+                | Error::InvalidParquet { .. }
                 | Error::UnknownItem(_)
                 | Error::InvalidRequest(_)
                 | Error::InvalidConfig(_)

@@ -93,10 +93,26 @@ impl Events {
 
     /// Loads JSON Lines events from a reader; `source` names it in errors.
     pub fn from_jsonl_reader(reader: impl BufRead, source: &Path, catalog: &Catalog) -> Result<Events> {
+        Events::from_records(catalog, |each| jsonl::for_each_record(reader, source, each))
+    }
+
+    /// Loads a Parquet events file (feature `parquet`), resolving item ids
+    /// against `catalog`: the columns are the JSON Lines fields (`user`,
+    /// `item`, `ts`, optional `type`, `query`, `session`; `ts` may be an
+    /// integer of unix seconds or an Arrow timestamp) and every row meets the
+    /// same data contract. Errors name the file, row group, row and column.
+    #[cfg(feature = "parquet")]
+    pub fn from_parquet_path(path: impl AsRef<Path>, catalog: &Catalog) -> Result<Events> {
+        let path = path.as_ref();
+        Events::from_records(catalog, |each| crate::parquet::for_each_record(path, each))
+    }
+
+    /// Validates the records `drive` produces into a log.
+    fn from_records(catalog: &Catalog, drive: impl FnOnce(jsonl::RecordSink<'_>) -> Result<usize>) -> Result<Events> {
         let mut users: HashMap<String, u32> = HashMap::new();
         let mut sessions: HashMap<String, u32> = HashMap::new();
         let mut out = Events::default();
-        jsonl::for_each_record(reader, source, |rec| {
+        drive(&mut |rec| {
             rec.deny_unknown(&["user", "item", "ts", "type", "query", "session"])?;
             let user_name = rec.required_str("user")?;
             if user_name.trim().is_empty() || user_name.len() > crate::catalog::MAX_ID_BYTES {

@@ -77,6 +77,11 @@ pub(crate) fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// Something that calls a record callback for every record of one source
+/// (a JSON Lines reader, a Parquet file) and returns how many it saw: the
+/// loaders validate records the same way whatever the file format.
+pub(crate) type RecordSink<'s> = &'s mut dyn for<'r> FnMut(Record<'r>) -> Result<()>;
+
 /// Calls `each` for every non-blank line of `reader` parsed as a JSON object.
 /// Accepts `\n` and `\r\n` endings. Returns the number of records seen.
 pub(crate) fn for_each_record(

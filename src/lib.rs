@@ -93,6 +93,47 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Embedding in a service
+//!
+//! Keep an [`EngineHandle`] in the service's state, run each request on a
+//! blocking thread (a recommend call is a fraction of a millisecond to a few
+//! milliseconds of CPU, which must not stall an async executor), answer
+//! [`Recommendations::to_json`], and split errors with
+//! [`Error::is_caller_error`] into 4xx and 5xx. With axum:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
+//! use twostage::{EngineHandle, Request};
+//!
+//! async fn recommend(State(engine): State<Arc<EngineHandle>>, Json(req): Json<Request>) -> (StatusCode, String) {
+//!     match tokio::task::spawn_blocking(move || engine.recommend(&req)).await {
+//!         Ok(Ok(recs)) => (StatusCode::OK, recs.to_json()),
+//!         Ok(Err(e)) if e.is_caller_error() => (StatusCode::BAD_REQUEST, e.to_string()),
+//!         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+//!         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Arc::new(EngineHandle::open("index")?);
+//! let app = Router::new().route("/recommend", post(recommend)).with_state(Arc::clone(&engine));
+//! // Elsewhere, after a rebuild: engine.reload("index")? — in-flight requests finish on the old index.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! With actix-web the shape is the same: `web::Data<EngineHandle>` as app
+//! data and `web::block(move || engine.recommend(&req)).await` in the handler.
+//! The `serve` example (`examples/serve/`) is a complete service: JSON errors,
+//! body limits, Prometheus metrics, hot reload.
+//!
+//! Every request stage and build phase is a [`tracing`](https://docs.rs/tracing)
+//! span (see [`Engine::recommend`] and [`IndexBuilder::build`]), so the
+//! service's own subscriber sees them; long builds also report
+//! [`Progress`] through [`IndexBuilder::build_with_progress`].
+//!
 //! ## Modules
 //!
 //! - [`catalog`] and [`events`]: the data and its contract (errors name file, line and field).
@@ -101,6 +142,7 @@
 //! - [`ranking`]: the feature schema and the ranking model.
 //! - [`index`]: the offline build and the on-disk format.
 //! - [`synth`]: the deterministic generator of the shipped demo data.
+//! - [`progress`]: [`Progress`] reports of long builds.
 
 #![warn(missing_docs)]
 
@@ -113,6 +155,8 @@ mod handle;
 pub mod progress;
 pub mod index;
 mod jsonl;
+#[cfg(feature = "parquet")]
+mod parquet;
 pub mod movielens;
 pub mod ranking;
 pub mod request;

@@ -97,7 +97,7 @@ fn engine_error(e: &Error) -> Response {
     let kind = match e {
         Error::UnknownItem(_) => "unknown_item",
         Error::InvalidRequest(_) => "invalid_request",
-        Error::InvalidData { .. } => "invalid_data",
+        Error::InvalidData { .. } | Error::InvalidParquet { .. } => "invalid_data",
         Error::InvalidConfig(_) => "invalid_config",
         Error::Io { .. } => "io",
         Error::Corrupt { .. } => "corrupt_index",
