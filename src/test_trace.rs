@@ -30,7 +30,13 @@ pub struct Recorder {
 impl Recorder {
     /// Runs `f` with this recorder as the thread's subscriber.
     pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
-        tracing::subscriber::with_default(self.clone(), f)
+        tracing::subscriber::with_default(self.clone(), || {
+            // Other tests on other threads hit the same callsites with no
+            // subscriber; a callsite first registered in a race with this
+            // dispatcher can keep a cached "never" interest. Recompute it.
+            tracing::callsite::rebuild_interest_cache();
+            f()
+        })
     }
 
     /// Span names seen (without levels).
