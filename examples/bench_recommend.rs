@@ -51,6 +51,11 @@ struct Args {
     /// Keep generated data and indexes here instead of a temporary directory.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Keep the fixed-weight placeholder ranker instead of training one
+    /// (halves the build at large sizes; latency then reflects the linear
+    /// placeholder, not the default MLP).
+    #[arg(long)]
+    no_train: bool,
 }
 
 const CONTEXTS: [&str; 4] = ["search", "listening", "history", "personalized_search"];
@@ -122,7 +127,9 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;
     let events = Events::from_jsonl_path(dir.join("events.jsonl"), &catalog)?;
     let t = Instant::now();
-    let report = IndexBuilder::new().group_key("artist").build(&catalog, &events, dir.join("index"))?;
+    let builder = IndexBuilder::new().group_key("artist");
+    let builder = if args.no_train { builder.without_ranker_training() } else { builder };
+    let report = builder.build(&catalog, &events, dir.join("index"))?;
     let build_s = t.elapsed().as_secs_f64();
     let phases: Vec<String> = report.phases.iter().map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64())).collect();
     eprintln!("[{size}] index built in {build_s:.1} s ({}), {:.1} MB", phases.join(", "), report.bytes as f64 / 1e6);
