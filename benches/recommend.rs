@@ -15,7 +15,10 @@ fn bench(c: &mut Criterion) {
     let catalog = Catalog::from_jsonl_path(data.join("items.jsonl")).expect("catalog");
     let events = Events::from_jsonl_path(data.join("events.jsonl"), &catalog).expect("events");
     let dir = tempfile::tempdir().expect("tempdir");
-    IndexBuilder::new().group_key("artist").build(&catalog, &events, dir.path().join("i")).expect("build");
+    IndexBuilder::new()
+        .group_key("artist")
+        .build(&catalog, &events, dir.path().join("i"))
+        .expect("build");
     let engine = Engine::open(dir.path().join("i")).expect("open");
 
     let ids: Vec<String> = catalog.items().iter().step_by(97).map(|i| i.id.clone()).collect();
@@ -29,7 +32,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("recommend");
     for (name, ctx) in contexts {
         let req = Request::new(ctx).k(10);
-        group.bench_function(name, |b| b.iter(|| black_box(engine.recommend(black_box(&req)).expect("recommend"))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(engine.recommend(black_box(&req)).expect("recommend")))
+        });
     }
     group.finish();
 }

@@ -20,7 +20,10 @@ fn bench(c: &mut Criterion) {
     let catalog = Catalog::from_jsonl_path(data.join("items.jsonl")).expect("catalog");
     let events = Events::from_jsonl_path(data.join("events.jsonl"), &catalog).expect("events");
     let dir = tempfile::tempdir().expect("tempdir");
-    IndexBuilder::new().group_key("artist").build(&catalog, &events, dir.path().join("i")).expect("build");
+    IndexBuilder::new()
+        .group_key("artist")
+        .build(&catalog, &events, dir.path().join("i"))
+        .expect("build");
     let engine = Engine::open(dir.path().join("i")).expect("open");
 
     let ids: Vec<String> = catalog.items().iter().step_by(97).map(|i| i.id.clone()).collect();
@@ -37,7 +40,9 @@ fn bench(c: &mut Criterion) {
         ("fusion", Stage::Fusion),
         ("features", Stage::Features),
     ] {
-        group.bench_function(name, |b| b.iter(|| black_box(engine.run_stage(black_box(&trace), stage).expect("stage"))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(engine.run_stage(black_box(&trace), stage).expect("stage")))
+        });
     }
     for rows in [50usize, 200, 1000] {
         group.bench_with_input(BenchmarkId::new("rank", rows), &rows, |b, &rows| {

@@ -119,7 +119,9 @@ fn load_idx(path: &Path, limit: usize) -> Result<(Vec<f32>, usize)> {
         let f = std::fs::File::open(&gz)
             .with_context(|| format!("opening {} (run scripts/fetch_fashion_mnist.sh, or pass --dir)", gz.display()))?;
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(f).read_to_end(&mut out).with_context(|| format!("decompressing {}", gz.display()))?;
+        flate2::read::GzDecoder::new(f)
+            .read_to_end(&mut out)
+            .with_context(|| format!("decompressing {}", gz.display()))?;
         out
     };
     let be = |i: usize| -> Result<usize> {
@@ -241,7 +243,12 @@ fn main() -> Result<()> {
         }
         Dataset::Synthetic => {
             let (b, q) = synthetic(args.n, args.queries, args.dim, args.clusters, args.seed);
-            (format!("synthetic-{}x{}-{}clusters", args.n, args.dim, args.clusters), b, q, args.dim)
+            (
+                format!("synthetic-{}x{}-{}clusters", args.n, args.dim, args.clusters),
+                b,
+                q,
+                args.dim,
+            )
         }
     };
     let metric = match args.metric {
@@ -260,7 +267,11 @@ fn main() -> Result<()> {
         report::cpu_model()
     );
 
-    let params = AnnParams { m: args.m, ef_construction: args.ef_construction, parallel: true };
+    let params = AnnParams {
+        m: args.m,
+        ef_construction: args.ef_construction,
+        parallel: true,
+    };
     let key = format!("{name}-{metric:?}-m{}-efc{}-q{nq}-k{}", args.m, args.ef_construction, args.k);
     let cached = |ext: &str| args.cache.as_ref().map(|d| d.join(format!("{key}.{ext}")));
     let bincode_cfg = bincode::config::standard();
@@ -270,7 +281,11 @@ fn main() -> Result<()> {
             let bytes = std::fs::read(&p)?;
             let (idx, _): (AnnIndex, usize) = bincode::serde::decode_from_slice(&bytes, bincode_cfg)?;
             let build_s: f64 = std::fs::read_to_string(p.with_extension("build_s"))?.trim().parse()?;
-            eprintln!("loaded cached index {} in {:.1} s (built in {build_s:.1} s)", p.display(), t.elapsed().as_secs_f64());
+            eprintln!(
+                "loaded cached index {} in {:.1} s (built in {build_s:.1} s)",
+                p.display(),
+                t.elapsed().as_secs_f64()
+            );
             (idx, build_s)
         }
         None => {
@@ -310,7 +325,11 @@ fn main() -> Result<()> {
     }
 
     let recall = |res: &[Vec<u32>]| -> f64 {
-        let hit: usize = res.iter().zip(&truth).map(|(r, t)| r.iter().filter(|x| t.contains(x)).count()).sum();
+        let hit: usize = res
+            .iter()
+            .zip(&truth)
+            .map(|(r, t)| r.iter().filter(|x| t.contains(x)).count())
+            .sum();
         let total: usize = truth.iter().map(Vec::len).sum();
         hit as f64 / total.max(1) as f64
     };
@@ -322,59 +341,86 @@ fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     for &ef in &args.ef {
-      for layout in &args.layout {
-        let packed = match layout.as_str() {
-            "f16" => true,
-            "f32" => false,
-            other => bail!("unknown layout {other} (f16, f32)"),
-        };
-        index.set_reduced_precision(packed);
-        let layout = if index.uses_reduced_precision() { "f16" } else { "f32" };
-        let index = &index;
-        let one = |q: &[f32], ef: usize| -> Vec<u32> {
-            index.search(q, args.k, ef, |_| true).map(|r| r.into_iter().map(|x| x.0).collect()).unwrap_or_default()
-        };
-        for &threads in &args.threads {
-            let threads = if threads == 0 { cores } else { threads };
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-            let mut passes = Vec::new();
-            let mut last = Vec::new();
-            for _ in 0..args.repeats.max(1) {
-                let t = Instant::now();
-                last = if threads == 1 {
-                    qs.iter().map(|q| one(q, ef)).collect::<Vec<_>>()
-                } else {
-                    pool.install(|| qs.par_iter().with_min_len(8).map(|q| one(q, ef)).collect::<Vec<_>>())
+        for layout in &args.layout {
+            let packed = match layout.as_str() {
+                "f16" => true,
+                "f32" => false,
+                other => bail!("unknown layout {other} (f16, f32)"),
+            };
+            index.set_reduced_precision(packed);
+            let layout = if index.uses_reduced_precision() { "f16" } else { "f32" };
+            let index = &index;
+            let one = |q: &[f32], ef: usize| -> Vec<u32> {
+                index
+                    .search(q, args.k, ef, |_| true)
+                    .map(|r| r.into_iter().map(|x| x.0).collect())
+                    .unwrap_or_default()
+            };
+            for &threads in &args.threads {
+                let threads = if threads == 0 { cores } else { threads };
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+                let mut passes = Vec::new();
+                let mut last = Vec::new();
+                for _ in 0..args.repeats.max(1) {
+                    let t = Instant::now();
+                    last = if threads == 1 {
+                        qs.iter().map(|q| one(q, ef)).collect::<Vec<_>>()
+                    } else {
+                        pool.install(|| qs.par_iter().with_min_len(8).map(|q| one(q, ef)).collect::<Vec<_>>())
+                    };
+                    passes.push(nq as f64 / t.elapsed().as_secs_f64());
+                }
+                let row = Row {
+                    ef,
+                    threads,
+                    layout,
+                    recall: recall(&last),
+                    qps: report::median(&passes),
+                    passes,
                 };
-                passes.push(nq as f64 / t.elapsed().as_secs_f64());
+                eprintln!(
+                    "ef {:>4}  {layout}  threads {threads}  recall@{} {:.4}  {:>8.0} q/s  (passes: {})",
+                    row.ef,
+                    args.k,
+                    row.recall,
+                    row.qps,
+                    row.passes.iter().map(|p| format!("{p:.0}")).collect::<Vec<_>>().join(" ")
+                );
+                rows.push(row);
             }
-            let row = Row { ef, threads, layout, recall: recall(&last), qps: report::median(&passes), passes };
-            eprintln!(
-                "ef {:>4}  {layout}  threads {threads}  recall@{} {:.4}  {:>8.0} q/s  (passes: {})",
-                row.ef,
-                args.k,
-                row.recall,
-                row.qps,
-                row.passes.iter().map(|p| format!("{p:.0}")).collect::<Vec<_>>().join(" ")
-            );
-            rows.push(row);
         }
-      }
     }
 
     // The table.
-    let mut table = format!("\n| ef | layout | threads | recall@{} | q/s (median of {}) |\n|---:|---|---:|---:|---:|\n", args.k, args.repeats);
+    let mut table = format!(
+        "\n| ef | layout | threads | recall@{} | q/s (median of {}) |\n|---:|---|---:|---:|---:|\n",
+        args.k, args.repeats
+    );
     for r in &rows {
         table += &format!("| {} | {} | {} | {:.4} | {:.0} |\n", r.ef, r.layout, r.threads, r.recall, r.qps);
     }
-    table += &format!("\nbuild {build_s:.1} s ({cores} threads), n={n}, dim={dim}, M={}, efC={}\n", args.m, args.ef_construction);
+    table += &format!(
+        "\nbuild {build_s:.1} s ({cores} threads), n={n}, dim={dim}, M={}, efC={}\n",
+        args.m, args.ef_construction
+    );
 
     if let Some(dir) = args.csv.parent() {
         std::fs::create_dir_all(dir).ok();
     }
     report::write_csv(
         &args.csv,
-        &["dataset", "layout", "ef", "threads", "recall_at_k", "k", "qps", "m", "ef_construction", "build_s"],
+        &[
+            "dataset",
+            "layout",
+            "ef",
+            "threads",
+            "recall_at_k",
+            "k",
+            "qps",
+            "m",
+            "ef_construction",
+            "build_s",
+        ],
         &rows
             .iter()
             .map(|r| {
@@ -403,7 +449,11 @@ fn main() -> Result<()> {
         .iter()
         .map(|&(t, l)| report::Series {
             name: format!("twostage {l}, {t} thread{}", if t == 1 { "" } else { "s" }),
-            points: rows.iter().filter(|r| r.threads == t && r.layout == l).map(|r| (r.recall, r.qps)).collect(),
+            points: rows
+                .iter()
+                .filter(|r| r.threads == t && r.layout == l)
+                .map(|r| (r.recall, r.qps))
+                .collect(),
         })
         .collect();
     report::plot_lines(

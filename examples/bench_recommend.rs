@@ -128,11 +128,19 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     let events = Events::from_jsonl_path(dir.join("events.jsonl"), &catalog)?;
     let t = Instant::now();
     let builder = IndexBuilder::new().group_key("artist");
-    let builder = if args.no_train { builder.without_ranker_training() } else { builder };
+    let builder = if args.no_train {
+        builder.without_ranker_training()
+    } else {
+        builder
+    };
     let report = builder.build(&catalog, &events, dir.join("index"))?;
     let build_s = t.elapsed().as_secs_f64();
     let phases: Vec<String> = report.phases.iter().map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64())).collect();
-    eprintln!("[{size}] index built in {build_s:.1} s ({}), {:.1} MB", phases.join(", "), report.bytes as f64 / 1e6);
+    eprintln!(
+        "[{size}] index built in {build_s:.1} s ({}), {:.1} MB",
+        phases.join(", "),
+        report.bytes as f64 / 1e6
+    );
     let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
     let n_events = events.len();
     drop(catalog);
@@ -144,7 +152,13 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     let texts: Vec<String> = std::io::BufReader::new(std::fs::File::open(dir.join("queries.jsonl"))?)
         .lines()
         .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok()?.get("query")?.as_str().map(String::from))
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(&l)
+                .ok()?
+                .get("query")?
+                .as_str()
+                .map(String::from)
+        })
         .collect();
     let texts = if texts.is_empty() { vec!["indie folk".to_string()] } else { texts };
 
@@ -173,7 +187,10 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
         let batch: Vec<_> = batch.into_iter().collect::<Result<Vec<_>, _>>()?;
         throughput.push((kind.to_string(), reqs.len() as f64 / single_s, reqs.len() as f64 / batch_s));
 
-        for (mode, ts) in [("single", timings.iter().collect::<Vec<_>>()), ("batch", batch.iter().map(|r| &r.timings).collect())] {
+        for (mode, ts) in [
+            ("single", timings.iter().collect::<Vec<_>>()),
+            ("batch", batch.iter().map(|r| &r.timings).collect()),
+        ] {
             let names = ts.first().map(|t| t.stages().map(|(n, _)| n)).unwrap_or_default();
             for (si, name) in names.iter().enumerate() {
                 let ms: Vec<f64> = ts.iter().map(|t| ms(t.stages()[si].1)).collect();
@@ -203,7 +220,12 @@ fn main() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = args.work_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let cores = rayon::current_num_threads();
-    eprintln!("{} on {cores} cores; {} requests per context; rank_depth {}", report::cpu_model(), args.requests, args.rank_depth);
+    eprintln!(
+        "{} on {cores} cores; {} requests per context; rank_depth {}",
+        report::cpu_model(),
+        args.requests,
+        args.rank_depth
+    );
 
     let mut results = Vec::new();
     for &size in &args.sizes {
@@ -213,15 +235,20 @@ fn main() -> Result<()> {
         std::fs::remove_dir_all(root.join(format!("music-{size}"))).ok();
     }
 
-    let mut table = String::from("\n| items | context | mode | stage | p50 ms | p95 ms | p99 ms | max ms |\n|---:|---|---|---|---:|---:|---:|---:|\n");
+    let mut table =
+        String::from("\n| items | context | mode | stage | p50 ms | p95 ms | p99 ms | max ms |\n|---:|---|---|---|---:|---:|---:|---:|\n");
     for r in &results {
         for (ctx, mode, stage, s) in &r.rows {
             if stage == "total" || mode == "single" {
-                table += &format!("| {} | {ctx} | {mode} | {stage} | {:.3} | {:.3} | {:.3} | {:.3} |\n", r.items, s.p50, s.p95, s.p99, s.max);
+                table += &format!(
+                    "| {} | {ctx} | {mode} | {stage} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                    r.items, s.p50, s.p95, s.p99, s.max
+                );
             }
         }
     }
-    table += &format!("\n| items | context | single-thread req/s | batch req/s ({cores} threads) | speed-up |\n|---:|---|---:|---:|---:|\n");
+    table +=
+        &format!("\n| items | context | single-thread req/s | batch req/s ({cores} threads) | speed-up |\n|---:|---|---:|---:|---:|\n");
     for r in &results {
         for (ctx, single, batch) in &r.throughput {
             table += &format!("| {} | {ctx} | {single:.0} | {batch:.0} | {:.2}x |\n", r.items, batch / single);
@@ -261,7 +288,11 @@ fn main() -> Result<()> {
             })
         })
         .collect();
-    report::write_csv(&args.csv, &["items", "context", "mode", "stage", "p50_ms", "p95_ms", "p99_ms", "max_ms"], &csv_rows)?;
+    report::write_csv(
+        &args.csv,
+        &["items", "context", "mode", "stage", "p50_ms", "p95_ms", "p99_ms", "max_ms"],
+        &csv_rows,
+    )?;
 
     if let Some(d) = args.png.parent() {
         std::fs::create_dir_all(d).ok();
@@ -278,10 +309,20 @@ fn main() -> Result<()> {
                         .map(|(_, _, _, s)| ((r.items as f64).log10(), if pick == 0 { s.p50 } else { s.p99 }))
                 })
                 .collect();
-            series.push(report::Series { name: format!("{ctx} {label}"), points });
+            series.push(report::Series {
+                name: format!("{ctx} {label}"),
+                points,
+            });
         }
     }
-    report::plot_lines(&args.png, "recommend() total latency, 1 thread", "log10(catalog items)", "ms", &series, true)?;
+    report::plot_lines(
+        &args.png,
+        "recommend() total latency, 1 thread",
+        "log10(catalog items)",
+        "ms",
+        &series,
+        true,
+    )?;
 
     if args.json {
         eprint!("{table}");

@@ -45,8 +45,15 @@ fn main() -> Result<()> {
     let catalog = Catalog::from_jsonl_path(&args.items)?;
     let events = Events::from_jsonl_path(&args.events, &catalog)?;
     let mut builder = IndexBuilder::new()
-        .embedding(EmbeddingParams { dim: args.dim, ..Default::default() })
-        .ann(AnnParams { m: args.m, ef_construction: args.ef_construction, ..Default::default() });
+        .embedding(EmbeddingParams {
+            dim: args.dim,
+            ..Default::default()
+        })
+        .ann(AnnParams {
+            m: args.m,
+            ef_construction: args.ef_construction,
+            ..Default::default()
+        });
     if let Some(g) = args.group_key {
         builder = builder.group_key(g);
     }
@@ -54,18 +61,21 @@ fn main() -> Result<()> {
     let bars = progress::PhaseBars::default();
     let report = builder.build_with_progress(&catalog, &events, &args.out, &|p| bars.update(p))?;
     bars.finish();
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-        "path": report.path,
-        "items": report.stats.items,
-        "events": report.stats.events,
-        "sessions": report.stats.sessions,
-        "vectors": report.stats.vectors,
-        "dim": report.stats.dim,
-        "vector_source": report.stats.vector_source,
-        "build_ms": report.stats.build_ms,
-        "bytes": report.bytes,
-        "training": report.training,
-        "phases_ms": report.phases.iter().map(|(n, d)| (n.to_string(), d.as_secs_f64() * 1e3)).collect::<std::collections::BTreeMap<_, _>>(),
-    }))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "path": report.path,
+            "items": report.stats.items,
+            "events": report.stats.events,
+            "sessions": report.stats.sessions,
+            "vectors": report.stats.vectors,
+            "dim": report.stats.dim,
+            "vector_source": report.stats.vector_source,
+            "build_ms": report.stats.build_ms,
+            "bytes": report.bytes,
+            "training": report.training,
+            "phases_ms": report.phases.iter().map(|(n, d)| (n.to_string(), d.as_secs_f64() * 1e3)).collect::<std::collections::BTreeMap<_, _>>(),
+        }))?
+    );
     Ok(())
 }

@@ -53,10 +53,17 @@ fn main() -> Result<()> {
             let dir = args.path.unwrap_or_else(|| PathBuf::from("data/music"));
             let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;
             let events = Events::from_jsonl_path(dir.join("events.jsonl"), &catalog)?;
-            (splits::temporal("music", &catalog, &events)?, IndexBuilder::new().group_key("artist"), 1800, 5)
+            (
+                splits::temporal("music", &catalog, &events)?,
+                IndexBuilder::new().group_key("artist"),
+                1800,
+                5,
+            )
         }
         Dataset::Movielens => {
-            let Some(dir) = args.path else { bail!("--dataset movielens needs --path DIR (see scripts/fetch_movielens.sh)") };
+            let Some(dir) = args.path else {
+                bail!("--dataset movielens needs --path DIR (see scripts/fetch_movielens.sh)")
+            };
             let ml = MovieLens::load(&dir)?;
             // Ratings are not listening sessions: co-occurrence over a user's whole profile.
             (splits::movielens(&ml, args.seed)?, IndexBuilder::new(), 100 * 365 * 24 * 3600, 50)
@@ -64,7 +71,10 @@ fn main() -> Result<()> {
     };
     let builder = builder
         .session_gap(std::time::Duration::from_secs(args.session_gap_secs.unwrap_or(gap)))
-        .covisit(CovisitParams { window: args.window.unwrap_or(window), ..CovisitParams::default() });
+        .covisit(CovisitParams {
+            window: args.window.unwrap_or(window),
+            ..CovisitParams::default()
+        });
     let work = tempfile::tempdir()?;
     let quiet = args.json;
     let report = compare(&prepared, &builder, work.path(), &mut |msg| {

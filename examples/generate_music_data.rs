@@ -37,10 +37,7 @@ fn main() -> Result<()> {
             "--out" => out = PathBuf::from(args.next().context("--out needs a directory")?),
             "--tracks" => {
                 let v = args.next().context("--tracks needs a number")?;
-                tracks = Some(
-                    v.parse()
-                        .with_context(|| format!("--tracks: not a number: {v:?}"))?,
-                );
+                tracks = Some(v.parse().with_context(|| format!("--tracks: not a number: {v:?}"))?);
             }
             other => {
                 eprintln!("error: unknown argument {other:?}\n\n{USAGE}");
@@ -56,11 +53,7 @@ fn main() -> Result<()> {
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(BufWriter::with_capacity(1 << 20, file))
     };
-    let (mut items, mut events, mut queries) = (
-        create("items.jsonl")?,
-        create("events.jsonl")?,
-        create("queries.jsonl")?,
-    );
+    let (mut items, mut events, mut queries) = (create("items.jsonl")?, create("events.jsonl")?, create("queries.jsonl")?);
     let started = std::time::Instant::now();
     generate_to(&cfg, &mut items, &mut events, &mut queries).context("writing dataset")?;
     for w in [&mut items, &mut events, &mut queries] {
@@ -82,12 +75,7 @@ fn main() -> Result<()> {
             .with_context(|| format!("reading {}", path.display()))?
             .len();
         let lines = count_lines(&path)?;
-        println!(
-            "  {:<40} {:>9} lines {:>12} bytes",
-            path.display(),
-            lines,
-            bytes
-        );
+        println!("  {:<40} {:>9} lines {:>12} bytes", path.display(), lines, bytes);
     }
     Ok(())
 }
@@ -98,9 +86,7 @@ fn count_lines(path: &std::path::Path) -> Result<usize> {
     let mut buf = vec![0u8; 1 << 16];
     let mut lines = 0;
     loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             return Ok(lines);
         }

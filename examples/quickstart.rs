@@ -34,7 +34,9 @@ fn main() -> Result<()> {
     println!("loaded {} tracks and {} events in {:.2?}", catalog.len(), events.len(), t.elapsed());
 
     let bars = progress::PhaseBars::default();
-    let report = IndexBuilder::new().group_key("artist").build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
+    let report = IndexBuilder::new()
+        .group_key("artist")
+        .build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
     bars.finish();
     let phases: Vec<String> = report.phases.iter().map(|(n, d)| format!("{n} {d:.2?}")).collect();
     println!(
@@ -73,7 +75,13 @@ fn main() -> Result<()> {
         println!("{title}");
         for (i, r) in recs.items.iter().enumerate() {
             let sources: Vec<&str> = r.sources.iter().map(|s| s.retriever.name()).collect();
-            println!("  {:>2}. {:<60} score {:>6.3}  via {}", i + 1, describe(&r.id), r.score, sources.join("+"));
+            println!(
+                "  {:>2}. {:<60} score {:>6.3}  via {}",
+                i + 1,
+                describe(&r.id),
+                r.score,
+                sources.join("+")
+            );
         }
         let t = &recs.timings;
         let stages: Vec<String> = t.stages().iter().map(|(n, d)| format!("{n} {}µs", d.as_micros())).collect();
@@ -82,7 +90,11 @@ fn main() -> Result<()> {
 
     // A search for an artist's name, taken from the catalog so the demo works on any data.
     let first = catalog.items().first().context("empty catalog")?;
-    let artist = first.attributes.get("artist").map(|a| a.to_string()).unwrap_or_else(|| first.title.clone());
+    let artist = first
+        .attributes
+        .get("artist")
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| first.title.clone());
     let recs = engine.recommend(&Request::new(Context::search(artist.clone())).k(5))?;
     show(format!("search {artist:?}:"), &recs);
 

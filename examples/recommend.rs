@@ -45,7 +45,9 @@ struct Args {
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(f, v)| (f.to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not FIELD=VALUE"))
+    s.split_once('=')
+        .map(|(f, v)| (f.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not FIELD=VALUE"))
 }
 
 fn main() {

@@ -44,16 +44,29 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let catalog = Catalog::from_jsonl_path(&args.items)?;
     let events = Events::from_jsonl_path(&args.events, &catalog)?;
-    let base = if args.linear { TrainParams::linear() } else { TrainParams::default() };
-    let params = TrainParams { max_epochs: args.epochs, ..base };
+    let base = if args.linear {
+        TrainParams::linear()
+    } else {
+        TrainParams::default()
+    };
+    let params = TrainParams {
+        max_epochs: args.epochs,
+        ..base
+    };
 
-    let bar = ProgressBar::new(params.max_epochs as u64).with_style(progress::style()).with_prefix("epochs").with_message("preparing lists");
+    let bar = ProgressBar::new(params.max_epochs as u64)
+        .with_style(progress::style())
+        .with_prefix("epochs")
+        .with_message("preparing lists");
     let mut best = 0.0f64;
     let summary = twostage::retrain_ranker(&args.index, &catalog, &events, &params, &mut |epoch| {
         if epoch.best {
             best = epoch.valid_ndcg;
         }
-        bar.set_message(format!("loss {:.4}, valid NDCG@10 {:.4} (best {best:.4})", epoch.train_loss, epoch.valid_ndcg));
+        bar.set_message(format!(
+            "loss {:.4}, valid NDCG@10 {:.4} (best {best:.4})",
+            epoch.train_loss, epoch.valid_ndcg
+        ));
         bar.set_position(epoch.epoch as u64);
     })?;
     bar.finish();

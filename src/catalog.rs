@@ -83,7 +83,11 @@ pub struct Item {
 impl Item {
     /// A new item with an id and a title and nothing else.
     pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
-        Item { id: id.into(), title: title.into(), ..Item::default() }
+        Item {
+            id: id.into(),
+            title: title.into(),
+            ..Item::default()
+        }
     }
 }
 
@@ -125,9 +129,7 @@ impl Catalog {
                 check_name(name).map_err(|r| err("attributes", r))?;
                 match value {
                     Attribute::Text(s) => check_text(s).map_err(|r| err(&format!("attributes.{name}"), r))?,
-                    Attribute::Number(x) if !x.is_finite() => {
-                        return Err(err(&format!("attributes.{name}"), "not a finite number".into()))
-                    }
+                    Attribute::Number(x) if !x.is_finite() => return Err(err(&format!("attributes.{name}"), "not a finite number".into())),
                     Attribute::Number(_) => {}
                 }
             }
@@ -191,14 +193,15 @@ impl Catalog {
                 return Err(("vector".into(), format!("dimension {} is not in 1..={MAX_DIM}", v.len())));
             }
             match self.dim {
-                Some(d) if d != v.len() => {
-                    return Err(("vector".into(), format!("dimension {} differs from earlier items' {d}", v.len())))
-                }
+                Some(d) if d != v.len() => return Err(("vector".into(), format!("dimension {} differs from earlier items' {d}", v.len()))),
                 _ => self.dim = Some(v.len()),
             }
         }
         if let Some(&first) = self.by_id.get(&item.id) {
-            return Err(("id".into(), format!("duplicate id `{}` (first seen at item {})", item.id, first + 1)));
+            return Err((
+                "id".into(),
+                format!("duplicate id `{}` (first seen at item {})", item.id, first + 1),
+            ));
         }
         self.by_id.insert(item.id.clone(), self.items.len() as u32);
         self.items.push(item);
@@ -374,13 +377,25 @@ mod tests {
     fn errors_name_line_and_field() {
         let cases = [
             ("{\"title\":\"t\"}", "line 1", "`id`"),
-            ("{\"id\":\"a\",\"title\":\"t\"}\n{\"id\":\"a\",\"title\":\"u\"}", "line 2", "duplicate"),
+            (
+                "{\"id\":\"a\",\"title\":\"t\"}\n{\"id\":\"a\",\"title\":\"u\"}",
+                "line 2",
+                "duplicate",
+            ),
             ("{\"id\":\"a\",\"title\":\"t\",\"vector\":[1,\"x\"]}", "line 1", "vector[1]"),
             ("{\"id\":\"a\",\"title\":\"t\",\"vector\":[1e39]}", "line 1", "vector[0]"),
-            ("{\"id\":\"a\",\"title\":\"t\",\"vector\":[1]}\n{\"id\":\"b\",\"title\":\"t\",\"vector\":[1,2]}", "line 2", "differs"),
+            (
+                "{\"id\":\"a\",\"title\":\"t\",\"vector\":[1]}\n{\"id\":\"b\",\"title\":\"t\",\"vector\":[1,2]}",
+                "line 2",
+                "differs",
+            ),
             ("{\"id\":\"a\",\"title\":7}", "line 1", "`title`"),
             ("{\"id\":\"a\",\"title\":\"t\",\"tilte\":\"x\"}", "line 1", "`tilte`"),
-            ("{\"id\":\"a\",\"title\":\"t\",\"attributes\":{\"year\":null}}", "line 1", "attributes.year"),
+            (
+                "{\"id\":\"a\",\"title\":\"t\",\"attributes\":{\"year\":null}}",
+                "line 1",
+                "attributes.year",
+            ),
             ("{\"id\":\"  \",\"title\":\"t\"}", "line 1", "`id`"),
         ];
         for (text, line, needle) in cases {

@@ -15,7 +15,9 @@ use crate::index::store::ItemStore;
 use crate::index::{decode, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
 use crate::ranking::features::{self, ContextSignals, FEATURES, NUM_FEATURES};
 use crate::ranking::model::{Ranker, RankerInfo};
-use crate::request::{Context, Provenance, Recommendation, Recommendations, Request, Retriever, Timings, MAX_CANDIDATES, MAX_HISTORY, MAX_K};
+use crate::request::{
+    Context, Provenance, Recommendation, Recommendations, Request, Retriever, Timings, MAX_CANDIDATES, MAX_HISTORY, MAX_K,
+};
 use crate::retrieval::ann::{AnnIndex, Metric};
 use crate::retrieval::covisit;
 use crate::retrieval::fusion::{self, Candidate};
@@ -78,7 +80,9 @@ impl Engine {
         let dir = dir.as_ref();
         let (manifest, mut files) = Manifest::read_verified(dir)?;
         let take = |files: &mut std::collections::BTreeMap<String, Vec<u8>>, name: &str| {
-            files.remove(name).ok_or_else(|| Error::corrupt(dir.join(name), "missing from the manifest"))
+            files
+                .remove(name)
+                .ok_or_else(|| Error::corrupt(dir.join(name), "missing from the manifest"))
         };
         let store: ItemStore = decode(&take(&mut files, ITEMS_FILE)?, &dir.join(ITEMS_FILE))?;
         let ann: AnnIndex = decode(&take(&mut files, ANN_FILE)?, &dir.join(ANN_FILE))?;
@@ -103,7 +107,15 @@ impl Engine {
                 return Err(Error::corrupt(dir.join(ITEMS_FILE), format!("duplicate item id `{}`", item.id)));
             }
         }
-        Ok(Engine { store: Arc::new(store), ann, text, ranker, manifest, by_id, path: dir.to_path_buf() })
+        Ok(Engine {
+            store: Arc::new(store),
+            ann,
+            text,
+            ranker,
+            manifest,
+            by_id,
+            path: dir.to_path_buf(),
+        })
     }
 
     /// Number of items in the index.
@@ -156,10 +168,16 @@ impl Engine {
             return Err(Error::InvalidRequest("a history context needs at least one item".into()));
         }
         if !(req.history_decay > 0.0 && req.history_decay <= 1.0) {
-            return Err(Error::InvalidRequest(format!("history_decay = {} is not in (0, 1]", req.history_decay)));
+            return Err(Error::InvalidRequest(format!(
+                "history_decay = {} is not in (0, 1]",
+                req.history_decay
+            )));
         }
         if history.len() > MAX_HISTORY {
-            return Err(Error::InvalidRequest(format!("history of {} items is above the limit of {MAX_HISTORY}", history.len())));
+            return Err(Error::InvalidRequest(format!(
+                "history of {} items is above the limit of {MAX_HISTORY}",
+                history.len()
+            )));
         }
         let terms = match text {
             Some(t) if t.trim().is_empty() => return Err(Error::InvalidRequest("the search text is empty".into())),
@@ -201,7 +219,14 @@ impl Engine {
                 None => impossible = true,
             }
         }
-        let forbid: Vec<u32> = req.exclude_tags.iter().map(tag_id).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+        let forbid: Vec<u32> = req
+            .exclude_tags
+            .iter()
+            .map(tag_id)
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
         let store = Arc::clone(&self.store);
         let filter: Arc<dyn Fn(u32) -> bool + Send + Sync> = Arc::new(move |item: u32| {
             !impossible
@@ -209,7 +234,12 @@ impl Engine {
                 && require.iter().all(|&t| store.tags.has(item, t))
                 && !forbid.iter().any(|&t| store.tags.has(item, t))
         });
-        Ok(Resolved { terms, items, filter, has_text: text.is_some() })
+        Ok(Resolved {
+            terms,
+            items,
+            filter,
+            has_text: text.is_some(),
+        })
     }
 
     fn vector_of(&self, item: u32) -> Option<&[f32]> {
@@ -287,7 +317,9 @@ impl Engine {
                 covisit::top_n(&scores, t.counts.covisit, |i| (t.ctx.filter)(i)).len()
             }
             Stage::Fusion => fusion::fuse(&t.lists(), t.rank_depth).len(),
-            Stage::Features => self.features_stage(t.vector.as_deref(), &t.ctx, &t.covisit_scores, &t.lexical_hits, &t.candidates).len(),
+            Stage::Features => self
+                .features_stage(t.vector.as_deref(), &t.ctx, &t.covisit_scores, &t.lexical_hits, &t.candidates)
+                .len(),
             Stage::Rank { rows } => {
                 // Exactly `rows` rows: the traced ones, repeated if there are fewer.
                 let have = t.matrix.len() / NUM_FEATURES;
@@ -347,10 +379,28 @@ impl Engine {
         if req.k == 0 {
             // Still validated: a malformed request is an error whatever k is.
             self.resolve(req)?;
-            let timings = Timings { encode: t_total.elapsed(), total: t_total.elapsed(), ..Timings::default() };
-            return Ok((Recommendations { items: Vec::new(), candidates: 0, timings }, None));
+            let timings = Timings {
+                encode: t_total.elapsed(),
+                total: t_total.elapsed(),
+                ..Timings::default()
+            };
+            return Ok((
+                Recommendations {
+                    items: Vec::new(),
+                    candidates: 0,
+                    timings,
+                },
+                None,
+            ));
         }
-        let (Assembled { candidates, matrix, mut timings }, trace) = self.assemble_inner(req, keep)?;
+        let (
+            Assembled {
+                candidates,
+                matrix,
+                mut timings,
+            },
+            trace,
+        ) = self.assemble_inner(req, keep)?;
         span.record("candidates", candidates.len());
         let t = Instant::now();
         let stage = tracing::debug_span!("rank").entered();
@@ -359,7 +409,14 @@ impl Engine {
         drop(stage);
         timings.rank = t.elapsed();
         timings.total = t_total.elapsed();
-        Ok((Recommendations { items, candidates: candidates.len(), timings }, trace))
+        Ok((
+            Recommendations {
+                items,
+                candidates: candidates.len(),
+                timings,
+            },
+            trace,
+        ))
     }
 
     /// Everything before the ranker: encode, retrieve, fuse, assemble
@@ -423,7 +480,11 @@ impl Engine {
         // Popularity covers cold contexts; a pure search wants matches, not hits.
         let t = Instant::now();
         let stage = tracing::debug_span!("popular").entered();
-        let popular_hits = if ctx.items.is_empty() { Vec::new() } else { self.store.popularity.top(counts.popular, |i| (ctx.filter)(i)) };
+        let popular_hits = if ctx.items.is_empty() {
+            Vec::new()
+        } else {
+            self.store.popularity.top(counts.popular, |i| (ctx.filter)(i))
+        };
         drop(stage);
         timings.popular = t.elapsed();
 
@@ -459,7 +520,14 @@ impl Engine {
                 matrix: matrix.clone(),
             })
         });
-        Ok((Assembled { candidates, matrix, timings }, trace))
+        Ok((
+            Assembled {
+                candidates,
+                matrix,
+                timings,
+            },
+            trace,
+        ))
     }
 
     /// Internal id of an external id.
@@ -492,13 +560,24 @@ impl Engine {
                 let item = self.store.items.get(c.item as usize)?;
                 let sources = Retriever::ALL
                     .iter()
-                    .filter_map(|&r| c.hits[r.index()].map(|h| Provenance { retriever: r, rank: h.rank, score: h.score }))
+                    .filter_map(|&r| {
+                        c.hits[r.index()].map(|h| Provenance {
+                            retriever: r,
+                            rank: h.rank,
+                            score: h.score,
+                        })
+                    })
                     .collect();
                 let features = req.explain.then(|| {
                     let row = matrix.get(i * NUM_FEATURES..(i + 1) * NUM_FEATURES).unwrap_or(&[]);
                     FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect()
                 });
-                Some(Recommendation { id: item.id.clone(), score: scores[i], sources, features })
+                Some(Recommendation {
+                    id: item.id.clone(),
+                    score: scores[i],
+                    sources,
+                    features,
+                })
             })
             .collect()
     }
@@ -559,7 +638,9 @@ impl StageTrace {
 
 impl std::fmt::Debug for StageTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageTrace").field("candidates", &self.candidates.len()).finish_non_exhaustive()
+        f.debug_struct("StageTrace")
+            .field("candidates", &self.candidates.len())
+            .finish_non_exhaustive()
     }
 }
 

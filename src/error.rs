@@ -111,11 +111,17 @@ impl Error {
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Error::Corrupt { path: path.into(), reason: reason.to_string() }
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
     }
 
     pub(crate) fn internal(stage: &'static str, reason: impl std::fmt::Display) -> Self {
-        Error::Internal { stage, reason: reason.to_string() }
+        Error::Internal {
+            stage,
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -137,7 +143,11 @@ mod tests {
 
     #[test]
     fn newer_version_is_called_out() {
-        let e = Error::IncompatibleVersion { path: "m.json".into(), found: 9, supported: 1 };
+        let e = Error::IncompatibleVersion {
+            path: "m.json".into(),
+            found: 9,
+            supported: 1,
+        };
         assert!(e.to_string().contains("newer twostage"));
         assert!(!e.is_caller_error());
     }

@@ -143,9 +143,7 @@ impl Events {
                 (EventKind::Search, Some(q)) if q.len() > crate::catalog::MAX_TEXT_BYTES => {
                     return Err(rec.error("query", "query longer than the text limit"))
                 }
-                (EventKind::Play | EventKind::Skip, Some(_)) => {
-                    return Err(rec.error("query", "only search events carry a query"))
-                }
+                (EventKind::Play | EventKind::Skip, Some(_)) => return Err(rec.error("query", "only search events carry a query")),
                 _ => {}
             }
             let session = match rec.optional_str("session")? {
@@ -160,7 +158,14 @@ impl Events {
                 out.users.push(user_name.to_owned());
                 next
             });
-            out.events.push(Event { user, item, ts, kind: event_kind, query, session });
+            out.events.push(Event {
+                user,
+                item,
+                ts,
+                kind: event_kind,
+                query,
+                session,
+            });
             Ok(())
         })?;
         out.sort();
@@ -242,13 +247,19 @@ impl Events {
             for e in list {
                 if let Some(prev) = current.last() {
                     if e.ts - prev.ts > gap_secs || e.session != prev.session {
-                        out.push(Session { user: user as u32, events: std::mem::take(&mut current) });
+                        out.push(Session {
+                            user: user as u32,
+                            events: std::mem::take(&mut current),
+                        });
                     }
                 }
                 current.push(e);
             }
             if !current.is_empty() {
-                out.push(Session { user: user as u32, events: current });
+                out.push(Session {
+                    user: user as u32,
+                    events: current,
+                });
             }
         }
         out
@@ -295,11 +306,17 @@ mod tests {
             ("{\"user\":\"u\",\"item\":\"a\",\"ts\":-5}", "`ts`", "outside"),
             ("{\"user\":\"u\",\"item\":\"a\",\"ts\":1.5}", "`ts`", "integer"),
             ("{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"type\":\"like\"}", "`type`", "not one of"),
-            ("{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"type\":\"search\"}", "`query`", "needs a query"),
+            (
+                "{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"type\":\"search\"}",
+                "`query`",
+                "needs a query",
+            ),
             ("{\"user\":7,\"item\":\"a\",\"ts\":1}", "`user`", "expected a string"),
         ];
         for (text, field, needle) in cases {
-            let e = load(&format!("{{\"user\":\"ok\",\"item\":\"a\",\"ts\":1}}\n{text}")).unwrap_err().to_string();
+            let e = load(&format!("{{\"user\":\"ok\",\"item\":\"a\",\"ts\":1}}\n{text}"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("line 2") && e.contains(field) && e.contains(needle), "{text} -> {e}");
         }
     }

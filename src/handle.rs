@@ -39,7 +39,9 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// A handle serving `engine`.
     pub fn new(engine: Engine) -> EngineHandle {
-        EngineHandle { current: ArcSwap::from_pointee(engine) }
+        EngineHandle {
+            current: ArcSwap::from_pointee(engine),
+        }
     }
 
     /// Opens the index in `dir` (see [`Engine::open`]) and serves it.
@@ -82,7 +84,10 @@ impl From<Engine> for EngineHandle {
 impl std::fmt::Debug for EngineHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let engine = self.current.load();
-        f.debug_struct("EngineHandle").field("path", &engine.info().path).field("items", &engine.len()).finish()
+        f.debug_struct("EngineHandle")
+            .field("path", &engine.info().path)
+            .field("items", &engine.len())
+            .finish()
     }
 }
 

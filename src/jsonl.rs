@@ -84,11 +84,7 @@ pub(crate) type RecordSink<'s> = &'s mut dyn for<'r> FnMut(Record<'r>) -> Result
 
 /// Calls `each` for every non-blank line of `reader` parsed as a JSON object.
 /// Accepts `\n` and `\r\n` endings. Returns the number of records seen.
-pub(crate) fn for_each_record(
-    mut reader: impl BufRead,
-    source: &Path,
-    mut each: impl FnMut(Record<'_>) -> Result<()>,
-) -> Result<usize> {
+pub(crate) fn for_each_record(mut reader: impl BufRead, source: &Path, mut each: impl FnMut(Record<'_>) -> Result<()>) -> Result<usize> {
     let mut buf = Vec::new();
     let mut line = 0usize;
     let mut records = 0usize;
@@ -134,7 +130,12 @@ pub(crate) fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
 
 /// A file-level (not line-level) contract violation.
 pub(crate) fn file_error(source: &Path, field: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidData { path: PathBuf::from(source), line: None, field: field.into(), reason: reason.into() }
+    Error::InvalidData {
+        path: PathBuf::from(source),
+        line: None,
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,12 @@ pub struct MovieLens {
 }
 
 fn bad(path: &Path, line: usize, field: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidData { path: path.to_path_buf(), line: Some(line), field: field.into(), reason: reason.into() }
+    Error::InvalidData {
+        path: path.to_path_buf(),
+        line: Some(line),
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Reads a text file, decoding Latin-1 when it is not UTF-8 (the original
@@ -125,17 +130,30 @@ fn finish(movies: Vec<Movie>, raw: Vec<(String, String, f32, i64)>, ratings_path
         let Some(idx) = catalog.index_of(&item) else {
             return Err(bad(ratings_path, i + 1, "item", format!("unknown item `{item}`")));
         };
-        ratings.push(Rating { user, item: idx, rating, ts });
+        ratings.push(Rating {
+            user,
+            item: idx,
+            rating,
+            ts,
+        });
     }
     Ok(MovieLens { catalog, ratings })
 }
 
 fn load_atomic(inter: &Path, item: Option<&Path>) -> Result<MovieLens> {
     let lines = read_lines(inter)?;
-    let header: Vec<String> = lines.first().map(|h| h.split('\t').map(|c| c.split(':').next().unwrap_or("").to_string()).collect()).unwrap_or_default();
+    let header: Vec<String> = lines
+        .first()
+        .map(|h| h.split('\t').map(|c| c.split(':').next().unwrap_or("").to_string()).collect())
+        .unwrap_or_default();
     let col = |name: &str| header.iter().position(|h| h == name);
     let (Some(u), Some(i)) = (col("user_id"), col("item_id")) else {
-        return Err(bad(inter, 1, "<header>", "needs user_id and item_id columns (RecBole atomic format)"));
+        return Err(bad(
+            inter,
+            1,
+            "<header>",
+            "needs user_id and item_id columns (RecBole atomic format)",
+        ));
     };
     let (r, t) = (col("rating"), col("timestamp"));
     let mut raw = Vec::new();
@@ -146,19 +164,33 @@ fn load_atomic(inter: &Path, item: Option<&Path>) -> Result<MovieLens> {
         let f: Vec<&str> = line.split('\t').collect();
         let get = |c: usize, name: &str| f.get(c).copied().ok_or_else(|| bad(inter, n + 1, name, "missing column"));
         let rating = match r {
-            Some(c) => get(c, "rating")?.trim().parse::<f32>().map_err(|_| bad(inter, n + 1, "rating", "not a number"))?,
+            Some(c) => get(c, "rating")?
+                .trim()
+                .parse::<f32>()
+                .map_err(|_| bad(inter, n + 1, "rating", "not a number"))?,
             None => 1.0,
         };
         let ts = match t {
-            Some(c) => get(c, "timestamp")?.trim().parse::<f64>().map_err(|_| bad(inter, n + 1, "timestamp", "not a number"))? as i64,
+            Some(c) => get(c, "timestamp")?
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| bad(inter, n + 1, "timestamp", "not a number"))? as i64,
             None => n as i64,
         };
-        raw.push((get(u, "user_id")?.trim().to_string(), get(i, "item_id")?.trim().to_string(), rating, ts));
+        raw.push((
+            get(u, "user_id")?.trim().to_string(),
+            get(i, "item_id")?.trim().to_string(),
+            rating,
+            ts,
+        ));
     }
     let mut movies = Vec::new();
     if let Some(path) = item {
         let lines = read_lines(path)?;
-        let header: Vec<String> = lines.first().map(|h| h.split('\t').map(|c| c.split(':').next().unwrap_or("").to_string()).collect()).unwrap_or_default();
+        let header: Vec<String> = lines
+            .first()
+            .map(|h| h.split('\t').map(|c| c.split(':').next().unwrap_or("").to_string()).collect())
+            .unwrap_or_default();
         let col = |name: &str| header.iter().position(|h| h == name);
         let Some(id) = col("item_id") else {
             return Err(bad(path, 1, "<header>", "needs an item_id column"));
@@ -171,9 +203,15 @@ fn load_atomic(inter: &Path, item: Option<&Path>) -> Result<MovieLens> {
             let Some(mid) = f.get(id) else { continue };
             movies.push(Movie {
                 id: mid.trim().to_string(),
-                title: title.and_then(|c| f.get(c)).map(|s| s.trim().to_string()).unwrap_or_else(|| mid.to_string()),
+                title: title
+                    .and_then(|c| f.get(c))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|| mid.to_string()),
                 year: year.and_then(|c| f.get(c)).and_then(|s| s.trim().parse::<f64>().ok()),
-                genres: genre.and_then(|c| f.get(c)).map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+                genres: genre
+                    .and_then(|c| f.get(c))
+                    .map(|s| s.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default(),
             });
         }
     }
@@ -220,8 +258,25 @@ fn split_year(title: &str) -> (String, Option<f64>) {
 }
 
 const ML100K_GENRES: [&str; 19] = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ];
 
 fn load_delimited(ratings: &Path, movies: Option<&Path>, format: Format) -> Result<MovieLens> {
@@ -238,8 +293,14 @@ fn load_delimited(ratings: &Path, movies: Option<&Path>, format: Format) -> Resu
         if f.len() < 4 {
             return Err(bad(ratings, n + 1, "<line>", "expected user, item, rating, timestamp"));
         }
-        let rating = f[2].trim().parse::<f32>().map_err(|_| bad(ratings, n + 1, "rating", "not a number"))?;
-        let ts = f[3].trim().parse::<i64>().map_err(|_| bad(ratings, n + 1, "timestamp", "not an integer"))?;
+        let rating = f[2]
+            .trim()
+            .parse::<f32>()
+            .map_err(|_| bad(ratings, n + 1, "rating", "not a number"))?;
+        let ts = f[3]
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| bad(ratings, n + 1, "timestamp", "not an integer"))?;
         raw.push((f[0].trim().to_string(), f[1].trim().to_string(), rating, ts));
     }
     let mut list = Vec::new();
@@ -253,14 +314,35 @@ fn load_delimited(ratings: &Path, movies: Option<&Path>, format: Format) -> Resu
                     let f: Vec<&str> = line.split('|').collect();
                     let (title, year) = split_year(f.get(1).copied().unwrap_or(""));
                     let flags = f.iter().skip(5);
-                    let genres = flags.zip(ML100K_GENRES).filter(|(v, _)| v.trim() == "1").map(|(_, g)| g.to_string()).collect();
-                    Movie { id: f.first().map(|s| s.trim().to_string()).unwrap_or_default(), title, year, genres }
+                    let genres = flags
+                        .zip(ML100K_GENRES)
+                        .filter(|(v, _)| v.trim() == "1")
+                        .map(|(_, g)| g.to_string())
+                        .collect();
+                    Movie {
+                        id: f.first().map(|s| s.trim().to_string()).unwrap_or_default(),
+                        title,
+                        year,
+                        genres,
+                    }
                 }
                 Format::Ml1m | Format::Csv => {
-                    let f: Vec<String> = if matches!(format, Format::Ml1m) { line.split("::").map(str::to_string).collect() } else { csv_fields(line) };
+                    let f: Vec<String> = if matches!(format, Format::Ml1m) {
+                        line.split("::").map(str::to_string).collect()
+                    } else {
+                        csv_fields(line)
+                    };
                     let (title, year) = split_year(f.get(1).map(String::as_str).unwrap_or(""));
-                    let genres = f.get(2).map(|g| g.split('|').filter(|g| *g != "(no genres listed)").map(str::to_string).collect()).unwrap_or_default();
-                    Movie { id: f.first().map(|s| s.trim().to_string()).unwrap_or_default(), title, year, genres }
+                    let genres = f
+                        .get(2)
+                        .map(|g| g.split('|').filter(|g| *g != "(no genres listed)").map(str::to_string).collect())
+                        .unwrap_or_default();
+                    Movie {
+                        id: f.first().map(|s| s.trim().to_string()).unwrap_or_default(),
+                        title,
+                        year,
+                        genres,
+                    }
                 }
             };
             if movie.id.is_empty() {
@@ -283,8 +365,16 @@ mod tests {
     #[test]
     fn reads_recbole_atomic_files_with_crlf_and_string_ids() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "x.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\r\nu1\tm-a\t4\t100\r\nu2\tm-b\t2.5\t200\r\n");
-        write(d.path(), "x.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\r\nm-a\tToy Story\t1995\tAnimation Comedy\r\n");
+        write(
+            d.path(),
+            "x.inter",
+            "user_id:token\titem_id:token\trating:float\ttimestamp:float\r\nu1\tm-a\t4\t100\r\nu2\tm-b\t2.5\t200\r\n",
+        );
+        write(
+            d.path(),
+            "x.item",
+            "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\r\nm-a\tToy Story\t1995\tAnimation Comedy\r\n",
+        );
         let ml = MovieLens::load(d.path()).unwrap();
         assert_eq!(ml.ratings.len(), 2);
         assert_eq!(ml.catalog.len(), 2, "a rated movie missing from .item still becomes an item");
@@ -300,7 +390,11 @@ mod tests {
         write(d.path(), "u.data", "1\t10\t5\t881250949\n");
         let mut flags = vec!["0"; 19];
         flags[5] = "1";
-        write(d.path(), "u.item", &format!("10|Heat (1995)|01-Jan-1995||http://x|{}\n", flags.join("|")));
+        write(
+            d.path(),
+            "u.item",
+            &format!("10|Heat (1995)|01-Jan-1995||http://x|{}\n", flags.join("|")),
+        );
         let ml = MovieLens::load(d.path()).unwrap();
         let heat = ml.catalog.get("10").unwrap();
         assert_eq!((heat.title.as_str(), heat.attributes["year"].as_number()), ("Heat", Some(1995.0)));
@@ -308,7 +402,11 @@ mod tests {
 
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "ratings.csv", "userId,movieId,rating,timestamp\n1,7,4.0,964982703\n");
-        write(d.path(), "movies.csv", "movieId,title,genres\n7,\"Sabrina, Part 2 (1995)\",Comedy|Romance\n");
+        write(
+            d.path(),
+            "movies.csv",
+            "movieId,title,genres\n7,\"Sabrina, Part 2 (1995)\",Comedy|Romance\n",
+        );
         let ml = MovieLens::load(d.path()).unwrap();
         assert_eq!(ml.catalog.get("7").unwrap().title, "Sabrina, Part 2");
 

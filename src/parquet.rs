@@ -25,7 +25,12 @@ use crate::jsonl::{Record, RecordSink};
 const BATCH_ROWS: usize = 4096;
 
 fn file_error(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::InvalidData { path: path.to_path_buf(), line: None, field: "<file>".into(), reason: format!("not a readable Parquet file: {reason}") }
+    Error::InvalidData {
+        path: path.to_path_buf(),
+        line: None,
+        field: "<file>".into(),
+        reason: format!("not a readable Parquet file: {reason}"),
+    }
 }
 
 /// Where global row `index` (0-based) sits: (row group, row within it).
@@ -48,7 +53,13 @@ pub(crate) fn for_each_record(path: &Path, each: RecordSink<'_>) -> Result<usize
     }
     let at = |index: usize, column: String, reason: String| {
         let (row_group, row) = locate(&starts, index);
-        Error::InvalidParquet { path: path.to_path_buf(), row_group, row, column, reason }
+        Error::InvalidParquet {
+            path: path.to_path_buf(),
+            row_group,
+            row,
+            column,
+            reason,
+        }
     };
     let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| file_error(path, e))?;
     let mut index = 0usize;
@@ -65,7 +76,12 @@ pub(crate) fn for_each_record(path: &Path, each: RecordSink<'_>) -> Result<usize
             }
             let line = index + 1;
             each(Record { source: path, line, obj }).map_err(|e| match e {
-                Error::InvalidData { line: Some(l), field, reason, .. } if l == line => at(index, field, reason),
+                Error::InvalidData {
+                    line: Some(l),
+                    field,
+                    reason,
+                    ..
+                } if l == line => at(index, field, reason),
                 other => other,
             })?;
             index += 1;
@@ -75,7 +91,9 @@ pub(crate) fn for_each_record(path: &Path, each: RecordSink<'_>) -> Result<usize
 }
 
 fn number(x: f64) -> Result<Value, (String, String)> {
-    Number::from_f64(x).map(Value::Number).ok_or_else(|| (String::new(), "not a finite number".into()))
+    Number::from_f64(x)
+        .map(Value::Number)
+        .ok_or_else(|| (String::new(), "not a finite number".into()))
 }
 
 /// Seconds since the epoch, rounded down, from a timestamp in `unit`s.

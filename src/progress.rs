@@ -25,7 +25,12 @@ pub struct Progress {
 
 impl Progress {
     pub(crate) fn new(phase: &'static str, done: usize, total: usize, unit: &'static str) -> Progress {
-        Progress { phase, done: done as u64, total: total as u64, unit }
+        Progress {
+            phase,
+            done: done as u64,
+            total: total as u64,
+            unit,
+        }
     }
 }
 

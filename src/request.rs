@@ -58,7 +58,9 @@ impl Context {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Context::History { items: items.into_iter().map(Into::into).collect() }
+        Context::History {
+            items: items.into_iter().map(Into::into).collect(),
+        }
     }
 
     /// A search personalised by a history (most recent last).
@@ -67,7 +69,10 @@ impl Context {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Context::PersonalizedSearch { text: text.into(), history: history.into_iter().map(Into::into).collect() }
+        Context::PersonalizedSearch {
+            text: text.into(),
+            history: history.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -165,7 +170,12 @@ pub struct CandidateCounts {
 
 impl Default for CandidateCounts {
     fn default() -> Self {
-        CandidateCounts { ann: 200, lexical: 100, covisit: 200, popular: 50 }
+        CandidateCounts {
+            ann: 200,
+            lexical: 100,
+            covisit: 200,
+            popular: 50,
+        }
     }
 }
 
@@ -237,13 +247,19 @@ impl Request {
 
     /// Only return items whose tag `field` holds `value`.
     pub fn require_tag(mut self, field: impl Into<String>, value: impl Into<String>) -> Request {
-        self.require_tags.push(TagFilter { field: field.into(), value: value.into() });
+        self.require_tags.push(TagFilter {
+            field: field.into(),
+            value: value.into(),
+        });
         self
     }
 
     /// Never return items whose tag `field` holds `value`.
     pub fn exclude_tag(mut self, field: impl Into<String>, value: impl Into<String>) -> Request {
-        self.exclude_tags.push(TagFilter { field: field.into(), value: value.into() });
+        self.exclude_tags.push(TagFilter {
+            field: field.into(),
+            value: value.into(),
+        });
         self
     }
 
@@ -364,8 +380,11 @@ impl Recommendations {
             .items
             .iter()
             .map(|r| {
-                let sources: Map<String, Value> =
-                    r.sources.iter().map(|s| (s.retriever.name().to_string(), json!({"rank": s.rank, "score": s.score}))).collect();
+                let sources: Map<String, Value> = r
+                    .sources
+                    .iter()
+                    .map(|s| (s.retriever.name().to_string(), json!({"rank": s.rank, "score": s.score})))
+                    .collect();
                 let mut item = json!({"id": r.id, "score": r.score, "sources": sources});
                 if let Some(f) = &r.features {
                     item["features"] = f.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<_, _>>().into();
@@ -373,8 +392,12 @@ impl Recommendations {
                 item
             })
             .collect();
-        let timings: Map<String, Value> =
-            self.timings.stages().iter().map(|(n, d)| (n.to_string(), json!(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))).collect();
+        let timings: Map<String, Value> = self
+            .timings
+            .stages()
+            .iter()
+            .map(|(n, d)| (n.to_string(), json!(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))))
+            .collect();
         json!({"items": items, "candidates": self.candidates, "timings_us": timings}).to_string()
     }
 }
@@ -385,7 +408,11 @@ mod tests {
 
     #[test]
     fn builder_sets_fields_and_defaults_hold() {
-        let r = Request::new(Context::listening("x")).k(5).exclude(["a"]).require_tag("genre", "jazz").candidates(Retriever::Popular, 0);
+        let r = Request::new(Context::listening("x"))
+            .k(5)
+            .exclude(["a"])
+            .require_tag("genre", "jazz")
+            .candidates(Retriever::Popular, 0);
         assert_eq!(r.k, 5);
         assert_eq!(r.exclude, vec!["a"]);
         assert_eq!(r.candidates.popular, 0);
@@ -408,11 +435,19 @@ mod tests {
             items: vec![Recommendation {
                 id: "t2".into(),
                 score: 0.5,
-                sources: vec![Provenance { retriever: Retriever::Covisit, rank: 3, score: 2.0 }],
+                sources: vec![Provenance {
+                    retriever: Retriever::Covisit,
+                    rank: 3,
+                    score: 2.0,
+                }],
                 features: Some(vec![("bias".into(), 1.0)]),
             }],
             candidates: 7,
-            timings: Timings { ann: Duration::from_micros(42), total: Duration::from_micros(100), ..Timings::default() },
+            timings: Timings {
+                ann: Duration::from_micros(42),
+                total: Duration::from_micros(100),
+                ..Timings::default()
+            },
         };
         let v: serde_json::Value = serde_json::from_str(&recs.to_json()).unwrap();
         assert_eq!(v["items"][0]["id"], "t2");

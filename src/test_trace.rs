@@ -41,7 +41,15 @@ impl Recorder {
 
     /// Span names seen (without levels).
     pub fn span_names(&self) -> Vec<String> {
-        self.seen.lock().map(|s| s.spans.iter().filter_map(|l| l.split_once(' ').map(|(_, n)| n.to_string())).collect()).unwrap_or_default()
+        self.seen
+            .lock()
+            .map(|s| {
+                s.spans
+                    .iter()
+                    .filter_map(|l| l.split_once(' ').map(|(_, n)| n.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Spans as `LEVEL name`.

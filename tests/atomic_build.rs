@@ -21,11 +21,18 @@ fn child_build() {
     let out = std::env::var_os(CHILD_OUT).expect("run by a_build_killed_midway_leaves_the_old_index_usable");
     let catalog = Catalog::from_jsonl_path(common::data_dir().join("items.jsonl")).unwrap();
     let events = Events::from_jsonl_path(common::data_dir().join("events.jsonl"), &catalog).unwrap();
-    IndexBuilder::new().group_key("artist").without_ranker_training().build(&catalog, &events, out).unwrap();
+    IndexBuilder::new()
+        .group_key("artist")
+        .without_ranker_training()
+        .build(&catalog, &events, out)
+        .unwrap();
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -89,7 +96,11 @@ fn a_build_killed_midway_leaves_the_old_index_usable() {
     // The next build replaces the index and removes the dead builds' leftovers.
     IndexBuilder::new().build(&small, &Events::default(), &out).unwrap();
     assert_eq!(Engine::open(&out).unwrap().len(), 200);
-    assert_eq!(names(tmp.path()), vec!["idx".to_string()], "stale temporary directories were not cleaned up");
+    assert_eq!(
+        names(tmp.path()),
+        vec!["idx".to_string()],
+        "stale temporary directories were not cleaned up"
+    );
 }
 
 #[test]

@@ -7,7 +7,11 @@ mod common;
 #[test]
 fn committed_music_data_matches_the_generator_byte_for_byte() {
     let data = generate(&MusicConfig::default());
-    for (name, fresh) in [("items.jsonl", &data.items), ("events.jsonl", &data.events), ("queries.jsonl", &data.queries)] {
+    for (name, fresh) in [
+        ("items.jsonl", &data.items),
+        ("events.jsonl", &data.events),
+        ("queries.jsonl", &data.queries),
+    ] {
         let committed = std::fs::read_to_string(common::data_dir().join(name)).expect(name);
         assert!(
             committed == *fresh,

@@ -16,10 +16,22 @@ fn compare_scores_every_system_on_the_music_split() {
     p.test.truncate(300);
     let work = tempfile::tempdir().unwrap();
     let mut phases = Vec::new();
-    let report = compare(&p, &IndexBuilder::new().group_key("artist"), work.path(), &mut |m| phases.push(m.to_string())).unwrap();
+    let report = compare(&p, &IndexBuilder::new().group_key("artist"), work.path(), &mut |m| {
+        phases.push(m.to_string())
+    })
+    .unwrap();
     assert_eq!(report.requests, 300);
     let names: Vec<&str> = report.systems.iter().map(|(n, _)| n.as_str()).collect();
-    for want in ["popularity", "itemknn", "ann", "covisit", "retrieval", "ranker_fixed", "ranker_linear", "ranker_mlp"] {
+    for want in [
+        "popularity",
+        "itemknn",
+        "ann",
+        "covisit",
+        "retrieval",
+        "ranker_fixed",
+        "ranker_linear",
+        "ranker_mlp",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     let ndcg = |name: &str| report.systems.iter().find(|(n, _)| n == name).map(|(_, r)| r.metrics.ndcg).unwrap();

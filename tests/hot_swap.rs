@@ -12,13 +12,20 @@ use twostage::{Catalog, Context, Engine, EngineHandle, Events, IndexBuilder, Req
 fn build(prefix: &str, dir: &Path) {
     let mut items = String::new();
     for i in 0..40 {
-        items += &format!("{{\"id\":\"{prefix}{i}\",\"title\":\"{prefix} song {i}\",\"tags\":{{\"genre\":[\"g{}\"]}}}}\n", i % 4);
+        items += &format!(
+            "{{\"id\":\"{prefix}{i}\",\"title\":\"{prefix} song {i}\",\"tags\":{{\"genre\":[\"g{}\"]}}}}\n",
+            i % 4
+        );
     }
     let catalog = Catalog::from_jsonl_reader(items.as_bytes(), Path::new("items.jsonl")).unwrap();
     let mut log = String::new();
     for u in 0..20 {
         for j in 0..5 {
-            log += &format!("{{\"user\":\"u{u}\",\"item\":\"{prefix}{}\",\"ts\":{}}}\n", (u + j * 3) % 40, 1_700_000_000 + u * 10_000 + j * 60);
+            log += &format!(
+                "{{\"user\":\"u{u}\",\"item\":\"{prefix}{}\",\"ts\":{}}}\n",
+                (u + j * 3) % 40,
+                1_700_000_000 + u * 10_000 + j * 60
+            );
         }
     }
     let events = Events::from_jsonl_reader(log.as_bytes(), Path::new("events.jsonl"), &catalog).unwrap();
@@ -48,9 +55,18 @@ fn recommend_from_many_threads_while_swapping() {
                     let hits = engine.recommend(&Request::new(Context::search("song")).k(5)).unwrap();
                     assert_eq!(hits.items.len(), 5);
                     let prefix = &hits.items[0].id[..1];
-                    assert!(hits.items.iter().all(|r| r.id.starts_with(prefix)), "one answer mixes two indexes: {:?}", hits.items);
-                    let next = engine.recommend(&Request::new(Context::listening(hits.items[0].id.clone())).k(5)).unwrap();
-                    assert!(next.items.iter().all(|r| r.id.starts_with(prefix)), "a snapshot changed under a request");
+                    assert!(
+                        hits.items.iter().all(|r| r.id.starts_with(prefix)),
+                        "one answer mixes two indexes: {:?}",
+                        hits.items
+                    );
+                    let next = engine
+                        .recommend(&Request::new(Context::listening(hits.items[0].id.clone())).k(5))
+                        .unwrap();
+                    assert!(
+                        next.items.iter().all(|r| r.id.starts_with(prefix)),
+                        "a snapshot changed under a request"
+                    );
                     // The convenience path takes its own snapshot per call.
                     let via_handle = handle.recommend(&Request::new(Context::search("song")).k(3)).unwrap();
                     let p = &via_handle.items[0].id[..1];
@@ -68,7 +84,11 @@ fn recommend_from_many_threads_while_swapping() {
 
     for i in 0..40 {
         let dir = if i % 2 == 0 { &b } else { &a };
-        let previous = if i % 3 == 0 { handle.swap(Engine::open(dir).unwrap()) } else { handle.reload(dir).unwrap() };
+        let previous = if i % 3 == 0 {
+            handle.swap(Engine::open(dir).unwrap())
+        } else {
+            handle.reload(dir).unwrap()
+        };
         retired.push(Arc::downgrade(&handle.load()));
         drop(previous);
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -83,7 +103,10 @@ fn recommend_from_many_threads_while_swapping() {
         w.join().expect("a request thread failed");
     }
     assert!(served.load(Ordering::Relaxed) >= 80);
-    assert!(seen[0].load(Ordering::Relaxed) > 0 && seen[1].load(Ordering::Relaxed) > 0, "both indexes served");
+    assert!(
+        seen[0].load(Ordering::Relaxed) > 0 && seen[1].load(Ordering::Relaxed) > 0,
+        "both indexes served"
+    );
     // No leaks: once the handle is gone, every engine ever served is freed.
     drop(handle);
     let alive = retired.iter().filter(|w| w.upgrade().is_some()).count();

@@ -38,7 +38,18 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 /// Byte offsets worth damaging in a file of `len` bytes: both ends, the
 /// quarters and a few in the header (where lengths and magic numbers live).
 fn offsets(len: usize) -> Vec<usize> {
-    let mut v = vec![0, 1, 2, 7, len / 4, len / 3, len / 2, 3 * len / 4, len.saturating_sub(2), len.saturating_sub(1)];
+    let mut v = vec![
+        0,
+        1,
+        2,
+        7,
+        len / 4,
+        len / 3,
+        len / 2,
+        3 * len / 4,
+        len.saturating_sub(2),
+        len.saturating_sub(1),
+    ];
     v.retain(|&o| o < len);
     v.sort_unstable();
     v.dedup();
@@ -77,7 +88,9 @@ fn every_file_is_checked_on_open() {
         mutations.push(("append a byte".into(), longer));
         for (what, bytes) in mutations {
             std::fs::write(&target, &bytes).unwrap();
-            let err = Engine::open(&copy).err().unwrap_or_else(|| panic!("{what} of {} was not detected", rel.display()));
+            let err = Engine::open(&copy)
+                .err()
+                .unwrap_or_else(|| panic!("{what} of {} was not detected", rel.display()));
             assert!(!err.is_caller_error(), "{what} of {}: {err}", rel.display());
             assert!(err.to_string().contains(&name), "{what}: error does not name {name}: {err}");
             tried += 1;
@@ -93,7 +106,10 @@ fn every_file_is_checked_on_open() {
     copy_dir(&f.dir, &copy);
     std::fs::copy(copy.join("ann/graph.bin"), copy.join("items.bin")).unwrap();
     let err = Engine::open(&copy).err().unwrap();
-    assert!(matches!(err, Error::Corrupt { .. }) && err.to_string().contains("items.bin"), "{err}");
+    assert!(
+        matches!(err, Error::Corrupt { .. }) && err.to_string().contains("items.bin"),
+        "{err}"
+    );
     // A directory whose manifest is someone else's.
     let copy = tmp.path().join("not-ours");
     std::fs::create_dir(&copy).unwrap();
@@ -102,7 +118,10 @@ fn every_file_is_checked_on_open() {
     assert!(err.to_string().contains("not a twostage index"), "{err}");
     // No manifest at all (an empty directory, or a path that does not exist).
     let err = Engine::open(tmp.path().join("nowhere")).err().unwrap();
-    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("manifest.json"), "{err}");
+    assert!(
+        matches!(err, Error::Io { .. }) && err.to_string().contains("manifest.json"),
+        "{err}"
+    );
     // A missing file and an extra file.
     let copy = tmp.path().join("missing");
     copy_dir(&f.dir, &copy);
@@ -116,7 +135,10 @@ fn every_file_is_checked_on_open() {
     let copy = tmp.path().join("newer");
     copy_dir(&f.dir, &copy);
     let manifest = std::fs::read_to_string(copy.join("manifest.json")).unwrap();
-    let bumped = manifest.replace(&format!("\"format_version\": {}", twostage::FORMAT_VERSION), "\"format_version\": 999");
+    let bumped = manifest.replace(
+        &format!("\"format_version\": {}", twostage::FORMAT_VERSION),
+        "\"format_version\": 999",
+    );
     std::fs::write(copy.join("manifest.json"), bumped).unwrap();
     let err = Engine::open(&copy).err().unwrap();
     assert!(matches!(err, Error::IncompatibleVersion { found: 999, .. }), "{err}");
@@ -137,10 +159,17 @@ fn a_rebuild_replaces_the_index_and_a_failed_build_leaves_it_alone() {
     IndexBuilder::new().build(&bigger, &events, &out).unwrap();
     assert_eq!(Engine::open(&out).unwrap().len(), 400);
     // A build that fails (bad group key) changes nothing.
-    assert!(IndexBuilder::new().group_key("no-such-attribute").build(&catalog, &events, &out).is_err());
+    assert!(IndexBuilder::new()
+        .group_key("no-such-attribute")
+        .build(&catalog, &events, &out)
+        .is_err());
     assert_eq!(Engine::open(&out).unwrap().len(), 400);
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("idx")], "temporary directories left behind");
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("idx")],
+        "temporary directories left behind"
+    );
     // Refuses to replace a directory that is not an index.
     let other = tmp.path().join("docs");
     std::fs::create_dir(&other).unwrap();
@@ -162,7 +191,10 @@ fn learned_neighbours_predict_the_next_track_better_than_popularity() {
     let train = Events::from_events(users.clone(), train, &f.catalog).unwrap();
     let test = Events::from_events(users, test, &f.catalog).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    IndexBuilder::new().without_ranker_training().build(&f.catalog, &train, tmp.path().join("i")).unwrap();
+    IndexBuilder::new()
+        .without_ranker_training()
+        .build(&f.catalog, &train, tmp.path().join("i"))
+        .unwrap();
     let engine = Engine::open(tmp.path().join("i")).unwrap();
 
     let mut plays: HashMap<u32, usize> = HashMap::new();
@@ -171,7 +203,11 @@ fn learned_neighbours_predict_the_next_track_better_than_popularity() {
     }
     let mut popular: Vec<(u32, usize)> = plays.into_iter().collect();
     popular.sort_by_key(|&(i, c)| (std::cmp::Reverse(c), i));
-    let popular: Vec<String> = popular.iter().take(50).map(|&(i, _)| f.catalog.items()[i as usize].id.clone()).collect();
+    let popular: Vec<String> = popular
+        .iter()
+        .take(50)
+        .map(|&(i, _)| f.catalog.items()[i as usize].id.clone())
+        .collect();
 
     let (mut ann_hits, mut pop_hits, mut n) = (0, 0, 0);
     for s in test.sessions(1800).iter().step_by(7) {

@@ -103,7 +103,12 @@ fn parquet_loads_what_json_lines_loads() -> anyhow::Result<()> {
     let jsonl: String = (0..40)
         .map(|i| {
             let kind = kinds[i].map(|k| format!(",\"type\":\"{k}\"")).unwrap_or_default();
-            format!("{{\"user\":\"{}\",\"item\":\"{}\",\"ts\":{}{kind}}}\n", users[i], items_col[i], ts[i] / 1000)
+            format!(
+                "{{\"user\":\"{}\",\"item\":\"{}\",\"ts\":{}{kind}}}\n",
+                users[i],
+                items_col[i],
+                ts[i] / 1000
+            )
         })
         .collect();
     let expected = Events::from_jsonl_reader(jsonl.as_bytes(), "events.jsonl".as_ref(), &from_jsonl)?;
@@ -112,18 +117,34 @@ fn parquet_loads_what_json_lines_loads() -> anyhow::Result<()> {
 
     let seconds = dir.path().join("events-seconds.parquet");
     let ts_seconds: Vec<i64> = ts.iter().map(|t| t / 1000).collect();
-    write(&seconds, vec![("user", Arc::new(StringArray::from(users)) as ArrayRef), ("item", strings(&items_col)), ("ts", Arc::new(Int64Array::from(ts_seconds)) as ArrayRef)], 64);
+    write(
+        &seconds,
+        vec![
+            ("user", Arc::new(StringArray::from(users)) as ArrayRef),
+            ("item", strings(&items_col)),
+            ("ts", Arc::new(Int64Array::from(ts_seconds)) as ArrayRef),
+        ],
+        64,
+    );
     assert_eq!(Events::from_parquet_path(&seconds, &from_parquet)?.len(), 40);
 
     // And an index builds from it.
-    let report = IndexBuilder::new().without_ranker_training().build(&from_parquet, &log, dir.path().join("index"))?;
+    let report = IndexBuilder::new()
+        .without_ranker_training()
+        .build(&from_parquet, &log, dir.path().join("index"))?;
     assert_eq!(report.stats.items, 6);
     Ok(())
 }
 
 fn parquet_error(e: Error) -> (usize, usize, String, String) {
     match e {
-        Error::InvalidParquet { row_group, row, column, reason, path } => {
+        Error::InvalidParquet {
+            row_group,
+            row,
+            column,
+            reason,
+            path,
+        } => {
             assert!(path.extension().is_some_and(|x| x == "parquet"), "{path:?}");
             (row_group, row, column, reason)
         }
@@ -173,7 +194,10 @@ fn contract_errors_name_row_group_row_and_column() {
         vec![
             ("user", strings(&["u"; 7])),
             ("item", strings(&item_col)),
-            ("ts", Arc::new(TimestampMillisecondArray::from(vec![1_700_000_000_000i64; 7]).with_timezone("UTC")) as ArrayRef),
+            (
+                "ts",
+                Arc::new(TimestampMillisecondArray::from(vec![1_700_000_000_000i64; 7]).with_timezone("UTC")) as ArrayRef,
+            ),
         ],
         2,
     );
@@ -184,6 +208,12 @@ fn contract_errors_name_row_group_row_and_column() {
     // Not Parquet at all: a file-level contract error naming the file; a missing file is I/O.
     std::fs::write(&items, b"id,title\na,b\n").unwrap();
     let e = Catalog::from_parquet_path(&items).unwrap_err();
-    assert!(matches!(e, Error::InvalidData { .. }) && e.to_string().contains("items.parquet"), "{e}");
-    assert!(matches!(Catalog::from_parquet_path(dir.path().join("missing.parquet")), Err(Error::Io { .. })));
+    assert!(
+        matches!(e, Error::InvalidData { .. }) && e.to_string().contains("items.parquet"),
+        "{e}"
+    );
+    assert!(matches!(
+        Catalog::from_parquet_path(dir.path().join("missing.parquet")),
+        Err(Error::Io { .. })
+    ));
 }

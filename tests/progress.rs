@@ -7,14 +7,22 @@ use twostage::{Catalog, Events, IndexBuilder, Progress};
 #[test]
 fn build_reports_each_phase_to_completion() {
     let items: String = (0..3000)
-        .map(|i| format!("{{\"id\":\"t{i}\",\"title\":\"Song {i}\",\"tags\":{{\"genre\":[\"g{}\"]}}}}\n", i % 7))
+        .map(|i| {
+            format!(
+                "{{\"id\":\"t{i}\",\"title\":\"Song {i}\",\"tags\":{{\"genre\":[\"g{}\"]}}}}\n",
+                i % 7
+            )
+        })
         .collect();
     let catalog = Catalog::from_jsonl_reader(items.as_bytes(), "items.jsonl".as_ref()).unwrap();
     let mut log = String::new();
     for user in 0..300 {
         for j in 0..10 {
             let item = (user * 7 + j * 3) % 3000;
-            log += &format!("{{\"user\":\"u{user}\",\"item\":\"t{item}\",\"ts\":{}}}\n", 1_700_000_000 + user * 10_000 + j * 100);
+            log += &format!(
+                "{{\"user\":\"u{user}\",\"item\":\"t{item}\",\"ts\":{}}}\n",
+                1_700_000_000 + user * 10_000 + j * 100
+            );
         }
     }
     let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog).unwrap();
@@ -22,7 +30,9 @@ fn build_reports_each_phase_to_completion() {
     let seen: Mutex<Vec<Progress>> = Mutex::new(Vec::new());
     let report = IndexBuilder::new()
         .without_ranker_training()
-        .build_with_progress(&catalog, &events, dir.path().join("index"), &|p: &Progress| seen.lock().unwrap().push(*p))
+        .build_with_progress(&catalog, &events, dir.path().join("index"), &|p: &Progress| {
+            seen.lock().unwrap().push(*p)
+        })
         .unwrap();
     let seen = seen.into_inner().unwrap();
 

@@ -5,7 +5,11 @@ use twostage::{retrain_ranker, Context, Engine, IndexBuilder, Request, TrainPara
 mod common;
 
 fn small() -> TrainParams {
-    TrainParams { max_lists: 1_500, max_epochs: 4, ..TrainParams::default() }
+    TrainParams {
+        max_lists: 1_500,
+        max_epochs: 4,
+        ..TrainParams::default()
+    }
 }
 
 #[test]
@@ -13,11 +17,18 @@ fn a_build_with_events_trains_the_ranker_and_serves_with_it() {
     let f = common::music();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("i");
-    let report = IndexBuilder::new().group_key("artist").ranker(small()).build(&f.catalog, &f.events, &dir).unwrap();
+    let report = IndexBuilder::new()
+        .group_key("artist")
+        .ranker(small())
+        .build(&f.catalog, &f.events, &dir)
+        .unwrap();
     let training = report.training.expect("training ran");
     assert!(!training.epochs.is_empty() && training.epochs.len() <= 4);
     assert!(training.train_lists >= 50, "{training:?}");
-    assert!((0.0..=1.0).contains(&training.valid_candidate_recall) && training.valid_candidate_recall > 0.3, "{training:?}");
+    assert!(
+        (0.0..=1.0).contains(&training.valid_candidate_recall) && training.valid_candidate_recall > 0.3,
+        "{training:?}"
+    );
     assert!(training.valid_ndcg > 0.0);
 
     let engine = Engine::open(&dir).unwrap();
@@ -30,7 +41,11 @@ fn a_build_with_events_trains_the_ranker_and_serves_with_it() {
     assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
 
     // Retraining in place swaps the model and keeps the index valid.
-    let linear = TrainParams { max_lists: 1_000, max_epochs: 3, ..TrainParams::linear() };
+    let linear = TrainParams {
+        max_lists: 1_000,
+        max_epochs: 3,
+        ..TrainParams::linear()
+    };
     let mut epochs = 0;
     let summary = retrain_ranker(&dir, &f.catalog, &f.events, &linear, &mut |_| epochs += 1).unwrap();
     assert_eq!(summary.epochs.len(), epochs);
@@ -44,7 +59,9 @@ fn without_events_the_documented_placeholder_is_kept() {
     let f = common::music();
     let tmp = tempfile::tempdir().unwrap();
     let catalog = twostage::Catalog::new(f.catalog.items()[..200].to_vec()).unwrap();
-    let report = IndexBuilder::new().build(&catalog, &twostage::Events::default(), tmp.path().join("i")).unwrap();
+    let report = IndexBuilder::new()
+        .build(&catalog, &twostage::Events::default(), tmp.path().join("i"))
+        .unwrap();
     assert!(report.training.is_none());
     assert_eq!(Engine::open(tmp.path().join("i")).unwrap().info().ranker.origin, "fixed-default");
 }

@@ -7,11 +7,19 @@ use twostage::{Context, Error, Request, Retriever, Stage};
 mod common;
 
 fn genres(f: &common::Fixture, id: &str) -> HashSet<String> {
-    f.catalog.get(id).and_then(|i| i.tags.get("genre")).map(|g| g.iter().cloned().collect()).unwrap_or_default()
+    f.catalog
+        .get(id)
+        .and_then(|i| i.tags.get("genre"))
+        .map(|g| g.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn artist(f: &common::Fixture, id: &str) -> String {
-    f.catalog.get(id).and_then(|i| i.attributes.get("artist")).map(|a| a.to_string()).unwrap_or_default()
+    f.catalog
+        .get(id)
+        .and_then(|i| i.attributes.get("artist"))
+        .map(|a| a.to_string())
+        .unwrap_or_default()
 }
 
 /// The 50 most played tracks: typical "currently listening" contexts.
@@ -22,7 +30,10 @@ fn popular_tracks(f: &common::Fixture, n: usize) -> Vec<String> {
     }
     let mut v: Vec<(u32, usize)> = plays.into_iter().collect();
     v.sort_by_key(|&(i, c)| (std::cmp::Reverse(c), i));
-    v.into_iter().take(n).map(|(i, _)| f.catalog.items()[i as usize].id.clone()).collect()
+    v.into_iter()
+        .take(n)
+        .map(|(i, _)| f.catalog.items()[i as usize].id.clone())
+        .collect()
 }
 
 #[test]
@@ -52,7 +63,10 @@ fn excluded_ids_and_history_items_never_appear() {
     let ctx = popular_tracks(f, 3);
     let first = f.engine.recommend(&Request::new(Context::listening(ctx[0].clone())).k(5)).unwrap();
     let excluded: Vec<String> = first.items.iter().take(3).map(|r| r.id.clone()).collect();
-    let again = f.engine.recommend(&Request::new(Context::listening(ctx[0].clone())).k(20).exclude(excluded.clone())).unwrap();
+    let again = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx[0].clone())).k(20).exclude(excluded.clone()))
+        .unwrap();
     assert_eq!(again.items.len(), 20);
     assert!(again.items.iter().all(|r| !excluded.contains(&r.id)));
     let hist = f.engine.recommend(&Request::new(Context::history(ctx.clone())).k(50)).unwrap();
@@ -73,7 +87,11 @@ fn searching_an_artist_name_puts_that_artists_tracks_first() {
             ok += 1;
         }
     }
-    assert!(ok >= sample.len() * 9 / 10, "{ok} of {} artist searches put the artist first", sample.len());
+    assert!(
+        ok >= sample.len() * 9 / 10,
+        "{ok} of {} artist searches put the artist first",
+        sample.len()
+    );
 }
 
 #[test]
@@ -96,24 +114,42 @@ fn results_are_sorted_by_score_respect_k_and_carry_provenance_and_timings() {
             assert!(recs.timings.total >= recs.timings.rank);
         }
     }
-    let recs = f.engine.recommend(&Request::new(Context::listening(ctx)).k(10).explain(true)).unwrap();
+    let recs = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx)).k(10).explain(true))
+        .unwrap();
     let feats = recs.items[0].features.as_ref().expect("explain attaches features");
     assert!(feats.iter().any(|(n, _)| n == "ann_sim"));
-    assert!(recs.items.iter().any(|r| r.sources.iter().any(|s| s.retriever == Retriever::Covisit)));
+    assert!(recs
+        .items
+        .iter()
+        .any(|r| r.sources.iter().any(|s| s.retriever == Retriever::Covisit)));
 }
 
 #[test]
 fn tag_filters_are_honoured() {
     let f = common::music();
     let ctx = popular_tracks(f, 1).remove(0);
-    let recs = f.engine.recommend(&Request::new(Context::listening(ctx.clone())).k(10).require_tag("genre", "jazz")).unwrap();
+    let recs = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).k(10).require_tag("genre", "jazz"))
+        .unwrap();
     assert!(!recs.items.is_empty());
     assert!(recs.items.iter().all(|r| genres(f, &r.id).contains("jazz")));
-    let recs = f.engine.recommend(&Request::new(Context::listening(ctx.clone())).k(30).exclude_tag("genre", "jazz")).unwrap();
+    let recs = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).k(30).exclude_tag("genre", "jazz"))
+        .unwrap();
     assert!(recs.items.iter().all(|r| !genres(f, &r.id).contains("jazz")));
-    let none = f.engine.recommend(&Request::new(Context::listening(ctx.clone())).require_tag("genre", "no such genre")).unwrap();
+    let none = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).require_tag("genre", "no such genre"))
+        .unwrap();
     assert!(none.items.is_empty());
-    let err = f.engine.recommend(&Request::new(Context::listening(ctx)).require_tag("colour", "red")).unwrap_err();
+    let err = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx)).require_tag("colour", "red"))
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
 }
 
@@ -123,10 +159,24 @@ fn bad_requests_give_typed_errors_or_empty_lists() {
     let e = f.engine.recommend(&Request::new(Context::listening("trk-nope"))).unwrap_err();
     assert!(matches!(&e, Error::UnknownItem(id) if id == "trk-nope"), "{e}");
     assert!(e.is_caller_error());
-    assert!(matches!(f.engine.recommend(&Request::new(Context::search("   "))), Err(Error::InvalidRequest(_))));
-    assert!(matches!(f.engine.recommend(&Request::new(Context::history(Vec::<String>::new()))), Err(Error::InvalidRequest(_))));
-    assert!(f.engine.recommend(&Request::new(Context::search("jazz")).k(0)).unwrap().items.is_empty());
-    assert!(matches!(f.engine.recommend(&Request::new(Context::search("jazz")).k(1_000_000)), Err(Error::InvalidRequest(_))));
+    assert!(matches!(
+        f.engine.recommend(&Request::new(Context::search("   "))),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        f.engine.recommend(&Request::new(Context::history(Vec::<String>::new()))),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert!(f
+        .engine
+        .recommend(&Request::new(Context::search("jazz")).k(0))
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(matches!(
+        f.engine.recommend(&Request::new(Context::search("jazz")).k(1_000_000)),
+        Err(Error::InvalidRequest(_))
+    ));
     // Query syntax is text, not a query language.
     for q in ["\"unbalanced", "title:(x OR", "AND OR NOT", "*~^", "🎵 東京", "a:b:c [1 TO 2]"] {
         f.engine.recommend(&Request::new(Context::search(q))).unwrap();

@@ -33,7 +33,12 @@ impl Server {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(4).enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .max_blocking_threads(4)
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 service::run(listener, state, async {
@@ -43,7 +48,11 @@ impl Server {
                 .expect("serve");
             });
         });
-        Server { addr, stop: Some(stop), thread: Some(thread) }
+        Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -94,7 +103,12 @@ fn recommend_healthz_and_metrics() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["items"], fx.engine.len());
 
-    let (status, body) = call(&agent, "POST", &server.url("/recommend"), Some(r#"{"context":{"listening":{"item":"trk-00042"}},"k":10}"#));
+    let (status, body) = call(
+        &agent,
+        "POST",
+        &server.url("/recommend"),
+        Some(r#"{"context":{"listening":{"item":"trk-00042"}},"k":10}"#),
+    );
     assert_eq!(status, 200, "{body}");
     let v = json(&body);
     let ids: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
@@ -104,16 +118,30 @@ fn recommend_healthz_and_metrics() {
     assert!(v["items"][0]["sources"].as_object().is_some_and(|s| !s.is_empty()));
     assert!(v["timings_us"]["total"].as_u64().is_some());
 
-    let (status, body) = call(&agent, "POST", &server.url("/recommend"), Some(r#"{"context":{"search":{"text":"jazz"}},"k":3,"explain":true}"#));
+    let (status, body) = call(
+        &agent,
+        "POST",
+        &server.url("/recommend"),
+        Some(r#"{"context":{"search":{"text":"jazz"}},"k":3,"explain":true}"#),
+    );
     assert_eq!(status, 200, "{body}");
     assert!(json(&body)["items"][0]["features"].is_object(), "explain returns features: {body}");
 
     let (status, text) = call(&agent, "GET", &server.url("/metrics"), None);
     assert_eq!(status, 200);
-    assert!(text.contains(r#"twostage_http_requests_total{endpoint="/recommend",status="200"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"twostage_http_requests_total{endpoint="/recommend",status="200"} 2"#),
+        "{text}"
+    );
     assert!(text.contains(r#"twostage_stage_duration_seconds_count{stage="ann"} 2"#), "{text}");
-    assert!(text.contains(r#"twostage_stage_duration_seconds_bucket{stage="rank",le="+Inf"} 2"#), "{text}");
-    assert!(text.contains(r#"twostage_request_duration_seconds_count{endpoint="/recommend"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"twostage_stage_duration_seconds_bucket{stage="rank",le="+Inf"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"twostage_request_duration_seconds_count{endpoint="/recommend"} 2"#),
+        "{text}"
+    );
     assert!(text.contains(&format!("twostage_index_items {}", fx.engine.len())), "{text}");
 }
 
@@ -125,10 +153,34 @@ fn bad_requests_are_4xx_with_a_json_error() {
     let oversized = format!(r#"{{"context":{{"search":{{"text":"{}"}}}}}}"#, "a".repeat(service::MAX_BODY_BYTES));
     let cases: [(&str, &str, Option<&str>, u16, &str); 9] = [
         ("POST", "/recommend", Some("{not json"), 400, "bad_json"),
-        ("POST", "/recommend", Some(r#"{"context":{"search":{"text":"x"}},"kk":3}"#), 400, "bad_json"),
-        ("POST", "/recommend", Some(r#"{"context":{"listening":{"item":"no-such-track"}}}"#), 400, "unknown_item"),
-        ("POST", "/recommend", Some(r#"{"context":{"search":{"text":"  "}}}"#), 400, "invalid_request"),
-        ("POST", "/recommend", Some(r#"{"context":{"search":{"text":"x"}},"k":100000000}"#), 400, "invalid_request"),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"context":{"search":{"text":"x"}},"kk":3}"#),
+            400,
+            "bad_json",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"context":{"listening":{"item":"no-such-track"}}}"#),
+            400,
+            "unknown_item",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"context":{"search":{"text":"  "}}}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"context":{"search":{"text":"x"}},"k":100000000}"#),
+            400,
+            "invalid_request",
+        ),
         ("POST", "/recommend", Some(&oversized), 413, "body_too_large"),
         ("GET", "/recommend", None, 405, "method_not_allowed"),
         ("GET", "/nowhere", None, 404, "not_found"),
@@ -142,7 +194,10 @@ fn bad_requests_are_4xx_with_a_json_error() {
         assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
     }
     let (_, text) = call(&agent, "GET", &server.url("/metrics"), None);
-    assert!(text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 6"#), "{text}");
+    assert!(
+        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 6"#),
+        "{text}"
+    );
     assert!(!text.contains(r#"class="server""#), "no request was a server fault: {text}");
 }
 
@@ -172,7 +227,15 @@ fn reload_under_concurrent_load_drops_no_request() {
     let clients: Vec<_> = (0..3)
         .map(|c| {
             let (server, stop, total) = (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&total));
-            let ids: Vec<String> = fx.catalog.items().iter().skip(c * 97).step_by(13).take(400).map(|i| i.id.clone()).collect();
+            let ids: Vec<String> = fx
+                .catalog
+                .items()
+                .iter()
+                .skip(c * 97)
+                .step_by(13)
+                .take(400)
+                .map(|i| i.id.clone())
+                .collect();
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut served = 0usize;
@@ -202,13 +265,23 @@ fn reload_under_concurrent_load_drops_no_request() {
     let before = load();
     for round in 0..4 {
         let dir = if round % 2 == 0 { &other } else { &fx.dir };
-        let (status, text) = call(&agent, "POST", &server.url("/admin/reload"), Some(&json!({"index": dir}).to_string()));
+        let (status, text) = call(
+            &agent,
+            "POST",
+            &server.url("/admin/reload"),
+            Some(&json!({"index": dir}).to_string()),
+        );
         assert_eq!(status, 200, "{text}");
         let (_, health) = call(&agent, "GET", &server.url("/healthz"), None);
         assert_eq!(json(&health)["index"], json!(dir), "the reloaded index serves");
     }
     // A directory that is not an index is refused, and the current one keeps serving.
-    let (status, text) = call(&agent, "POST", &server.url("/admin/reload"), Some(&json!({"index": tmp.path().join("missing")}).to_string()));
+    let (status, text) = call(
+        &agent,
+        "POST",
+        &server.url("/admin/reload"),
+        Some(&json!({"index": tmp.path().join("missing")}).to_string()),
+    );
     assert_eq!(status, 422, "{text}");
     assert_eq!(json(&text)["kind"], "unusable_index");
     // An empty body reloads the directory the service started with.

@@ -19,7 +19,10 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
     let mut log = String::new();
     for user in 0..10 {
         for (i, item) in ["t1", "t2", "t3"].iter().enumerate() {
-            log += &format!("{{\"user\":\"u{user}\",\"item\":\"{item}\",\"ts\":{}}}\n", 1_700_000_000 + user * 10_000 + i as i64 * 200);
+            log += &format!(
+                "{{\"user\":\"u{user}\",\"item\":\"{item}\",\"ts\":{}}}\n",
+                1_700_000_000 + user * 10_000 + i as i64 * 200
+            );
         }
     }
     let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog).unwrap();
@@ -27,15 +30,33 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
     let out = dir.path().join("index");
 
     let build = test_trace::Recorder::default();
-    build.record(|| IndexBuilder::new().without_ranker_training().build(&catalog, &events, &out)).unwrap();
-    assert_eq!(build.span_names(), ["build", "covisitation", "embeddings", "hnsw", "text index", "write", "publish"]);
+    build
+        .record(|| IndexBuilder::new().without_ranker_training().build(&catalog, &events, &out))
+        .unwrap();
+    assert_eq!(
+        build.span_names(),
+        ["build", "covisitation", "embeddings", "hnsw", "text index", "write", "publish"]
+    );
 
     let engine = Engine::open(&out).unwrap();
     let serve = test_trace::Recorder::default();
-    let recs = serve.record(|| engine.recommend(&Request::new(Context::personalized_search("jazz", ["t1"])).k(2))).unwrap();
+    let recs = serve
+        .record(|| engine.recommend(&Request::new(Context::personalized_search("jazz", ["t1"])).k(2)))
+        .unwrap();
     assert_eq!(recs.items.len(), 2);
     assert_eq!(
         serve.spans(),
-        ["INFO recommend", "DEBUG encode", "DEBUG lexical", "DEBUG encode", "DEBUG ann", "DEBUG covisit", "DEBUG popular", "DEBUG fusion", "DEBUG features", "DEBUG rank"]
+        [
+            "INFO recommend",
+            "DEBUG encode",
+            "DEBUG lexical",
+            "DEBUG encode",
+            "DEBUG ann",
+            "DEBUG covisit",
+            "DEBUG popular",
+            "DEBUG fusion",
+            "DEBUG features",
+            "DEBUG rank"
+        ]
     );
 }

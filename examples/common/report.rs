@@ -44,7 +44,12 @@ pub fn rss_bytes() -> Option<u64> {
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -98,7 +103,11 @@ pub struct Series {
 pub fn plot_lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) -> Result<()> {
     use plotters::prelude::*;
     if !ensure_font() {
-        eprintln!("no font found ({}); skipping {} (apt-get install fonts-dejavu-core)", FONTS[0], path.display());
+        eprintln!(
+            "no font found ({}); skipping {} (apt-get install fonts-dejavu-core)",
+            FONTS[0],
+            path.display()
+        );
         return Ok(());
     }
     let pts = series.iter().flat_map(|s| s.points.iter());
@@ -129,7 +138,9 @@ pub fn plot_lines(path: &Path, title: &str, x_label: &str, y_label: &str, series
                     .map_err(|e| err(&e))?
                     .label(s.name.clone())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-                chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(|e| err(&e))?;
+                chart
+                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                    .map_err(|e| err(&e))?;
             }
             chart
                 .configure_series_labels()
@@ -141,12 +152,20 @@ pub fn plot_lines(path: &Path, title: &str, x_label: &str, y_label: &str, series
         }};
     }
     let mut builder = ChartBuilder::on(&root);
-    builder.caption(title, ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(70);
+    builder
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
     if log_y {
         let lo = (y0 * 0.8).max(1e-9);
-        draw!(builder.build_cartesian_2d(x0 - xp..x1 + xp, (lo..y1 * 1.25).log_scale()).map_err(|e| err(&e))?);
+        draw!(builder
+            .build_cartesian_2d(x0 - xp..x1 + xp, (lo..y1 * 1.25).log_scale())
+            .map_err(|e| err(&e))?);
     } else {
-        draw!(builder.build_cartesian_2d(x0 - xp..x1 + xp, (y0 - yp).max(0.0)..y1 + yp).map_err(|e| err(&e))?);
+        draw!(builder
+            .build_cartesian_2d(x0 - xp..x1 + xp, (y0 - yp).max(0.0)..y1 + yp)
+            .map_err(|e| err(&e))?);
     }
     root.present().map_err(|e| err(&e))?;
     Ok(())

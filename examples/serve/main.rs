@@ -65,7 +65,9 @@ fn main() -> Result<()> {
         let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;
         let events = Events::from_jsonl_path(args.data.join("events.jsonl"), &catalog)?;
         let bars = progress::PhaseBars::default();
-        IndexBuilder::new().group_key("artist").build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
+        IndexBuilder::new()
+            .group_key("artist")
+            .build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
         bars.finish();
     }
     let handle = EngineHandle::open(&args.index).with_context(|| format!("opening {}", args.index.display()))?;
@@ -77,8 +79,15 @@ fn main() -> Result<()> {
         .max_blocking_threads(args.workers.unwrap_or(cores).max(1))
         .build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.addr).await.with_context(|| format!("binding {}", args.addr))?;
-        eprintln!("serving {} ({} items) on http://{}", args.index.display(), handle.load().len(), listener.local_addr()?);
+        let listener = tokio::net::TcpListener::bind(&args.addr)
+            .await
+            .with_context(|| format!("binding {}", args.addr))?;
+        eprintln!(
+            "serving {} ({} items) on http://{}",
+            args.index.display(),
+            handle.load().len(),
+            listener.local_addr()?
+        );
         let state = service::AppState::new(handle, args.index.clone());
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

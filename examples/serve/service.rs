@@ -55,7 +55,11 @@ pub struct AppState {
 impl AppState {
     /// State serving `handle`, reloading from `index_dir` by default.
     pub fn new(handle: EngineHandle, index_dir: PathBuf) -> Arc<AppState> {
-        Arc::new(AppState { handle: Arc::new(handle), index_dir, metrics: Metrics::default() })
+        Arc::new(AppState {
+            handle: Arc::new(handle),
+            index_dir,
+            metrics: Metrics::default(),
+        })
     }
 }
 
@@ -68,7 +72,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/reload", post(reload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".to_string()) })
         .method_not_allowed_fallback(|| async {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route".to_string())
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route".to_string(),
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -85,7 +93,12 @@ pub async fn run(
 }
 
 fn error(status: StatusCode, kind: &str, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], json!({"error": message, "kind": kind}).to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"error": message, "kind": kind}).to_string(),
+    )
+        .into_response()
 }
 
 fn json_ok(body: String) -> Response {
@@ -104,7 +117,11 @@ fn engine_error(e: &Error) -> Response {
         Error::IncompatibleVersion { .. } => "incompatible_index",
         _ => "internal",
     };
-    let status = if e.is_caller_error() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let status = if e.is_caller_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
     error(status, kind, e.to_string())
 }
 
@@ -112,7 +129,11 @@ fn engine_error(e: &Error) -> Response {
 /// (413 for too large) but gets a JSON body like every other error.
 fn body_error(rejection: BytesRejection) -> Response {
     let status = rejection.status();
-    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
+    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        "bad_body"
+    };
     error(status, kind, rejection.body_text())
 }
 
@@ -133,7 +154,11 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, Bytes
                         json_ok(body)
                     }
                     Ok(Err(e)) => engine_error(&e),
-                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request's task failed: {e}")),
+                    Err(e) => error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        format!("the request's task failed: {e}"),
+                    ),
                 }
             }
         },
@@ -156,7 +181,12 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let items = state.handle.load().len();
     let text = state.metrics.render(items);
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 /// Body of `POST /admin/reload`; empty means "the directory the service started with".
@@ -201,7 +231,11 @@ async fn reload(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
                                 e => engine_error(&e),
                             }
                         }
-                        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the reload task failed: {e}")),
+                        Err(e) => error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("the reload task failed: {e}"),
+                        ),
                     }
                 }
             }
@@ -212,7 +246,9 @@ async fn reload(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
 }
 
 /// Histogram bucket upper bounds, microseconds (50 µs to 2.5 s).
-const BUCKETS_US: [u64; 15] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000];
+const BUCKETS_US: [u64; 15] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+];
 
 /// A Prometheus histogram over [`BUCKETS_US`], lock-free.
 #[derive(Default)]
@@ -234,7 +270,10 @@ impl Histogram {
         let mut cumulative = 0;
         for (i, count) in self.counts.iter().enumerate() {
             cumulative += count.load(Ordering::Relaxed);
-            let le = BUCKETS_US.get(i).map(|&b| format!("{}", b as f64 / 1e6)).unwrap_or_else(|| "+Inf".into());
+            let le = BUCKETS_US
+                .get(i)
+                .map(|&b| format!("{}", b as f64 / 1e6))
+                .unwrap_or_else(|| "+Inf".into());
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
@@ -276,9 +315,14 @@ impl Metrics {
     pub fn render(&self, items: usize) -> String {
         let mut out = String::new();
         let responses = self.responses.lock().map(|m| m.clone()).unwrap_or_default();
-        out.push_str("# HELP twostage_http_requests_total HTTP requests by endpoint and status code.\n# TYPE twostage_http_requests_total counter\n");
+        out.push_str(
+            "# HELP twostage_http_requests_total HTTP requests by endpoint and status code.\n# TYPE twostage_http_requests_total counter\n",
+        );
         for ((endpoint, status), n) in &responses {
-            let _ = writeln!(out, "twostage_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "twostage_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+            );
         }
         out.push_str("# HELP twostage_http_errors_total HTTP errors by endpoint and class (client = 4xx, server = 5xx).\n# TYPE twostage_http_errors_total counter\n");
         let mut errors: BTreeMap<(&str, &str), u64> = BTreeMap::new();
@@ -294,14 +338,23 @@ impl Metrics {
             let _ = writeln!(out, "twostage_http_errors_total{{endpoint=\"{endpoint}\",class=\"{class}\"}} {n}");
         }
         out.push_str("# HELP twostage_request_duration_seconds Latency of POST /recommend as the server saw it.\n# TYPE twostage_request_duration_seconds histogram\n");
-        self.request.render(&mut out, "twostage_request_duration_seconds", "endpoint=\"/recommend\"");
+        self.request
+            .render(&mut out, "twostage_request_duration_seconds", "endpoint=\"/recommend\"");
         out.push_str("# HELP twostage_stage_duration_seconds Engine time per stage of successful recommend calls.\n# TYPE twostage_stage_duration_seconds histogram\n");
         for (h, (stage, _)) in self.stages.iter().zip(Timings::default().stages()) {
             h.render(&mut out, "twostage_stage_duration_seconds", &format!("stage=\"{stage}\""));
         }
         out.push_str("# HELP twostage_reloads_total Index reloads by result.\n# TYPE twostage_reloads_total counter\n");
-        let _ = writeln!(out, "twostage_reloads_total{{result=\"ok\"}} {}", self.reloads_ok.load(Ordering::Relaxed));
-        let _ = writeln!(out, "twostage_reloads_total{{result=\"error\"}} {}", self.reloads_failed.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "twostage_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "twostage_reloads_total{{result=\"error\"}} {}",
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP twostage_index_items Items in the index being served.\n# TYPE twostage_index_items gauge\n");
         let _ = writeln!(out, "twostage_index_items {items}");
         out

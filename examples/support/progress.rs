@@ -30,7 +30,10 @@ impl PhaseBars {
             if let Some((_, bar)) = current.take() {
                 bar.finish();
             }
-            let bar = ProgressBar::new(p.total).with_style(style()).with_prefix(p.phase).with_message(p.unit);
+            let bar = ProgressBar::new(p.total)
+                .with_style(style())
+                .with_prefix(p.phase)
+                .with_message(p.unit);
             *current = Some((p.phase, bar));
         }
         if let Some((_, bar)) = current.as_ref() {

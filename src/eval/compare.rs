@@ -72,7 +72,8 @@ impl Report {
             .systems
             .iter()
             .map(|(name, r)| {
-                let mut v = json!({"ndcg@10": r.metrics.ndcg, "hr@10": r.metrics.hr, "recall@10": r.metrics.recall, "mrr@10": r.metrics.mrr});
+                let mut v =
+                    json!({"ndcg@10": r.metrics.ndcg, "hr@10": r.metrics.hr, "recall@10": r.metrics.recall, "mrr@10": r.metrics.mrr});
                 if let Some(c) = r.candidate_recall {
                     v["candidate_recall"] = json!(c);
                 }
@@ -85,11 +86,17 @@ impl Report {
     /// A plain-text table.
     pub fn table(&self) -> String {
         let mut s = format!("dataset {} — {} test requests, metrics @{K}\n", self.dataset, self.requests);
-        s += &format!("{:<18} {:>8} {:>8} {:>9} {:>8} {:>10}\n", "system", "NDCG", "HR", "Recall", "MRR", "cand.rec");
+        s += &format!(
+            "{:<18} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
+            "system", "NDCG", "HR", "Recall", "MRR", "cand.rec"
+        );
         for (name, r) in &self.systems {
             let m = r.metrics;
             let c = r.candidate_recall.map(|c| format!("{c:.4}")).unwrap_or_else(|| "-".into());
-            s += &format!("{name:<18} {:>8.4} {:>8.4} {:>9.4} {:>8.4} {:>10}\n", m.ndcg, m.hr, m.recall, m.mrr, c);
+            s += &format!(
+                "{name:<18} {:>8.4} {:>8.4} {:>9.4} {:>8.4} {:>10}\n",
+                m.ndcg, m.hr, m.recall, m.mrr, c
+            );
         }
         s
     }
@@ -135,14 +142,25 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
         })?;
         details.insert(format!("{name}_train_secs"), t.elapsed().as_secs_f64());
         details.insert(format!("{name}_epochs"), epochs as f64);
-        details.insert(format!("{name}_valid_ndcg_candidates"), ranker.info().validation.get("ndcg@10").copied().unwrap_or(0.0));
+        details.insert(
+            format!("{name}_valid_ndcg_candidates"),
+            ranker.info().validation.get("ndcg@10").copied().unwrap_or(0.0),
+        );
         progress(&format!("{name} trained in {epochs} epochs"));
         rankers.push((name, ranker));
     }
 
     let knn = ItemKnn::fit(p.catalog.len(), &p.fit);
-    let single = [("ann", Retriever::Ann), ("lexical", Retriever::Lexical), ("covisit", Retriever::Covisit), ("popularity", Retriever::Popular)];
-    let uses_text = p.test.iter().any(|t| matches!(t.request.context, Context::Search { .. } | Context::PersonalizedSearch { .. }));
+    let single = [
+        ("ann", Retriever::Ann),
+        ("lexical", Retriever::Lexical),
+        ("covisit", Retriever::Covisit),
+        ("popularity", Retriever::Popular),
+    ];
+    let uses_text = p
+        .test
+        .iter()
+        .any(|t| matches!(t.request.context, Context::Search { .. } | Context::PersonalizedSearch { .. }));
     let t = Instant::now();
     type Row = (HashMap<String, Metrics>, f64);
     let rows: Vec<Row> = p
@@ -183,7 +201,17 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
         .collect::<Result<_>>()?;
     details.insert("scoring_secs".into(), t.elapsed().as_secs_f64());
 
-    let order = ["popularity", "itemknn", "ann", "lexical", "covisit", "retrieval", "ranker_fixed", "ranker_linear", "ranker_mlp"];
+    let order = [
+        "popularity",
+        "itemknn",
+        "ann",
+        "lexical",
+        "covisit",
+        "retrieval",
+        "ranker_fixed",
+        "ranker_linear",
+        "ranker_mlp",
+    ];
     let mut systems = Vec::new();
     for name in order {
         let mut mean = MetricsMean::default();
@@ -196,7 +224,18 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
             continue;
         }
         let candidate_recall = (name == "retrieval").then(|| rows.iter().map(|r| r.1).sum::<f64>() / rows.len().max(1) as f64);
-        systems.push((name.to_string(), SystemResult { metrics: mean.mean(), candidate_recall }));
+        systems.push((
+            name.to_string(),
+            SystemResult {
+                metrics: mean.mean(),
+                candidate_recall,
+            },
+        ));
     }
-    Ok(Report { dataset: p.name.clone(), systems, requests: rows.len(), details })
+    Ok(Report {
+        dataset: p.name.clone(),
+        systems,
+        requests: rows.len(),
+        details,
+    })
 }

@@ -52,7 +52,9 @@ impl ItemKnn {
                 row
             })
             .collect();
-        ItemKnn { sims: Csr::from_rows(rows) }
+        ItemKnn {
+            sims: Csr::from_rows(rows),
+        }
     }
 
     /// The `k` best items for a user who has `history`, never one of
@@ -81,9 +83,21 @@ mod tests {
     #[test]
     fn co_consumed_items_are_neighbours() {
         let catalog = Catalog::new((0..4).map(|i| Item::new(format!("i{i}"), "t")).collect()).unwrap();
-        let play = |user, item| Event { user, item, ts: 1, kind: EventKind::Play, query: None, session: None };
+        let play = |user, item| Event {
+            user,
+            item,
+            ts: 1,
+            kind: EventKind::Play,
+            query: None,
+            session: None,
+        };
         // Users 0 and 1 take items 0 and 1; user 2 takes 2 and 3.
-        let ev = Events::from_events(vec!["a".into(), "b".into(), "c".into()], vec![play(0, 0), play(0, 1), play(1, 0), play(1, 1), play(2, 2), play(2, 3)], &catalog).unwrap();
+        let ev = Events::from_events(
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![play(0, 0), play(0, 1), play(1, 0), play(1, 1), play(2, 2), play(2, 3)],
+            &catalog,
+        )
+        .unwrap();
         let knn = ItemKnn::fit(4, &ev);
         assert_eq!(knn.recommend(&[0], 2, |_| false), vec![1]);
         assert!(knn.recommend(&[0], 2, |j| j == 1).is_empty());

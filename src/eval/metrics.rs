@@ -39,7 +39,12 @@ impl Metrics {
         }
         let mut grades: Vec<u32> = relevant.values().copied().collect();
         grades.sort_unstable_by(|a, b| b.cmp(a));
-        let idcg: f64 = grades.iter().take(k).enumerate().map(|(pos, &g)| gain(g) / (pos as f64 + 2.0).log2()).sum();
+        let idcg: f64 = grades
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(pos, &g)| gain(g) / (pos as f64 + 2.0).log2())
+            .sum();
         Metrics {
             hr: if hits > 0 { 1.0 } else { 0.0 },
             // RecBole divides by the number of relevant items (not capped at k).
@@ -82,7 +87,12 @@ impl MetricsMean {
             return Metrics::default();
         }
         let n = self.n as f64;
-        Metrics { hr: self.sum.hr / n, recall: self.sum.recall / n, mrr: self.sum.mrr / n, ndcg: self.sum.ndcg / n }
+        Metrics {
+            hr: self.sum.hr / n,
+            recall: self.sum.recall / n,
+            mrr: self.sum.mrr / n,
+            ndcg: self.sum.ndcg / n,
+        }
     }
 }
 
@@ -116,7 +126,12 @@ mod tests {
     #[test]
     fn mean_averages() {
         let mut mean = MetricsMean::default();
-        mean.add(Metrics { hr: 1.0, recall: 1.0, mrr: 1.0, ndcg: 1.0 });
+        mean.add(Metrics {
+            hr: 1.0,
+            recall: 1.0,
+            mrr: 1.0,
+            ndcg: 1.0,
+        });
         mean.add(Metrics::default());
         assert_eq!(mean.mean().hr, 0.5);
         assert_eq!(mean.count(), 2);

@@ -8,10 +8,10 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::eval::compare::Prepared;
 use crate::events::{Event, EventKind, Events};
-use crate::rng::SplitMix64;
 use crate::movielens::MovieLens;
 use crate::ranking::dataset::{self, Target};
 use crate::request::{Context, Request};
+use crate::rng::SplitMix64;
 
 /// At most this many test requests are scored (evenly subsampled).
 pub const MAX_TEST: usize = 5_000;
@@ -21,7 +21,11 @@ pub const MAX_VALID: usize = 2_000;
 pub const MAX_RANKER: usize = 10_000;
 
 fn slice(events: &Events, catalog: &Catalog, keep: impl Fn(&Event) -> bool) -> Result<Events> {
-    Events::from_events(events.users().to_vec(), events.events().iter().filter(|e| keep(e)).cloned().collect(), catalog)
+    Events::from_events(
+        events.users().to_vec(),
+        events.events().iter().filter(|e| keep(e)).cloned().collect(),
+        catalog,
+    )
 }
 
 /// Time-ordered split of a log: retrieval fits on the first 80% of events;
@@ -37,7 +41,11 @@ pub fn temporal(name: &str, catalog: &Catalog, events: &Events) -> Result<Prepar
     let at = |f: f64| all[((all.len() as f64 * f) as usize).min(all.len() - 1)].ts;
     let (t70, t80, t90) = (at(0.7), at(0.8), at(0.9));
     let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
-    let history_only = |ts: Vec<Target>| -> Vec<Target> { ts.into_iter().filter(|t| matches!(t.request.context, Context::History { .. })).collect() };
+    let history_only = |ts: Vec<Target>| -> Vec<Target> {
+        ts.into_iter()
+            .filter(|t| matches!(t.request.context, Context::History { .. }))
+            .collect()
+    };
     Ok(Prepared {
         name: name.to_string(),
         catalog: catalog.clone(),
@@ -91,7 +99,14 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
     let mut rng = SplitMix64::new(seed);
     let (mut fit, mut ranker_fit) = (Vec::new(), Vec::new());
     let (mut ranker_targets, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
-    let play = |user: usize, item: u32, ts: i64| Event { user: user as u32, item, ts, kind: EventKind::Play, query: None, session: None };
+    let play = |user: usize, item: u32, ts: i64| Event {
+        user: user as u32,
+        item,
+        ts,
+        kind: EventKind::Play,
+        query: None,
+        session: None,
+    };
     for (u, (_, mut inter)) in by_user.into_iter().enumerate() {
         for i in (1..inter.len()).rev() {
             inter.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
@@ -111,14 +126,26 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
         fit.extend(train.iter().map(|&(i, ts)| play(u, i, ts)));
         ranker_fit.extend(train_kept.iter().map(|&(i, ts)| play(u, i, ts)));
         if !train_held.is_empty() {
-            ranker_targets.push(Target { request: request(in_time(train_kept)), relevant: relevant(train_held), ts: 0 });
+            ranker_targets.push(Target {
+                request: request(in_time(train_kept)),
+                relevant: relevant(train_held),
+                ts: 0,
+            });
         }
         if !val.is_empty() {
-            valid.push(Target { request: request(in_time(train)), relevant: relevant(val), ts: 0 });
+            valid.push(Target {
+                request: request(in_time(train)),
+                relevant: relevant(val),
+                ts: 0,
+            });
         }
         if !tst.is_empty() {
             let req = request(in_time(train)).exclude(val.iter().map(|&(i, _)| ext(i)));
-            test.push(Target { request: req, relevant: relevant(tst), ts: 0 });
+            test.push(Target {
+                request: req,
+                relevant: relevant(tst),
+                ts: 0,
+            });
         }
     }
     Ok(Prepared {
@@ -149,7 +176,12 @@ mod tests {
                 if i == 24 && u > 1 {
                     continue;
                 }
-                ratings.push(Rating { user: format!("u{u}"), item: i, rating: if (u + i as usize) % 7 == 0 { 2.0 } else { 4.0 }, ts: (u * 100 + i as usize) as i64 });
+                ratings.push(Rating {
+                    user: format!("u{u}"),
+                    item: i,
+                    rating: if (u + i as usize) % 7 == 0 { 2.0 } else { 4.0 },
+                    ts: (u * 100 + i as usize) as i64,
+                });
             }
         }
         let ml = MovieLens { catalog, ratings };
@@ -159,13 +191,24 @@ mod tests {
             // ~20 kept ratings per user: valid = test = floor(n / 10) = 2.
             assert_eq!(v.relevant.len(), t.relevant.len());
             assert!(v.relevant.keys().all(|k| !t.relevant.contains_key(k)), "valid and test overlap");
-            assert!(t.request.exclude.iter().all(|e| v.relevant.contains_key(e)), "test excludes exactly the valid items");
-            let Context::History { items } = &t.request.context else { panic!("history context expected") };
-            assert!(items.iter().all(|i| !t.relevant.contains_key(i) && !v.relevant.contains_key(i)), "history holds train items only");
+            assert!(
+                t.request.exclude.iter().all(|e| v.relevant.contains_key(e)),
+                "test excludes exactly the valid items"
+            );
+            let Context::History { items } = &t.request.context else {
+                panic!("history context expected")
+            };
+            assert!(
+                items.iter().all(|i| !t.relevant.contains_key(i) && !v.relevant.contains_key(i)),
+                "history holds train items only"
+            );
             assert!(!items.contains(&"m24".to_string()), "10-core filtering removed m24");
         }
         let again = movielens(&ml, 7).unwrap();
-        assert_eq!(p.test.iter().map(|t| &t.relevant).collect::<Vec<_>>(), again.test.iter().map(|t| &t.relevant).collect::<Vec<_>>());
+        assert_eq!(
+            p.test.iter().map(|t| &t.relevant).collect::<Vec<_>>(),
+            again.test.iter().map(|t| &t.relevant).collect::<Vec<_>>()
+        );
         assert!(p.fit.len() > p.ranker_fit.len());
     }
 }

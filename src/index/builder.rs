@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::index::embeddings::{self, EmbeddingParams};
 use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
 use crate::index::schema::Schema;
-use crate::progress::{OnProgress, Progress};
 use crate::index::store::{ItemStore, NONE};
 use crate::index::{bincode_config, BuildParams, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
-use crate::engine::Engine;
+use crate::progress::{OnProgress, Progress};
 use crate::ranking::dataset;
 use crate::ranking::model::Ranker;
 use crate::ranking::train::{self, EpochReport, ListExample, TrainParams};
@@ -44,7 +44,12 @@ pub struct IndexBuilder {
 
 impl Default for IndexBuilder {
     fn default() -> Self {
-        IndexBuilder { schema: None, group_key: None, params: BuildParams::default(), train: Some(TrainParams::default()) }
+        IndexBuilder {
+            schema: None,
+            group_key: None,
+            params: BuildParams::default(),
+            train: Some(TrainParams::default()),
+        }
     }
 }
 
@@ -234,25 +239,35 @@ impl IndexBuilder {
         // otherwise pile up next to the index forever.
         remove_stale_siblings(out);
         let (ranker, training) = match &self.train {
-            Some(params) if !events.is_empty() => match self.train_ranker(catalog, events, &schema, out, params, &mut |_| {}, on_progress)? {
-                Some((r, summary)) => (r, Some(summary)),
-                None => (Ranker::fixed_default()?, None),
-            },
+            Some(params) if !events.is_empty() => {
+                match self.train_ranker(catalog, events, &schema, out, params, &mut |_| {}, on_progress)? {
+                    Some((r, summary)) => (r, Some(summary)),
+                    None => (Ranker::fixed_default()?, None),
+                }
+            }
             _ => (Ranker::fixed_default()?, None),
         };
         let tmp = temp_sibling(out, "tmp")?;
-        let built = self.build_into(catalog, events, &schema, &tmp, started, &ranker, on_progress).and_then(|(stats, mut phases)| {
-            // Counted before publishing: afterwards `out` may already be replaced by a concurrent build.
-            let bytes = crate::index::manifest::list_files(&tmp)?
-                .iter()
-                .map(|rel| std::fs::metadata(tmp.join(rel)).map(|m| m.len()).unwrap_or(0))
-                .sum();
-            tracing::info_span!("publish").in_scope(|| publish(&tmp, out))?;
-            if let Some(t) = &training {
-                phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
-            }
-            Ok(BuildReport { path: out.to_path_buf(), stats, bytes, phases, training })
-        });
+        let built = self
+            .build_into(catalog, events, &schema, &tmp, started, &ranker, on_progress)
+            .and_then(|(stats, mut phases)| {
+                // Counted before publishing: afterwards `out` may already be replaced by a concurrent build.
+                let bytes = crate::index::manifest::list_files(&tmp)?
+                    .iter()
+                    .map(|rel| std::fs::metadata(tmp.join(rel)).map(|m| m.len()).unwrap_or(0))
+                    .sum();
+                tracing::info_span!("publish").in_scope(|| publish(&tmp, out))?;
+                if let Some(t) = &training {
+                    phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
+                }
+                Ok(BuildReport {
+                    path: out.to_path_buf(),
+                    stats,
+                    bytes,
+                    phases,
+                    training,
+                })
+            });
         if built.is_err() && tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
@@ -279,7 +294,9 @@ impl IndexBuilder {
         let started = Instant::now();
         let all = events.events();
         let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
-        let Some(cut) = all.get(cut_at).map(|e| e.ts) else { return Ok(None) };
+        let Some(cut) = all.get(cut_at).map(|e| e.ts) else {
+            return Ok(None);
+        };
         let before: Vec<_> = all.iter().filter(|e| e.ts < cut).cloned().collect();
         if before.is_empty() {
             return Ok(None);
@@ -288,7 +305,11 @@ impl IndexBuilder {
         let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
         let targets = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
         if targets.len() < MIN_TRAINING_LISTS {
-            tracing::info!(lists = targets.len(), needed = MIN_TRAINING_LISTS, "too few logged requests to train a ranker");
+            tracing::info!(
+                lists = targets.len(),
+                needed = MIN_TRAINING_LISTS,
+                "too few logged requests to train a ranker"
+            );
             return Ok(None);
         }
         let tmp = temp_sibling(out, "ranker")?;
@@ -409,7 +430,9 @@ impl IndexBuilder {
         drop(phase);
         let phase = tracing::info_span!("text index", documents = n).entered();
 
-        lexical::build(catalog, schema, &dir.join(TEXT_DIR), &|k| on_progress(&Progress::new("text index", k, n, "documents")))?;
+        lexical::build(catalog, schema, &dir.join(TEXT_DIR), &|k| {
+            on_progress(&Progress::new("text index", k, n, "documents"))
+        })?;
         lap("text index", &mut phases);
         drop(phase);
         let phase = tracing::info_span!("write").entered();
@@ -468,7 +491,12 @@ pub fn retrain_ranker(
             catalog.len()
         )));
     }
-    let builder = IndexBuilder { schema: Some(manifest.schema.clone()), group_key: None, params: manifest.build.clone(), train: Some(params.clone()) };
+    let builder = IndexBuilder {
+        schema: Some(manifest.schema.clone()),
+        group_key: None,
+        params: manifest.build.clone(),
+        train: Some(params.clone()),
+    };
     let Some((ranker, summary)) = builder.train_ranker(catalog, events, &manifest.schema, dir, params, on_epoch, &|_| {})? else {
         return Err(Error::InvalidConfig(format!(
             "too few plays or searches with a retrievable answer in the last {:.0}% of the log to train a ranker (need {MIN_TRAINING_LISTS})",
@@ -483,7 +511,11 @@ pub fn retrain_ranker(
             }
         }
         ranker.save(&tmp.join(RANKER_FILE))?;
-        Manifest { ranker: ranker.info().clone(), ..manifest }.write(&tmp)?;
+        Manifest {
+            ranker: ranker.info().clone(),
+            ..manifest
+        }
+        .write(&tmp)?;
         sync_tree(&tmp)
     })();
     if let Err(e) = result {
@@ -554,7 +586,10 @@ fn split_out(out: &Path) -> Result<(PathBuf, &str)> {
 /// lets a later build tell a dead build's leftovers from a running one's.
 fn sibling_path(out: &Path, kind: &str) -> Result<PathBuf> {
     let (parent, name) = split_out(out)?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     Ok(parent.join(format!(".{name}.{kind}-{}-{nanos}", std::process::id())))
 }
 
@@ -607,12 +642,20 @@ fn remove_stale_siblings(out: &Path) {
     let Ok(entries) = std::fs::read_dir(&parent) else { return };
     for entry in entries.flatten() {
         let file = entry.file_name();
-        let Some(pid) = file.to_str().and_then(|f| sibling_pid(f, name)) else { continue };
-        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+        let Some(pid) = file.to_str().and_then(|f| sibling_pid(f, name)) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
         if !meta.is_dir() {
             continue;
         }
-        let old = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > STALE_AFTER);
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
         if old || !process_alive(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -629,7 +672,14 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     // which only reads them. The raw syscall (rather than the libc wrapper)
     // works with every Linux C library.
     let rc = unsafe {
-        libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
     };
     if rc == 0 {
         Ok(())
@@ -704,7 +754,14 @@ mod tests {
     fn sibling_names_parse_only_for_their_own_target() {
         assert_eq!(sibling_pid(".idx.tmp-123-456", "idx"), Some(123));
         assert_eq!(sibling_pid(".idx.old-7-0", "idx"), Some(7));
-        for other in [".idx.tmp-123", ".idx.tmp-x-1", ".idx2.tmp-1-1", ".idx.tmp-1.tmp-2-3", "idx", ".idx.new-1-1"] {
+        for other in [
+            ".idx.tmp-123",
+            ".idx.tmp-x-1",
+            ".idx2.tmp-1-1",
+            ".idx.tmp-1.tmp-2-3",
+            "idx",
+            ".idx.new-1-1",
+        ] {
             assert_eq!(sibling_pid(other, "idx"), None, "{other}");
         }
     }

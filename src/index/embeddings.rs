@@ -34,7 +34,13 @@ pub struct EmbeddingParams {
 
 impl Default for EmbeddingParams {
     fn default() -> Self {
-        EmbeddingParams { dim: 64, oversample: 16, power_iterations: 4, smoothing: 0.75, seed: 42 }
+        EmbeddingParams {
+            dim: 64,
+            oversample: 16,
+            power_iterations: 4,
+            smoothing: 0.75,
+            seed: 42,
+        }
     }
 }
 
@@ -52,7 +58,10 @@ pub(crate) fn ppmi(n: usize, pairs: &[(u32, u32, f32)], smoothing: f64) -> Csr {
     if total <= 0.0 || z <= 0.0 {
         return Csr::from_triplets(n, n, Vec::new());
     }
-    let log_marginal: Vec<f64> = sums.iter().map(|&s| ((s as f64).powf(smoothing) / z).max(f64::MIN_POSITIVE).ln()).collect();
+    let log_marginal: Vec<f64> = sums
+        .iter()
+        .map(|&s| ((s as f64).powf(smoothing) / z).max(f64::MIN_POSITIVE).ln())
+        .collect();
     m.map_values(|r, c, v| {
         let pmi = (v as f64 / total).ln() - log_marginal[r] - log_marginal[c as usize];
         pmi.max(0.0) as f32
@@ -134,7 +143,10 @@ pub(crate) fn symmetric_eigen(a: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
     let mut a = a.clone();
     let mut v = Array2::<f64>::eye(k);
     for _sweep in 0..100 {
-        let off: f64 = (0..k).flat_map(|i| (0..k).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[[i, j]].powi(2)).sum();
+        let off: f64 = (0..k)
+            .flat_map(|i| (0..k).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[[i, j]].powi(2))
+            .sum();
         let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().max(1e-300);
         if off <= 1e-22 * scale {
             break;
@@ -219,7 +231,9 @@ pub(crate) fn normalized(mut v: Vec<f32>) -> Option<Vec<f32>> {
 /// their group (counted twice: same artist is the strongest content signal)
 /// and their tags. Items sharing nothing with a vectored item stay `None`.
 pub(crate) fn fill_from_content(vectors: &mut [Option<Vec<f32>>], groups: &[u32], tags: &TagSets) {
-    let Some(dim) = vectors.iter().flatten().map(Vec::len).next() else { return };
+    let Some(dim) = vectors.iter().flatten().map(Vec::len).next() else {
+        return;
+    };
     let mut group_sum: std::collections::HashMap<u32, Vec<f32>> = std::collections::HashMap::new();
     let mut tag_sum: std::collections::HashMap<u32, Vec<f32>> = std::collections::HashMap::new();
     for (i, v) in vectors.iter().enumerate() {
@@ -298,14 +312,28 @@ mod tests {
             seqs.push((0..6).map(|_| base + (rng.next_u64() % 10) as u32).collect::<Vec<u32>>());
         }
         let pairs = crate::retrieval::covisit::directed_pairs(&seqs, 3);
-        let vecs = learn(21, &pairs, &EmbeddingParams { dim: 4, ..Default::default() });
+        let vecs = learn(
+            21,
+            &pairs,
+            &EmbeddingParams {
+                dim: 4,
+                ..Default::default()
+            },
+        );
         assert!(vecs[20].is_none(), "item 20 never occurs");
         let dot = |a: usize, b: usize| -> f32 {
             let (x, y) = (vecs[a].as_ref().unwrap(), vecs[b].as_ref().unwrap());
             x.iter().zip(y).map(|(p, q)| p * q).sum()
         };
         assert!(dot(0, 5) > dot(0, 15) + 0.3, "within {} vs across {}", dot(0, 5), dot(0, 15));
-        let again = learn(21, &pairs, &EmbeddingParams { dim: 4, ..Default::default() });
+        let again = learn(
+            21,
+            &pairs,
+            &EmbeddingParams {
+                dim: 4,
+                ..Default::default()
+            },
+        );
         assert_eq!(vecs, again, "deterministic for a seed");
     }
 }

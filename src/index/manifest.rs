@@ -87,7 +87,11 @@ pub(crate) fn list_files(dir: &Path) -> Result<Vec<String>> {
             let Some(name) = name.to_str() else {
                 return Err(Error::corrupt(entry.path(), "file name is not UTF-8"));
             };
-            let child = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            let child = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
             let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
             if ft.is_dir() {
                 walk(base, &child, out)?;
@@ -123,7 +127,11 @@ impl Manifest {
             }
             let path = dir.join(&rel);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            self.files.push(FileEntry { path: rel, bytes: bytes.len() as u64, crc32: crc32fast::hash(&bytes) });
+            self.files.push(FileEntry {
+                path: rel,
+                bytes: bytes.len() as u64,
+                crc32: crc32fast::hash(&bytes),
+            });
         }
         self.manifest_crc32 = 0;
         self.manifest_crc32 = crc32fast::hash(&self.canonical_bytes()?);
@@ -145,8 +153,7 @@ impl Manifest {
             return Err(Error::corrupt(&mpath, "manifest is implausibly large"));
         }
         let raw = std::fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&raw).map_err(|e| Error::corrupt(&mpath, format!("not valid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| Error::corrupt(&mpath, format!("not valid JSON: {e}")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(Error::corrupt(&mpath, "not a twostage index manifest"));
         }
@@ -189,7 +196,10 @@ impl Manifest {
                 return Err(Error::corrupt(&path, "not a regular file"));
             }
             if meta.len() != entry.bytes {
-                return Err(Error::corrupt(&path, format!("size {} differs from the manifest's {}", meta.len(), entry.bytes)));
+                return Err(Error::corrupt(
+                    &path,
+                    format!("size {} differs from the manifest's {}", meta.len(), entry.bytes),
+                ));
             }
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             if bytes.len() as u64 != entry.bytes || crc32fast::hash(&bytes) != entry.crc32 {

@@ -83,7 +83,10 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &std::p
     {
         ladder!(32, 34, 36, 38, 40);
     }
-    Err(crate::Error::corrupt(path, format!("a file of {} bytes is too large to decode", bytes.len())))
+    Err(crate::Error::corrupt(
+        path,
+        format!("a file of {} bytes is too large to decode", bytes.len()),
+    ))
 }
 
 /// How many bytes of decoded data bincode may claim per byte of file (see [`decode`]).
@@ -139,6 +142,9 @@ mod tests {
         let mut bytes = bincode::serde::encode_to_vec(&v, bincode_config()).unwrap();
         assert_eq!(decode::<Vec<(String, Vec<u64>)>>(&bytes, Path::new("x")).unwrap(), v);
         bytes.push(0);
-        assert!(decode::<Vec<(String, Vec<u64>)>>(&bytes, Path::new("x")).unwrap_err().to_string().contains("trailing"));
+        assert!(decode::<Vec<(String, Vec<u64>)>>(&bytes, Path::new("x"))
+            .unwrap_err()
+            .to_string()
+            .contains("trailing"));
     }
 }

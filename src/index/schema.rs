@@ -47,13 +47,34 @@ impl Schema {
         for item in catalog.items() {
             text.extend(item.text.keys().cloned());
             tags.extend(item.tags.keys().cloned());
-            attrs.extend(item.attributes.iter().filter(|(_, a)| matches!(a, Attribute::Text(_))).map(|(k, _)| k.clone()));
+            attrs.extend(
+                item.attributes
+                    .iter()
+                    .filter(|(_, a)| matches!(a, Attribute::Text(_)))
+                    .map(|(k, _)| k.clone()),
+            );
         }
-        let mut text_fields = vec![TextField { source: "title".into(), boost: TITLE_BOOST }];
-        text_fields.extend(attrs.iter().map(|a| TextField { source: format!("attributes.{a}"), boost: ATTRIBUTE_BOOST }));
-        text_fields.extend(text.iter().map(|t| TextField { source: format!("text.{t}"), boost: TEXT_BOOST }));
-        text_fields.extend(tags.iter().map(|t| TextField { source: format!("tags.{t}"), boost: TEXT_BOOST }));
-        Schema { text_fields, tag_fields: tags.into_iter().collect(), group_key: None }
+        let mut text_fields = vec![TextField {
+            source: "title".into(),
+            boost: TITLE_BOOST,
+        }];
+        text_fields.extend(attrs.iter().map(|a| TextField {
+            source: format!("attributes.{a}"),
+            boost: ATTRIBUTE_BOOST,
+        }));
+        text_fields.extend(text.iter().map(|t| TextField {
+            source: format!("text.{t}"),
+            boost: TEXT_BOOST,
+        }));
+        text_fields.extend(tags.iter().map(|t| TextField {
+            source: format!("tags.{t}"),
+            boost: TEXT_BOOST,
+        }));
+        Schema {
+            text_fields,
+            tag_fields: tags.into_iter().collect(),
+            group_key: None,
+        }
     }
 
     /// The same schema with `attribute` as the group key.
@@ -70,7 +91,10 @@ impl Schema {
         }
         for f in &self.text_fields {
             if !(f.boost.is_finite() && f.boost > 0.0) {
-                return bad(format!("text field `{}` has boost {}, expected a positive number", f.source, f.boost));
+                return bad(format!(
+                    "text field `{}` has boost {}, expected a positive number",
+                    f.source, f.boost
+                ));
             }
             let known = match f.source.split_once('.') {
                 None => f.source == "title",
@@ -80,7 +104,10 @@ impl Schema {
                 Some(_) => false,
             };
             if !known {
-                return bad(format!("text field `{}` is not a field of any item (expected title, text.NAME, attributes.NAME or tags.NAME)", f.source));
+                return bad(format!(
+                    "text field `{}` is not a field of any item (expected title, text.NAME, attributes.NAME or tags.NAME)",
+                    f.source
+                ));
             }
         }
         if let Some(g) = &self.group_key {

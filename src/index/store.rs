@@ -32,7 +32,11 @@ impl TagSets {
         let mut keys: Vec<String> = catalog
             .items()
             .iter()
-            .flat_map(|it| fields.iter().flat_map(move |f| it.tags.get(f).into_iter().flatten().map(move |v| tag_key(f, v))))
+            .flat_map(|it| {
+                fields
+                    .iter()
+                    .flat_map(move |f| it.tags.get(f).into_iter().flatten().map(move |v| tag_key(f, v)))
+            })
             .collect();
         keys.sort_unstable();
         keys.dedup();
@@ -137,7 +141,14 @@ impl ItemStore {
         for (name, &id) in &group_ids {
             group_names[id as usize] = name.clone();
         }
-        let items = catalog.items().iter().map(|it| Item { vector: None, ..it.clone() }).collect();
+        let items = catalog
+            .items()
+            .iter()
+            .map(|it| Item {
+                vector: None,
+                ..it.clone()
+            })
+            .collect();
         ItemStore {
             items,
             tags: TagSets::build(catalog, &schema.tag_fields),

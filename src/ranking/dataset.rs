@@ -45,7 +45,9 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
     let ext = |i: u32| ids.get(i as usize).cloned();
     for e in events.events() {
         let u = e.user as usize;
-        let (Some(hist), Some(pending)) = (history.get_mut(u), after_search.get_mut(u)) else { continue };
+        let (Some(hist), Some(pending)) = (history.get_mut(u), after_search.get_mut(u)) else {
+            continue;
+        };
         let in_window = (from..to).contains(&e.ts);
         match e.kind {
             EventKind::Search => {
@@ -58,7 +60,11 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                             Context::personalized_search(q.clone(), recent)
                         };
                         if !q.trim().is_empty() {
-                            out.push(Target { request: Request::new(context), relevant: HashMap::from([(item, 1)]), ts: e.ts });
+                            out.push(Target {
+                                request: Request::new(context),
+                                relevant: HashMap::from([(item, 1)]),
+                                ts: e.ts,
+                            });
                         }
                     }
                 }
@@ -71,7 +77,11 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                         let recent: Vec<String> = hist.iter().rev().take(TARGET_HISTORY).rev().filter_map(|&i| ext(i)).collect();
                         // Replays of the recent history are not discovery: the engine excludes them by design.
                         if !recent.contains(&item) {
-                            out.push(Target { request: Request::new(Context::history(recent)), relevant: HashMap::from([(item, 1)]), ts: e.ts });
+                            out.push(Target {
+                                request: Request::new(Context::history(recent)),
+                                relevant: HashMap::from([(item, 1)]),
+                                ts: e.ts,
+                            });
                         }
                     }
                 }
@@ -112,7 +122,14 @@ pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize)
                 .map(|c| engine.external_id(c.item).and_then(|id| t.relevant.get(id)).copied().unwrap_or(0))
                 .collect();
             let found = grades.iter().filter(|&&g| g > 0).count();
-            Ok((ListExample { features: a.matrix, grades }, found, t.relevant.len()))
+            Ok((
+                ListExample {
+                    features: a.matrix,
+                    grades,
+                },
+                found,
+                t.relevant.len(),
+            ))
         })
         .collect::<Result<_>>()?;
     let (found, total) = per.iter().fold((0, 0), |(f, t), (_, a, b)| (f + a, t + b));

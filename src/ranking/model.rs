@@ -171,11 +171,16 @@ impl Ranker {
             other => return Err(Error::corrupt(source, format!("unknown ranker kind `{other}`"))),
         };
         if !expect_hidden || info.hidden.len() > 8 || info.hidden.iter().any(|&h| h == 0 || h > 4096) {
-            return Err(Error::corrupt(source, format!("ranker kind `{}` with hidden layers {:?}", info.kind, info.hidden)));
+            return Err(Error::corrupt(
+                source,
+                format!("ranker kind `{}` with hidden layers {:?}", info.kind, info.hidden),
+            ));
         }
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| Error::corrupt(source, e))?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = tensors.get(name).ok_or_else(|| Error::corrupt(source, format!("tensor `{name}` is missing")))?;
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| Error::corrupt(source, format!("tensor `{name}` is missing")))?;
             if t.dims() != shape || t.dtype() != DType::F32 {
                 return Err(Error::corrupt(
                     source,
@@ -188,10 +193,16 @@ impl Ranker {
             }
             Ok(values)
         };
-        let widths: Vec<usize> = std::iter::once(NUM_FEATURES).chain(info.hidden.iter().copied()).chain(std::iter::once(1)).collect();
+        let widths: Vec<usize> = std::iter::once(NUM_FEATURES)
+            .chain(info.hidden.iter().copied())
+            .chain(std::iter::once(1))
+            .collect();
         let mut layers = Vec::new();
         for (i, w) in widths.windows(2).enumerate() {
-            layers.push((get(&format!("layers.{i}.weight"), &[w[0], w[1]])?, get(&format!("layers.{i}.bias"), &[1, w[1]])?));
+            layers.push((
+                get(&format!("layers.{i}.weight"), &[w[0], w[1]])?,
+                get(&format!("layers.{i}.bias"), &[1, w[1]])?,
+            ));
         }
         if tensors.len() != 2 + 2 * layers.len() {
             return Err(Error::corrupt(source, "unexpected extra tensors"));
@@ -207,12 +218,21 @@ impl Ranker {
             return Ok(Vec::new());
         }
         if features.len() != rows * NUM_FEATURES {
-            return Err(Error::internal("rank", format!("{} feature values for {rows} rows", features.len())));
+            return Err(Error::internal(
+                "rank",
+                format!("{} feature values for {rows} rows", features.len()),
+            ));
         }
         let x = Tensor::from_slice(features, (rows, NUM_FEATURES), &Device::Cpu).map_err(candle_error)?;
-        let mut h = x.broadcast_sub(&self.mean).and_then(|x| x.broadcast_mul(&self.inv_std)).map_err(candle_error)?;
+        let mut h = x
+            .broadcast_sub(&self.mean)
+            .and_then(|x| x.broadcast_mul(&self.inv_std))
+            .map_err(candle_error)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = h.matmul(&layer.weight).and_then(|h| h.broadcast_add(&layer.bias)).map_err(candle_error)?;
+            h = h
+                .matmul(&layer.weight)
+                .and_then(|h| h.broadcast_add(&layer.bias))
+                .map_err(candle_error)?;
             if i + 1 < self.layers.len() {
                 h = h.relu().map_err(candle_error)?;
             }
@@ -248,7 +268,13 @@ mod tests {
             validation: Default::default(),
         };
         let w0: Vec<f32> = (0..NUM_FEATURES * 3).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect();
-        Ranker::from_parts(info, &[0.1; NUM_FEATURES], &[2.0; NUM_FEATURES], &[(w0, vec![0.1, -0.2, 0.3]), (vec![1.0, -1.0, 0.5], vec![0.05])]).unwrap()
+        Ranker::from_parts(
+            info,
+            &[0.1; NUM_FEATURES],
+            &[2.0; NUM_FEATURES],
+            &[(w0, vec![0.1, -0.2, 0.3]), (vec![1.0, -1.0, 0.5], vec![0.05])],
+        )
+        .unwrap()
     }
 
     #[test]

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::eval::metrics::{Metrics, MetricsMean};
-use crate::rng::SplitMix64;
 use crate::ranking::features::{FEATURES, NUM_FEATURES};
 use crate::ranking::model::{candle_error, Ranker, RankerInfo};
+use crate::rng::SplitMix64;
 
 /// The model family to train.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,7 +71,11 @@ impl Default for TrainParams {
 impl TrainParams {
     /// Defaults with a linear model (which tolerates a larger step).
     pub fn linear() -> TrainParams {
-        TrainParams { model: ModelKind::Linear, learning_rate: 0.02, ..TrainParams::default() }
+        TrainParams {
+            model: ModelKind::Linear,
+            learning_rate: 0.02,
+            ..TrainParams::default()
+        }
     }
 }
 
@@ -129,10 +133,18 @@ impl Params {
         for w in widths.windows(2) {
             let (fan_in, fan_out) = (w[0], w[1]);
             // Glorot-uniform; a linear model starts at zero (a convex problem needs no symmetry breaking).
-            let limit = if widths.len() == 2 { 0.0 } else { (6.0 / (fan_in + fan_out) as f64).sqrt() };
-            let weight: Vec<f32> = (0..fan_in * fan_out).map(|_| ((rng.next_f64() * 2.0 - 1.0) * limit) as f32).collect();
-            let weight = Var::from_tensor(&Tensor::from_vec(weight, (fan_in, fan_out), dev).map_err(candle_error)?).map_err(candle_error)?;
-            let bias = Var::from_tensor(&Tensor::zeros((1, fan_out), candle_core::DType::F32, dev).map_err(candle_error)?).map_err(candle_error)?;
+            let limit = if widths.len() == 2 {
+                0.0
+            } else {
+                (6.0 / (fan_in + fan_out) as f64).sqrt()
+            };
+            let weight: Vec<f32> = (0..fan_in * fan_out)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) * limit) as f32)
+                .collect();
+            let weight =
+                Var::from_tensor(&Tensor::from_vec(weight, (fan_in, fan_out), dev).map_err(candle_error)?).map_err(candle_error)?;
+            let bias = Var::from_tensor(&Tensor::zeros((1, fan_out), candle_core::DType::F32, dev).map_err(candle_error)?)
+                .map_err(candle_error)?;
             vars.push((weight, bias));
         }
         Ok(Params { vars })
@@ -175,7 +187,10 @@ fn sample_list(ex: &ListExample, size: usize, rng: &mut SplitMix64) -> ListExamp
     keep.extend(others.into_iter().take(size.saturating_sub(keep.len())));
     keep.sort_unstable();
     ListExample {
-        features: keep.iter().flat_map(|&i| ex.features[i * NUM_FEATURES..(i + 1) * NUM_FEATURES].iter().copied()).collect(),
+        features: keep
+            .iter()
+            .flat_map(|&i| ex.features[i * NUM_FEATURES..(i + 1) * NUM_FEATURES].iter().copied())
+            .collect(),
         grades: keep.iter().map(|&i| ex.grades[i]).collect(),
     }
 }
@@ -202,7 +217,11 @@ fn standardisation(lists: &[ListExample]) -> (Vec<f32>, Vec<f32>) {
         .zip(&sq)
         .map(|(s, q)| {
             let var = (q / n - (s / n).powi(2)).max(0.0);
-            if var > 1e-12 { (1.0 / var.sqrt()) as f32 } else { 0.0 }
+            if var > 1e-12 {
+                (1.0 / var.sqrt()) as f32
+            } else {
+                0.0
+            }
         })
         .collect();
     (mean, inv_std)
@@ -228,7 +247,10 @@ pub(crate) fn train(
         }
         ModelKind::Mlp { hidden } => hidden.clone(),
     };
-    let train: Vec<&ListExample> = train.iter().filter(|e| e.has_positive() && e.features.len() == e.len() * NUM_FEATURES).collect();
+    let train: Vec<&ListExample> = train
+        .iter()
+        .filter(|e| e.has_positive() && e.features.len() == e.len() * NUM_FEATURES)
+        .collect();
     let _span = tracing::info_span!("train", lists = train.len(), max_epochs = params.max_epochs).entered();
     if train.is_empty() {
         return bad("no training list has a relevant candidate");
@@ -238,15 +260,28 @@ pub(crate) fn train(
     let owned: Vec<ListExample> = train.iter().map(|e| sample_list(e, params.list_size.max(2), &mut rng)).collect();
     let (mean, inv_std) = standardisation(&owned);
     let standardise = |ex: &ListExample| -> Vec<f32> {
-        ex.features.chunks_exact(NUM_FEATURES).flat_map(|row| row.iter().zip(&mean).zip(&inv_std).map(|((v, m), s)| (v - m) * s)).collect()
+        ex.features
+            .chunks_exact(NUM_FEATURES)
+            .flat_map(|row| row.iter().zip(&mean).zip(&inv_std).map(|((v, m), s)| (v - m) * s))
+            .collect()
     };
     let train_std: Vec<Vec<f32>> = owned.iter().map(standardise).collect();
 
-    let widths: Vec<usize> = std::iter::once(NUM_FEATURES).chain(hidden.iter().copied()).chain(std::iter::once(1)).collect();
+    let widths: Vec<usize> = std::iter::once(NUM_FEATURES)
+        .chain(hidden.iter().copied())
+        .chain(std::iter::once(1))
+        .collect();
     let model = Params::init(&widths, &mut rng, &dev)?;
     let all_vars: Vec<Var> = model.vars.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect();
-    let mut opt = AdamW::new(all_vars, ParamsAdamW { lr: params.learning_rate, weight_decay: params.weight_decay, ..Default::default() })
-        .map_err(candle_error)?;
+    let mut opt = AdamW::new(
+        all_vars,
+        ParamsAdamW {
+            lr: params.learning_rate,
+            weight_decay: params.weight_decay,
+            ..Default::default()
+        },
+    )
+    .map_err(candle_error)?;
 
     let info = |validation: BTreeMap<String, f64>| RankerInfo {
         kind: if hidden.is_empty() { "linear".into() } else { "mlp".into() },
@@ -309,8 +344,20 @@ pub(crate) fn train(
         } else {
             stale += 1;
         }
-        let report = EpochReport { epoch, train_loss: loss_sum / batches.max(1) as f64, valid_ndcg: ndcg, best: improved };
-        tracing::info!(epoch, max_epochs = params.max_epochs, train_loss = report.train_loss, valid_ndcg = report.valid_ndcg, best = report.best, "epoch");
+        let report = EpochReport {
+            epoch,
+            train_loss: loss_sum / batches.max(1) as f64,
+            valid_ndcg: ndcg,
+            best: improved,
+        };
+        tracing::info!(
+            epoch,
+            max_epochs = params.max_epochs,
+            train_loss = report.train_loss,
+            valid_ndcg = report.valid_ndcg,
+            best = report.best,
+            "epoch"
+        );
         on_epoch(&report);
         if stale >= params.patience {
             break;
@@ -344,7 +391,9 @@ mod tests {
                     row[5] = rng.next_f64() as f32;
                     row[3] = rng.next_f64() as f32;
                 }
-                let best = (0..len).max_by(|&a, &b| features[a * NUM_FEATURES + 5].total_cmp(&features[b * NUM_FEATURES + 5])).unwrap();
+                let best = (0..len)
+                    .max_by(|&a, &b| features[a * NUM_FEATURES + 5].total_cmp(&features[b * NUM_FEATURES + 5]))
+                    .unwrap();
                 let mut grades = vec![0; len];
                 grades[best] = 1;
                 ListExample { features, grades }
@@ -355,7 +404,16 @@ mod tests {
     #[test]
     fn linear_and_mlp_learn_a_planted_signal_reproducibly() {
         let (tr, va) = (synthetic(300, 1), synthetic(100, 2));
-        for params in [TrainParams { max_epochs: 15, ..TrainParams::linear() }, TrainParams { max_epochs: 15, ..TrainParams::default() }] {
+        for params in [
+            TrainParams {
+                max_epochs: 15,
+                ..TrainParams::linear()
+            },
+            TrainParams {
+                max_epochs: 15,
+                ..TrainParams::default()
+            },
+        ] {
             let r = train(&tr, &va, &params, &mut |_| {}).unwrap();
             let ndcg = list_ndcg(&r, &va).unwrap();
             assert!(ndcg > 0.9, "{:?}: {ndcg}", params.model);
@@ -368,9 +426,21 @@ mod tests {
     #[test]
     fn refuses_impossible_settings() {
         let tr = synthetic(10, 1);
-        assert!(train(&tr, &tr, &TrainParams { batch_size: 0, ..TrainParams::default() }, &mut |_| {}).is_err());
+        assert!(train(
+            &tr,
+            &tr,
+            &TrainParams {
+                batch_size: 0,
+                ..TrainParams::default()
+            },
+            &mut |_| {}
+        )
+        .is_err());
         assert!(train(&[], &tr, &TrainParams::default(), &mut |_| {}).is_err());
-        let no_pos = vec![ListExample { features: vec![0.0; NUM_FEATURES], grades: vec![0] }];
+        let no_pos = vec![ListExample {
+            features: vec![0.0; NUM_FEATURES],
+            grades: vec![0],
+        }];
         assert!(train(&no_pos, &tr, &TrainParams::default(), &mut |_| {}).is_err());
     }
 
@@ -379,7 +449,20 @@ mod tests {
         let (tr, va) = (synthetic(60, 3), synthetic(20, 4));
         let recorder = crate::test_trace::Recorder::default();
         let mut epochs = 0;
-        recorder.record(|| train(&tr, &va, &TrainParams { max_epochs: 3, patience: 10, ..TrainParams::linear() }, &mut |_| epochs += 1)).unwrap();
+        recorder
+            .record(|| {
+                train(
+                    &tr,
+                    &va,
+                    &TrainParams {
+                        max_epochs: 3,
+                        patience: 10,
+                        ..TrainParams::linear()
+                    },
+                    &mut |_| epochs += 1,
+                )
+            })
+            .unwrap();
         assert_eq!(epochs, 3);
         assert_eq!(recorder.spans(), vec!["INFO train"]);
         assert_eq!(recorder.events(), vec!["INFO epoch"; 3]);

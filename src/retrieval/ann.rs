@@ -134,9 +134,7 @@ impl Csr {
     fn from_lists(nodes: Vec<u32>, lists: &[Vec<u32>]) -> Result<Csr, AnnError> {
         let total: usize = lists.iter().map(Vec::len).sum();
         if u32::try_from(total).is_err() {
-            return Err(AnnError::InvalidInput(
-                "graph has more than u32::MAX edges".into(),
-            ));
+            return Err(AnnError::InvalidInput("graph has more than u32::MAX edges".into()));
         }
         let mut offsets = Vec::with_capacity(lists.len() + 1);
         let mut neighbours = Vec::with_capacity(total);
@@ -237,10 +235,19 @@ impl Packed {
                 let lo = u32::from(to_f16_bits(pair[0]));
                 let hi = pair.get(1).map_or(0, |&x| u32::from(to_f16_bits(x)));
                 // Little-endian halves, so the u16 view reads them in order.
-                block[1 + max_degree + i] = if cfg!(target_endian = "little") { lo | (hi << 16) } else { (lo << 16) | hi };
+                block[1 + max_degree + i] = if cfg!(target_endian = "little") {
+                    lo | (hi << 16)
+                } else {
+                    (lo << 16) | hi
+                };
             }
         }
-        Some(Packed { lines, kernels, stride, max_degree })
+        Some(Packed {
+            lines,
+            kernels,
+            stride,
+            max_degree,
+        })
     }
 
     fn words(&self) -> &[u32] {
@@ -344,13 +351,7 @@ impl std::fmt::Debug for AnnIndex {
             .field("layers", &(self.g.upper.len() + 1))
             .field(
                 "edges",
-                &(self.g.base.neighbours.len()
-                    + self
-                        .g
-                        .upper
-                        .iter()
-                        .map(|c| c.neighbours.len())
-                        .sum::<usize>()),
+                &(self.g.base.neighbours.len() + self.g.upper.iter().map(|c| c.neighbours.len()).sum::<usize>()),
             )
             .finish()
     }
@@ -531,12 +532,7 @@ impl AnnIndex {
     /// `f32::MAX / 4` (distances could overflow), a zero vector under
     /// `Cosine`, more than `i32::MAX` rows, or `m` outside `2..=256` /
     /// `ef_construction == 0`. `n == 0` gives a valid empty index.
-    pub fn build(
-        vectors: &[f32],
-        dim: usize,
-        metric: Metric,
-        params: &AnnParams,
-    ) -> Result<AnnIndex, AnnError> {
+    pub fn build(vectors: &[f32], dim: usize, metric: Metric, params: &AnnParams) -> Result<AnnIndex, AnnError> {
         AnnIndex::build_reporting(vectors, dim, metric, params, &|_| {})
     }
 
@@ -566,10 +562,7 @@ impl AnnIndex {
         // hnsw_rs calls process::exit for m > 256, and m < 2 makes its level
         // scale 1/ln(m) infinite.
         if !(2..=256).contains(&params.m) {
-            return Err(AnnError::InvalidInput(format!(
-                "m = {} not in 2..=256",
-                params.m
-            )));
+            return Err(AnnError::InvalidInput(format!("m = {} not in 2..=256", params.m)));
         }
         if params.ef_construction == 0 {
             return Err(AnnError::InvalidInput("ef_construction must be > 0".into()));
@@ -579,15 +572,11 @@ impl AnnIndex {
         let mut max_norm2 = 0.0f64;
         for (row, v) in data.chunks_exact_mut(dim).enumerate() {
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(AnnError::InvalidInput(format!(
-                    "row {row} has a non-finite value"
-                )));
+                return Err(AnnError::InvalidInput(format!("row {row} has a non-finite value")));
             }
             let n2 = norm_squared_f64(v);
             if n2 > MAX_NORM_SQUARED {
-                return Err(AnnError::InvalidInput(format!(
-                    "row {row} has a too large norm"
-                )));
+                return Err(AnnError::InvalidInput(format!("row {row} has a too large norm")));
             }
             max_norm2 = max_norm2.max(n2);
             if metric == Metric::Cosine && !normalize(v) {
@@ -618,22 +607,12 @@ impl AnnIndex {
         // rather than unwinding through the caller.
         let built = catch_unwind(AssertUnwindSafe(|| match metric {
             Metric::L2 => from_hnsw(&insert_all(&data, dim, params, DistL2, inserted), data, dim, metric),
-            Metric::Cosine => from_hnsw(
-                &insert_all(&data, dim, params, BuildCosine, inserted),
-                data,
-                dim,
-                metric,
-            ),
+            Metric::Cosine => from_hnsw(&insert_all(&data, dim, params, BuildCosine, inserted), data, dim, metric),
             Metric::Dot => {
                 // Pad the shift by a relative epsilon so rounding in the f32
                 // dot of a vector with itself cannot go negative.
                 let shift = (max_norm2 * (1.0 + 1e-5)) as f32;
-                from_hnsw(
-                    &insert_all(&data, dim, params, BuildDot { shift }, inserted),
-                    data,
-                    dim,
-                    metric,
-                )
+                from_hnsw(&insert_all(&data, dim, params, BuildDot { shift }, inserted), data, dim, metric)
             }
         }));
         match built {
@@ -663,13 +642,7 @@ impl AnnIndex {
     /// half-precision copy of the vectors laid out next to their neighbour
     /// lists (half the memory traffic), and the final `ef` rows are
     /// re-scored on the `f32` vectors, so returned distances are exact.
-    pub fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        accept: impl Fn(u32) -> bool,
-    ) -> Result<Vec<(u32, f32)>, AnnError> {
+    pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: impl Fn(u32) -> bool) -> Result<Vec<(u32, f32)>, AnnError> {
         self.check_query(query)?;
         if k == 0 || self.g.n == 0 {
             return Ok(Vec::new());
@@ -693,12 +666,7 @@ impl AnnIndex {
     /// truth and tests; O(n * dim) per query.
     ///
     /// [`search`]: AnnIndex::search
-    pub fn search_exact(
-        &self,
-        query: &[f32],
-        k: usize,
-        accept: impl Fn(u32) -> bool,
-    ) -> Result<Vec<(u32, f32)>, AnnError> {
+    pub fn search_exact(&self, query: &[f32], k: usize, accept: impl Fn(u32) -> bool) -> Result<Vec<(u32, f32)>, AnnError> {
         self.check_query(query)?;
         if k == 0 || self.g.n == 0 {
             return Ok(Vec::new());
@@ -726,11 +694,7 @@ impl AnnIndex {
                 best.push(c);
             }
         }
-        Ok(best
-            .into_sorted_vec()
-            .into_iter()
-            .map(|c| (c.row, c.dist))
-            .collect())
+        Ok(best.into_sorted_vec().into_iter().map(|c| (c.row, c.dist)).collect())
     }
 
     /// Number of rows.
@@ -855,9 +819,7 @@ impl AnnIndex {
             )));
         }
         if query.iter().any(|x| !x.is_finite()) {
-            return Err(AnnError::InvalidInput(
-                "query has a non-finite value".into(),
-            ));
+            return Err(AnnError::InvalidInput("query has a non-finite value".into()));
         }
         let n2 = norm_squared_f64(query);
         if n2 > MAX_NORM_SQUARED {
@@ -909,14 +871,7 @@ impl AnnIndex {
         }
     }
 
-    fn search_with(
-        &self,
-        s: &mut Scratch,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        accept: &impl Fn(u32) -> bool,
-    ) -> Vec<(u32, f32)> {
+    fn search_with(&self, s: &mut Scratch, query: &[f32], k: usize, ef: usize, accept: &impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
         // Reuse the scratch buffer for the (normalised, for Cosine) query;
         // take it out so `s` stays mutably borrowable.
         let mut q = std::mem::take(&mut s.query);
@@ -1000,11 +955,7 @@ impl AnnIndex {
             beam(s, &view, g.n, cur, entry_d, ef, accept);
             // Re-score the whole final beam exactly: the half-precision
             // distances only steered the walk.
-            let mut out: Vec<(u32, f32)> = s
-                .best
-                .drain()
-                .map(|c| (c.row, exact(q, self.row_vec(c.row))))
-                .collect();
+            let mut out: Vec<(u32, f32)> = s.best.drain().map(|c| (c.row, exact(q, self.row_vec(c.row)))).collect();
             out.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             out.truncate(k);
             out
@@ -1031,26 +982,12 @@ impl AnnIndex {
 
 /// Beam search on layer 0 from `entry`; leaves the best `ef` accepted rows
 /// in `s.best`.
-fn beam<L: Layer0>(
-    s: &mut Scratch,
-    layer: &L,
-    n: usize,
-    entry: u32,
-    entry_d: f32,
-    ef: usize,
-    accept: &impl Fn(u32) -> bool,
-) {
+fn beam<L: Layer0>(s: &mut Scratch, layer: &L, n: usize, entry: u32, entry_d: f32, ef: usize, accept: &impl Fn(u32) -> bool) {
     s.begin(n);
     s.visit(entry);
-    s.candidates.push(Reverse(Cand {
-        dist: entry_d,
-        row: entry,
-    }));
+    s.candidates.push(Reverse(Cand { dist: entry_d, row: entry }));
     if accept(entry) {
-        s.best.push(Cand {
-            dist: entry_d,
-            row: entry,
-        });
+        s.best.push(Cand { dist: entry_d, row: entry });
     }
     while let Some(Reverse(c)) = s.candidates.pop() {
         // Stop once the nearest unexpanded node is worse than the worst
@@ -1185,10 +1122,7 @@ pub(crate) fn from_hnsw<D: Distance<f32> + Send + Sync>(
 }
 
 /// Reads the neighbour lists of every point out of `hnsw` into CSR layers.
-fn copy_graph<D: Distance<f32> + Send + Sync>(
-    hnsw: &Hnsw<'_, f32, D>,
-    n: usize,
-) -> Result<(Csr, Vec<Csr>, u32), AnnError> {
+fn copy_graph<D: Distance<f32> + Send + Sync>(hnsw: &Hnsw<'_, f32, D>, n: usize) -> Result<(Csr, Vec<Csr>, u32), AnnError> {
     let pi = hnsw.get_point_indexation();
     let top = pi.get_max_level_observed() as usize;
     // level[row] = layer the point lives on in hnsw_rs (its max layer).
@@ -1201,20 +1135,13 @@ fn copy_graph<D: Distance<f32> + Send + Sync>(
         for p in pi.get_layer_iterator(layer) {
             let row = p.get_origin_id();
             let Some(slot) = level.get_mut(row) else {
-                return Err(AnnError::Build(format!(
-                    "hnsw_rs returned unknown id {row}"
-                )));
+                return Err(AnnError::Build(format!("hnsw_rs returned unknown id {row}")));
             };
             if slot.is_some() {
                 return Err(AnnError::Build(format!("hnsw_rs returned id {row} twice")));
             }
             *slot = Some(layer as u8);
-            for (l, nbs) in p
-                .get_neighborhood_id()
-                .into_iter()
-                .enumerate()
-                .take(layer + 1)
-            {
+            for (l, nbs) in p.get_neighborhood_id().into_iter().enumerate().take(layer + 1) {
                 // Ids are < n <= i32::MAX (checked on the way in; filtered
                 // again here in case hnsw_rs hands back something odd).
                 let ids: Vec<u32> = nbs
@@ -1304,13 +1231,7 @@ mod tests {
         out
     }
 
-    fn recall(
-        idx: &AnnIndex,
-        queries: &[f32],
-        k: usize,
-        ef: usize,
-        accept: impl Fn(u32) -> bool + Copy,
-    ) -> f64 {
+    fn recall(idx: &AnnIndex, queries: &[f32], k: usize, ef: usize, accept: impl Fn(u32) -> bool + Copy) -> f64 {
         let (mut hit, mut total) = (0usize, 0usize);
         for q in queries.chunks_exact(idx.dim()) {
             let exact = idx.search_exact(q, k, accept).unwrap();
@@ -1320,10 +1241,7 @@ mod tests {
             for &(r, _) in &got {
                 assert!(accept(r), "rejected row {r} returned");
             }
-            hit += got
-                .iter()
-                .filter(|g| exact.iter().any(|e| e.0 == g.0))
-                .count();
+            hit += got.iter().filter(|g| exact.iter().any(|e| e.0 == g.0)).count();
             total += exact.len();
         }
         hit as f64 / total.max(1) as f64
@@ -1375,10 +1293,7 @@ mod tests {
         let mut rows: Vec<u32> = got.iter().map(|g| g.0).collect();
         rows.sort_unstable();
         assert_eq!(rows, vec![5, 500, 1999]);
-        assert!(idx
-            .search(&queries[..DIM], 10, 10, |_| false)
-            .unwrap()
-            .is_empty());
+        assert!(idx.search(&queries[..DIM], 10, 10, |_| false).unwrap().is_empty());
     }
 
     #[test]
@@ -1388,28 +1303,19 @@ mod tests {
         let empty = AnnIndex::build(&[], 4, Metric::L2, &p).unwrap();
         assert!(empty.is_empty());
         assert!(empty.search(&[0.0; 4], 3, 10, |_| true).unwrap().is_empty());
-        assert!(empty
-            .search_exact(&[0.0; 4], 3, |_| true)
-            .unwrap()
-            .is_empty());
+        assert!(empty.search_exact(&[0.0; 4], 3, |_| true).unwrap().is_empty());
         assert!(empty.vector(0).is_none());
         empty.validate().unwrap();
 
         // Bad build inputs.
-        assert!(matches!(
-            AnnIndex::build(&[1.0], 0, Metric::L2, &p),
-            Err(AnnError::InvalidInput(_))
-        ));
+        assert!(matches!(AnnIndex::build(&[1.0], 0, Metric::L2, &p), Err(AnnError::InvalidInput(_))));
         assert!(AnnIndex::build(&[1.0, 2.0, 3.0], 2, Metric::L2, &p).is_err());
         assert!(AnnIndex::build(&[1.0, f32::NAN], 2, Metric::L2, &p).is_err());
         assert!(AnnIndex::build(&[1.0, f32::INFINITY], 2, Metric::L2, &p).is_err());
         assert!(AnnIndex::build(&[1.0, 3e38], 2, Metric::L2, &p).is_err());
         assert!(AnnIndex::build(&[1.0, 1.0, 0.0, 0.0], 2, Metric::Cosine, &p).is_err());
         for m in [0, 1, 257] {
-            let bad = AnnParams {
-                m,
-                ..AnnParams::default()
-            };
+            let bad = AnnParams { m, ..AnnParams::default() };
             assert!(AnnIndex::build(&[1.0, 1.0], 2, Metric::L2, &bad).is_err());
         }
         let bad = AnnParams {
@@ -1489,9 +1395,7 @@ mod tests {
         let idx = build(Metric::L2);
         let q = clustered(1, 5);
         let got = idx
-            .search(&q, 5, 20, |r| {
-                r % 2 == 0 && !idx.search(&q, 1, 5, |_| true).unwrap().is_empty()
-            })
+            .search(&q, 5, 20, |r| r % 2 == 0 && !idx.search(&q, 1, 5, |_| true).unwrap().is_empty())
             .unwrap();
         assert_eq!(got.len(), 5);
     }
@@ -1524,10 +1428,7 @@ mod tests {
             idx.search(&q, 10, 50, |_| true).unwrap(),
             back.search(&q, 10, 50, |_| true).unwrap()
         );
-        assert!(
-            !idx.g.upper.is_empty(),
-            "2000 points should give upper layers"
-        );
+        assert!(!idx.g.upper.is_empty(), "2000 points should give upper layers");
 
         let corrupt = |f: &dyn Fn(&mut Graph)| {
             let mut bad = idx.clone();
@@ -1568,14 +1469,8 @@ mod tests {
         corrupt(&|g| {
             // Upper layer not nested in the one below.
             let last = g.upper.len() - 1;
-            let below: Vec<u32> = if last == 0 {
-                vec![]
-            } else {
-                g.upper[last - 1].nodes.clone()
-            };
-            let stray = (0..2000)
-                .find(|r| !below.contains(r) && !g.upper[last].nodes.contains(r))
-                .unwrap();
+            let below: Vec<u32> = if last == 0 { vec![] } else { g.upper[last - 1].nodes.clone() };
+            let stray = (0..2000).find(|r| !below.contains(r) && !g.upper[last].nodes.contains(r)).unwrap();
             if last == 0 {
                 // Only one upper layer: add an empty layer 2 instead.
                 g.upper.push(Csr {
@@ -1590,10 +1485,7 @@ mod tests {
                 g.upper[last].offsets.push(end);
             }
         });
-        assert!(
-            format!("{idx:?}").len() < 200,
-            "Debug must not dump vectors"
-        );
+        assert!(format!("{idx:?}").len() < 200, "Debug must not dump vectors");
         let mut cos = build(Metric::Cosine);
         cos.g.vectors[0] *= 3.0;
         assert!(cos.validate().is_err());

@@ -81,7 +81,9 @@ impl CoVisitation {
                 row
             })
             .collect();
-        CoVisitation { lists: Csr::from_rows(rows) }
+        CoVisitation {
+            lists: Csr::from_rows(rows),
+        }
     }
 
     /// Neighbours of `item` and their weights, strongest first.

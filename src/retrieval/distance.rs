@@ -425,8 +425,7 @@ mod tests {
 
     /// Every implementation this CPU can run, by name.
     fn implementations() -> Vec<(&'static str, Kernel, Kernel)> {
-        let mut v: Vec<(&'static str, Kernel, Kernel)> =
-            vec![("portable", dot_portable, l2_squared_portable)];
+        let mut v: Vec<(&'static str, Kernel, Kernel)> = vec![("portable", dot_portable, l2_squared_portable)];
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
             v.push(("avx2", avx2::dot, avx2::l2_squared));
@@ -492,10 +491,7 @@ mod tests {
             for _ in 0..5 {
                 let a = rng.vec(len);
                 let b = rng.vec(len);
-                let pairs = a
-                    .iter()
-                    .zip(&b)
-                    .map(|(&x, &y)| (f64::from(x), f64::from(y)));
+                let pairs = a.iter().zip(&b).map(|(&x, &y)| (f64::from(x), f64::from(y)));
 
                 let dot_ref: f64 = pairs.clone().map(|(x, y)| x * y).sum();
                 let dot_scale: f64 = pairs.clone().map(|(x, y)| (x * y).abs()).sum();

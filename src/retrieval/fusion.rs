@@ -36,7 +36,11 @@ pub(crate) fn fuse(lists: &[(Retriever, &[(u32, f32)])], depth: usize) -> Vec<Ca
     for &(retriever, list) in lists {
         for (rank, &(item, score)) in list.iter().enumerate() {
             let slot = *by_item.entry(item).or_insert_with(|| {
-                out.push(Candidate { item, hits: [None; 4], rrf: 0.0 });
+                out.push(Candidate {
+                    item,
+                    hits: [None; 4],
+                    rrf: 0.0,
+                });
                 out.len() - 1
             });
             let c = &mut out[slot];

@@ -82,7 +82,9 @@ fn tantivy_schema(schema: &Schema) -> (TantivySchema, Vec<Field>, Field) {
     let options = TextOptions::default().set_indexing_options(indexing);
     // Field names are positional: catalog field names may hold characters
     // tantivy gives meaning to (dots are JSON paths).
-    let fields = (0..schema.text_fields.len()).map(|i| builder.add_text_field(&format!("f{i}"), options.clone())).collect();
+    let fields = (0..schema.text_fields.len())
+        .map(|i| builder.add_text_field(&format!("f{i}"), options.clone()))
+        .collect();
     let item = builder.add_u64_field(ITEM_FIELD, FAST | INDEXED);
     (builder.build(), fields, item)
 }
@@ -95,7 +97,9 @@ pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path, indexed: &dy
     let index = Index::create_in_dir(dir, tschema).map_err(tantivy_error)?;
     index.tokenizers().register(ANALYZER, analyzer());
     // One indexing thread keeps the build reproducible and the index in few segments.
-    let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 256 << 20).map_err(tantivy_error)?;
+    let mut writer = index
+        .writer_with_num_threads::<TantivyDocument>(1, 256 << 20)
+        .map_err(tantivy_error)?;
     for (i, item) in catalog.items().iter().enumerate() {
         let mut doc = TantivyDocument::default();
         for (spec, field) in schema.text_fields.iter().zip(&fields) {
@@ -123,7 +127,10 @@ pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path, indexed: &dy
     // open would read as a held lock: leave none in the index.
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let is_lock = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".tantivy-") && n.ends_with(".lock"));
+        let is_lock = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tantivy-") && n.ends_with(".lock"));
         if is_lock {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
@@ -171,7 +178,8 @@ impl LexicalIndex {
                     return Err(Error::corrupt(source.join(name), "tantivy footer missing or checksum mismatch"));
                 }
             }
-            dir.atomic_write(Path::new(name), bytes).map_err(|e| Error::io(source.join(name), e))?;
+            dir.atomic_write(Path::new(name), bytes)
+                .map_err(|e| Error::io(source.join(name), e))?;
         }
         let index = Index::open(dir).map_err(|e| Error::corrupt(source, e))?;
         // tantivy's own per-file footer checksums, checked before any segment
@@ -199,12 +207,7 @@ impl LexicalIndex {
 
     /// The `n` best BM25 matches for `terms` (already analysed) among items
     /// `accept` lets through, best first, as (item, score).
-    pub(crate) fn search(
-        &self,
-        terms: &[String],
-        n: usize,
-        accept: Arc<dyn Fn(u32) -> bool + Send + Sync>,
-    ) -> Result<Vec<(u32, f32)>> {
+    pub(crate) fn search(&self, terms: &[String], n: usize, accept: Arc<dyn Fn(u32) -> bool + Send + Sync>) -> Result<Vec<(u32, f32)>> {
         if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
         }
@@ -223,7 +226,10 @@ impl LexicalIndex {
                     Box::new(BoostQuery::new(Box::new(q), boost)) as Box<dyn Query>
                 })
                 .collect();
-            clauses.push((Occur::Should, Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, TIE_BREAKER))));
+            clauses.push((
+                Occur::Should,
+                Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, TIE_BREAKER)),
+            ));
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
@@ -251,7 +257,10 @@ mod tests {
 
     #[test]
     fn analysis_folds_case_and_accents_and_ignores_syntax() {
-        assert_eq!(analyze("Beyoncé AND (title:\"Halo\")~2 ^3 *"), vec!["beyonce", "and", "title", "halo", "2", "3"]);
+        assert_eq!(
+            analyze("Beyoncé AND (title:\"Halo\")~2 ^3 *"),
+            vec!["beyonce", "and", "title", "halo", "2", "3"]
+        );
         assert!(analyze("   ").is_empty());
         assert!(analyze("🎵🎶").is_empty());
         assert_eq!(analyze("東京 Ünïcode").len(), 2);
@@ -261,7 +270,9 @@ mod tests {
 
     #[test]
     fn bytes_that_pass_our_checksums_but_not_tantivys_are_corrupt() {
-        let items = (0..20).map(|i| crate::catalog::Item::new(format!("i{i}"), format!("title {i}"))).collect();
+        let items = (0..20)
+            .map(|i| crate::catalog::Item::new(format!("i{i}"), format!("title {i}")))
+            .collect();
         let catalog = Catalog::new(items).unwrap();
         let schema = Schema::infer(&catalog);
         let tmp = tempfile::tempdir().unwrap();
@@ -276,16 +287,24 @@ mod tests {
         let search = |idx: &LexicalIndex| idx.search(&analyze("title 3"), 5, Arc::new(|_| true)).unwrap();
         assert!(!search(&LexicalIndex::from_files(&files, &schema, Path::new("text")).unwrap()).is_empty());
         // Damage the middle of the largest segment file (behind its footer checksum).
-        let (name, bytes) = files.iter_mut().filter(|(n, _)| !n.ends_with(".json")).max_by_key(|(_, b)| b.len()).unwrap();
+        let (name, bytes) = files
+            .iter_mut()
+            .filter(|(n, _)| !n.ends_with(".json"))
+            .max_by_key(|(_, b)| b.len())
+            .unwrap();
         let name = name.clone();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x10;
-        let e = LexicalIndex::from_files(&files, &schema, Path::new("text")).err().expect("damage not detected");
+        let e = LexicalIndex::from_files(&files, &schema, Path::new("text"))
+            .err()
+            .expect("damage not detected");
         assert!(e.to_string().contains(&name), "{e}");
         // Files of 4 to 7 bytes made tantivy's footer check panic (found by fuzzing).
         for len in 0..TANTIVY_FOOTER_MIN_BYTES {
             files.get_mut(&name).unwrap().truncate(len);
-            let e = LexicalIndex::from_files(&files, &schema, Path::new("text")).err().expect("truncation not detected");
+            let e = LexicalIndex::from_files(&files, &schema, Path::new("text"))
+                .err()
+                .expect("truncation not detected");
             assert!(e.to_string().contains(&name), "{e}");
         }
     }

@@ -22,7 +22,12 @@ pub(crate) struct Popularity {
 impl Popularity {
     /// Counts `events` over `n` items.
     pub fn build(n: usize, events: &Events) -> Popularity {
-        let mut p = Popularity { plays: vec![0; n], skips: vec![0; n], recent_plays: vec![0; n], ..Default::default() };
+        let mut p = Popularity {
+            plays: vec![0; n],
+            skips: vec![0; n],
+            recent_plays: vec![0; n],
+            ..Default::default()
+        };
         let recent_from = events.last_ts().unwrap_or(0) - RECENT_SECS;
         for e in events.events() {
             let i = e.item as usize;

@@ -88,12 +88,7 @@ pub struct MusicData {
 ///
 /// Writers are used as given; pass buffered writers for files. The whole
 /// world is built in memory first so the three outputs are mutually consistent.
-pub fn generate_to(
-    cfg: &MusicConfig,
-    items: &mut impl Write,
-    events: &mut impl Write,
-    queries: &mut impl Write,
-) -> io::Result<()> {
+pub fn generate_to(cfg: &MusicConfig, items: &mut impl Write, events: &mut impl Write, queries: &mut impl Write) -> io::Result<()> {
     let catalog = Catalog::build(cfg);
     write_items(cfg, &catalog, items)?;
     let evs = simulate_events(cfg, &catalog);
@@ -109,9 +104,7 @@ pub fn generate(cfg: &MusicConfig) -> MusicData {
     // Writing into a Vec<u8> cannot fail, and every record serialises to valid
     // JSON, so there is no error to report here.
     let _ = generate_to(cfg, &mut i, &mut e, &mut q);
-    let text = |v: Vec<u8>| {
-        String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    };
+    let text = |v: Vec<u8>| String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     MusicData {
         items: text(i),
         events: text(e),
@@ -139,12 +132,7 @@ impl Rng {
     /// reshuffling the others.
     fn new(seed: u64, stream: u64) -> Rng {
         let mut st = seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let s = [
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-        ];
+        let s = [splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st)];
         Rng { s }
     }
     fn next_u64(&mut self) -> u64 {
@@ -232,10 +220,7 @@ impl Cum {
             return rng.pick(&self.items).copied();
         }
         let r = rng.f64() * total;
-        let i = self
-            .cum
-            .partition_point(|c| *c <= r)
-            .min(self.items.len() - 1);
+        let i = self.cum.partition_point(|c| *c <= r).min(self.items.len() - 1);
         self.items.get(i).copied()
     }
 }
@@ -514,12 +499,7 @@ fn album_name(rng: &mut Rng) -> String {
 
 fn track_title(rng: &mut Rng, g: &Genre) -> String {
     if g.name == "classical" && rng.chance(0.6) {
-        return format!(
-            "{} No. {} in {}",
-            pick(rng, FORMS),
-            rng.range(1, 12),
-            pick(rng, KEYS)
-        );
+        return format!("{} No. {} in {}", pick(rng, FORMS), rng.range(1, 12), pick(rng, KEYS));
     }
     match rng.below(12) {
         0..=3 => format!("{} {}", pick(rng, ADJ), pick(rng, NOUN)),
@@ -564,10 +544,7 @@ impl Catalog {
         let mut extra = n - base * na;
         if na > 0 && extra > 0 {
             let maxp = artist_pop.iter().cloned().fold(0.0, f64::max).max(1e-12);
-            let w: Vec<f64> = artist_pop
-                .iter()
-                .map(|p| 0.15 + rng.f64() + 3.0 * p / maxp)
-                .collect();
+            let w: Vec<f64> = artist_pop.iter().map(|p| 0.15 + rng.f64() + 3.0 * p / maxp).collect();
             let wsum: f64 = w.iter().sum();
             let cap = 56usize.max(2 * n.div_ceil(na));
             let budget = extra as f64;
@@ -663,26 +640,13 @@ impl Catalog {
             let eras = (era.1 - era.0) as usize;
             for (k, &size) in sizes.iter().enumerate() {
                 let alb_id = albums.len() as u32;
-                let year =
-                    era.0 + ((eras * k + rng.below(eras / nalb + 1)) / nalb).min(eras) as u16;
-                let genre = if genre2 != NONE && rng.chance(0.3) {
-                    genre2
-                } else {
-                    g
-                };
+                let year = era.0 + ((eras * k + rng.below(eras / nalb + 1)) / nalb).min(eras) as u16;
+                let genre = if genre2 != NONE && rng.chance(0.3) { genre2 } else { g };
                 let aname = album_name(&mut rng);
                 let first = tracks.len() as u32;
-                let alb_factor = if k == hit_album {
-                    1.0
-                } else {
-                    0.25 + 0.5 * rng.f64()
-                };
+                let alb_factor = if k == hit_album { 1.0 } else { 0.25 + 0.5 * rng.f64() };
                 let singles = [rng.below(size.clamp(1, 4)), rng.below(size.max(1))];
-                let title_track = if rng.chance(0.3) {
-                    Some(rng.below(size.max(1)))
-                } else {
-                    None
-                };
+                let title_track = if rng.chance(0.3) { Some(rng.below(size.max(1))) } else { None };
                 for p in 0..size {
                     let gg = &GENRES[genre as usize];
                     let mut genres = [genre, NONE];
@@ -826,9 +790,7 @@ impl Catalog {
                 return Some(t);
             }
         }
-        self.by_genre[g as usize]
-            .sample(rng)
-            .or_else(|| self.global.sample(rng))
+        self.by_genre[g as usize].sample(rng).or_else(|| self.global.sample(rng))
     }
 
     fn sample_artist_track(&self, rng: &mut Rng, a: u32, exclude: u32) -> Option<u32> {
@@ -925,20 +887,11 @@ fn era_phrase(year: u16) -> String {
 fn describe(rng: &mut Rng, c: &Catalog, t: &Track) -> String {
     let g = &GENRES[t.genres[0] as usize];
     let m1 = MOODS[t.moods[0] as usize];
-    let m2 = if t.moods[1] != NONE {
-        MOODS[t.moods[1] as usize]
-    } else {
-        m1
-    };
+    let m2 = if t.moods[1] != NONE { MOODS[t.moods[1] as usize] } else { m1 };
     let inst1 = rng.pick(g.instruments).copied().unwrap_or("guitars");
     let mut inst2 = rng.pick(g.instruments).copied().unwrap_or("drums");
     if inst2 == inst1 {
-        inst2 = g
-            .instruments
-            .iter()
-            .copied()
-            .find(|i| *i != inst1)
-            .unwrap_or(inst2);
+        inst2 = g.instruments.iter().copied().find(|i| *i != inst1).unwrap_or(inst2);
     }
     let texture = rng.pick(TEXTURES).copied().unwrap_or("");
     let piece = rng.pick(PIECES).copied().unwrap_or("track");
@@ -947,22 +900,10 @@ fn describe(rng: &mut Rng, c: &Catalog, t: &Track) -> String {
     } else {
         g.name.to_string()
     };
-    let moods = if m2 != m1 {
-        format!("{m1} and {m2}")
-    } else {
-        m1.to_string()
-    };
+    let moods = if m2 != m1 { format!("{m1} and {m2}") } else { m1.to_string() };
     let era = era_phrase(t.year);
-    let artist = c
-        .artists
-        .get(t.artist as usize)
-        .map(|a| a.name.as_str())
-        .unwrap_or("");
-    let album = c
-        .albums
-        .get(t.album as usize)
-        .map(|a| a.name.as_str())
-        .unwrap_or("");
+    let artist = c.artists.get(t.artist as usize).map(|a| a.name.as_str()).unwrap_or("");
+    let album = c.albums.get(t.album as usize).map(|a| a.name.as_str()).unwrap_or("");
     let article = |w: &str| {
         if w.starts_with(['a', 'e', 'i', 'o', 'u']) {
             "An"
@@ -971,14 +912,8 @@ fn describe(rng: &mut Rng, c: &Catalog, t: &Track) -> String {
         }
     };
     let mut s = match rng.below(7) {
-        0 => format!(
-            "{} {m1} {genre} {piece} with {inst1} and {inst2}, from the {era}.",
-            article(m1)
-        ),
-        1 => format!(
-            "{} {genre} built around {inst1}, with {texture}.",
-            title_case_first(&moods)
-        ),
+        0 => format!("{} {m1} {genre} {piece} with {inst1} and {inst2}, from the {era}.", article(m1)),
+        1 => format!("{} {genre} built around {inst1}, with {texture}.", title_case_first(&moods)),
         2 => format!(
             "{artist} deliver {} {m1} {genre} {piece} full of {texture} and {inst1}.",
             article(m1).to_lowercase()
@@ -992,10 +927,7 @@ fn describe(rng: &mut Rng, c: &Catalog, t: &Track) -> String {
             "{} and {inst1} carry this {m1} {genre} {piece} from the {era}.",
             title_case_first(texture)
         ),
-        5 => format!(
-            "{} {m2} cut from {album}: {genre} with {inst1} and {texture}.",
-            article(m2),
-        ),
+        5 => format!("{} {m2} cut from {album}: {genre} with {inst1} and {texture}.", article(m2),),
         _ => format!(
             "{} at {} bpm: {moods}, with {inst2} and {texture}.",
             title_case_first(&genre),
@@ -1007,9 +939,7 @@ fn describe(rng: &mut Rng, c: &Catalog, t: &Track) -> String {
     } else if rng.chance(0.15) {
         s.push_str(&format!(
             " Recommended for {}.",
-            rng.pick(MOOD_ACTIVITY[t.moods[0] as usize])
-                .copied()
-                .unwrap_or("any time")
+            rng.pick(MOOD_ACTIVITY[t.moods[0] as usize]).copied().unwrap_or("any time")
         ));
     }
     s
@@ -1031,16 +961,8 @@ fn write_items(cfg: &MusicConfig, c: &Catalog, w: &mut impl Write) -> io::Result
                 mood: t.mood_list().map(|m| MOODS[m as usize]).collect(),
             },
             attributes: ItemAttrs {
-                artist: c
-                    .artists
-                    .get(t.artist as usize)
-                    .map(|a| a.name.as_str())
-                    .unwrap_or(""),
-                album: c
-                    .albums
-                    .get(t.album as usize)
-                    .map(|a| a.name.as_str())
-                    .unwrap_or(""),
+                artist: c.artists.get(t.artist as usize).map(|a| a.name.as_str()).unwrap_or(""),
+                album: c.albums.get(t.album as usize).map(|a| a.name.as_str()).unwrap_or(""),
                 year: t.year,
                 duration_s: t.duration,
                 tempo_bpm: t.tempo,
@@ -1111,12 +1033,7 @@ fn descriptor_for(rng: &mut Rng, t: &Track) -> (u8, u8, String) {
     let s = match rng.below(5) {
         0 | 1 => format!("{mn} {gn}"),
         2 => format!("{mn} {gn} music"),
-        3 => format!(
-            "{mn} {gn} for {}",
-            rng.pick(MOOD_ACTIVITY[m as usize])
-                .copied()
-                .unwrap_or("today")
-        ),
+        3 => format!("{mn} {gn} for {}", rng.pick(MOOD_ACTIVITY[m as usize]).copied().unwrap_or("today")),
         _ => format!("{gn} {mn}"),
     };
     (g, m, s)
@@ -1132,28 +1049,15 @@ fn title_word(rng: &mut Rng, title: &str) -> Option<String> {
 
 fn query_for(rng: &mut Rng, c: &Catalog, t: u32, kind: QKind) -> String {
     let tr = &c.tracks[t as usize];
-    let artist = c
-        .artists
-        .get(tr.artist as usize)
-        .map(|a| a.name.as_str())
-        .unwrap_or("");
+    let artist = c.artists.get(tr.artist as usize).map(|a| a.name.as_str()).unwrap_or("");
     match kind {
         QKind::Artist => loosen(rng, artist, 0.6),
         QKind::Title => loosen(rng, &tr.title, 0.6),
-        QKind::Album => loosen(
-            rng,
-            c.albums
-                .get(tr.album as usize)
-                .map(|a| a.name.as_str())
-                .unwrap_or(""),
-            0.6,
-        ),
+        QKind::Album => loosen(rng, c.albums.get(tr.album as usize).map(|a| a.name.as_str()).unwrap_or(""), 0.6),
         QKind::Descriptor => descriptor_for(rng, tr).2,
         QKind::Mixed => {
             let w = title_word(rng, &tr.title).unwrap_or_default();
-            format!("{} {w}", loosen(rng, artist, 0.8))
-                .trim()
-                .to_string()
+            format!("{} {w}", loosen(rng, artist, 0.8)).trim().to_string()
         }
     }
 }
@@ -1229,17 +1133,11 @@ fn make_user(rng: &mut Rng, c: &Catalog) -> User {
             }
         }
     }
-    User {
-        genres,
-        moods,
-        favs,
-    }
+    User { genres, moods, favs }
 }
 
 fn skip_prob(u: &User, t: &Track) -> f64 {
-    let gm = t
-        .genre_list()
-        .any(|g| u.genres.iter().any(|(x, _)| *x == g));
+    let gm = t.genre_list().any(|g| u.genres.iter().any(|(x, _)| *x == g));
     let mm = t.mood_list().any(|m| u.moods.contains(&m));
     let fav = u.favs.contains(&t.artist);
     match (gm || fav, mm) {
@@ -1267,9 +1165,7 @@ fn simulate_events(cfg: &MusicConfig, c: &Catalog) -> (Vec<Ev>, Vec<String>) {
             WINDOW_START + (rng.f64() * 0.7 * window) as i64
         };
         let span = (WINDOW_END - 4 * 3600 - join).max(1) as f64;
-        let mut starts: Vec<i64> = (0..n_sessions)
-            .map(|_| join + (rng.f64() * span) as i64)
-            .collect();
+        let mut starts: Vec<i64> = (0..n_sessions).map(|_| join + (rng.f64() * span) as i64).collect();
         starts.sort_unstable();
         let mut last_ts = i64::MIN / 2;
         let mut seq = 0u32;
@@ -1375,20 +1271,9 @@ fn simulate_events(cfg: &MusicConfig, c: &Catalog) -> (Vec<Ev>, Vec<String>) {
 }
 
 /// The session's next track given the last *played* track (skips carry no taste signal).
-fn next_track(
-    rng: &mut Rng,
-    c: &Catalog,
-    u: &User,
-    cur: u32,
-    theme_g: u8,
-    theme_m: u8,
-) -> Option<u32> {
+fn next_track(rng: &mut Rng, c: &Catalog, u: &User, cur: u32, theme_g: u8, theme_m: u8) -> Option<u32> {
     let tr = &c.tracks[cur as usize];
-    let cur_g = if tr.has_genre(theme_g) {
-        theme_g
-    } else {
-        tr.genres[0]
-    };
+    let cur_g = if tr.has_genre(theme_g) { theme_g } else { tr.genres[0] };
     let mood = if theme_m != NONE {
         theme_m
     } else {
@@ -1405,12 +1290,7 @@ fn next_track(
         }
         1 => c.sample_genre(rng, cur_g, mood),
         2 => {
-            let others: Vec<(u8, f64)> = u
-                .genres
-                .iter()
-                .copied()
-                .filter(|(g, _)| *g != cur_g)
-                .collect();
+            let others: Vec<(u8, f64)> = u.genres.iter().copied().filter(|(g, _)| *g != cur_g).collect();
             if others.is_empty() {
                 c.sample_genre(rng, cur_g, mood)
             } else {
@@ -1442,12 +1322,7 @@ struct EventOut<'a> {
     query: Option<&'a str>,
 }
 
-fn write_events(
-    cfg: &MusicConfig,
-    _c: &Catalog,
-    evs: &(Vec<Ev>, Vec<String>),
-    w: &mut impl Write,
-) -> io::Result<()> {
+fn write_events(cfg: &MusicConfig, _c: &Catalog, evs: &(Vec<Ev>, Vec<String>), w: &mut impl Write) -> io::Result<()> {
     let ids = Ids::new(cfg);
     let mut buf = Vec::with_capacity(256);
     for e in &evs.0 {
@@ -1482,12 +1357,7 @@ struct Query {
 
 /// Tracks ordered by popularity, most popular first; ties by id for determinism.
 fn by_pop_desc(c: &Catalog, ids: &mut [u32]) {
-    ids.sort_unstable_by(|a, b| {
-        c.tracks[*b as usize]
-            .pop
-            .total_cmp(&c.tracks[*a as usize].pop)
-            .then(a.cmp(b))
-    });
+    ids.sort_unstable_by(|a, b| c.tracks[*b as usize].pop.total_cmp(&c.tracks[*a as usize].pop).then(a.cmp(b)));
 }
 
 fn build_queries(cfg: &MusicConfig, c: &Catalog) -> Vec<Query> {
@@ -1540,17 +1410,9 @@ fn build_queries(cfg: &MusicConfig, c: &Catalog) -> Vec<Query> {
                 let title_l = tr.title.to_lowercase();
                 // Every catalog word recurs, so "rare" is relative: the title's
                 // least frequent content word earns grade 1, all content words 2.
-                let words: Vec<String> = tokens(&tr.title)
-                    .into_iter()
-                    .filter(|w| !STOP.contains(&w.as_str()))
-                    .collect();
-                let rarest = words
-                    .iter()
-                    .filter_map(|w| word_tracks.get(w))
-                    .min_by_key(|v| v.len());
-                let mut others: Vec<u32> = rarest
-                    .map(|v| v.iter().copied().filter(|x| *x != t).collect())
-                    .unwrap_or_default();
+                let words: Vec<String> = tokens(&tr.title).into_iter().filter(|w| !STOP.contains(&w.as_str())).collect();
+                let rarest = words.iter().filter_map(|w| word_tracks.get(w)).min_by_key(|v| v.len());
+                let mut others: Vec<u32> = rarest.map(|v| v.iter().copied().filter(|x| *x != t).collect()).unwrap_or_default();
                 by_pop_desc(c, &mut others);
                 let full = |id: &u32| {
                     let other = &c.tracks[*id as usize].title;
@@ -1558,8 +1420,7 @@ fn build_queries(cfg: &MusicConfig, c: &Catalog) -> Vec<Query> {
                     other.to_lowercase() == title_l || words.iter().all(|w| ow.contains(w))
                 };
                 // Full matches first so the cap never drops a better answer.
-                let (mut graded, partial): (Vec<u32>, Vec<u32>) =
-                    others.into_iter().partition(|id| full(id));
+                let (mut graded, partial): (Vec<u32>, Vec<u32>) = others.into_iter().partition(|id| full(id));
                 let n_full = graded.len();
                 graded.extend(partial);
                 for (k, id) in graded.into_iter().take(30).enumerate() {
@@ -1619,11 +1480,7 @@ fn build_queries(cfg: &MusicConfig, c: &Catalog) -> Vec<Query> {
         if text.trim().is_empty() || rel.is_empty() || !seen.insert(text.clone()) {
             continue;
         }
-        out.push(Query {
-            text,
-            kind,
-            relevant: rel,
-        });
+        out.push(Query { text, kind, relevant: rel });
     }
     out
 }
@@ -1636,12 +1493,7 @@ struct QueryOut<'a> {
     relevant: BTreeMap<String, u8>,
 }
 
-fn write_queries(
-    cfg: &MusicConfig,
-    _c: &Catalog,
-    qs: &[Query],
-    w: &mut impl Write,
-) -> io::Result<()> {
+fn write_queries(cfg: &MusicConfig, _c: &Catalog, qs: &[Query], w: &mut impl Write) -> io::Result<()> {
     let ids = Ids::new(cfg);
     let mut buf = Vec::with_capacity(1024);
     for (i, q) in qs.iter().enumerate() {
@@ -1649,11 +1501,7 @@ fn write_queries(
             id: ids.query(i),
             query: &q.text,
             kind: q.kind.name(),
-            relevant: q
-                .relevant
-                .iter()
-                .map(|(t, g)| (ids.track(*t), *g))
-                .collect(),
+            relevant: q.relevant.iter().map(|(t, g)| (ids.track(*t), *g)).collect(),
         };
         write_line(w, &mut buf, &rec)?;
     }
@@ -1677,9 +1525,7 @@ mod tests {
     }
 
     fn lines(s: &str) -> Vec<Value> {
-        s.lines()
-            .map(|l| serde_json::from_str(l).expect("valid JSON line"))
-            .collect()
+        s.lines().map(|l| serde_json::from_str(l).expect("valid JSON line")).collect()
     }
 
     #[test]
@@ -1711,18 +1557,11 @@ mod tests {
         let items = lines(&d.items);
         assert_eq!(items.len(), 6000);
         assert_eq!(items[0]["id"], "trk-00001");
-        let artists: HashSet<&str> = items
-            .iter()
-            .filter_map(|v| v["attributes"]["artist"].as_str())
-            .collect();
+        let artists: HashSet<&str> = items.iter().filter_map(|v| v["attributes"]["artist"].as_str()).collect();
         assert_eq!(artists.len(), 700);
         let events = d.events.lines().count();
         assert!((100_000..=150_000).contains(&events), "{events} events");
-        let users: HashSet<&str> = d
-            .events
-            .lines()
-            .filter_map(|l| l.split('"').nth(3))
-            .collect();
+        let users: HashSet<&str> = d.events.lines().filter_map(|l| l.split('"').nth(3)).collect();
         assert!(users.len() >= 2000, "{} users", users.len());
         assert_eq!(d.queries.lines().count(), 300);
         assert!(d.items.len() + d.events.len() + d.queries.len() < 15_000_000);
@@ -1736,10 +1575,7 @@ mod tests {
     #[test]
     fn events_reference_catalog_and_are_sorted() {
         let d = generate(&small());
-        let ids: HashSet<String> = lines(&d.items)
-            .iter()
-            .map(|v| v["id"].as_str().unwrap_or("").to_string())
-            .collect();
+        let ids: HashSet<String> = lines(&d.items).iter().map(|v| v["id"].as_str().unwrap_or("").to_string()).collect();
         let evs = lines(&d.events);
         assert!(!evs.is_empty());
         let mut prev = i64::MIN;
@@ -1757,12 +1593,7 @@ mod tests {
                 let found = evs[k + 1..]
                     .iter()
                     .take_while(|x| x["ts"].as_i64() <= Some(ts + 1))
-                    .any(|x| {
-                        x["user"] == e["user"]
-                            && x["item"] == e["item"]
-                            && x["type"] == "play"
-                            && x["ts"].as_i64() == Some(ts + 1)
-                    });
+                    .any(|x| x["user"] == e["user"] && x["item"] == e["item"] && x["type"] == "play" && x["ts"].as_i64() == Some(ts + 1));
                 assert!(found, "search without its play: {e}");
             } else {
                 assert!(e.get("query").is_none());
@@ -1773,18 +1604,12 @@ mod tests {
     #[test]
     fn queries_are_graded_and_reference_catalog() {
         let d = generate(&small());
-        let ids: HashSet<String> = lines(&d.items)
-            .iter()
-            .map(|v| v["id"].as_str().unwrap_or("").to_string())
-            .collect();
+        let ids: HashSet<String> = lines(&d.items).iter().map(|v| v["id"].as_str().unwrap_or("").to_string()).collect();
         let qs = lines(&d.queries);
         assert_eq!(qs.len(), 60);
         let mut texts = HashSet::new();
         for q in &qs {
-            assert!(
-                texts.insert(q["query"].as_str().unwrap_or("").to_string()),
-                "duplicate query"
-            );
+            assert!(texts.insert(q["query"].as_str().unwrap_or("").to_string()), "duplicate query");
             let rel = q["relevant"].as_object().expect("relevant map");
             assert!(!rel.is_empty());
             for (id, g) in rel {
@@ -1806,20 +1631,10 @@ mod tests {
         let d = generate(&zero);
         assert!(d.items.is_empty() && d.events.is_empty() && d.queries.is_empty());
         assert_eq!(generate(&MusicConfig::scaled(0)), d);
-        let no_users = generate(&MusicConfig {
-            users: 0,
-            ..small()
-        });
+        let no_users = generate(&MusicConfig { users: 0, ..small() });
         assert!(no_users.events.is_empty() && !no_users.items.is_empty());
-        let no_tracks = generate(&MusicConfig {
-            tracks: 0,
-            ..small()
-        });
-        assert!(
-            no_tracks.items.is_empty()
-                && no_tracks.events.is_empty()
-                && no_tracks.queries.is_empty()
-        );
+        let no_tracks = generate(&MusicConfig { tracks: 0, ..small() });
+        assert!(no_tracks.items.is_empty() && no_tracks.events.is_empty() && no_tracks.queries.is_empty());
         for cfg in [
             MusicConfig {
                 tracks: 1,
@@ -1879,19 +1694,11 @@ mod tests {
             .map(|v| {
                 let genres = v["tags"]["genre"]
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|g| g.as_str())
-                            .map(String::from)
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|g| g.as_str()).map(String::from).collect())
                     .unwrap_or_default();
                 (
                     v["id"].as_str().unwrap_or("").to_string(),
-                    (
-                        v["attributes"]["artist"].as_str().unwrap_or("").to_string(),
-                        genres,
-                    ),
+                    (v["attributes"]["artist"].as_str().unwrap_or("").to_string(), genres),
                 )
             })
             .collect();
@@ -1924,17 +1731,10 @@ mod tests {
             let (x, y) = (&meta[a], &meta[b]);
             x.0 == y.0 || x.1.iter().any(|g| y.1.contains(g))
         };
-        let within =
-            pairs.iter().filter(|(a, b)| related(a, b)).count() as f64 / pairs.len() as f64;
+        let within = pairs.iter().filter(|(a, b)| related(a, b)).count() as f64 / pairs.len() as f64;
         let mut rng = Rng::new(99, 0);
         let n = pairs.len();
-        let random = (0..n)
-            .filter(|_| related(&pairs[rng.below(n)].1, &pairs[rng.below(n)].1))
-            .count() as f64
-            / n as f64;
-        assert!(
-            within > 0.7 && within > 4.0 * random,
-            "within {within:.3} random {random:.3}"
-        );
+        let random = (0..n).filter(|_| related(&pairs[rng.below(n)].1, &pairs[rng.below(n)].1)).count() as f64 / n as f64;
+        assert!(within > 0.7 && within > 4.0 * random, "within {within:.3} random {random:.3}");
     }
 }

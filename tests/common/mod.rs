@@ -28,8 +28,18 @@ pub fn music() -> &'static Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("index");
         // Ranker training has its own test (tests/ranker.rs); these tests are about retrieval and serving.
-        IndexBuilder::new().group_key("artist").without_ranker_training().build(&catalog, &events, &dir).expect("build");
+        IndexBuilder::new()
+            .group_key("artist")
+            .without_ranker_training()
+            .build(&catalog, &events, &dir)
+            .expect("build");
         let engine = Engine::open(&dir).expect("open");
-        Fixture { catalog, events, engine, dir, _tmp: tmp }
+        Fixture {
+            catalog,
+            events,
+            engine,
+            dir,
+            _tmp: tmp,
+        }
     })
 }
