@@ -8,19 +8,6 @@ use twostage::{Catalog, Context, Engine, Error, Events, IndexBuilder, Request, R
 
 mod common;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -62,7 +49,7 @@ fn every_file_is_checked_on_open() {
     let tmp = tempfile::tempdir().unwrap();
     // One copy, each mutation undone after its check: cheap enough to try many.
     let copy = tmp.path().join("copy");
-    copy_dir(&f.dir, &copy);
+    common::copy_dir(&f.dir, &copy);
     let mut tried = 0;
     for file in files(&f.dir) {
         let rel = file.strip_prefix(&f.dir).unwrap();
@@ -103,7 +90,7 @@ fn every_file_is_checked_on_open() {
 
     // A foreign file in place of one of ours (same name, other content).
     let copy = tmp.path().join("foreign");
-    copy_dir(&f.dir, &copy);
+    common::copy_dir(&f.dir, &copy);
     std::fs::copy(copy.join("ann/graph.bin"), copy.join("items.bin")).unwrap();
     let err = Engine::open(&copy).err().unwrap();
     assert!(
@@ -124,16 +111,16 @@ fn every_file_is_checked_on_open() {
     );
     // A missing file and an extra file.
     let copy = tmp.path().join("missing");
-    copy_dir(&f.dir, &copy);
+    common::copy_dir(&f.dir, &copy);
     std::fs::remove_file(copy.join("items.bin")).unwrap();
     assert!(matches!(Engine::open(&copy), Err(Error::Io { .. })));
     let copy = tmp.path().join("extra");
-    copy_dir(&f.dir, &copy);
+    common::copy_dir(&f.dir, &copy);
     std::fs::write(copy.join("text/stray.bin"), b"x").unwrap();
     assert!(Engine::open(&copy).err().unwrap().to_string().contains("stray.bin"));
     // A newer format version says so.
     let copy = tmp.path().join("newer");
-    copy_dir(&f.dir, &copy);
+    common::copy_dir(&f.dir, &copy);
     let manifest = std::fs::read_to_string(copy.join("manifest.json")).unwrap();
     let bumped = manifest.replace(
         &format!("\"format_version\": {}", twostage::FORMAT_VERSION),

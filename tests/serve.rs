@@ -201,25 +201,12 @@ fn bad_requests_are_4xx_with_a_json_error() {
     assert!(!text.contains(r#"class="server""#), "no request was a server fault: {text}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn reload_under_concurrent_load_drops_no_request() {
     let fx = common::music();
     let tmp = tempfile::tempdir().unwrap();
     let other: PathBuf = tmp.path().join("index-b");
-    copy_dir(&fx.dir, &other);
+    common::copy_dir(&fx.dir, &other);
     let server = Arc::new(Server::start(&fx.dir));
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

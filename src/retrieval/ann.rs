@@ -337,7 +337,7 @@ impl Layer0 for PackedView<'_> {
     }
     #[inline(always)]
     fn prefetch(&self, row: u32) {
-        prefetch_u32(self.block(row));
+        prefetch(self.block(row));
     }
 }
 
@@ -453,39 +453,23 @@ impl Scratch {
 /// How many neighbour vectors ahead of the current one to prefetch.
 const PREFETCH_AHEAD: usize = 2;
 
-/// Hints the CPU to pull `v` into cache. Only a hint: it cannot fault, and
-/// on targets without a prefetch intrinsic it does nothing.
+/// Hints the CPU to pull the memory of `v` into cache. Only a hint: it
+/// cannot fault, and on targets without a prefetch intrinsic it does nothing.
 #[inline(always)]
-fn prefetch(v: &[f32]) {
+fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // One hint per 64-byte cache line (16 f32s).
-        for line in v.chunks(16) {
-            // SAFETY: prefetch never faults and the pointer comes from a
-            // live slice; SSE is part of the x86_64 baseline. (`unsafe` is
+        // One hint per 64-byte cache line.
+        let bytes = std::mem::size_of_val(v);
+        let base = v.as_ptr().cast::<i8>();
+        for offset in (0..bytes).step_by(64) {
+            // SAFETY: prefetch never faults, and `base + offset` stays inside
+            // the live slice; SSE is part of the x86_64 baseline. (`unsafe` is
             // needed before Rust 1.87, where the intrinsic became safe.)
             #[allow(unused_unsafe)]
             unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>());
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
-}
-
-/// [`prefetch`] for a packed block.
-#[inline(always)]
-fn prefetch_u32(v: &[u32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        for line in v.chunks(16) {
-            // SAFETY: as in `prefetch`.
-            #[allow(unused_unsafe)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>());
+                _mm_prefetch::<_MM_HINT_T0>(base.add(offset));
             }
         }
     }

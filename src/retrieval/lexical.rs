@@ -44,19 +44,26 @@ fn analyzer() -> TextAnalyzer {
 /// Analyses `text` into at most [`MAX_QUERY_TERMS`] distinct terms, in order
 /// of first appearance.
 pub(crate) fn analyze(text: &str) -> Vec<String> {
-    let mut analyzer = analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut terms: Vec<String> = Vec::new();
-    while stream.advance() {
-        let t = &stream.token().text;
-        if !terms.iter().any(|x| x == t) {
-            terms.push(t.clone());
-            if terms.len() == MAX_QUERY_TERMS {
-                break;
+    thread_local! {
+        // Feature assembly analyses two texts per candidate: build the
+        // analyzer once per thread, not once per call.
+        static ANALYZER: std::cell::RefCell<TextAnalyzer> = std::cell::RefCell::new(analyzer());
+    }
+    ANALYZER.with(|a| {
+        let mut analyzer = a.borrow_mut();
+        let mut stream = analyzer.token_stream(text);
+        let mut terms: Vec<String> = Vec::new();
+        while stream.advance() {
+            let t = &stream.token().text;
+            if !terms.iter().any(|x| x == t) {
+                terms.push(t.clone());
+                if terms.len() == MAX_QUERY_TERMS {
+                    break;
+                }
             }
         }
-    }
-    terms
+        terms
+    })
 }
 
 fn tantivy_error(e: tantivy::TantivyError) -> Error {
