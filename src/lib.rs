@@ -164,8 +164,6 @@ pub mod retrieval;
 mod rng;
 mod sparse;
 pub mod synth;
-#[cfg(test)]
-mod test_trace;
 
 pub use catalog::{Attribute, Catalog, Item};
 pub use engine::{Engine, IndexInfo, Stage, StageTrace};

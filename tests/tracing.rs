@@ -1,10 +1,14 @@
 //! A service's own `tracing` subscriber sees a span per request stage and
 //! per build phase.
+//!
+//! One test function only: tracing caches each callsite's interest globally,
+//! and a callsite first hit on another test's thread while a recorder is
+//! being installed can keep a stale "never". Keep this binary sequential.
 
-#[path = "../src/test_trace.rs"]
+#[path = "common/trace.rs"]
 mod test_trace;
 
-use twostage::{Catalog, Context, Engine, Events, IndexBuilder, Request};
+use twostage::{Catalog, Context, Engine, Events, IndexBuilder, Request, TrainParams};
 
 const ITEMS: &str = r#"
 {"id":"t1","title":"Blue Train","tags":{"genre":["jazz"]},"attributes":{"artist":"Coltrane"}}
@@ -17,7 +21,8 @@ const ITEMS: &str = r#"
 fn build_and_recommend_emit_a_span_per_phase_and_stage() {
     let catalog = Catalog::from_jsonl_reader(ITEMS.as_bytes(), "items.jsonl".as_ref()).unwrap();
     let mut log = String::new();
-    for user in 0..10 {
+    // Enough users that the latest 15% of the log gives the ranker its minimum of lists.
+    for user in 0..300 {
         for (i, item) in ["t1", "t2", "t3"].iter().enumerate() {
             log += &format!(
                 "{{\"user\":\"u{user}\",\"item\":\"{item}\",\"ts\":{}}}\n",
@@ -59,4 +64,24 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
             "DEBUG rank"
         ]
     );
+
+    let trained = test_trace::Recorder::default();
+    let params = TrainParams {
+        max_epochs: 3,
+        patience: 10,
+        ..TrainParams::linear()
+    };
+    let report = trained
+        .record(|| {
+            IndexBuilder::new()
+                .ranker(params)
+                .build(&catalog, &events, dir.path().join("trained"))
+        })
+        .unwrap();
+    assert!(report.training.is_some(), "the tiny log still yields training lists");
+    let names = trained.span_names();
+    assert!(names.contains(&"ranker training".to_string()), "{names:?}");
+    assert_eq!(names.iter().filter(|n| *n == "train").count(), 1, "{names:?}");
+    let epochs = trained.events().iter().filter(|e| *e == "INFO epoch").count();
+    assert_eq!(epochs, 3);
 }

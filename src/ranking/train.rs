@@ -445,26 +445,23 @@ mod tests {
     }
 
     #[test]
-    fn training_reports_a_span_and_one_event_per_epoch() {
+    fn on_epoch_sees_every_epoch() {
+        // The matching `train` span and `epoch` events are checked in
+        // tests/tracing.rs, a binary of its own: tracing's global callsite
+        // interest cache races with other tests of this binary.
         let (tr, va) = (synthetic(60, 3), synthetic(20, 4));
-        let recorder = crate::test_trace::Recorder::default();
-        let mut epochs = 0;
-        recorder
-            .record(|| {
-                train(
-                    &tr,
-                    &va,
-                    &TrainParams {
-                        max_epochs: 3,
-                        patience: 10,
-                        ..TrainParams::linear()
-                    },
-                    &mut |_| epochs += 1,
-                )
-            })
-            .unwrap();
-        assert_eq!(epochs, 3);
-        assert_eq!(recorder.spans(), vec!["INFO train"]);
-        assert_eq!(recorder.events(), vec!["INFO epoch"; 3]);
+        let mut seen = Vec::new();
+        train(
+            &tr,
+            &va,
+            &TrainParams {
+                max_epochs: 3,
+                patience: 10,
+                ..TrainParams::linear()
+            },
+            &mut |r| seen.push(r.epoch),
+        )
+        .unwrap();
+        assert_eq!(seen, [1, 2, 3]);
     }
 }

@@ -1,6 +1,6 @@
 //! A `tracing` subscriber that records span names and event messages, for
-//! tests that check what a service's own subscriber would see. Test-only;
-//! `tests/tracing.rs` includes this file by path too.
+//! tests that check what a service's own subscriber would see. Only for a
+//! test binary that runs one recording at a time (see `tests/tracing.rs`).
 
 #![allow(dead_code)]
 
