@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example build_index -- --items data/music/items.jsonl \
-//!     --events data/music/events.jsonl --out target/music-index [--group-key artist]
+//!     --events data/music/events.jsonl --out target/music-index [--group-key artist] \
+//!     [--model models/all-MiniLM-L6-v2]
 //! ```
+//!
+//! With `--model`, item text is embedded by that sentence encoder into a
+//! content space (`scripts/fetch_minilm.sh` fetches all-MiniLM-L6-v2).
 
 #[path = "support/progress.rs"]
 mod progress;
@@ -38,6 +42,9 @@ struct Args {
     /// HNSW ef_construction.
     #[arg(long, default_value_t = 200)]
     ef_construction: usize,
+    /// Sentence-encoder model directory: adds a content space.
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -56,6 +63,9 @@ fn main() -> Result<()> {
         });
     if let Some(g) = args.group_key {
         builder = builder.group_key(g);
+    }
+    if let Some(dir) = &args.model {
+        builder = builder.encoder(twostage::Encoder::load(dir)?);
     }
     // Bars go to stderr (hidden when it is not a terminal); the report to stdout.
     let bars = progress::PhaseBars::default();

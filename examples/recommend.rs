@@ -42,6 +42,10 @@ struct Args {
     /// Include the ranker's feature values.
     #[arg(long)]
     explain: bool,
+    /// The sentence-encoder model the index was built with (searches on an
+    /// index with a content space need it).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -69,7 +73,8 @@ fn run(args: Args) -> Result<String> {
         (None, None, Some(history)) => Context::history(history),
         _ => anyhow::bail!("give one of --search, --listening or --history (--search may be combined with --history)"),
     };
-    let engine = Engine::open(&args.index)?;
+    let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
+    let engine = Engine::open_with_encoder(&args.index, encoder.as_ref())?;
     let mut request = Request::new(context).k(args.k).exclude(args.exclude).explain(args.explain);
     for (field, value) in args.tag {
         request = request.require_tag(field, value);

@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! cargo run --release --example train_ranker -- --index target/music-index \
-//!     --items data/music/items.jsonl --events data/music/events.jsonl [--linear] [--epochs 30]
+//!     --items data/music/items.jsonl --events data/music/events.jsonl [--linear] [--epochs 30] \
+//!     [--model models/all-MiniLM-L6-v2]
 //! ```
+//!
+//! An index built with a sentence encoder needs the same model (`--model`).
 //!
 //! A service serving the index picks the new ranker up with
 //! `EngineHandle::reload` (the serve example: `POST /admin/reload`).
@@ -38,10 +41,14 @@ struct Args {
     /// Largest number of epochs (training stops early on validation NDCG).
     #[arg(long, default_value_t = 30)]
     epochs: usize,
+    /// The sentence-encoder model directory the index was built with, if any.
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
     let catalog = Catalog::from_jsonl_path(&args.items)?;
     let events = Events::from_jsonl_path(&args.events, &catalog)?;
     let base = if args.linear {
@@ -59,7 +66,7 @@ fn main() -> Result<()> {
         .with_prefix("epochs")
         .with_message("preparing lists");
     let mut best = 0.0f64;
-    let summary = twostage::retrain_ranker(&args.index, &catalog, &events, &params, &mut |epoch| {
+    let summary = twostage::retrain_ranker(&args.index, &catalog, &events, encoder.as_ref(), &params, &mut |epoch| {
         if epoch.best {
             best = epoch.valid_ndcg;
         }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::catalog::Item;
+use crate::encoder::{self, Encoder, EncoderInfo};
 use crate::error::{Error, Result};
 use crate::index::manifest::{BuildStats, Manifest};
 use crate::index::schema::Schema;
 use crate::index::store::ItemStore;
-use crate::index::{decode, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
+use crate::index::{decode, ANN_FILE, CONTENT_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
 use crate::ranking::features::{self, ContextSignals, FEATURES, NUM_FEATURES};
 use crate::ranking::model::{Ranker, RankerInfo};
 use crate::request::{
@@ -32,11 +33,26 @@ const MAX_RANK_DEPTH: usize = 10_000;
 pub struct Engine {
     store: Arc<ItemStore>,
     ann: AnnIndex,
+    /// The content space (row i is item i), when the index has one.
+    content: Option<AnnIndex>,
+    /// The sentence encoder for search texts, once attached.
+    encoder: Option<Encoder>,
     text: LexicalIndex,
     ranker: Ranker,
     manifest: Manifest,
     by_id: HashMap<String, u32>,
     path: PathBuf,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.path)
+            .field("items", &self.store.len())
+            .field("encoder", &self.manifest.encoder.as_ref().map(|e| &e.name))
+            .field("encoder_attached", &self.encoder.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A summary of an opened index.
@@ -54,6 +70,10 @@ pub struct IndexInfo {
     pub schema: Schema,
     /// The ranking model.
     pub ranker: RankerInfo,
+    /// The sentence encoder that built the content space, if the index has one.
+    pub encoder: Option<EncoderInfo>,
+    /// Whether that encoder is attached (searches need it).
+    pub encoder_attached: bool,
 }
 
 /// Candidates and their feature matrix, before ranking.
@@ -95,6 +115,27 @@ impl Engine {
             return Err(Error::corrupt(dir.join(ITEMS_FILE), "item count differs from the manifest"));
         }
         let ranker = Ranker::from_bytes(&take(&mut files, RANKER_FILE)?, manifest.ranker.clone(), &dir.join(RANKER_FILE))?;
+        let content = match &manifest.encoder {
+            Some(info) => {
+                let path = dir.join(CONTENT_FILE);
+                let graph: AnnIndex = decode(&take(&mut files, CONTENT_FILE)?, &path)?;
+                graph.validate().map_err(|e| Error::corrupt(&path, e))?;
+                if graph.len() != store.len() || graph.dim() != info.dim || graph.metric() != Metric::Cosine {
+                    return Err(Error::corrupt(
+                        &path,
+                        "content space does not match the items or the encoder in the manifest",
+                    ));
+                }
+                Some(graph)
+            }
+            None if files.contains_key(CONTENT_FILE) => {
+                return Err(Error::corrupt(
+                    dir.join(CONTENT_FILE),
+                    "a content space without an encoder in the manifest",
+                ));
+            }
+            None => None,
+        };
         let prefix = format!("{TEXT_DIR}/");
         let text_files = files
             .into_iter()
@@ -110,12 +151,58 @@ impl Engine {
         Ok(Engine {
             store: Arc::new(store),
             ann,
+            content,
+            encoder: None,
             text,
             ranker,
             manifest,
             by_id,
             path: dir.to_path_buf(),
         })
+    }
+
+    /// Attaches the sentence encoder that searches need on an index with a
+    /// content space. It must be the model the index was built with (same
+    /// fingerprint), else [`Error::EncoderMismatch`]; an index without a
+    /// content space refuses any encoder ([`Error::InvalidConfig`]).
+    ///
+    /// Listening and history requests use the stored item vectors and run
+    /// without it; a search on such an index without it is an
+    /// [`Error::EncoderMismatch`] rather than a quietly weaker result.
+    pub fn with_encoder(mut self, encoder: Encoder) -> Result<Engine> {
+        match &self.manifest.encoder {
+            None => Err(Error::InvalidConfig(format!(
+                "the index at {} has no content space: build it with IndexBuilder::encoder to use an encoder",
+                self.path.display()
+            ))),
+            Some(built) if built.fingerprint != encoder.info().fingerprint || built.dim != encoder.dim() => Err(Error::EncoderMismatch {
+                expected: encoder::describe(built),
+                found: Some(encoder::describe(encoder.info())),
+            }),
+            Some(_) => {
+                self.encoder = Some(encoder);
+                Ok(self)
+            }
+        }
+    }
+
+    /// The attached sentence encoder, if any.
+    pub fn encoder(&self) -> Option<&Encoder> {
+        self.encoder.as_ref()
+    }
+
+    /// Whether the index has a content space (was built with an encoder).
+    pub fn has_content_space(&self) -> bool {
+        self.content.is_some()
+    }
+
+    /// [`Engine::open`], then [`Engine::with_encoder`] when `encoder` is given.
+    pub fn open_with_encoder(dir: impl AsRef<Path>, encoder: Option<&Encoder>) -> Result<Engine> {
+        let engine = Engine::open(dir)?;
+        match encoder {
+            Some(e) => engine.with_encoder(e.clone()),
+            None => Ok(engine),
+        }
     }
 
     /// Number of items in the index.
@@ -142,6 +229,8 @@ impl Engine {
             stats: self.manifest.stats.clone(),
             schema: self.manifest.schema.clone(),
             ranker: self.manifest.ranker.clone(),
+            encoder: self.manifest.encoder.clone(),
+            encoder_attached: self.encoder.is_some(),
         }
     }
 
@@ -273,8 +362,9 @@ impl Engine {
     /// items and excluded ids never appear in the result.
     ///
     /// Emits a `recommend` span (info level) with one child span per stage
-    /// (debug level: `encode`, `lexical`, `ann`, `covisit`, `popular`,
-    /// `fusion`, `features`, `rank`) for the service's `tracing` subscriber.
+    /// (debug level: `encode`, `lexical`, `ann`, `covisit`, `content`,
+    /// `popular`, `fusion`, `features`, `rank`) for the service's `tracing`
+    /// subscriber.
     pub fn recommend(&self, req: &Request) -> Result<Recommendations> {
         self.pipeline(req, false).map(|(r, _)| r)
     }
@@ -305,6 +395,9 @@ impl Engine {
         let t = trace;
         Ok(match stage {
             Stage::Ann => self.ann_stage(t.vector.as_deref(), t.counts.ann, &t.ctx.filter)?.len(),
+            Stage::Content => self
+                .content_stage(t.content_vector.as_deref(), t.counts.content, &t.ctx.filter)?
+                .len(),
             Stage::Lexical => {
                 if t.ctx.has_text {
                     self.text.search(&t.ctx.terms, t.counts.lexical, Arc::clone(&t.ctx.filter))?.len()
@@ -318,7 +411,14 @@ impl Engine {
             }
             Stage::Fusion => fusion::fuse(&t.lists(), t.rank_depth).len(),
             Stage::Features => self
-                .features_stage(t.vector.as_deref(), &t.ctx, &t.covisit_scores, &t.lexical_hits, &t.candidates)
+                .features_stage(
+                    t.vector.as_deref(),
+                    t.content_vector.as_deref(),
+                    &t.ctx,
+                    &t.covisit_scores,
+                    &t.lexical_hits,
+                    &t.candidates,
+                )
                 .len(),
             Stage::Rank { rows } => {
                 // Exactly `rows` rows: the traced ones, repeated if there are fewer.
@@ -350,16 +450,73 @@ impl Engine {
         })
     }
 
+    /// Content-space neighbours of `vector` (none without a content space or vector).
+    fn content_stage(&self, vector: Option<&[f32]>, n: usize, filter: &Arc<dyn Fn(u32) -> bool + Send + Sync>) -> Result<Vec<(u32, f32)>> {
+        Ok(match (&self.content, vector) {
+            (Some(graph), Some(v)) if n > 0 => graph
+                .search(v, n, n.max(64), |row| filter(row))
+                .map_err(|e| Error::internal("content", e))?
+                .into_iter()
+                .map(|(row, d)| (row, similarity(Metric::Cosine, d)))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    fn content_of(&self, item: u32) -> Option<&[f32]> {
+        self.content.as_ref().and_then(|g| g.vector(item))
+    }
+
+    /// The content-space context vector: the encoded search text and the
+    /// recency-weighted mean of the context items' content vectors, blended
+    /// as the learned space blends them. `None` without a content space.
+    fn content_context(&self, ctx: &Resolved, text: Option<&str>) -> Result<Option<Vec<f32>>> {
+        let Some(graph) = &self.content else {
+            return Ok(None);
+        };
+        let query = match text {
+            Some(t) => {
+                let Some(enc) = &self.encoder else {
+                    return Err(Error::EncoderMismatch {
+                        expected: self.manifest.encoder.as_ref().map(encoder::describe).unwrap_or_default(),
+                        found: None,
+                    });
+                };
+                let _span = tracing::debug_span!("encode", part = "query").entered();
+                Some(enc.encode(t)?)
+            }
+            None => None,
+        };
+        let mut history = vec![0.0f32; graph.dim()];
+        let mut any = false;
+        for &(item, w) in &ctx.items {
+            if let Some(v) = graph.vector(item) {
+                history.iter_mut().zip(v).for_each(|(a, x)| *a += w * x);
+                any = true;
+            }
+        }
+        let history = if any { crate::index::embeddings::normalized(history) } else { None };
+        Ok(match (query, history) {
+            (Some(q), Some(h)) => {
+                let blended = q.iter().zip(&h).map(|(a, b)| a + 0.5 * b).collect();
+                crate::index::embeddings::normalized(blended)
+            }
+            (q, h) => q.or(h),
+        })
+    }
+
     /// The feature matrix for `candidates`.
     fn features_stage(
         &self,
         vector: Option<&[f32]>,
+        content_vector: Option<&[f32]>,
         ctx: &Resolved,
         covisit_scores: &HashMap<u32, f32>,
         lexical_hits: &[(u32, f32)],
         candidates: &[Candidate],
     ) -> Vec<f32> {
         let vector_of = |i: u32| self.vector_of(i);
+        let content_of = |i: u32| self.content_of(i);
         let signals = ContextSignals {
             vector,
             items: &ctx.items,
@@ -367,6 +524,8 @@ impl Engine {
             lexical_max: lexical_hits.first().map(|h| h.1).unwrap_or(0.0),
             vector_of: &vector_of,
             terms: &ctx.terms,
+            content_vector,
+            content_of: &content_of,
         };
         features::assemble(&signals, candidates, &self.store)
     }
@@ -433,6 +592,7 @@ impl Engine {
         let stage = tracing::debug_span!("encode").entered();
         let ctx = self.resolve(req)?;
         let history_vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+        let content_vector = self.content_context(&ctx, req.context.text())?;
         drop(stage);
         timings.encode = t.elapsed();
 
@@ -477,6 +637,12 @@ impl Engine {
         drop(stage);
         timings.covisit = t.elapsed();
 
+        let t = Instant::now();
+        let stage = tracing::debug_span!("content").entered();
+        let content_hits = self.content_stage(content_vector.as_deref(), counts.content, &ctx.filter)?;
+        drop(stage);
+        timings.content = t.elapsed();
+
         // Popularity covers cold contexts; a pure search wants matches, not hits.
         let t = Instant::now();
         let stage = tracing::debug_span!("popular").entered();
@@ -490,11 +656,12 @@ impl Engine {
 
         let t = Instant::now();
         let stage = tracing::debug_span!("fusion").entered();
-        let lists: [(Retriever, &[(u32, f32)]); 4] = [
+        let lists: [(Retriever, &[(u32, f32)]); 5] = [
             (Retriever::Ann, &ann_hits),
             (Retriever::Lexical, &lexical_hits),
             (Retriever::Covisit, &covisit_hits),
             (Retriever::Popular, &popular_hits),
+            (Retriever::Content, &content_hits),
         ];
         let candidates = fusion::fuse(&lists, req.rank_depth);
         drop(stage);
@@ -502,13 +669,21 @@ impl Engine {
 
         let t = Instant::now();
         let stage = tracing::debug_span!("features").entered();
-        let matrix = self.features_stage(vector.as_deref(), &ctx, &covisit_scores, &lexical_hits, &candidates);
+        let matrix = self.features_stage(
+            vector.as_deref(),
+            content_vector.as_deref(),
+            &ctx,
+            &covisit_scores,
+            &lexical_hits,
+            &candidates,
+        );
         drop(stage);
         timings.features = t.elapsed();
         let trace = keep.then(|| {
             Box::new(StageTrace {
                 ctx,
                 vector,
+                content_vector,
                 counts,
                 rank_depth: req.rank_depth,
                 ann_hits,
@@ -516,6 +691,7 @@ impl Engine {
                 covisit_scores,
                 covisit_hits,
                 popular_hits,
+                content_hits,
                 candidates: candidates.clone(),
                 matrix: matrix.clone(),
             })
@@ -588,6 +764,8 @@ impl Engine {
 pub enum Stage {
     /// ANN search with the context vector.
     Ann,
+    /// Content-space ANN search (nothing for indexes without one).
+    Content,
     /// BM25 search with the query terms (nothing for contexts without text).
     Lexical,
     /// Co-visitation aggregation over the context items and top-n.
@@ -609,6 +787,7 @@ pub enum Stage {
 pub struct StageTrace {
     ctx: Resolved,
     vector: Option<Vec<f32>>,
+    content_vector: Option<Vec<f32>>,
     counts: crate::request::CandidateCounts,
     rank_depth: usize,
     ann_hits: Vec<(u32, f32)>,
@@ -616,6 +795,7 @@ pub struct StageTrace {
     covisit_scores: HashMap<u32, f32>,
     covisit_hits: Vec<(u32, f32)>,
     popular_hits: Vec<(u32, f32)>,
+    content_hits: Vec<(u32, f32)>,
     candidates: Vec<Candidate>,
     matrix: Vec<f32>,
 }
@@ -626,12 +806,13 @@ impl StageTrace {
         self.candidates.len()
     }
 
-    fn lists(&self) -> [(Retriever, &[(u32, f32)]); 4] {
+    fn lists(&self) -> [(Retriever, &[(u32, f32)]); 5] {
         [
             (Retriever::Ann, &self.ann_hits),
             (Retriever::Lexical, &self.lexical_hits),
             (Retriever::Covisit, &self.covisit_hits),
             (Retriever::Popular, &self.popular_hits),
+            (Retriever::Content, &self.content_hits),
         ]
     }
 }

@@ -53,6 +53,25 @@ pub enum Error {
     /// A builder or engine setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A sentence-encoder model directory holds something this crate cannot
+    /// run (a malformed config, tokenizer or weights file, or an
+    /// unsupported architecture).
+    #[error("model file {path}: {reason}")]
+    InvalidModel {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A query needs the sentence encoder the index was built with, and
+    /// another one (or none) is attached.
+    #[error("{}", encoder_mismatch(expected, found.as_deref()))]
+    EncoderMismatch {
+        /// `name (fingerprint)` of the model that encoded the items.
+        expected: String,
+        /// `name (fingerprint)` of the attached model, if any.
+        found: Option<String>,
+    },
 
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
@@ -92,6 +111,13 @@ pub enum Error {
     },
 }
 
+fn encoder_mismatch(expected: &str, found: Option<&str>) -> String {
+    match found {
+        Some(found) => format!("the index was built with encoder {expected}, but encoder {found} is attached: queries must be encoded by the model that encoded the items"),
+        None => format!("the index was built with encoder {expected}; attach it (Engine::with_encoder) to run search requests"),
+    }
+}
+
 impl Error {
     /// True when the caller can fix this by changing their input or request;
     /// false when something broke on our side or on disk.
@@ -103,6 +129,8 @@ impl Error {
                 | Error::UnknownItem(_)
                 | Error::InvalidRequest(_)
                 | Error::InvalidConfig(_)
+                | Error::InvalidModel { .. }
+                | Error::EncoderMismatch { .. }
         )
     }
 

@@ -69,8 +69,17 @@ impl EngineHandle {
     /// Opens the index in `dir` and, only if that succeeds, makes it current;
     /// returns the previous engine. A corrupt or missing index is an error and
     /// leaves the current engine serving.
+    ///
+    /// The sentence encoder attached to the current engine, if any, is
+    /// attached to the new one when it has a content space; an index built
+    /// by another model is refused ([`Error::EncoderMismatch`](crate::Error::EncoderMismatch)).
     pub fn reload(&self, dir: impl AsRef<Path>) -> Result<Arc<Engine>> {
-        let engine = Engine::open(dir)?;
+        let mut engine = Engine::open(dir)?;
+        if engine.has_content_space() {
+            if let Some(encoder) = self.current.load().encoder() {
+                engine = engine.with_encoder(encoder.clone())?;
+            }
+        }
         Ok(self.swap(engine))
     }
 }

@@ -147,6 +147,7 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod encoder;
 mod engine;
 mod error;
 pub mod eval;
@@ -166,6 +167,7 @@ mod sparse;
 pub mod synth;
 
 pub use catalog::{Attribute, Catalog, Item};
+pub use encoder::{Encoder, EncoderInfo};
 pub use engine::{Engine, IndexInfo, Stage, StageTrace};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};

@@ -74,6 +74,14 @@ impl Context {
             history: history.into_iter().map(Into::into).collect(),
         }
     }
+
+    /// The search text, for the contexts that have one.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Context::Search { text } | Context::PersonalizedSearch { text, .. } => Some(text),
+            Context::Listening { .. } | Context::History { .. } => None,
+        }
+    }
 }
 
 /// The candidate retrievers of the first stage.
@@ -88,19 +96,31 @@ pub enum Retriever {
     Covisit,
     /// Most played items (the cold-start fallback).
     Popular,
+    /// Nearest neighbours in the content space: item text embedded by the
+    /// sentence encoder (indexes built with one). A search's encoded query,
+    /// or the context items' content vectors, find items by what they are
+    /// about, played or not.
+    Content,
 }
 
 impl Retriever {
     /// Every retriever, in the order used for feature columns and provenance.
-    pub const ALL: [Retriever; 4] = [Retriever::Ann, Retriever::Lexical, Retriever::Covisit, Retriever::Popular];
+    pub const ALL: [Retriever; 5] = [
+        Retriever::Ann,
+        Retriever::Lexical,
+        Retriever::Covisit,
+        Retriever::Popular,
+        Retriever::Content,
+    ];
 
-    /// Stable lower-case name (`ann`, `lexical`, `covisit`, `popular`).
+    /// Stable lower-case name (`ann`, `lexical`, `covisit`, `popular`, `content`).
     pub fn name(self) -> &'static str {
         match self {
             Retriever::Ann => "ann",
             Retriever::Lexical => "lexical",
             Retriever::Covisit => "covisit",
             Retriever::Popular => "popular",
+            Retriever::Content => "content",
         }
     }
 
@@ -166,6 +186,13 @@ pub struct CandidateCounts {
     pub covisit: usize,
     /// Popular items. Default 50 (only for contexts with items, as cold-start cover).
     pub popular: usize,
+    /// Content-space neighbours. Default 100 (only for indexes with a content space).
+    #[serde(default = "default_content")]
+    pub content: usize,
+}
+
+fn default_content() -> usize {
+    100
 }
 
 impl Default for CandidateCounts {
@@ -175,6 +202,7 @@ impl Default for CandidateCounts {
             lexical: 100,
             covisit: 200,
             popular: 50,
+            content: default_content(),
         }
     }
 }
@@ -187,6 +215,7 @@ impl CandidateCounts {
             Retriever::Lexical => self.lexical,
             Retriever::Covisit => self.covisit,
             Retriever::Popular => self.popular,
+            Retriever::Content => self.content,
         }
     }
 
@@ -197,6 +226,7 @@ impl CandidateCounts {
             Retriever::Lexical => self.lexical = n,
             Retriever::Covisit => self.covisit = n,
             Retriever::Popular => self.popular = n,
+            Retriever::Content => self.content = n,
         }
     }
 }
@@ -317,7 +347,8 @@ pub struct Recommendation {
 /// run report zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
-    /// Resolving ids and building the context vector.
+    /// Resolving ids and building the context vectors, including the
+    /// sentence encoder's pass over a search text.
     pub encode: Duration,
     /// ANN search.
     pub ann: Duration,
@@ -327,6 +358,8 @@ pub struct Timings {
     pub covisit: Duration,
     /// Popularity lookup.
     pub popular: Duration,
+    /// Content-space ANN search.
+    pub content: Duration,
     /// Merging, de-duplicating and filtering candidates.
     pub fusion: Duration,
     /// Assembling the feature matrix.
@@ -339,13 +372,14 @@ pub struct Timings {
 
 impl Timings {
     /// (stage name, duration) pairs in pipeline order, total last.
-    pub fn stages(&self) -> [(&'static str, Duration); 9] {
+    pub fn stages(&self) -> [(&'static str, Duration); 10] {
         [
             ("encode", self.encode),
             ("ann", self.ann),
             ("lexical", self.lexical),
             ("covisit", self.covisit),
             ("popular", self.popular),
+            ("content", self.content),
             ("fusion", self.fusion),
             ("features", self.features),
             ("rank", self.rank),
@@ -456,6 +490,6 @@ mod tests {
         assert_eq!(v["candidates"], 7);
         assert_eq!(v["timings_us"]["ann"], 42);
         assert_eq!(v["timings_us"]["total"], 100);
-        assert_eq!(v["timings_us"].as_object().unwrap().len(), 9);
+        assert_eq!(v["timings_us"].as_object().unwrap().len(), 10);
     }
 }

@@ -47,7 +47,7 @@ fn a_build_with_events_trains_the_ranker_and_serves_with_it() {
         ..TrainParams::linear()
     };
     let mut epochs = 0;
-    let summary = retrain_ranker(&dir, &f.catalog, &f.events, &linear, &mut |_| epochs += 1).unwrap();
+    let summary = retrain_ranker(&dir, &f.catalog, &f.events, None, &linear, &mut |_| epochs += 1).unwrap();
     assert_eq!(summary.epochs.len(), epochs);
     let engine = Engine::open(&dir).unwrap();
     assert_eq!(engine.info().ranker.kind, "linear");

@@ -58,6 +58,7 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
             "DEBUG encode",
             "DEBUG ann",
             "DEBUG covisit",
+            "DEBUG content",
             "DEBUG popular",
             "DEBUG fusion",
             "DEBUG features",

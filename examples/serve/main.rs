@@ -44,6 +44,10 @@ struct Args {
     /// (also every request stage). Default: no subscriber.
     #[arg(long, value_parser = ["off", "info", "debug"], default_value = "off")]
     log: String,
+    /// Sentence-encoder model directory: indexes built with it get semantic
+    /// search (an index built here without one is built with it).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -65,12 +69,18 @@ fn main() -> Result<()> {
         let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;
         let events = Events::from_jsonl_path(args.data.join("events.jsonl"), &catalog)?;
         let bars = progress::PhaseBars::default();
-        IndexBuilder::new()
-            .group_key("artist")
-            .build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
+        let mut builder = IndexBuilder::new().group_key("artist");
+        if let Some(dir) = &args.model {
+            builder = builder.encoder(twostage::Encoder::load(dir)?);
+        }
+        builder.build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
         bars.finish();
     }
-    let handle = EngineHandle::open(&args.index).with_context(|| format!("opening {}", args.index.display()))?;
+    let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
+    // Reloads keep the encoder attached (EngineHandle::reload).
+    let handle = twostage::Engine::open_with_encoder(&args.index, encoder.as_ref())
+        .map(EngineHandle::new)
+        .with_context(|| format!("opening {}", args.index.display()))?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     // Engine work is CPU-bound: more blocking threads than cores only adds
     // context switches; excess requests wait in the pool's queue instead.

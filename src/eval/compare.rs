@@ -52,6 +52,9 @@ pub struct SystemResult {
     pub candidate_recall: Option<f64>,
 }
 
+/// Items with fewer plays than this in the training period count as cold.
+pub const COLD_PLAYS: usize = 5;
+
 /// A comparison.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
@@ -61,6 +64,12 @@ pub struct Report {
     pub systems: Vec<(String, SystemResult)>,
     /// Test requests scored.
     pub requests: usize,
+    /// The same systems on the cold requests only: those whose every
+    /// relevant item has fewer than [`COLD_PLAYS`] plays in the training
+    /// period.
+    pub cold: Vec<(String, SystemResult)>,
+    /// Cold test requests scored.
+    pub cold_requests: usize,
     /// Ranker training figures and timings.
     pub details: BTreeMap<String, f64>,
 }
@@ -68,8 +77,13 @@ pub struct Report {
 impl Report {
     /// `{"dataset":..,"systems":{"popularity":{"ndcg@10":..,"hr@10":..,"recall@10":..,"mrr@10":..},...}, ...}`
     pub fn to_json(&self) -> Value {
-        let systems: serde_json::Map<String, Value> = self
-            .systems
+        let systems = Self::systems_json(&self.systems);
+        let cold = json!({"requests": self.cold_requests, "systems": Self::systems_json(&self.cold)});
+        json!({"dataset": self.dataset, "requests": self.requests, "systems": systems, "cold": cold, "details": self.details})
+    }
+
+    fn systems_json(systems: &[(String, SystemResult)]) -> serde_json::Map<String, Value> {
+        systems
             .iter()
             .map(|(name, r)| {
                 let mut v =
@@ -79,18 +93,27 @@ impl Report {
                 }
                 (name.clone(), v)
             })
-            .collect();
-        json!({"dataset": self.dataset, "requests": self.requests, "systems": systems, "details": self.details})
+            .collect()
     }
 
     /// A plain-text table.
     pub fn table(&self) -> String {
         let mut s = format!("dataset {} — {} test requests, metrics @{K}\n", self.dataset, self.requests);
+        s += &Self::systems_table(&self.systems);
         s += &format!(
+            "\ncold requests (every relevant item has < {COLD_PLAYS} plays in training): {}\n",
+            self.cold_requests
+        );
+        s += &Self::systems_table(&self.cold);
+        s
+    }
+
+    fn systems_table(systems: &[(String, SystemResult)]) -> String {
+        let mut s = format!(
             "{:<18} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
             "system", "NDCG", "HR", "Recall", "MRR", "cand.rec"
         );
-        for (name, r) in &self.systems {
+        for (name, r) in systems {
             let m = r.metrics;
             let c = r.candidate_recall.map(|c| format!("{c:.4}")).unwrap_or_else(|| "-".into());
             s += &format!(
@@ -122,8 +145,8 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     builder.build(&p.catalog, &p.fit, work.join("fit"))?;
     details.insert("index_build_secs".into(), t.elapsed().as_secs_f64());
     progress("indexes built");
-    let engine_a = Engine::open(work.join("ranker-fit"))?;
-    let engine = Engine::open(work.join("fit"))?;
+    let engine_a = Engine::open_with_encoder(work.join("ranker-fit"), builder.encoder_ref())?;
+    let engine = Engine::open_with_encoder(work.join("fit"), builder.encoder_ref())?;
 
     let t = Instant::now();
     let (train_lists, train_recall) = dataset::lists(&engine_a, &p.ranker_targets, &|_| {})?;
@@ -151,25 +174,43 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     }
 
     let knn = ItemKnn::fit(p.catalog.len(), &p.fit);
-    let single = [
+    let mut single = vec![
         ("ann", Retriever::Ann),
         ("lexical", Retriever::Lexical),
         ("covisit", Retriever::Covisit),
         ("popularity", Retriever::Popular),
     ];
+    if engine.has_content_space() {
+        single.push(("content", Retriever::Content));
+    }
+    let mut plays = vec![0usize; p.catalog.len()];
+    for e in p.fit.events() {
+        if e.kind == crate::events::EventKind::Play {
+            if let Some(n) = plays.get_mut(e.item as usize) {
+                *n += 1;
+            }
+        }
+    }
+    let is_cold = |target: &Target| {
+        target.relevant.keys().all(|id| {
+            engine
+                .internal_id(id)
+                .is_some_and(|i| plays.get(i as usize).is_some_and(|&n| n < COLD_PLAYS))
+        })
+    };
     let uses_text = p
         .test
         .iter()
         .any(|t| matches!(t.request.context, Context::Search { .. } | Context::PersonalizedSearch { .. }));
     let t = Instant::now();
-    type Row = (HashMap<String, Metrics>, f64);
+    type Row = (HashMap<String, Metrics>, f64, bool);
     let rows: Vec<Row> = p
         .test
         .par_iter()
         .map(|target| -> Result<Row> {
             let mut m: HashMap<String, Metrics> = HashMap::new();
             let ids = |items: &[u32]| -> Vec<String> { items.iter().filter_map(|&i| engine.external_id(i).map(str::to_string)).collect() };
-            for (name, r) in single {
+            for &(name, r) in &single {
                 if r == Retriever::Lexical && !uses_text {
                     continue;
                 }
@@ -196,7 +237,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
                 let ranked: Vec<String> = order.iter().map(|&i| fused_ids[i].clone()).collect();
                 m.insert(name.to_string(), Metrics::at_k(&ranked, &target.relevant, K));
             }
-            Ok((m, recall))
+            Ok((m, recall, is_cold(target)))
         })
         .collect::<Result<_>>()?;
     details.insert("scoring_secs".into(), t.elapsed().as_secs_f64());
@@ -207,35 +248,43 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
         "ann",
         "lexical",
         "covisit",
+        "content",
         "retrieval",
         "ranker_fixed",
         "ranker_linear",
         "ranker_mlp",
     ];
-    let mut systems = Vec::new();
-    for name in order {
-        let mut mean = MetricsMean::default();
-        for (m, _) in &rows {
-            if let Some(x) = m.get(name) {
-                mean.add(*x);
+    let summarize = |rows: &[&Row]| {
+        let mut systems = Vec::new();
+        for name in order {
+            let mut mean = MetricsMean::default();
+            for (m, _, _) in rows {
+                if let Some(x) = m.get(name) {
+                    mean.add(*x);
+                }
             }
+            if mean.count() == 0 {
+                continue;
+            }
+            let candidate_recall = (name == "retrieval").then(|| rows.iter().map(|r| r.1).sum::<f64>() / rows.len().max(1) as f64);
+            systems.push((
+                name.to_string(),
+                SystemResult {
+                    metrics: mean.mean(),
+                    candidate_recall,
+                },
+            ));
         }
-        if mean.count() == 0 {
-            continue;
-        }
-        let candidate_recall = (name == "retrieval").then(|| rows.iter().map(|r| r.1).sum::<f64>() / rows.len().max(1) as f64);
-        systems.push((
-            name.to_string(),
-            SystemResult {
-                metrics: mean.mean(),
-                candidate_recall,
-            },
-        ));
-    }
+        systems
+    };
+    let all: Vec<&Row> = rows.iter().collect();
+    let cold: Vec<&Row> = rows.iter().filter(|r| r.2).collect();
     Ok(Report {
         dataset: p.name.clone(),
-        systems,
+        systems: summarize(&all),
         requests: rows.len(),
+        cold: summarize(&cold),
+        cold_requests: cold.len(),
         details,
     })
 }

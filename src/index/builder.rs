@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
+use crate::encoder::Encoder;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::events::Events;
+use crate::index::content;
 use crate::index::embeddings::{self, EmbeddingParams};
 use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
 use crate::index::schema::Schema;
 use crate::index::store::{ItemStore, NONE};
-use crate::index::{bincode_config, BuildParams, ANN_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
+use crate::index::{bincode_config, BuildParams, ANN_FILE, CONTENT_DIR, CONTENT_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::dataset;
 use crate::ranking::model::Ranker;
@@ -40,6 +42,7 @@ pub struct IndexBuilder {
     group_key: Option<String>,
     params: BuildParams,
     train: Option<TrainParams>,
+    encoder: Option<Encoder>,
 }
 
 impl Default for IndexBuilder {
@@ -49,8 +52,17 @@ impl Default for IndexBuilder {
             group_key: None,
             params: BuildParams::default(),
             train: Some(TrainParams::default()),
+            encoder: None,
         }
     }
+}
+
+/// Content vectors computed once per build and shared by the ranker's
+/// training index and the final one.
+struct ContentVectors<'a> {
+    encoder: &'a Encoder,
+    /// `[items × dim]`, row i for item i.
+    vectors: Vec<f32>,
 }
 
 /// Share of the log (its most recent events) whose plays and searches
@@ -154,6 +166,22 @@ impl IndexBuilder {
         self
     }
 
+    /// Embed every item's text with `encoder` into a content space searched
+    /// beside the learned one ([`Retriever::Content`](crate::Retriever::Content)):
+    /// searches then match by meaning, and items without plays get
+    /// neighbours. The manifest records the model; an engine must attach the
+    /// same one ([`Engine::with_encoder`]) to serve searches. Without an
+    /// encoder (the default) the index has no content space.
+    pub fn encoder(mut self, encoder: Encoder) -> IndexBuilder {
+        self.encoder = Some(encoder);
+        self
+    }
+
+    /// The encoder set by [`IndexBuilder::encoder`].
+    pub(crate) fn encoder_ref(&self) -> Option<&Encoder> {
+        self.encoder.as_ref()
+    }
+
     /// Keep the fixed-weight placeholder ranker; no training.
     pub fn without_ranker_training(mut self) -> IndexBuilder {
         self.train = None;
@@ -204,8 +232,9 @@ impl IndexBuilder {
     /// `out` changes.
     ///
     /// Emits an info-level `build` span with a child span per phase
-    /// (`ranker training`, `covisitation`, `embeddings`, `hnsw`,
-    /// `text index`, `write`, `publish`).
+    /// (`content embeddings` with an encoder, `ranker training`,
+    /// `covisitation`, `embeddings`, `hnsw`, `text index`, `content hnsw`
+    /// with an encoder, `write`, `publish`).
     pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
         self.build_with_progress(catalog, events, out, &|_| {})
     }
@@ -238,9 +267,17 @@ impl IndexBuilder {
         // Leftovers of builds that were killed (their process is gone) would
         // otherwise pile up next to the index forever.
         remove_stale_siblings(out);
+        let content = match &self.encoder {
+            Some(encoder) => Some(ContentVectors {
+                encoder,
+                vectors: content::encode_catalog(encoder, catalog, &schema, on_progress)?,
+            }),
+            None => None,
+        };
+        let content = content.as_ref();
         let (ranker, training) = match &self.train {
             Some(params) if !events.is_empty() => {
-                match self.train_ranker(catalog, events, &schema, out, params, &mut |_| {}, on_progress)? {
+                match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
                     Some((r, summary)) => (r, Some(summary)),
                     None => (Ranker::fixed_default()?, None),
                 }
@@ -249,7 +286,7 @@ impl IndexBuilder {
         };
         let tmp = temp_sibling(out, "tmp")?;
         let built = self
-            .build_into(catalog, events, &schema, &tmp, started, &ranker, on_progress)
+            .build_into(catalog, events, &schema, content, &tmp, started, &ranker, on_progress)
             .and_then(|(stats, mut phases)| {
                 // Counted before publishing: afterwards `out` may already be replaced by a concurrent build.
                 let bytes = crate::index::manifest::list_files(&tmp)?
@@ -285,6 +322,7 @@ impl IndexBuilder {
         catalog: &Catalog,
         events: &Events,
         schema: &Schema,
+        content: Option<&ContentVectors<'_>>,
         out: &Path,
         params: &TrainParams,
         on_epoch: &mut dyn FnMut(&EpochReport),
@@ -315,8 +353,11 @@ impl IndexBuilder {
         let tmp = temp_sibling(out, "ranker")?;
         let result = (|| {
             tracing::info_span!("retrieval index", events = before.len())
-                .in_scope(|| self.build_into(catalog, &before, schema, &tmp, started, &Ranker::fixed_default()?, &|_| {}))?;
-            let engine = Engine::open(&tmp)?;
+                .in_scope(|| self.build_into(catalog, &before, schema, content, &tmp, started, &Ranker::fixed_default()?, &|_| {}))?;
+            let mut engine = Engine::open(&tmp)?;
+            if let Some(c) = content {
+                engine = engine.with_encoder(c.encoder.clone())?;
+            }
             // Validation is the later part of the holdout: early stopping sees the future the model will face.
             let split = targets.len() * 4 / 5;
             let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
@@ -365,6 +406,7 @@ impl IndexBuilder {
         catalog: &Catalog,
         events: &Events,
         schema: &Schema,
+        content: Option<&ContentVectors<'_>>,
         dir: &Path,
         started: Instant,
         ranker: &Ranker,
@@ -435,10 +477,21 @@ impl IndexBuilder {
         })?;
         lap("text index", &mut phases);
         drop(phase);
+
+        let content_graph = match content {
+            Some(c) => Some(content::build_graph(&c.vectors, c.encoder.dim(), &p.ann, on_progress)?),
+            None => None,
+        };
+        if content_graph.is_some() {
+            lap("content hnsw", &mut phases);
+        }
         let phase = tracing::info_span!("write").entered();
 
         write_file(&dir.join(ITEMS_FILE), &encode(&store)?)?;
         write_file(&dir.join(ANN_FILE), &encode(&ann)?)?;
+        if let Some(graph) = &content_graph {
+            write_file(&dir.join(CONTENT_FILE), &encode(graph)?)?;
+        }
         ranker.save(&dir.join(RANKER_FILE))?;
         let stats = BuildStats {
             items: n,
@@ -457,6 +510,7 @@ impl IndexBuilder {
             build: p.clone(),
             stats: stats.clone(),
             ranker: ranker.info().clone(),
+            encoder: content.map(|c| c.encoder.info().clone()),
             files: Vec::new(),
             manifest_crc32: 0,
         }
@@ -474,10 +528,15 @@ impl IndexBuilder {
 /// manifest, and renamed over the old one. Retrieval is rebuilt only in a
 /// temporary index over the older part of the log, as in a full build.
 /// `on_epoch` sees every epoch (for progress bars).
+///
+/// An index with a content space needs the `encoder` it was built with (its
+/// item vectors are reused; training searches are encoded by it); an index
+/// without one takes `None`.
 pub fn retrain_ranker(
     dir: impl AsRef<Path>,
     catalog: &Catalog,
     events: &Events,
+    encoder: Option<&Encoder>,
     params: &TrainParams,
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<TrainSummary> {
@@ -491,13 +550,42 @@ pub fn retrain_ranker(
             catalog.len()
         )));
     }
+    let content = match (&manifest.encoder, encoder) {
+        (None, None) => None,
+        (Some(built), Some(given)) if built == given.info() => {
+            let graph: AnnIndex = crate::index::decode(
+                files
+                    .get(CONTENT_FILE)
+                    .ok_or_else(|| Error::corrupt(dir.join(CONTENT_FILE), "missing from the manifest"))?,
+                &dir.join(CONTENT_FILE),
+            )?;
+            let vectors = (0..graph.len() as u32)
+                .flat_map(|r| graph.vector(r).unwrap_or(&[]).iter().copied())
+                .collect();
+            Some(ContentVectors { encoder: given, vectors })
+        }
+        (Some(built), given) => {
+            return Err(Error::EncoderMismatch {
+                expected: crate::encoder::describe(built),
+                found: given.map(|g| crate::encoder::describe(g.info())),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(Error::InvalidConfig(
+                "the index has no content space; retrain without an encoder, or rebuild with one".into(),
+            ))
+        }
+    };
     let builder = IndexBuilder {
         schema: Some(manifest.schema.clone()),
         group_key: None,
         params: manifest.build.clone(),
         train: Some(params.clone()),
+        encoder: None,
     };
-    let Some((ranker, summary)) = builder.train_ranker(catalog, events, &manifest.schema, dir, params, on_epoch, &|_| {})? else {
+    let Some((ranker, summary)) =
+        builder.train_ranker(catalog, events, &manifest.schema, content.as_ref(), dir, params, on_epoch, &|_| {})?
+    else {
         return Err(Error::InvalidConfig(format!(
             "too few plays or searches with a retrievable answer in the last {:.0}% of the log to train a ranker (need {MIN_TRAINING_LISTS})",
             RANKER_HOLDOUT * 100.0
@@ -546,7 +634,7 @@ fn sync_tree(dir: &Path) -> Result<()> {
         std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| Error::io(&p, e))?;
     }
     sync_dir(dir)?;
-    for sub in [TEXT_DIR, "ann"] {
+    for sub in [TEXT_DIR, "ann", CONTENT_DIR] {
         let p = dir.join(sub);
         if p.is_dir() {
             sync_dir(&p)?;

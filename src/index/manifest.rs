@@ -18,8 +18,9 @@ use crate::ranking::model::RankerInfo;
 pub(crate) const MANIFEST: &str = "manifest.json";
 /// Marks a directory as a twostage index.
 pub(crate) const FORMAT: &str = "twostage-index";
-/// The on-disk format this library writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this library writes and reads. Version 2 added the
+/// optional content space and its ranker features.
+pub const FORMAT_VERSION: u32 = 2;
 /// A manifest larger than this is not ours.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
@@ -63,6 +64,9 @@ pub(crate) struct Manifest {
     pub build: BuildParams,
     pub stats: BuildStats,
     pub ranker: RankerInfo,
+    /// The sentence encoder that built the content space, if any.
+    #[serde(default)]
+    pub encoder: Option<crate::encoder::EncoderInfo>,
     pub files: Vec<FileEntry>,
     /// CRC-32 of this manifest serialised with this field set to 0: the
     /// manifest guards every other file, this guards the manifest.

@@ -10,7 +10,7 @@ use crate::retrieval::fusion::Candidate;
 
 /// Feature names, in column order. Saved with every model; a model whose
 /// list differs is refused at open.
-pub const FEATURES: [&str; 23] = [
+pub const FEATURES: [&str; 26] = [
     "ann_found",
     "ann_rank_rr",
     "ann_sim",
@@ -34,6 +34,9 @@ pub const FEATURES: [&str; 23] = [
     "title_match",
     "group_match",
     "exact_match",
+    "content_found",
+    "content_rank_rr",
+    "content_sim",
 ];
 
 /// Number of feature columns.
@@ -54,6 +57,11 @@ pub(crate) struct ContextSignals<'a> {
     pub vector_of: &'a dyn Fn(u32) -> Option<&'a [f32]>,
     /// The search's analysed terms (empty without a search).
     pub terms: &'a [String],
+    /// Unit context vector in the content space (the encoded query, the
+    /// context items' content vectors, or both), if the index has one.
+    pub content_vector: Option<&'a [f32]>,
+    /// `content_of(item)` gives the item's unit content vector.
+    pub content_of: &'a dyn Fn(u32) -> Option<&'a [f32]>,
 }
 
 /// Share of `terms` found in `text` once analysed, and whether the two are
@@ -137,6 +145,15 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row[20] = t_cov;
             row[21] = g_cov;
             row[22] = if t_exact || g_exact { 1.0 } else { 0.0 };
+        }
+        if let Some(h) = hit(Retriever::Content) {
+            row[23] = 1.0;
+            row[24] = rr(h.rank);
+        }
+        // For every candidate, not only the content retriever's: the ranker
+        // then sees how well a co-visited or lexical hit fits the text too.
+        if let (Some(q), Some(v)) = (ctx.content_vector, (ctx.content_of)(c.item)) {
+            row[25] = q.iter().zip(v).map(|(a, b)| a * b).sum();
         }
     }
     out

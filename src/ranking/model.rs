@@ -42,7 +42,7 @@ pub struct RankerInfo {
 /// or with too few to learn from): a linear blend of normalised retrieval
 /// signals (similarity, BM25, co-visitation, fusion rank, text match) with a
 /// small popularity prior and a skip penalty.
-pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 17] = [
+pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 19] = [
     ("ann_rank_rr", 0.5),
     ("ann_sim", 1.0),
     ("lexical_rank_rr", 1.0),
@@ -60,6 +60,8 @@ pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 17] = [
     ("title_match", 1.0),
     ("group_match", 1.0),
     ("exact_match", 1.0),
+    ("content_rank_rr", 0.5),
+    ("content_sim", 1.0),
 ];
 
 /// A dense layer: `x · weight + bias`.

@@ -23,7 +23,7 @@ pub(crate) struct Hit {
 pub(crate) struct Candidate {
     pub item: u32,
     /// Indexed by [`Retriever::index`].
-    pub hits: [Option<Hit>; 4],
+    pub hits: [Option<Hit>; Retriever::ALL.len()],
     /// Reciprocal-rank-fusion score.
     pub rrf: f32,
 }
@@ -38,7 +38,7 @@ pub(crate) fn fuse(lists: &[(Retriever, &[(u32, f32)])], depth: usize) -> Vec<Ca
             let slot = *by_item.entry(item).or_insert_with(|| {
                 out.push(Candidate {
                     item,
-                    hits: [None; 4],
+                    hits: [None; Retriever::ALL.len()],
                     rrf: 0.0,
                 });
                 out.len() - 1

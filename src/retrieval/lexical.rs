@@ -71,7 +71,7 @@ fn tantivy_error(e: tantivy::TantivyError) -> Error {
 }
 
 /// The searchable text of one field of one item, per the schema.
-fn field_text(catalog_item: &crate::catalog::Item, source: &str) -> String {
+pub(crate) fn field_text(catalog_item: &crate::catalog::Item, source: &str) -> String {
     match source.split_once('.') {
         None if source == "title" => catalog_item.title.clone(),
         Some(("text", name)) => catalog_item.text.get(name).cloned().unwrap_or_default(),

@@ -57,3 +57,19 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The sentence encoder (all-MiniLM-L6-v2), loaded once. Fails loudly when
+/// the model is missing: `scripts/fetch_minilm.sh` fetches it (CI does).
+pub fn encoder() -> twostage::Encoder {
+    static E: OnceLock<twostage::Encoder> = OnceLock::new();
+    E.get_or_init(|| {
+        let dir = twostage::encoder::default_model_dir(env!("CARGO_MANIFEST_DIR"));
+        twostage::Encoder::load(&dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot load the sentence encoder from {}: {e}\nrun scripts/fetch_minilm.sh (or set TWOSTAGE_MODEL_DIR)",
+                dir.display()
+            )
+        })
+    })
+    .clone()
+}

@@ -1,0 +1,188 @@
+//! A BERT encoder forward pass on candle, for sentence embedding only: no
+//! pooler head, no dropout, no cross-attention. Weight names follow Hugging
+//! Face's `BertModel` (`embeddings.*`, `encoder.layer.{i}.*`), with or without
+//! a `bert.` prefix.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+/// The `config.json` fields the forward pass needs.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_position_type")]
+    pub position_embedding_type: String,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_position_type() -> String {
+    "absolute".into()
+}
+
+impl BertConfig {
+    /// Refuses what this forward pass does not implement, rather than
+    /// computing something else quietly.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a positive multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.num_hidden_layers == 0 || self.max_position_embeddings < 2 || self.vocab_size == 0 || self.type_vocab_size == 0 {
+            return Err("num_hidden_layers, max_position_embeddings, vocab_size and type_vocab_size must be positive".into());
+        }
+        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh") {
+            return Err(format!("hidden_act `{}` is not supported (gelu only)", self.hidden_act));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(format!(
+                "position_embedding_type `{}` is not supported (absolute only)",
+                self.position_embedding_type
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    out: Linear,
+    out_norm: LayerNorm,
+}
+
+/// The encoder stack with its embeddings.
+pub(crate) struct Bert {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    embed_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    head_dim: usize,
+    /// Exact (erf) GELU, as Hugging Face's "gelu"; the tanh form otherwise.
+    exact_gelu: bool,
+}
+
+impl Bert {
+    pub fn load(vb: VarBuilder<'_>, cfg: &BertConfig) -> candle_core::Result<Bert> {
+        // Checkpoints saved from `BertForX` carry a `bert.` prefix.
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let h = cfg.hidden_size;
+        let norm = |vb: VarBuilder<'_>| candle_nn::layer_norm(h, cfg.layer_norm_eps, vb);
+        let e = vb.pp("embeddings");
+        let word = candle_nn::embedding(cfg.vocab_size, h, e.pp("word_embeddings"))?;
+        let position = candle_nn::embedding(cfg.max_position_embeddings, h, e.pp("position_embeddings"))?;
+        let token_type = candle_nn::embedding(cfg.type_vocab_size, h, e.pp("token_type_embeddings"))?;
+        let embed_norm = norm(e.pp("LayerNorm"))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let a = l.pp("attention");
+            layers.push(Layer {
+                query: candle_nn::linear(h, h, a.pp("self.query"))?,
+                key: candle_nn::linear(h, h, a.pp("self.key"))?,
+                value: candle_nn::linear(h, h, a.pp("self.value"))?,
+                attn_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
+                attn_norm: norm(a.pp("output.LayerNorm"))?,
+                intermediate: candle_nn::linear(h, cfg.intermediate_size, l.pp("intermediate.dense"))?,
+                out: candle_nn::linear(cfg.intermediate_size, h, l.pp("output.dense"))?,
+                out_norm: norm(l.pp("output.LayerNorm"))?,
+            });
+        }
+        Ok(Bert {
+            word,
+            position,
+            token_type,
+            embed_norm,
+            layers,
+            heads: cfg.num_attention_heads,
+            head_dim: h / cfg.num_attention_heads,
+            exact_gelu: cfg.hidden_act == "gelu",
+        })
+    }
+
+    /// Mean-pooled, L2-normalised sentence vectors `[batch, hidden]` for
+    /// token ids `[batch, seq]` (u32) whose real tokens are marked by `mask`
+    /// (`[batch, seq]`, f32 1/0). `mask` is `None` when no row is padded,
+    /// which skips the additive attention bias (the single-query path).
+    pub fn embed(&self, ids: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
+        let dev = ids.device();
+        let positions = Tensor::arange(0u32, seq as u32, dev)?.unsqueeze(0)?;
+        let types = Tensor::zeros((1, seq), DType::U32, dev)?;
+        let x = self
+            .word
+            .forward(ids)?
+            .broadcast_add(&self.position.forward(&positions)?)?
+            .broadcast_add(&self.token_type.forward(&types)?)?;
+        let mut x = self.embed_norm.forward(&x)?;
+        // Padded keys get -inf-like scores, so softmax gives them no weight.
+        let bias = match mask {
+            Some(m) => Some(((m.ones_like()? - m)? * -1e4f64)?.reshape((batch, 1, 1, seq))?),
+            None => None,
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        for layer in &self.layers {
+            let heads = |t: Tensor| t.reshape((batch, seq, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+            let q = heads((layer.query.forward(&x)? * scale)?)?;
+            let k = heads(layer.key.forward(&x)?)?;
+            let v = heads(layer.value.forward(&x)?)?;
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(b) = &bias {
+                scores = scores.broadcast_add(b)?;
+            }
+            let p = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = p.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, self.heads * self.head_dim))?;
+            let attended = layer.attn_norm.forward(&(layer.attn_out.forward(&ctx)? + &x)?)?;
+            let inner = layer.intermediate.forward(&attended)?;
+            let inner = if self.exact_gelu { inner.gelu_erf()? } else { inner.gelu()? };
+            x = layer.out_norm.forward(&(layer.out.forward(&inner)? + attended)?)?;
+        }
+        let pooled = match mask {
+            Some(m) => {
+                let m3 = m.unsqueeze(2)?;
+                let sum = x.broadcast_mul(&m3)?.sum(1)?;
+                let count = m.sum_keepdim(1)?.clamp(1e-9, f64::INFINITY)?;
+                sum.broadcast_div(&count)?
+            }
+            None => x.mean(1)?,
+        };
+        let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+        pooled.broadcast_div(&norm)
+    }
+}
+
+/// The CPU device every encoder runs on.
+pub(crate) fn device() -> Device {
+    Device::Cpu
+}

@@ -1,0 +1,313 @@
+//! An in-process sentence encoder: a BERT-family model on candle with a
+//! Hugging Face `tokenizers` tokenizer, mean pooling and L2 normalisation, as
+//! sentence-transformers computes them. Target model: all-MiniLM-L6-v2 (384
+//! dimensions); `scripts/fetch_minilm.sh` fetches it.
+//!
+//! A model directory has the usual layout: `config.json`, `tokenizer.json`,
+//! `model.safetensors`, and optionally `sentence_bert_config.json` (its
+//! `max_seq_length` caps the tokens per text, 256 for all-MiniLM-L6-v2).
+//! Padding and truncation settings inside `tokenizer.json` are overridden
+//! deliberately: sentence-transformers truncates at `max_seq_length` and pads
+//! a batch only to its longest text, and so does this encoder (the packaged
+//! all-MiniLM-L6-v2 tokenizer carries a fixed 128-token padding and
+//! truncation that would change the vectors of long texts).
+//!
+//! [`Encoder::encode`] is the request-time path for one query; it needs no
+//! attention mask and no padding. [`Encoder::encode_batch`] is the build-time
+//! path: texts are sorted by token count so that each batch pads little, and
+//! batches run in parallel on rayon.
+
+mod bert;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+use bert::{Bert, BertConfig};
+
+/// Texts per forward pass at build time: large enough for efficient matrix
+/// products, small enough that sorting by length leaves little padding.
+const BATCH: usize = 32;
+
+/// Longest input, in bytes, handed to the tokenizer. Tokenizing is linear in
+/// the text, and only the first `max_tokens` word pieces are used, which no
+/// natural text spreads over more than a few kilobytes; the cap keeps a
+/// hostile 100 MB query from costing seconds. Cut at a whitespace so no word
+/// is split.
+const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Which model produced a vector: recorded in an index's manifest, so that
+/// queries are encoded by the model that encoded the items.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderInfo {
+    /// The model directory's name, e.g. `all-MiniLM-L6-v2`.
+    pub name: String,
+    /// Output dimension.
+    pub dim: usize,
+    /// Tokens per text, including `[CLS]` and `[SEP]`; longer texts are cut.
+    pub max_tokens: usize,
+    /// CRC32 of the weights, the tokenizer and the configuration, as 8 hex
+    /// digits: two encoders with the same fingerprint give the same vectors.
+    pub fingerprint: String,
+}
+
+/// `name (fingerprint)`, as error messages show a model.
+pub(crate) fn describe(info: &EncoderInfo) -> String {
+    format!("{} ({})", info.name, info.fingerprint)
+}
+
+/// A loaded sentence encoder. Cheap to clone (shared), `Send + Sync`.
+#[derive(Clone)]
+pub struct Encoder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: Bert,
+    tokenizer: Tokenizer,
+    info: EncoderInfo,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder").field("info", &self.inner.info).finish()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+fn invalid(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::InvalidModel {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+impl Encoder {
+    /// Loads the model in `dir` (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`, optional `sentence_bert_config.json`). A missing
+    /// file is an I/O error naming it; a file that is not a usable BERT model
+    /// is [`Error::InvalidModel`].
+    pub fn load(dir: impl AsRef<Path>) -> Result<Encoder> {
+        let dir = dir.as_ref();
+        let _span = tracing::info_span!("load encoder", dir = %dir.display()).entered();
+        let config_path = dir.join("config.json");
+        let config_bytes = read(&config_path)?;
+        let config: BertConfig = serde_json::from_slice(&config_bytes).map_err(|e| invalid(&config_path, e))?;
+        config.check().map_err(|e| invalid(&config_path, e))?;
+
+        let st_path = dir.join("sentence_bert_config.json");
+        let st_max = match std::fs::read(&st_path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<SentenceBertConfig>(&bytes)
+                    .map_err(|e| invalid(&st_path, e))?
+                    .max_seq_length
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&st_path, e)),
+        };
+        let max_tokens = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
+        if max_tokens < 2 {
+            return Err(invalid(
+                &st_path,
+                format!("max_seq_length {max_tokens} leaves no room for [CLS] and [SEP]"),
+            ));
+        }
+
+        let tok_path = dir.join("tokenizer.json");
+        let tok_bytes = read(&tok_path)?;
+        let mut tokenizer = Tokenizer::from_bytes(&tok_bytes).map_err(|e| invalid(&tok_path, e))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| invalid(&tok_path, e))?;
+        if tokenizer.get_vocab_size(true) > config.vocab_size {
+            return Err(invalid(
+                &tok_path,
+                format!(
+                    "vocabulary of {} tokens exceeds the model's {}",
+                    tokenizer.get_vocab_size(true),
+                    config.vocab_size
+                ),
+            ));
+        }
+
+        let weights_path = dir.join("model.safetensors");
+        let weights = read(&weights_path)?;
+        let fingerprint = {
+            let mut h = crc32fast::Hasher::new();
+            for part in [&config_bytes, &tok_bytes, &weights] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            format!("{:08x}", h.finalize())
+        };
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &bert::device()).map_err(|e| invalid(&weights_path, e))?;
+        let model = Bert::load(vb, &config).map_err(|e| invalid(&weights_path, e))?;
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "encoder".into());
+        Ok(Encoder {
+            inner: Arc::new(Inner {
+                model,
+                tokenizer,
+                info: EncoderInfo {
+                    name,
+                    dim: config.hidden_size,
+                    max_tokens,
+                    fingerprint,
+                },
+            }),
+        })
+    }
+
+    /// Which model this is.
+    pub fn info(&self) -> &EncoderInfo {
+        &self.inner.info
+    }
+
+    /// Output dimension.
+    pub fn dim(&self) -> usize {
+        self.inner.info.dim
+    }
+
+    /// Token ids of `text`, with `[CLS]`/`[SEP]`, cut at `max_tokens`.
+    fn tokens(&self, text: &str) -> Result<Vec<u32>> {
+        let text = cap(text);
+        let enc = self
+            .inner
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| Error::internal("encode", format!("tokenizer: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Number of tokens `text` is encoded from (after truncation), for
+    /// diagnostics and tests.
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        Ok(self.tokens(text)?.len())
+    }
+
+    /// The unit-length vector of one text: the request-time path (one
+    /// forward pass on a single unpadded sequence).
+    pub fn encode(&self, text: &str) -> Result<Vec<f32>> {
+        let ids = self.tokens(text)?;
+        let n = ids.len();
+        let run = || -> candle_core::Result<Vec<f32>> {
+            let ids = Tensor::from_vec(ids, (1, n), &bert::device())?;
+            self.inner.model.embed(&ids, None)?.squeeze(0)?.to_vec1::<f32>()
+        };
+        run().map_err(|e| Error::internal("encode", e))
+    }
+
+    /// Unit-length vectors of many texts, in input order: the build-time
+    /// path. Texts are sorted by token count and cut into batches that run in
+    /// parallel; `on_done` sees the running count of texts encoded.
+    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S], on_done: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
+        let tokenized: Vec<Vec<u32>> = texts.par_iter().map(|t| self.tokens(t.as_ref())).collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| tokenized[i].len());
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let batches: Vec<Vec<Vec<f32>>> = order
+            .par_chunks(BATCH)
+            .map(|chunk| {
+                let rows: Vec<&[u32]> = chunk.iter().map(|&i| tokenized[i].as_slice()).collect();
+                let out = self.forward_padded(&rows).map_err(|e| Error::internal("encode", e))?;
+                let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
+                on_done(n);
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for (&i, v) in order.iter().zip(batches.into_iter().flatten()) {
+            out[i] = v;
+        }
+        Ok(out)
+    }
+
+    fn forward_padded(&self, rows: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        if width == 0 {
+            return Ok(Vec::new());
+        }
+        let mut ids = vec![0u32; rows.len() * width];
+        let mut mask = vec![0f32; rows.len() * width];
+        for (r, row) in rows.iter().enumerate() {
+            ids[r * width..r * width + row.len()].copy_from_slice(row);
+            mask[r * width..r * width + row.len()].fill(1.0);
+        }
+        let dev = bert::device();
+        let ids = Tensor::from_vec(ids, (rows.len(), width), &dev)?;
+        let padded = rows.iter().any(|r| r.len() < width);
+        let mask = Tensor::from_vec(mask, (rows.len(), width), &dev)?;
+        self.inner.model.embed(&ids, padded.then_some(&mask))?.to_vec2::<f32>()
+    }
+}
+
+/// `text` cut to at most [`MAX_TEXT_BYTES`], at a whitespace when there is one.
+fn cap(text: &str) -> &str {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text[..end].rfind(char::is_whitespace) {
+        Some(ws) if ws > 0 => &text[..ws],
+        _ => &text[..end],
+    }
+}
+
+/// Where the tests and examples look for the model unless told otherwise:
+/// `$TWOSTAGE_MODEL_DIR`, else `models/all-MiniLM-L6-v2` under `root` (where
+/// `scripts/fetch_minilm.sh` puts it).
+pub fn default_model_dir(root: impl AsRef<Path>) -> PathBuf {
+    std::env::var_os("TWOSTAGE_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.as_ref().join("models").join("all-MiniLM-L6-v2"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_keeps_short_text_and_cuts_long_text_at_whitespace() {
+        assert_eq!(cap("short"), "short");
+        let long = "wörd ".repeat(MAX_TEXT_BYTES);
+        let cut = cap(&long);
+        assert!(cut.len() <= MAX_TEXT_BYTES);
+        assert!(cut.ends_with("wörd"));
+        let no_space = "é".repeat(MAX_TEXT_BYTES);
+        assert!(cap(&no_space).len() <= MAX_TEXT_BYTES);
+    }
+
+    #[test]
+    fn a_missing_or_broken_model_dir_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Encoder::load(dir.path()), Err(Error::Io { .. })));
+        std::fs::write(dir.path().join("config.json"), "{\"hidden_size\": 384}").unwrap();
+        assert!(matches!(Encoder::load(dir.path()), Err(Error::InvalidModel { .. })));
+    }
+}

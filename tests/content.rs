@@ -1,0 +1,105 @@
+//! The content space: item text embedded by the sentence encoder, searched
+//! beside the learned space. Needs the model (`scripts/fetch_minilm.sh`).
+
+mod common;
+
+use common::encoder;
+use twostage::{Catalog, Context, Engine, Error, Events, IndexBuilder, Request, Retriever};
+
+/// Words whose descriptions share no word with the queries below: only
+/// meaning can connect them.
+const ITEMS: &str = r#"
+{"id":"dog","title":"dog","text":{"description":"loyal companion, pet"},"tags":{"kind":["animal"]}}
+{"id":"cat","title":"cat","text":{"description":"feline pet"},"tags":{"kind":["animal"]}}
+{"id":"car","title":"automobile","text":{"description":"motor vehicle"},"tags":{"kind":["machine"]}}
+{"id":"plane","title":"aeroplane","text":{"description":"aircraft"},"tags":{"kind":["machine"]}}
+{"id":"banana","title":"banana","text":{"description":"yellow fruit"},"tags":{"kind":["food"]}}
+{"id":"bread","title":"bread","text":{"description":"baked loaf"},"tags":{"kind":["food"]}}
+{"id":"piano","title":"piano","text":{"description":"keyboard instrument"},"tags":{"kind":["music"]}}
+{"id":"violin","title":"violin","text":{"description":"bowed string instrument"},"tags":{"kind":["music"]}}
+"#;
+
+fn catalog() -> Catalog {
+    Catalog::from_jsonl_reader(ITEMS.trim().as_bytes(), "items.jsonl".as_ref()).unwrap()
+}
+
+fn no_events(catalog: &Catalog) -> Events {
+    Events::from_jsonl_reader(&b""[..], "events.jsonl".as_ref(), catalog).unwrap()
+}
+
+#[test]
+fn a_search_finds_items_by_meaning_and_cold_items_get_content_neighbours() {
+    let catalog = catalog();
+    let events = no_events(&catalog);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    IndexBuilder::new().encoder(encoder()).build(&catalog, &events, &dir).unwrap();
+
+    let bare = Engine::open(&dir).unwrap();
+    let info = bare.info();
+    assert_eq!(info.encoder.as_ref().map(|e| e.dim), Some(384));
+    assert!(!info.encoder_attached);
+    // Without the encoder a search is refused, not silently weaker...
+    let err = bare.recommend(&Request::new(Context::search("an animal that barks"))).unwrap_err();
+    assert!(matches!(err, Error::EncoderMismatch { found: None, .. }), "{err}");
+    assert!(err.is_caller_error());
+    // ...while item contexts use the stored content vectors. Nobody ever
+    // played anything: the neighbours come from text alone.
+    let recs = bare.recommend(&Request::new(Context::listening("dog")).k(3)).unwrap();
+    assert_eq!(recs.items.first().map(|r| r.id.as_str()), Some("cat"), "{recs:?}");
+    assert!(recs.items[0].sources.iter().any(|s| s.retriever == Retriever::Content));
+
+    let engine = bare.with_encoder(encoder()).unwrap();
+    for (query, want) in [
+        ("an animal that barks and guards the house", "dog"),
+        ("something to fly across the ocean", "plane"),
+        ("a tropical thing to eat", "banana"),
+        ("play a sonata with a bow", "violin"),
+    ] {
+        let recs = engine.recommend(&Request::new(Context::search(query)).k(3).explain(true)).unwrap();
+        let top = &recs.items[0];
+        assert_eq!(top.id, want, "{query}: {recs:?}");
+        assert!(top.sources.iter().any(|s| s.retriever == Retriever::Content));
+        let features = top.features.as_ref().unwrap();
+        let sim = features.iter().find(|(n, _)| n == "content_sim").map(|f| f.1);
+        assert!(sim.is_some_and(|s| s > 0.2), "{features:?}");
+    }
+}
+
+#[test]
+fn an_encoder_must_match_the_index() {
+    let catalog = catalog();
+    let events = no_events(&catalog);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // An index without a content space takes no encoder.
+    let plain = tmp.path().join("plain");
+    IndexBuilder::new().build(&catalog, &events, &plain).unwrap();
+    let err = Engine::open(&plain).unwrap().with_encoder(encoder()).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    // And searches on it work as before, without one.
+    let recs = Engine::open(&plain)
+        .unwrap()
+        .recommend(&Request::new(Context::search("violin")))
+        .unwrap();
+    assert_eq!(recs.items[0].id, "violin");
+
+    // Another model (here: the same weights under another configuration
+    // file, hence another fingerprint) is refused.
+    let model = twostage::encoder::default_model_dir(env!("CARGO_MANIFEST_DIR"));
+    let other = tmp.path().join("other-model");
+    std::fs::create_dir(&other).unwrap();
+    for f in ["tokenizer.json", "model.safetensors", "sentence_bert_config.json"] {
+        std::fs::copy(model.join(f), other.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap();
+    std::fs::write(other.join("config.json"), format!("{config}\n")).unwrap();
+    let other = twostage::Encoder::load(&other).unwrap();
+    assert_ne!(other.info().fingerprint, encoder().info().fingerprint);
+
+    let with = tmp.path().join("with");
+    IndexBuilder::new().encoder(encoder()).build(&catalog, &events, &with).unwrap();
+    let err = Engine::open(&with).unwrap().with_encoder(other.clone()).unwrap_err();
+    assert!(matches!(err, Error::EncoderMismatch { found: Some(_), .. }), "{err}");
+    assert!(err.to_string().contains(&encoder().info().fingerprint), "{err}");
+}

@@ -1,0 +1,72 @@
+//! The crate's sentence encoder against the reference implementation:
+//! vectors that sentence-transformers computed for all-MiniLM-L6-v2
+//! (`tests/data/minilm_reference.json`, made by
+//! `scripts/encoder_reference.py`).
+//!
+//! This test needs the model: `scripts/fetch_minilm.sh` puts it under
+//! `models/` (or set `TWOSTAGE_MODEL_DIR`). Without it the test fails, on
+//! purpose: CI fetches the model and runs the comparison for real.
+
+mod common;
+
+use std::path::Path;
+
+use common::encoder;
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    max_seq_length: usize,
+    sentences: Vec<Sentence>,
+}
+
+#[derive(serde::Deserialize)]
+struct Sentence {
+    text: String,
+    tokens: usize,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/minilm_reference.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let enc = encoder();
+    let reference = reference();
+    assert!(reference.sentences.len() >= 24, "a few dozen reference sentences");
+    assert_eq!(enc.dim(), 384);
+    assert_eq!(enc.info().max_tokens, reference.max_seq_length);
+    // Texts over the limit must be in the reference, or truncation goes untested.
+    assert!(reference.sentences.iter().any(|s| s.tokens == reference.max_seq_length));
+    assert!(reference
+        .sentences
+        .iter()
+        .any(|s| s.tokens > 128 && s.tokens < reference.max_seq_length));
+
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let batch = enc.encode_batch(&texts, &|_| {}).unwrap();
+    let mut worst = (1.0f64, "");
+    for (s, b) in reference.sentences.iter().zip(&batch) {
+        assert_eq!(enc.token_count(&s.text).unwrap(), s.tokens, "token count of {:?}", s.text);
+        let single = enc.encode(&s.text).unwrap();
+        let norm: f64 = single.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "unit length, got {norm}");
+        for (path, v) in [("single", &single), ("batch", b)] {
+            let c = cosine(v, &s.embedding);
+            assert!(c >= 0.999, "{path} cosine {c} for {:?}", s.text);
+            if c < worst.0 {
+                worst = (c, &s.text);
+            }
+        }
+    }
+    eprintln!("lowest cosine {:.6} for {:?}", worst.0, worst.1);
+}
