@@ -95,6 +95,7 @@ def main():
         "batch_size": args.batch_size,
         "max_seq_length": model.max_seq_length,
         "texts_per_s_median": round(statistics.median(runs), 2),
+        "texts_per_s_max": max(runs),  # least disturbed pass on a shared machine
         "runs": runs,  # texts/s of each pass
         # process CPU seconds per wall second in each pass: well below --threads
         # means the cores were shared with other work and the pass is unreliable

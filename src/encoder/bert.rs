@@ -3,9 +3,101 @@
 //! Face's `BertModel` (`embeddings.*`, `encoder.layer.{i}.*`), with or without
 //! a `bert.` prefix.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Storage, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
+
+use crate::retrieval::distance;
+
+/// Up to this many token rows, a dense layer is computed as one dot product
+/// per (row, output) with each weight row read once, instead of by gemm:
+/// gemm packs the whole weight matrix and runs 16-row micro-kernels, which
+/// for a query's handful of tokens costs more than the product itself.
+const SMALL_ROWS: usize = 32;
+
+/// A dense layer `x · Wᵀ + b` (Hugging Face layout: `W` is `[out, in]`).
+///
+/// Few rows (a query) are memory-bound: the six layers' weights, 42 MB in
+/// `f32`, stream from memory for every query. That path therefore reads a
+/// half-precision copy (21 MB, which stays in a server's last-level cache)
+/// converted in registers, when the CPU converts in hardware (F16C); many
+/// rows (the build) use gemm on the `f32` weights. The reference test holds
+/// both paths to sentence-transformers' vectors.
+struct Dense {
+    linear: Linear,
+    weight: Tensor,
+    bias: Vec<f32>,
+    /// `[out × in]` half-precision bits and the kernel that reads them,
+    /// when the CPU has F16C.
+    half: Option<(Vec<u16>, distance::HalfKernel)>,
+}
+
+impl Dense {
+    fn load(inputs: usize, outputs: usize, vb: VarBuilder<'_>) -> candle_core::Result<Dense> {
+        let weight = vb.get((outputs, inputs), "weight")?.contiguous()?;
+        let bias = vb.get(outputs, "bias")?;
+        let half = match distance::half_kernels() {
+            Some((_, dot_f16)) => {
+                let bits = weight
+                    .flatten_all()?
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .map(distance::to_f16_bits)
+                    .collect();
+                Some((bits, dot_f16))
+            }
+            None => None,
+        };
+        Ok(Dense {
+            linear: Linear::new(weight.clone(), Some(bias.clone())),
+            weight,
+            bias: bias.to_vec1::<f32>()?,
+            half,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inputs = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / inputs.max(1);
+        if rows > SMALL_ROWS || inputs == 0 {
+            return self.linear.forward(x);
+        }
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let outputs = self.bias.len();
+        let mut y = vec![0f32; rows * outputs];
+        // Output-major: one weight row stays in L1 while every input row passes.
+        let mut fill = |j: usize, dot: &dyn Fn(&[f32]) -> f32| {
+            for (i, x_row) in xs.chunks_exact(inputs).enumerate() {
+                y[i * outputs + j] = dot(x_row) + self.bias[j];
+            }
+        };
+        match &self.half {
+            Some((bits, dot_f16)) => {
+                for (j, w_row) in bits.chunks_exact(inputs).enumerate() {
+                    fill(j, &|x_row| dot_f16(x_row, w_row));
+                }
+            }
+            None => {
+                let (store, layout) = self.weight.storage_and_layout();
+                let Storage::Cpu(cpu) = &*store else {
+                    drop(store);
+                    return self.linear.forward(x);
+                };
+                let w = &cpu.as_slice::<f32>()?[layout.start_offset()..][..outputs * inputs];
+                let dot = distance::dot_fn();
+                for (j, w_row) in w.chunks_exact(inputs).enumerate() {
+                    fill(j, &|x_row| dot(x_row, w_row));
+                }
+            }
+        }
+        let mut shape = dims;
+        if let Some(last) = shape.last_mut() {
+            *last = outputs;
+        }
+        Tensor::from_vec(y, shape, x.device())
+    }
+}
 
 /// The `config.json` fields the forward pass needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -66,13 +158,13 @@ impl BertConfig {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    out: Linear,
+    intermediate: Dense,
+    out: Dense,
     out_norm: LayerNorm,
 }
 
@@ -109,13 +201,13 @@ impl Bert {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
             layers.push(Layer {
-                query: candle_nn::linear(h, h, a.pp("self.query"))?,
-                key: candle_nn::linear(h, h, a.pp("self.key"))?,
-                value: candle_nn::linear(h, h, a.pp("self.value"))?,
-                attn_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
+                query: Dense::load(h, h, a.pp("self.query"))?,
+                key: Dense::load(h, h, a.pp("self.key"))?,
+                value: Dense::load(h, h, a.pp("self.value"))?,
+                attn_out: Dense::load(h, h, a.pp("output.dense"))?,
                 attn_norm: norm(a.pp("output.LayerNorm"))?,
-                intermediate: candle_nn::linear(h, cfg.intermediate_size, l.pp("intermediate.dense"))?,
-                out: candle_nn::linear(cfg.intermediate_size, h, l.pp("output.dense"))?,
+                intermediate: Dense::load(h, cfg.intermediate_size, l.pp("intermediate.dense"))?,
+                out: Dense::load(cfg.intermediate_size, h, l.pp("output.dense"))?,
                 out_norm: norm(l.pp("output.LayerNorm"))?,
             });
         }

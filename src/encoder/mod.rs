@@ -162,10 +162,16 @@ impl Encoder {
         };
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &bert::device()).map_err(|e| invalid(&weights_path, e))?;
         let model = Bert::load(vb, &config).map_err(|e| invalid(&weights_path, e))?;
+        // The directory's own name as given (a symlink keeps its name); its
+        // real name only for paths such as `.`.
         let name = dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .or_else(|| {
+                dir.canonicalize()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            })
             .unwrap_or_else(|| "encoder".into());
         Ok(Encoder {
             inner: Arc::new(Inner {
