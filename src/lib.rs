@@ -134,12 +134,35 @@
 //! service's own subscriber sees them; long builds also report
 //! [`Progress`] through [`IndexBuilder::build_with_progress`].
 //!
+//! ## Semantic search and cold start
+//!
+//! With a sentence encoder ([`Encoder`], a BERT-family model such as
+//! all-MiniLM-L6-v2 run in-process on candle; `scripts/fetch_minilm.sh`
+//! fetches it), a build embeds every item's text into a content space beside
+//! the one learned from plays. A search then encodes its query and retrieves
+//! by meaning; a listening or history context finds items that read alike,
+//! played or not. The index records which model built it, and searches need
+//! that same model attached:
+//!
+//! ```no_run
+//! # fn main() -> twostage::Result<()> {
+//! use twostage::{Catalog, Context, Encoder, Engine, Events, IndexBuilder, Request};
+//! let encoder = Encoder::load("models/all-MiniLM-L6-v2")?;
+//! let catalog = Catalog::from_jsonl_path("data/music/items.jsonl")?;
+//! let events = Events::from_jsonl_path("data/music/events.jsonl", &catalog)?;
+//! IndexBuilder::new().encoder(encoder.clone()).build(&catalog, &events, "target/semantic-index")?;
+//! let engine = Engine::open("target/semantic-index")?.with_encoder(encoder)?;
+//! let recs = engine.recommend(&Request::new(Context::search("songs for a rainy sunday")))?;
+//! # let _ = recs; Ok(()) }
+//! ```
+//!
 //! ## Modules
 //!
 //! - [`catalog`] and [`events`]: the data and its contract (errors name file, line and field).
 //! - [`request`]: [`Context`], [`Request`], [`Recommendations`], [`Timings`].
 //! - [`retrieval`]: the candidate retrievers and their fusion.
 //! - [`ranking`]: the feature schema and the ranking model.
+//! - [`encoder`]: the in-process sentence encoder ([`Encoder`]).
 //! - [`index`]: the offline build and the on-disk format.
 //! - [`synth`]: the deterministic generator of the shipped demo data.
 //! - [`progress`]: [`Progress`] reports of long builds.

@@ -103,3 +103,55 @@ fn an_encoder_must_match_the_index() {
     assert!(matches!(err, Error::EncoderMismatch { found: Some(_), .. }), "{err}");
     assert!(err.to_string().contains(&encoder().info().fingerprint), "{err}");
 }
+
+#[test]
+fn a_reload_keeps_the_encoder_attached() {
+    let catalog = catalog();
+    let events = no_events(&catalog);
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        IndexBuilder::new().encoder(encoder()).build(&catalog, &events, dir).unwrap();
+    }
+    let handle = twostage::EngineHandle::new(Engine::open_with_encoder(&a, Some(&encoder())).unwrap());
+    handle.reload(&b).unwrap();
+    let recs = handle
+        .recommend(&Request::new(Context::search("a tropical thing to eat")).k(1))
+        .unwrap();
+    assert_eq!(recs.items[0].id, "banana");
+    assert!(handle.load().info().encoder_attached);
+}
+
+#[test]
+fn retraining_a_content_index_needs_its_encoder() {
+    let catalog = catalog();
+    // Enough short sessions that the latest 15% of the log yields training lists.
+    let mut log = String::new();
+    for user in 0..300 {
+        for (i, item) in ["dog", "cat", "banana"].iter().enumerate() {
+            log += &format!(
+                "{{\"user\":\"u{user}\",\"item\":\"{item}\",\"ts\":{}}}\n",
+                1_700_000_000 + user * 10_000 + i as i64 * 200
+            );
+        }
+    }
+    let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    IndexBuilder::new()
+        .encoder(encoder())
+        .without_ranker_training()
+        .build(&catalog, &events, &dir)
+        .unwrap();
+    let params = twostage::TrainParams {
+        max_epochs: 2,
+        ..twostage::TrainParams::linear()
+    };
+    let err = twostage::retrain_ranker(&dir, &catalog, &events, None, &params, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, Error::EncoderMismatch { found: None, .. }), "{err}");
+    let summary = twostage::retrain_ranker(&dir, &catalog, &events, Some(&encoder()), &params, &mut |_| {}).unwrap();
+    assert_eq!(summary.epochs.len(), 2);
+    let engine = Engine::open_with_encoder(&dir, Some(&encoder())).unwrap();
+    assert_eq!(engine.info().ranker.kind, "linear");
+    assert!(engine.recommend(&Request::new(Context::listening("dog"))).is_ok());
+}

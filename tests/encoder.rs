@@ -68,5 +68,5 @@ fn embeddings_match_sentence_transformers() {
             }
         }
     }
-    eprintln!("lowest cosine {:.6} for {:?}", worst.0, worst.1);
+    eprintln!("lowest cosine {:.8} for {:?}", worst.0, worst.1);
 }

@@ -62,12 +62,13 @@ pub fn load_graded_queries(path: impl AsRef<Path>) -> Result<Vec<GradedQuery>> {
 }
 
 /// Mean metrics of every system over `queries`, in a fixed order: `bm25`
-/// (lexical alone), `ann` (the learned space, reached through the lexical
-/// hits), `dense` (the content space alone; indexes with an encoder),
+/// (lexical alone), `dense` (the content space alone; indexes with an encoder),
 /// `fused` (every retriever, reciprocal-rank order, no ranker) and
 /// `fused+ranker` (what [`Engine::recommend`] serves).
 pub fn search_quality(engine: &Engine, queries: &[GradedQuery]) -> Result<Vec<(String, Metrics)>> {
-    let mut systems: Vec<(&str, Option<Retriever>)> = vec![("bm25", Some(Retriever::Lexical)), ("ann", Some(Retriever::Ann))];
+    // The learned space alone is no system for a search: it is reached
+    // through the lexical hits' vectors.
+    let mut systems: Vec<(&str, Option<Retriever>)> = vec![("bm25", Some(Retriever::Lexical))];
     if engine.has_content_space() {
         systems.push(("dense", Some(Retriever::Content)));
     }
