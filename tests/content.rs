@@ -125,17 +125,7 @@ fn a_reload_keeps_the_encoder_attached() {
 #[test]
 fn retraining_a_content_index_needs_its_encoder() {
     let catalog = catalog();
-    // Enough short sessions that the latest 15% of the log yields training lists.
-    let mut log = String::new();
-    for user in 0..300 {
-        for (i, item) in ["dog", "cat", "banana"].iter().enumerate() {
-            log += &format!(
-                "{{\"user\":\"u{user}\",\"item\":\"{item}\",\"ts\":{}}}\n",
-                1_700_000_000 + user * 10_000 + i as i64 * 200
-            );
-        }
-    }
-    let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog).unwrap();
+    let events = common::sessions(&catalog, 300, &["dog", "cat", "banana"]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("index");
     IndexBuilder::new()

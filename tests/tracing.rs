@@ -5,10 +5,11 @@
 //! and a callsite first hit on another test's thread while a recorder is
 //! being installed can keep a stale "never". Keep this binary sequential.
 
+mod common;
 #[path = "common/trace.rs"]
 mod test_trace;
 
-use twostage::{Catalog, Context, Engine, Events, IndexBuilder, Request, TrainParams};
+use twostage::{Catalog, Context, Engine, IndexBuilder, Request, TrainParams};
 
 const ITEMS: &str = r#"
 {"id":"t1","title":"Blue Train","tags":{"genre":["jazz"]},"attributes":{"artist":"Coltrane"}}
@@ -20,17 +21,8 @@ const ITEMS: &str = r#"
 #[test]
 fn build_and_recommend_emit_a_span_per_phase_and_stage() {
     let catalog = Catalog::from_jsonl_reader(ITEMS.as_bytes(), "items.jsonl".as_ref()).unwrap();
-    let mut log = String::new();
     // Enough users that the latest 15% of the log gives the ranker its minimum of lists.
-    for user in 0..300 {
-        for (i, item) in ["t1", "t2", "t3"].iter().enumerate() {
-            log += &format!(
-                "{{\"user\":\"u{user}\",\"item\":\"{item}\",\"ts\":{}}}\n",
-                1_700_000_000 + user * 10_000 + i as i64 * 200
-            );
-        }
-    }
-    let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog).unwrap();
+    let events = common::sessions(&catalog, 300, &["t1", "t2", "t3"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("index");
 
