@@ -6,6 +6,7 @@
 //! cargo run --release --example bench_recommend -- --sizes 10000,100000
 //! cargo run --release --example bench_recommend -- --sizes 1000000 --requests 200
 //! cargo run --release --example bench_recommend -- --json > recommend.json
+//! cargo run --release --example bench_recommend -- --sizes 10000 --model models/all-MiniLM-L6-v2
 //! ```
 //!
 //! Data comes from `twostage::synth::music` (`MusicConfig::scaled(n)`),
@@ -56,6 +57,10 @@ struct Args {
     /// placeholder, not the default MLP).
     #[arg(long)]
     no_train: bool,
+    /// Sentence-encoder model directory: builds the content space too, and
+    /// searches encode their query (its latency is in the `encode` stage).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 const CONTEXTS: [&str; 4] = ["search", "listening", "history", "personalized_search"];
@@ -133,6 +138,11 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     } else {
         builder
     };
+    let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
+    let builder = match &encoder {
+        Some(e) => builder.encoder(e.clone()),
+        None => builder,
+    };
     let report = builder.build(&catalog, &events, dir.join("index"))?;
     let build_s = t.elapsed().as_secs_f64();
     let phases: Vec<String> = report.phases.iter().map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64())).collect();
@@ -146,7 +156,7 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     drop(catalog);
     drop(events);
 
-    let engine = Engine::open(dir.join("index"))?;
+    let engine = Engine::open_with_encoder(dir.join("index"), encoder.as_ref())?;
     let rss_after_open = report::rss_bytes().unwrap_or(0);
     // Search texts: the generator's graded queries.
     let texts: Vec<String> = std::io::BufReader::new(std::fs::File::open(dir.join("queries.jsonl"))?)

@@ -371,8 +371,11 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// Number of entries of [`Timings::stages`], for arrays kept per stage.
+    pub const STAGES: usize = 10;
+
     /// (stage name, duration) pairs in pipeline order, total last.
-    pub fn stages(&self) -> [(&'static str, Duration); 10] {
+    pub fn stages(&self) -> [(&'static str, Duration); Timings::STAGES] {
         [
             ("encode", self.encode),
             ("ann", self.ann),

@@ -133,7 +133,13 @@ fn recommend_healthz_and_metrics() {
         text.contains(r#"twostage_http_requests_total{endpoint="/recommend",status="200"} 2"#),
         "{text}"
     );
-    assert!(text.contains(r#"twostage_stage_duration_seconds_count{stage="ann"} 2"#), "{text}");
+    // Every stage has its histogram, the last one (total) included.
+    for (stage, _) in twostage::Timings::default().stages() {
+        assert!(
+            text.contains(&format!(r#"twostage_stage_duration_seconds_count{{stage="{stage}"}} 2"#)),
+            "{stage}: {text}"
+        );
+    }
     assert!(
         text.contains(r#"twostage_stage_duration_seconds_bucket{stage="rank",le="+Inf"} 2"#),
         "{text}"

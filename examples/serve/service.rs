@@ -290,7 +290,7 @@ pub struct Metrics {
     /// wait for the blocking pool, engine, serialise).
     request: Histogram,
     /// The engine's own per-stage timings, in [`Timings::stages`] order.
-    stages: [Histogram; 9],
+    stages: [Histogram; Timings::STAGES],
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
 }

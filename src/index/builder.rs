@@ -267,6 +267,7 @@ impl IndexBuilder {
         // Leftovers of builds that were killed (their process is gone) would
         // otherwise pile up next to the index forever.
         remove_stale_siblings(out);
+        let encoding = Instant::now();
         let content = match &self.encoder {
             Some(encoder) => Some(ContentVectors {
                 encoder,
@@ -274,6 +275,7 @@ impl IndexBuilder {
             }),
             None => None,
         };
+        let encoding = encoding.elapsed();
         let content = content.as_ref();
         let (ranker, training) = match &self.train {
             Some(params) if !events.is_empty() => {
@@ -296,6 +298,9 @@ impl IndexBuilder {
                 tracing::info_span!("publish").in_scope(|| publish(&tmp, out))?;
                 if let Some(t) = &training {
                     phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
+                }
+                if content.is_some() {
+                    phases.insert(0, ("content embeddings", encoding));
                 }
                 Ok(BuildReport {
                     path: out.to_path_buf(),
