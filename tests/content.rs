@@ -145,3 +145,32 @@ fn retraining_a_content_index_needs_its_encoder() {
     assert_eq!(engine.info().ranker.kind, "linear");
     assert!(engine.recommend(&Request::new(Context::listening("dog"))).is_ok());
 }
+
+#[test]
+fn hostile_queries_on_a_content_index_get_results_not_panics() {
+    let catalog = catalog();
+    let events = no_events(&catalog);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    IndexBuilder::new().encoder(encoder()).build(&catalog, &events, &dir).unwrap();
+    let engine = Engine::open_with_encoder(&dir, Some(&encoder())).unwrap();
+    let huge = "violin bow ".repeat(10_000); // 110 KB: capped before tokenising, cut at 256 tokens
+    for query in [
+        huge.as_str(),
+        "😀🎻🍌",
+        "小提琴",
+        "скрипка",
+        "title:(violin OR \"piano\") AND NOT banana~2^3 [unbalanced",
+        "\u{0}\u{7}\t\r\n violin",
+        "a",
+    ] {
+        let recs = engine.recommend(&Request::new(Context::search(query)).k(3));
+        let recs = recs.unwrap_or_else(|e| panic!("{query:.40?}: {e}"));
+        assert!(!recs.items.is_empty(), "{query:.40?}: the content space always has neighbours");
+    }
+    // Whitespace alone is still a caller error, with or without an encoder.
+    assert!(engine
+        .recommend(&Request::new(Context::search("  \n ")))
+        .unwrap_err()
+        .is_caller_error());
+}

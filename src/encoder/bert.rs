@@ -135,7 +135,7 @@ impl BertConfig {
     /// Refuses what this forward pass does not implement, rather than
     /// computing something else quietly.
     pub fn check(&self) -> std::result::Result<(), String> {
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.hidden_size == 0 || self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a positive multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
