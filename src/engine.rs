@@ -175,7 +175,7 @@ impl Engine {
                 "the index at {} has no content space: build it with IndexBuilder::encoder to use an encoder",
                 self.path.display()
             ))),
-            Some(built) if built.fingerprint != encoder.info().fingerprint || built.dim != encoder.dim() => Err(Error::EncoderMismatch {
+            Some(built) if !built.same_model(encoder.info()) => Err(Error::EncoderMismatch {
                 expected: encoder::describe(built),
                 found: Some(encoder::describe(encoder.info())),
             }),

@@ -57,6 +57,14 @@ pub struct EncoderInfo {
     pub fingerprint: String,
 }
 
+impl EncoderInfo {
+    /// Whether two encoders give the same vectors: same fingerprint and
+    /// dimension (the directory's name does not matter).
+    pub fn same_model(&self, other: &EncoderInfo) -> bool {
+        self.fingerprint == other.fingerprint && self.dim == other.dim
+    }
+}
+
 /// `name (fingerprint)`, as error messages show a model.
 pub(crate) fn describe(info: &EncoderInfo) -> String {
     format!("{} ({})", info.name, info.fingerprint)

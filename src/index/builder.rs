@@ -557,13 +557,16 @@ pub fn retrain_ranker(
     }
     let content = match (&manifest.encoder, encoder) {
         (None, None) => None,
-        (Some(built), Some(given)) if built == given.info() => {
-            let graph: AnnIndex = crate::index::decode(
-                files
-                    .get(CONTENT_FILE)
-                    .ok_or_else(|| Error::corrupt(dir.join(CONTENT_FILE), "missing from the manifest"))?,
-                &dir.join(CONTENT_FILE),
-            )?;
+        (Some(built), Some(given)) if built.same_model(given.info()) => {
+            let path = dir.join(CONTENT_FILE);
+            let bytes = files
+                .get(CONTENT_FILE)
+                .ok_or_else(|| Error::corrupt(&path, "missing from the manifest"))?;
+            let graph: AnnIndex = crate::index::decode(bytes, &path)?;
+            graph.validate().map_err(|e| Error::corrupt(&path, e))?;
+            if graph.len() != catalog.len() || graph.dim() != given.dim() {
+                return Err(Error::corrupt(&path, "content space does not match the items or the encoder"));
+            }
             let vectors = (0..graph.len() as u32)
                 .flat_map(|r| graph.vector(r).unwrap_or(&[]).iter().copied())
                 .collect();
