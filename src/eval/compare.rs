@@ -125,16 +125,6 @@ impl Report {
     }
 }
 
-fn only(target: &Target, r: Retriever) -> crate::request::Request {
-    let mut req = target.request.clone();
-    for other in Retriever::ALL {
-        if other != r {
-            req.candidates.set(other, 0);
-        }
-    }
-    req
-}
-
 /// Builds both indexes in `work`, trains the linear and MLP rankers, and
 /// scores every system on `p.test`. `progress` hears about each phase.
 pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut dyn FnMut(&str)) -> Result<Report> {
@@ -214,7 +204,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
                 if r == Retriever::Lexical && !uses_text {
                     continue;
                 }
-                let a = engine.assemble(&only(target, r))?;
+                let a = engine.assemble(&super::only(&target.request, r))?;
                 let order: Vec<u32> = a.candidates.iter().map(|c| c.item).collect();
                 m.insert(name.to_string(), Metrics::at_k(&ids(&order), &target.relevant, K));
             }

@@ -16,3 +16,17 @@ pub mod splits;
 pub use compare::{compare, Prepared, Report};
 pub use metrics::{Metrics, MetricsMean};
 pub use search::{load_graded_queries, search_quality, GradedQuery};
+
+use crate::request::{Request, Retriever};
+
+/// `req` with every retriever but `r` asked for no candidates: a retriever
+/// alone, through the same path as the full system.
+pub(crate) fn only(req: &Request, r: Retriever) -> Request {
+    let mut req = req.clone();
+    for other in Retriever::ALL {
+        if other != r {
+            req.candidates.set(other, 0);
+        }
+    }
+    req
+}

@@ -80,15 +80,10 @@ pub fn search_quality(engine: &Engine, queries: &[GradedQuery]) -> Result<Vec<(S
             let ids = |items: &[u32]| -> Vec<String> { items.iter().filter_map(|&i| engine.external_id(i).map(str::to_string)).collect() };
             let mut row = Vec::with_capacity(systems.len() + 1);
             for &(_, alone) in &systems {
-                let mut req = base.clone();
-                if let Some(r) = alone {
-                    for other in Retriever::ALL {
-                        if other != r {
-                            req.candidates.set(other, 0);
-                        }
-                    }
-                }
-                let a = engine.assemble(&req)?;
+                let a = match alone {
+                    Some(r) => engine.assemble(&super::only(&base, r))?,
+                    None => engine.assemble(&base)?,
+                };
                 let order: Vec<u32> = a.candidates.iter().map(|c| c.item).collect();
                 row.push(Metrics::at_k(&ids(&order), &q.relevant, K));
             }
