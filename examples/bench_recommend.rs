@@ -3,10 +3,10 @@
 //! and as a rayon batch over all cores; index build time and memory.
 //!
 //! ```text
-//! cargo run --release --example bench_recommend -- --sizes 10000,100000
-//! cargo run --release --example bench_recommend -- --sizes 1000000 --requests 200
-//! cargo run --release --example bench_recommend -- --json > recommend.json
-//! cargo run --release --example bench_recommend -- --sizes 10000 --model models/all-MiniLM-L6-v2
+//! cargo run --release --features harness --example bench_recommend -- --sizes 10000,100000
+//! cargo run --release --features harness --example bench_recommend -- --sizes 1000000 --requests 200
+//! cargo run --release --features harness --example bench_recommend -- --json > recommend.json
+//! cargo run --release --features harness --example bench_recommend -- --sizes 10000 --model models/all-MiniLM-L6-v2
 //! ```
 //!
 //! Data comes from `twostage::synth::music` (`MusicConfig::scaled(n)`),

@@ -2,9 +2,9 @@
 //! fused retrieval + rankers on held-out interactions.
 //!
 //! ```text
-//! cargo run --release --example evaluate -- --dataset music [--json]
-//! cargo run --release --example evaluate -- --dataset movielens --path data/movielens/ml-100k [--json]
-//! cargo run --release --example evaluate -- --dataset music --model models/all-MiniLM-L6-v2
+//! cargo run --release --features harness --example evaluate -- --dataset music [--json]
+//! cargo run --release --features harness --example evaluate -- --dataset movielens --path data/movielens/ml-100k [--json]
+//! cargo run --release --features harness --example evaluate -- --dataset music --model models/all-MiniLM-L6-v2
 //! ```
 //!
 //! With `--model`, items also get a content space from that sentence encoder

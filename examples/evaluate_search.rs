@@ -4,10 +4,10 @@
 //! Recall@10 and NDCG@10.
 //!
 //! ```text
-//! cargo run --release --example evaluate_search -- --data data/music --group-key artist \
+//! cargo run --release --features harness --example evaluate_search -- --data data/music --group-key artist \
 //!     --model models/all-MiniLM-L6-v2 [--json]
 //! scripts/fetch_wordnet.sh    # a real-text task: WordNet glosses → their words
-//! cargo run --release --example evaluate_search -- --data data/wordnet --model models/all-MiniLM-L6-v2
+//! cargo run --release --features harness --example evaluate_search -- --data data/wordnet --model models/all-MiniLM-L6-v2
 //! ```
 //!
 //! `DIR` holds `items.jsonl`, `events.jsonl` (the ranker trains on its most

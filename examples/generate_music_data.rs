@@ -1,7 +1,7 @@
 //! Writes the synthetic music dataset (items.jsonl, events.jsonl, queries.jsonl).
 //!
 //! ```text
-//! cargo run --release --example generate_music_data [-- --out DIR] [--tracks N]
+//! cargo run --release --features harness --example generate_music_data [-- --out DIR] [--tracks N]
 //! ```
 //!
 //! Without `--tracks` this reproduces the shipped `data/music` files byte for

@@ -196,6 +196,11 @@ impl Catalog {
                 Some(d) if d != v.len() => return Err(("vector".into(), format!("dimension {} differs from earlier items' {d}", v.len()))),
                 _ => self.dim = Some(v.len()),
             }
+            // Every finite component can still square and sum past f32::MAX,
+            // which the build's normalisation and distances could not use.
+            if !v.iter().map(|x| x * x).sum::<f32>().is_finite() {
+                return Err(("vector".into(), "its squared norm overflows 32-bit floats: scale the vector down".into()));
+            }
         }
         if let Some(&first) = self.by_id.get(&item.id) {
             return Err((
@@ -371,6 +376,15 @@ mod tests {
         assert_eq!(a.attributes["year"], Attribute::Number(1999.0));
         assert_eq!(c.vector_dim(), Some(2));
         assert_eq!(c.index_of("b"), Some(1));
+    }
+
+    #[test]
+    fn a_vector_whose_squared_norm_overflows_is_bad_data() {
+        // Each component is a finite f32; their squares sum past f32::MAX.
+        let e = load("{\"id\":\"a\",\"title\":\"t\",\"vector\":[3e19,3e19]}").unwrap_err();
+        assert!(e.is_caller_error(), "{e}");
+        assert!(e.to_string().contains("line 1") && e.to_string().contains("squared norm"), "{e}");
+        assert!(load("{\"id\":\"a\",\"title\":\"t\",\"vector\":[1e18,1e18]}").is_ok());
     }
 
     #[test]

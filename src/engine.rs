@@ -376,6 +376,9 @@ impl Engine {
     /// intermediate result, so each stage can then be re-run alone on the
     /// same inputs with [`run_stage`](Engine::run_stage) (per-stage benchmarks
     /// and profiling).
+    ///
+    /// A benchmark and profiling hook, hidden from the documented API.
+    #[doc(hidden)]
     pub fn trace(&self, req: &Request) -> Result<(Recommendations, StageTrace)> {
         let (recs, trace) = self.pipeline(req, true)?;
         let trace = trace.ok_or_else(|| Error::InvalidRequest("k = 0 runs no stage to trace".into()))?;
@@ -385,6 +388,9 @@ impl Engine {
     /// Re-runs one stage of a traced request on the inputs it saw and
     /// returns the size of its output (hits, candidates, matrix values or
     /// scores), which benchmarks pass to `black_box`.
+    ///
+    /// A benchmark and profiling hook, hidden from the documented API.
+    #[doc(hidden)]
     pub fn run_stage(&self, trace: &StageTrace, stage: Stage) -> Result<usize> {
         let t = trace;
         Ok(match stage {
@@ -435,7 +441,7 @@ impl Engine {
                 let ef = n.max(64);
                 self.ann
                     .search(v, n, ef, accept)
-                    .map_err(|e| Error::internal("ann", e))?
+                    .map_err(|e| Error::internal_by("ann", e))?
                     .into_iter()
                     .filter_map(|(row, d)| store.item_of_row(row).map(|i| (i, similarity(self.ann.metric(), d))))
                     .collect()
@@ -449,7 +455,7 @@ impl Engine {
         Ok(match (&self.content, vector) {
             (Some(graph), Some(v)) if n > 0 => graph
                 .search(v, n, n.max(64), |row| filter(row))
-                .map_err(|e| Error::internal("content", e))?
+                .map_err(|e| Error::internal_by("content", e))?
                 .into_iter()
                 .map(|(row, d)| (row, similarity(Metric::Cosine, d)))
                 .collect(),
@@ -690,7 +696,8 @@ impl Engine {
         ))
     }
 
-    /// Internal id of an external id.
+    /// Internal id of an external id (for the evaluation harness).
+    #[cfg(feature = "harness")]
     pub(crate) fn internal_id(&self, id: &str) -> Option<u32> {
         self.by_id.get(id).copied()
     }
@@ -736,7 +743,9 @@ impl Engine {
 }
 
 /// One stage of the online path, for [`Engine::run_stage`].
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stage {
     /// ANN search with the context vector.
     Ann,
@@ -760,6 +769,7 @@ pub enum Stage {
 
 /// Every intermediate result of one request, from [`Engine::trace`]. Opaque:
 /// it only feeds [`Engine::run_stage`] (and says how many candidates there were).
+#[doc(hidden)]
 pub struct StageTrace {
     ctx: Resolved,
     vector: Option<Vec<f32>>,

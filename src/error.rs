@@ -8,6 +8,9 @@
 
 use std::path::PathBuf;
 
+/// The cause a dependency reported (candle, tantivy, bincode, serde_json, the ANN graph).
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -62,6 +65,9 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+        /// The error the parser or loader reported, when one did.
+        #[source]
+        source: Option<Cause>,
     },
     /// A query needs the sentence encoder the index was built with, and
     /// another one (or none) is attached.
@@ -89,6 +95,9 @@ pub enum Error {
         path: PathBuf,
         /// Why it was rejected.
         reason: String,
+        /// The error the decoder reported, when one did.
+        #[source]
+        source: Option<Cause>,
     },
     /// The index was written in a format this version cannot read.
     #[error("index {path} has format version {found}; this build of twostage reads version {supported}{}", if found > supported { " (it was written by a newer twostage)" } else { "" })]
@@ -108,6 +117,9 @@ pub enum Error {
         stage: &'static str,
         /// What the failing component said.
         reason: String,
+        /// The failing component's own error, when it returned one.
+        #[source]
+        source: Option<Cause>,
     },
 }
 
@@ -138,17 +150,61 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
+    /// A file rejected for `reason` (a message of ours).
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
         Error::Corrupt {
             path: path.into(),
             reason: reason.to_string(),
+            source: None,
         }
     }
 
+    /// A file its decoder rejected; the decoder's error is kept as the source.
+    /// (Its text is also the reason, so a plain `to_string` still says why.)
+    pub(crate) fn corrupt_by(path: impl Into<PathBuf>, cause: impl Into<Cause>) -> Self {
+        let cause = cause.into();
+        Error::Corrupt {
+            path: path.into(),
+            reason: cause.to_string(),
+            source: Some(cause),
+        }
+    }
+
+    /// A failure of our own in `stage`, described by `reason`.
     pub(crate) fn internal(stage: &'static str, reason: impl std::fmt::Display) -> Self {
         Error::Internal {
             stage,
             reason: reason.to_string(),
+            source: None,
+        }
+    }
+
+    /// A dependency's error in `stage`, kept as the source.
+    pub(crate) fn internal_by(stage: &'static str, cause: impl Into<Cause>) -> Self {
+        let cause = cause.into();
+        Error::Internal {
+            stage,
+            reason: cause.to_string(),
+            source: Some(cause),
+        }
+    }
+
+    /// A model file this crate cannot run, for `reason` (a message of ours).
+    pub(crate) fn invalid_model(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::InvalidModel {
+            path: path.into(),
+            reason: reason.to_string(),
+            source: None,
+        }
+    }
+
+    /// A model file its parser or loader rejected, keeping that error as the source.
+    pub(crate) fn invalid_model_by(path: impl Into<PathBuf>, cause: impl Into<Cause>) -> Self {
+        let cause = cause.into();
+        Error::InvalidModel {
+            path: path.into(),
+            reason: cause.to_string(),
+            source: Some(cause),
         }
     }
 }
@@ -178,5 +234,17 @@ mod tests {
         };
         assert!(e.to_string().contains("newer twostage"));
         assert!(!e.is_caller_error());
+    }
+
+    #[test]
+    fn a_dependency_error_stays_the_source_and_the_message_keeps_its_text() {
+        use std::error::Error as _;
+        let cause = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad block 7");
+        let e = Error::internal_by("lexical", cause);
+        assert_eq!(e.to_string(), "internal error in lexical: bad block 7");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("bad block 7"));
+        let e = Error::corrupt_by("text/meta.json", serde_json::from_str::<u8>("x").unwrap_err());
+        assert!(e.source().is_some() && e.to_string().starts_with("corrupt index file text/meta.json: "));
+        assert!(Error::corrupt("items.bin", "2 trailing bytes").source().is_none());
     }
 }

@@ -32,6 +32,7 @@ pub const DEFAULT_SESSION_GAP_SECS: i64 = 30 * 60;
 
 /// What the user did with the item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum EventKind {
     /// Consumed the item (a positive signal).
     Play,

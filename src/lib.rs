@@ -164,7 +164,14 @@
 //! - [`ranking`]: the feature schema and the ranking model.
 //! - [`encoder`]: the in-process sentence encoder ([`Encoder`]).
 //! - [`index`]: the offline build and the on-disk format.
-//! - [`synth`]: the deterministic generator of the shipped demo data.
+//!
+//! Behind the `harness` feature, outside the engine's default build (the
+//! examples and tests that need them declare the feature):
+//!
+//! - `synth`: the deterministic generator of the shipped demo data.
+//! - `movielens`: the MovieLens loaders.
+//! - `eval`: offline evaluation — metrics, baselines, protocols and the
+//!   comparison of systems on them.
 //! - [`progress`]: [`Progress`] reports of long builds.
 
 #![warn(missing_docs)]
@@ -173,11 +180,14 @@ pub mod catalog;
 pub mod encoder;
 mod engine;
 mod error;
+#[cfg(feature = "harness")]
 pub mod eval;
 pub mod events;
 mod handle;
 pub mod index;
 mod jsonl;
+mod metrics;
+#[cfg(feature = "harness")]
 pub mod movielens;
 #[cfg(feature = "parquet")]
 mod parquet;
@@ -187,11 +197,15 @@ pub mod request;
 pub mod retrieval;
 mod rng;
 mod sparse;
+#[cfg(feature = "harness")]
 pub mod synth;
 
 pub use catalog::{Attribute, Catalog, Item};
 pub use encoder::{Encoder, EncoderInfo};
-pub use engine::{Engine, IndexInfo, Stage, StageTrace};
+pub use engine::{Engine, IndexInfo};
+// Per-stage benchmark hooks (`Engine::trace`, `Engine::run_stage`), not part of the documented API.
+#[doc(hidden)]
+pub use engine::{Stage, StageTrace};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};
 pub use handle::EngineHandle;

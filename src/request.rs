@@ -87,6 +87,7 @@ impl Context {
 /// The candidate retrievers of the first stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Retriever {
     /// Approximate nearest neighbours of the context vector (HNSW).
     Ann,

@@ -1,7 +1,10 @@
-//! A tiny seeded random generator, so seeded results (embeddings, training,
-//! evaluation splits) never change with a dependency upgrade.
+//! The crate's one seeded random generator, so seeded results (embeddings,
+//! training, evaluation splits, the demo data, test data) never change with a
+//! dependency upgrade. Everything that needs seeded randomness draws from (or
+//! is seeded by) [`SplitMix64`].
 
 /// SplitMix64: a tiny seeded generator, stable across crate upgrades.
+#[derive(Clone, Debug)]
 pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -15,6 +18,12 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), from the top 24 bits (every value exact in f32).
+    #[cfg(test)]
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
     /// Uniform in (0, 1].

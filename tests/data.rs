@@ -15,7 +15,7 @@ fn committed_music_data_matches_the_generator_byte_for_byte() {
         let committed = std::fs::read_to_string(common::data_dir().join(name)).expect(name);
         assert!(
             committed == *fresh,
-            "data/music/{name} differs from the generator's output: run `cargo run --release --example generate_music_data`"
+            "data/music/{name} differs from the generator's output: run `cargo run --release --features harness --example generate_music_data`"
         );
     }
 }

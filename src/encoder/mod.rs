@@ -93,10 +93,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn invalid(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::InvalidModel {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
+    Error::invalid_model(path, reason)
 }
 
 #[derive(Deserialize)]
@@ -114,7 +111,7 @@ impl Encoder {
         let _span = tracing::info_span!("load encoder", dir = %dir.display()).entered();
         let config_path = dir.join("config.json");
         let config_bytes = read(&config_path)?;
-        let config: BertConfig = serde_json::from_slice(&config_bytes).map_err(|e| invalid(&config_path, e))?;
+        let config: BertConfig = serde_json::from_slice(&config_bytes).map_err(|e| Error::invalid_model_by(&config_path, e))?;
         config.check().map_err(|e| invalid(&config_path, e))?;
 
         let st_path = dir.join("sentence_bert_config.json");
@@ -137,7 +134,7 @@ impl Encoder {
 
         let tok_path = dir.join("tokenizer.json");
         let tok_bytes = read(&tok_path)?;
-        let mut tokenizer = Tokenizer::from_bytes(&tok_bytes).map_err(|e| invalid(&tok_path, e))?;
+        let mut tokenizer = Tokenizer::from_bytes(&tok_bytes).map_err(|e| Error::invalid_model_by(&tok_path, e))?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -168,8 +165,8 @@ impl Encoder {
             }
             format!("{:08x}", h.finalize())
         };
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &bert::device()).map_err(|e| invalid(&weights_path, e))?;
-        let model = Bert::load(vb, &config).map_err(|e| invalid(&weights_path, e))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &bert::device()).map_err(|e| Error::invalid_model_by(&weights_path, e))?;
+        let model = Bert::load(vb, &config).map_err(|e| Error::invalid_model_by(&weights_path, e))?;
         // The directory's own name as given (a symlink keeps its name); its
         // real name only for paths such as `.`.
         let name = dir
@@ -231,7 +228,7 @@ impl Encoder {
             let ids = Tensor::from_vec(ids, (1, n), &bert::device())?;
             self.inner.model.embed(&ids, None)?.squeeze(0)?.to_vec1::<f32>()
         };
-        run().map_err(|e| Error::internal("encode", e))
+        run().map_err(|e| Error::internal_by("encode", e))
     }
 
     /// Unit-length vectors of many texts, in input order: the build-time
@@ -246,7 +243,7 @@ impl Encoder {
             .par_chunks(BATCH)
             .map(|chunk| {
                 let rows: Vec<&[u32]> = chunk.iter().map(|&i| tokenized[i].as_slice()).collect();
-                let out = self.forward_padded(&rows).map_err(|e| Error::internal("encode", e))?;
+                let out = self.forward_padded(&rows).map_err(|e| Error::internal_by("encode", e))?;
                 let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
                 on_done(n);
                 Ok(out)

@@ -14,7 +14,7 @@ use crate::catalog::Catalog;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::eval::itemknn::ItemKnn;
-use crate::eval::metrics::{Metrics, MetricsMean};
+use crate::metrics::{Metrics, MetricsMean};
 use crate::events::Events;
 use crate::index::builder::IndexBuilder;
 use crate::ranking::dataset::{self, Target};

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::eval::compare::K;
-use crate::eval::metrics::{Metrics, MetricsMean};
+use crate::metrics::{Metrics, MetricsMean};
 use crate::request::{Context, Request, Retriever};
 
 /// A search query with graded relevant items.

@@ -177,7 +177,8 @@ impl IndexBuilder {
         self
     }
 
-    /// The encoder set by [`IndexBuilder::encoder`].
+    /// The encoder set by [`IndexBuilder::encoder`] (for the evaluation harness).
+    #[cfg(feature = "harness")]
     pub(crate) fn encoder_ref(&self) -> Option<&Encoder> {
         self.encoder.as_ref()
     }
@@ -472,7 +473,7 @@ impl IndexBuilder {
         } else {
             AnnIndex::build_reporting(&flat, dim, p.metric, &p.ann, &inserted)
         }
-        .map_err(|e| Error::internal("ann build", e))?;
+        .map_err(|e| Error::internal_by("ann build", e))?;
         lap("hnsw", &mut phases);
         drop(phase);
         let phase = tracing::info_span!("text index", documents = n).entered();
@@ -623,7 +624,7 @@ pub fn retrain_ranker(
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| Error::internal("encode", e))
+    bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| Error::internal_by("encode", e))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -51,5 +51,5 @@ pub(crate) fn build_graph(vectors: &[f32], dim: usize, params: &AnnParams, on_pr
     let rows = vectors.len() / dim.max(1);
     let inserted = |k: usize| on_progress(&Progress::new("content hnsw", k, rows, "vectors"));
     inserted(0);
-    AnnIndex::build_reporting(vectors, dim, Metric::Cosine, params, &inserted).map_err(|e| Error::internal("content ann build", e))
+    AnnIndex::build_reporting(vectors, dim, Metric::Cosine, params, &inserted).map_err(|e| Error::internal_by("content ann build", e))
 }

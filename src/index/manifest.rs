@@ -118,7 +118,7 @@ impl Manifest {
     /// for a value, and with its `float_roundtrip` feature floats parse back
     /// to the same bits, so re-serialising reproduces the bytes).
     fn canonical_bytes(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self).map_err(|e| Error::internal("manifest", e))
+        serde_json::to_vec_pretty(self).map_err(|e| Error::internal_by("manifest", e))
     }
 
     /// Checksums every file under `dir` (except the manifest) into `files`,
@@ -171,7 +171,7 @@ impl Manifest {
                 supported: FORMAT_VERSION,
             });
         }
-        let mut manifest: Manifest = serde_json::from_value(value).map_err(|e| Error::corrupt(&mpath, e))?;
+        let mut manifest: Manifest = serde_json::from_value(value).map_err(|e| Error::corrupt_by(&mpath, e))?;
         let stored = manifest.manifest_crc32;
         manifest.manifest_crc32 = 0;
         if crc32fast::hash(&manifest.canonical_bytes()?) != stored {

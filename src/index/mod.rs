@@ -103,7 +103,7 @@ fn decode_with<T: serde::de::DeserializeOwned>(
 ) -> crate::Result<T> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config).map_err(|e| match e {
         bincode::error::DecodeError::LimitExceeded => crate::Error::corrupt(path, "declares more data than the file holds"),
-        e => crate::Error::corrupt(path, e),
+        e => crate::Error::corrupt_by(path, e),
     })?;
     if used != bytes.len() {
         return Err(crate::Error::corrupt(path, format!("{} trailing bytes", bytes.len() - used)));
@@ -120,7 +120,7 @@ fn decode_with<T: serde::de::DeserializeOwned>(
 pub fn reseal_for_fuzzing(dir: &std::path::Path) -> crate::Result<()> {
     let path = dir.join(manifest::MANIFEST);
     let raw = std::fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
-    let m: manifest::Manifest = serde_json::from_slice(&raw).map_err(|e| crate::Error::corrupt(&path, e))?;
+    let m: manifest::Manifest = serde_json::from_slice(&raw).map_err(|e| crate::Error::corrupt_by(&path, e))?;
     m.write(dir)
 }
 

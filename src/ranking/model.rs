@@ -80,7 +80,7 @@ pub(crate) struct Ranker {
 }
 
 pub(crate) fn candle_error(e: candle_core::Error) -> Error {
-    Error::internal("rank", e)
+    Error::internal_by("rank", e)
 }
 
 impl Ranker {
@@ -178,7 +178,7 @@ impl Ranker {
                 format!("ranker kind `{}` with hidden layers {:?}", info.kind, info.hidden),
             ));
         }
-        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| Error::corrupt(source, e))?;
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| Error::corrupt_by(source, e))?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let t = tensors
                 .get(name)

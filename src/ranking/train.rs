@@ -9,7 +9,7 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::eval::metrics::{Metrics, MetricsMean};
+use crate::metrics::{Metrics, MetricsMean};
 use crate::ranking::features::{FEATURES, NUM_FEATURES};
 use crate::ranking::model::{candle_error, Ranker, RankerInfo};
 use crate::rng::SplitMix64;
@@ -17,6 +17,7 @@ use crate::rng::SplitMix64;
 /// The model family to train.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ModelKind {
     /// A weighted sum of standardised features.
     Linear,

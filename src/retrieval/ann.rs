@@ -30,6 +30,7 @@ use super::distance::{dot, dot_fn, half_kernels, l2_squared, l2_squared_fn, norm
 /// uses `1 - dot`; `L2` uses the squared Euclidean distance; `Dot` ranks by
 /// largest inner product (distance `-dot`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Metric {
     /// `1 - cos(q, x)`; vectors are stored normalised.
     Cosine,
@@ -72,6 +73,7 @@ impl Default for AnnParams {
 
 /// Errors of the ANN module.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AnnError {
     /// The caller passed something unusable (bad dimension, non-finite
     /// values, zero vector under cosine, bad parameters, ...).
@@ -1177,19 +1179,15 @@ fn copy_graph<D: Distance<f32> + Send + Sync>(hnsw: &Hnsw<'_, f32, D>, n: usize)
 mod tests {
     use super::*;
 
-    /// Small deterministic generator so tests need no `rand` dependency.
-    struct Rng(u64);
+    /// The crate's seeded generator, with the draws these tests need.
+    struct Rng(crate::rng::SplitMix64);
     impl Rng {
         fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
+            self.0.next_u64()
         }
         /// Uniform in [0, 1).
         fn unif(&mut self) -> f32 {
-            (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+            self.0.next_f32()
         }
         /// Roughly normal (sum of uniforms), mean 0, sd 1.
         fn gauss(&mut self) -> f32 {
@@ -1202,7 +1200,7 @@ mod tests {
     /// `n` vectors around 25 random centres (clustered like real embeddings),
     /// with a spread of norms so Dot is not equivalent to Cosine.
     fn clustered(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(crate::rng::SplitMix64::new(seed));
         let centres: Vec<f32> = (0..25 * DIM).map(|_| rng.gauss() * 2.0).collect();
         let mut out = Vec::with_capacity(n * DIM);
         for _ in 0..n {

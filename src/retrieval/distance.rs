@@ -255,66 +255,88 @@ mod avx2 {
         _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>()))
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn l2_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut s0 = _mm256_setzero_ps();
-        let mut s1 = _mm256_setzero_ps();
-        let mut s2 = _mm256_setzero_ps();
-        let mut s3 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 32 <= n {
-            let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)));
-            let d1 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), load_half(pb.add(i + 8)));
-            let d2 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 16)), load_half(pb.add(i + 16)));
-            let d3 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 24)), load_half(pb.add(i + 24)));
-            s0 = _mm256_fmadd_ps(d0, d0, s0);
-            s1 = _mm256_fmadd_ps(d1, d1, s1);
-            s2 = _mm256_fmadd_ps(d2, d2, s2);
-            s3 = _mm256_fmadd_ps(d3, d3, s3);
-            i += 32;
-        }
-        while i + 8 <= n {
-            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)));
-            s0 = _mm256_fmadd_ps(d, d, s0);
-            i += 8;
-        }
-        let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        while i < n {
-            let d = *pa.add(i) - half::f16::from_bits(*pb.add(i)).to_f32();
-            sum += d * d;
-            i += 1;
-        }
-        sum
+    /// One AVX2 loop for every kernel: `sum(term(a[i], b[i]))` over rows of
+    /// `f32` or half-precision `b`, with four independent accumulators to hide
+    /// the 4-cycle FMA latency, then 8 lanes at a time, then a scalar tail.
+    /// `a.len() == b.len()` is guaranteed by the callers.
+    macro_rules! kernel {
+        ($name:ident, $features:literal, $b:ty, $load:ident, $widen:ident, $vterm:ident, $sterm:ident) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name(a: &[f32], b: &[$b]) -> f32 {
+                let n = a.len();
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                let mut s0 = _mm256_setzero_ps();
+                let mut s1 = _mm256_setzero_ps();
+                let mut s2 = _mm256_setzero_ps();
+                let mut s3 = _mm256_setzero_ps();
+                let mut i = 0;
+                while i + 32 <= n {
+                    s0 = $vterm(_mm256_loadu_ps(pa.add(i)), $load(pb.add(i)), s0);
+                    s1 = $vterm(_mm256_loadu_ps(pa.add(i + 8)), $load(pb.add(i + 8)), s1);
+                    s2 = $vterm(_mm256_loadu_ps(pa.add(i + 16)), $load(pb.add(i + 16)), s2);
+                    s3 = $vterm(_mm256_loadu_ps(pa.add(i + 24)), $load(pb.add(i + 24)), s3);
+                    i += 32;
+                }
+                while i + 8 <= n {
+                    s0 = $vterm(_mm256_loadu_ps(pa.add(i)), $load(pb.add(i)), s0);
+                    i += 8;
+                }
+                let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+                while i < n {
+                    sum += $sterm(*pa.add(i), $widen(*pb.add(i)));
+                    i += 1;
+                }
+                sum
+            }
+        };
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut s0 = _mm256_setzero_ps();
-        let mut s1 = _mm256_setzero_ps();
-        let mut s2 = _mm256_setzero_ps();
-        let mut s3 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 32 <= n {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)), s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), load_half(pb.add(i + 8)), s1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), load_half(pb.add(i + 16)), s2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), load_half(pb.add(i + 24)), s3);
-            i += 32;
-        }
-        while i + 8 <= n {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_half(pb.add(i)), s0);
-            i += 8;
-        }
-        let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        while i < n {
-            sum += *pa.add(i) * half::f16::from_bits(*pb.add(i)).to_f32();
-            i += 1;
-        }
-        sum
+    kernel!(dot_avx2, "avx2,fma", f32, load_f32, widen_f32, dot_term, dot_scalar);
+    kernel!(l2_avx2, "avx2,fma", f32, load_f32, widen_f32, l2_term, l2_scalar);
+    kernel!(dot_f16_avx2, "avx2,fma,f16c", u16, load_half, widen_half, dot_term, dot_scalar);
+    kernel!(l2_f16_avx2, "avx2,fma,f16c", u16, load_half, widen_half, l2_term, l2_scalar);
+
+    /// 8 floats at `p`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_f32(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+
+    #[inline]
+    fn widen_f32(x: f32) -> f32 {
+        x
+    }
+
+    #[inline]
+    fn widen_half(x: u16) -> f32 {
+        half::f16::from_bits(x).to_f32()
+    }
+
+    /// `acc + x·y`, lane-wise.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_term(x: __m256, y: __m256, acc: __m256) -> __m256 {
+        _mm256_fmadd_ps(x, y, acc)
+    }
+
+    /// `acc + (x - y)²`, lane-wise.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2_term(x: __m256, y: __m256, acc: __m256) -> __m256 {
+        let d = _mm256_sub_ps(x, y);
+        _mm256_fmadd_ps(d, d, acc)
+    }
+
+    #[inline]
+    fn dot_scalar(x: f32, y: f32) -> f32 {
+        x * y
+    }
+
+    #[inline]
+    fn l2_scalar(x: f32, y: f32) -> f32 {
+        let d = x - y;
+        d * d
     }
 
     /// Horizontal sum of 8 lanes.
@@ -329,87 +351,18 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// `a.len() == b.len()` is guaranteed by the callers.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        // Four independent accumulators hide the 4-cycle FMA latency.
-        let mut s0 = _mm256_setzero_ps();
-        let mut s1 = _mm256_setzero_ps();
-        let mut s2 = _mm256_setzero_ps();
-        let mut s3 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 32 <= n {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), s1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), _mm256_loadu_ps(pb.add(i + 16)), s2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), _mm256_loadu_ps(pb.add(i + 24)), s3);
-            i += 32;
-        }
-        while i + 8 <= n {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-            i += 8;
-        }
-        let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        while i < n {
-            sum += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        sum
-    }
-
-    /// `a.len() == b.len()` is guaranteed by the callers.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn l2_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut s0 = _mm256_setzero_ps();
-        let mut s1 = _mm256_setzero_ps();
-        let mut s2 = _mm256_setzero_ps();
-        let mut s3 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 32 <= n {
-            let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-            let d1 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
-            let d2 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 16)), _mm256_loadu_ps(pb.add(i + 16)));
-            let d3 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 24)), _mm256_loadu_ps(pb.add(i + 24)));
-            s0 = _mm256_fmadd_ps(d0, d0, s0);
-            s1 = _mm256_fmadd_ps(d1, d1, s1);
-            s2 = _mm256_fmadd_ps(d2, d2, s2);
-            s3 = _mm256_fmadd_ps(d3, d3, s3);
-            i += 32;
-        }
-        while i + 8 <= n {
-            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-            s0 = _mm256_fmadd_ps(d, d, s0);
-            i += 8;
-        }
-        let mut sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        while i < n {
-            let d = *pa.add(i) - *pb.add(i);
-            sum += d * d;
-            i += 1;
-        }
-        sum
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Tiny deterministic generator so the test needs no `rand` dependency.
-    struct SplitMix(u64);
+    /// The crate's seeded generator, drawing test vectors.
+    struct SplitMix(crate::rng::SplitMix64);
     impl SplitMix {
+        /// Uniform in [-2, 2).
         fn next_f32(&mut self) -> f32 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            // Uniform in [-2, 2).
-            ((z >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            self.0.next_f32() * 4.0 - 2.0
         }
         fn vec(&mut self, n: usize) -> Vec<f32> {
             (0..n).map(|_| self.next_f32()).collect()
@@ -435,7 +388,7 @@ mod tests {
 
     #[test]
     fn every_implementation_matches_scalar_reference() {
-        let mut rng = SplitMix(11);
+        let mut rng = SplitMix(crate::rng::SplitMix64::new(11));
         // Lengths around every SIMD boundary (8, 32) and a real one (784).
         let lens: Vec<usize> = (0..100).chain([127, 128, 129, 783, 784, 785]).collect();
         for (name, dot_k, l2_k) in implementations() {
@@ -465,7 +418,7 @@ mod tests {
         let Some((l2_h, dot_h)) = half_kernels() else {
             return; // CPU without F16C: the f32 path is used and tested above.
         };
-        let mut rng = SplitMix(13);
+        let mut rng = SplitMix(crate::rng::SplitMix64::new(13));
         for len in (0..100).chain([127, 128, 129, 783, 784, 785]) {
             for _ in 0..4 {
                 let a = rng.vec(len);
@@ -486,7 +439,7 @@ mod tests {
 
     #[test]
     fn kernels_match_f64_reference() {
-        let mut rng = SplitMix(7);
+        let mut rng = SplitMix(crate::rng::SplitMix64::new(7));
         for len in 0..140 {
             for _ in 0..5 {
                 let a = rng.vec(len);

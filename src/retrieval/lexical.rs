@@ -67,7 +67,7 @@ pub(crate) fn analyze(text: &str) -> Vec<String> {
 }
 
 fn tantivy_error(e: tantivy::TantivyError) -> Error {
-    Error::internal("lexical", e)
+    Error::internal_by("lexical", e)
 }
 
 /// The searchable text of one field of one item, per the schema.
@@ -188,10 +188,10 @@ impl LexicalIndex {
             dir.atomic_write(Path::new(name), bytes)
                 .map_err(|e| Error::io(source.join(name), e))?;
         }
-        let index = Index::open(dir).map_err(|e| Error::corrupt(source, e))?;
+        let index = Index::open(dir).map_err(|e| Error::corrupt_by(source, e))?;
         // tantivy's own per-file footer checksums, checked before any segment
         // is opened: a second line of defence behind the manifest's.
-        let damaged = index.validate_checksum().map_err(|e| Error::corrupt(source, e))?;
+        let damaged = index.validate_checksum().map_err(|e| Error::corrupt_by(source, e))?;
         if let Some(file) = damaged.iter().next() {
             return Err(Error::corrupt(source.join(file), "tantivy footer checksum mismatch"));
         }
@@ -207,7 +207,7 @@ impl LexicalIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
-            .map_err(|e| Error::corrupt(source, e))?;
+            .map_err(|e| Error::corrupt_by(source, e))?;
         let fields = fields.into_iter().zip(schema.text_fields.iter().map(|f| f.boost)).collect();
         Ok(LexicalIndex { reader, fields })
     }

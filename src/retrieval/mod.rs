@@ -3,6 +3,8 @@
 
 pub mod ann;
 pub(crate) mod covisit;
+// The vector kernels, public for the ANN benchmark's exact ground truth only.
+#[doc(hidden)]
 pub mod distance;
 pub(crate) mod fusion;
 pub(crate) mod lexical;

@@ -113,15 +113,9 @@ pub fn generate(cfg: &MusicConfig) -> MusicData {
 }
 
 // ---------------------------------------------------------------------------
-// PRNG: SplitMix64 seeding xoshiro256**, so output never depends on a crate.
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+// PRNG: xoshiro256** seeded by the crate's SplitMix64, so output never
+// depends on a crate. (xoshiro, not SplitMix64 itself, because the committed
+// demo data is this generator's output byte for byte.)
 
 struct Rng {
     s: [u64; 4],
@@ -131,8 +125,8 @@ impl Rng {
     /// Independent streams per generation phase keep one phase's changes from
     /// reshuffling the others.
     fn new(seed: u64, stream: u64) -> Rng {
-        let mut st = seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let s = [splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st)];
+        let mut st = crate::rng::SplitMix64::new(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let s = [st.next_u64(), st.next_u64(), st.next_u64(), st.next_u64()];
         Rng { s }
     }
     fn next_u64(&mut self) -> u64 {
