@@ -95,8 +95,9 @@ fn non_test_code(text: &str) -> &str {
     }
 }
 
-/// Every module path named after `crate::` (the part that names modules:
-/// lower-case segments), expanding a `crate::{a, b::c}` group one level.
+/// Every path named after `crate::`, cut at its first capitalised segment (a
+/// type or constant), expanding a `crate::{a, b::c}` group one level. A
+/// trailing function name may remain; the layer lookup is by prefix.
 fn crate_paths(code: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in code.lines() {
@@ -180,7 +181,7 @@ fn no_module_imports_from_a_layer_above_it() {
 #[test]
 fn the_path_reader_sees_grouped_and_inline_paths() {
     let code = "use crate::index::{decode, ANN_FILE};\nuse crate::{engine::Engine, rng};\nlet x = crate::retrieval::lexical::analyze(t);\n// crate::eval in a comment\n";
-    assert_eq!(crate_paths(code), vec!["index", "engine", "rng", "retrieval::lexical"]);
+    assert_eq!(crate_paths(code), vec!["index", "engine", "rng", "retrieval::lexical::analyze"]);
     assert_eq!(layer_of("retrieval::distance"), Some(0));
     assert_eq!(layer_of("retrieval::lexical"), Some(2));
     assert_eq!(layer_of("index::builder"), Some(5));
