@@ -199,7 +199,10 @@ impl Catalog {
             // Every finite component can still square and sum past f32::MAX,
             // which the build's normalisation and distances could not use.
             if !v.iter().map(|x| x * x).sum::<f32>().is_finite() {
-                return Err(("vector".into(), "its squared norm overflows 32-bit floats: scale the vector down".into()));
+                return Err((
+                    "vector".into(),
+                    "its squared norm overflows 32-bit floats: scale the vector down".into(),
+                ));
             }
         }
         if let Some(&first) = self.by_id.get(&item.id) {

@@ -175,7 +175,10 @@ fn no_module_imports_from_a_layer_above_it() {
     let new: Vec<_> = upward.difference(&known).collect();
     assert!(new.is_empty(), "imports from a layer above: {new:?}");
     let gone: Vec<_> = known.difference(&upward).collect();
-    assert!(gone.is_empty(), "listed in KNOWN_BACK_EDGES but no longer imported (remove them): {gone:?}");
+    assert!(
+        gone.is_empty(),
+        "listed in KNOWN_BACK_EDGES but no longer imported (remove them): {gone:?}"
+    );
 }
 
 #[test]

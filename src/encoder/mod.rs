@@ -165,7 +165,8 @@ impl Encoder {
             }
             format!("{:08x}", h.finalize())
         };
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &bert::device()).map_err(|e| Error::invalid_model_by(&weights_path, e))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &bert::device())
+            .map_err(|e| Error::invalid_model_by(&weights_path, e))?;
         let model = Bert::load(vb, &config).map_err(|e| Error::invalid_model_by(&weights_path, e))?;
         // The directory's own name as given (a symlink keeps its name); its
         // real name only for paths such as `.`.

@@ -350,7 +350,6 @@ mod avx2 {
         let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
         _mm_cvtss_f32(s)
     }
-
 }
 
 #[cfg(test)]
