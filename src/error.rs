@@ -130,6 +130,13 @@ fn encoder_mismatch(expected: &str, found: Option<&str>) -> String {
     }
 }
 
+/// A dependency's error as our `reason` (its text, so a plain `to_string`
+/// still says why) and our `source` (the error itself, for chain printers).
+fn explained(cause: impl Into<Cause>) -> (String, Option<Cause>) {
+    let cause = cause.into();
+    (cause.to_string(), Some(cause))
+}
+
 impl Error {
     /// True when the caller can fix this by changing their input or request;
     /// false when something broke on our side or on disk.
@@ -160,13 +167,12 @@ impl Error {
     }
 
     /// A file its decoder rejected; the decoder's error is kept as the source.
-    /// (Its text is also the reason, so a plain `to_string` still says why.)
     pub(crate) fn corrupt_by(path: impl Into<PathBuf>, cause: impl Into<Cause>) -> Self {
-        let cause = cause.into();
+        let (reason, source) = explained(cause);
         Error::Corrupt {
             path: path.into(),
-            reason: cause.to_string(),
-            source: Some(cause),
+            reason,
+            source,
         }
     }
 
@@ -181,12 +187,8 @@ impl Error {
 
     /// A dependency's error in `stage`, kept as the source.
     pub(crate) fn internal_by(stage: &'static str, cause: impl Into<Cause>) -> Self {
-        let cause = cause.into();
-        Error::Internal {
-            stage,
-            reason: cause.to_string(),
-            source: Some(cause),
-        }
+        let (reason, source) = explained(cause);
+        Error::Internal { stage, reason, source }
     }
 
     /// A model file this crate cannot run, for `reason` (a message of ours).
@@ -200,11 +202,11 @@ impl Error {
 
     /// A model file its parser or loader rejected, keeping that error as the source.
     pub(crate) fn invalid_model_by(path: impl Into<PathBuf>, cause: impl Into<Cause>) -> Self {
-        let cause = cause.into();
+        let (reason, source) = explained(cause);
         Error::InvalidModel {
             path: path.into(),
-            reason: cause.to_string(),
-            source: Some(cause),
+            reason,
+            source,
         }
     }
 }

@@ -92,10 +92,6 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-fn invalid(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::invalid_model(path, reason)
-}
-
 #[derive(Deserialize)]
 struct SentenceBertConfig {
     max_seq_length: Option<usize>,
@@ -112,13 +108,13 @@ impl Encoder {
         let config_path = dir.join("config.json");
         let config_bytes = read(&config_path)?;
         let config: BertConfig = serde_json::from_slice(&config_bytes).map_err(|e| Error::invalid_model_by(&config_path, e))?;
-        config.check().map_err(|e| invalid(&config_path, e))?;
+        config.check().map_err(|e| Error::invalid_model(&config_path, e))?;
 
         let st_path = dir.join("sentence_bert_config.json");
         let st_max = match std::fs::read(&st_path) {
             Ok(bytes) => {
                 serde_json::from_slice::<SentenceBertConfig>(&bytes)
-                    .map_err(|e| invalid(&st_path, e))?
+                    .map_err(|e| Error::invalid_model(&st_path, e))?
                     .max_seq_length
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -126,7 +122,7 @@ impl Encoder {
         };
         let max_tokens = st_max.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
         if max_tokens < 2 {
-            return Err(invalid(
+            return Err(Error::invalid_model(
                 &st_path,
                 format!("max_seq_length {max_tokens} leaves no room for [CLS] and [SEP]"),
             ));
@@ -143,9 +139,9 @@ impl Encoder {
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
             }))
-            .map_err(|e| invalid(&tok_path, e))?;
+            .map_err(|e| Error::invalid_model(&tok_path, e))?;
         if tokenizer.get_vocab_size(true) > config.vocab_size {
-            return Err(invalid(
+            return Err(Error::invalid_model(
                 &tok_path,
                 format!(
                     "vocabulary of {} tokens exceeds the model's {}",
