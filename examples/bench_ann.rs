@@ -25,7 +25,8 @@ use clap::{Parser, ValueEnum};
 use rayon::prelude::*;
 use serde_json::json;
 use twostage::retrieval::ann::AnnIndex;
-use twostage::retrieval::distance;
+use twostage::rng::SplitMix64;
+use twostage::vector as distance;
 use twostage::{AnnParams, Metric};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -72,10 +73,10 @@ struct Args {
     #[arg(long, value_enum, default_value = "l2")]
     metric: MetricArg,
     /// HNSW max neighbours per node (layer 0 keeps 2 * m).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = AnnParams::default().m)]
     m: usize,
     /// HNSW beam width while building.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = AnnParams::default().ef_construction)]
     ef_construction: usize,
     /// ef_search values to sweep, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "10,16,20,24,32,40,64,100,200")]
@@ -138,35 +139,23 @@ fn load_idx(path: &Path, limit: usize) -> Result<(Vec<f32>, usize)> {
     Ok((body.iter().map(|&x| f32::from(x)).collect(), dim))
 }
 
-/// Deterministic generator (no `rand` dependency needed).
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unif(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn gauss(&mut self) -> f32 {
-        (0..4).map(|_| self.unif()).sum::<f32>() * 1.732 - 3.464
-    }
+/// Roughly standard normal: a centred sum of four uniforms (cheap, and
+/// the same numbers on every platform).
+fn gauss(rng: &mut SplitMix64) -> f32 {
+    (0..4).map(|_| rng.next_f32()).sum::<f32>() * 1.732 - 3.464
 }
 
 /// `n` base and `nq` query vectors around `clusters` Gaussian centres.
 fn synthetic(n: usize, nq: usize, dim: usize, clusters: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let clusters = clusters.max(1);
-    let centres: Vec<f32> = (0..clusters * dim).map(|_| rng.gauss() * 3.0).collect();
+    let centres: Vec<f32> = (0..clusters * dim).map(|_| gauss(&mut rng) * 3.0).collect();
     let mut draw = |count: usize| {
         let mut out = Vec::with_capacity(count * dim);
         for _ in 0..count {
             let c = (rng.next_u64() % clusters as u64) as usize;
             for j in 0..dim {
-                out.push(centres[c * dim + j] + rng.gauss());
+                out.push(centres[c * dim + j] + gauss(&mut rng));
             }
         }
         out

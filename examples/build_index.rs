@@ -34,13 +34,13 @@ struct Args {
     #[arg(long)]
     group_key: Option<String>,
     /// Dimension of learned embeddings.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = EmbeddingParams::default().dim)]
     dim: usize,
     /// HNSW M.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = AnnParams::default().m)]
     m: usize,
     /// HNSW ef_construction.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = AnnParams::default().ef_construction)]
     ef_construction: usize,
     /// Sentence-encoder model directory: adds a content space.
     #[arg(long)]

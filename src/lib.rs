@@ -189,16 +189,24 @@ mod jsonl;
 mod metrics;
 #[cfg(feature = "harness")]
 pub mod movielens;
+mod offline;
 #[cfg(feature = "parquet")]
 mod parquet;
 pub mod progress;
 pub mod ranking;
 pub mod request;
 pub mod retrieval;
-mod rng;
+// The seeded generator, public for the benchmarks' synthetic data only.
+#[doc(hidden)]
+pub mod rng;
+pub mod schema;
 mod sparse;
+mod store;
+// The vector kernels, public for the ANN benchmark's exact ground truth only.
 #[cfg(feature = "harness")]
 pub mod synth;
+#[doc(hidden)]
+pub mod vector;
 
 pub use catalog::{Attribute, Catalog, Item};
 pub use encoder::{Encoder, EncoderInfo};
@@ -209,12 +217,13 @@ pub use engine::{Stage, StageTrace};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};
 pub use handle::EngineHandle;
-pub use index::builder::{retrain_ranker, BuildReport, IndexBuilder, TrainSummary};
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
-pub use index::schema::{Schema, TextField};
 pub use index::{BuildParams, EmbeddingParams};
+pub use offline::builder::{BuildReport, IndexBuilder};
+pub use offline::training::{retrain_ranker, TrainSummary};
 pub use progress::Progress;
-pub use ranking::{ModelKind, TrainParams};
+pub use ranking::{Candidates, ModelKind, Scorer, TrainParams};
 pub use request::{Context, Provenance, Recommendation, Recommendations, Request, Retriever, Timings};
 pub use retrieval::ann::{AnnParams, Metric};
 pub use retrieval::CovisitParams;
+pub use schema::{Schema, TextField};

@@ -375,6 +375,17 @@ impl Timings {
     /// Number of entries of [`Timings::stages`], for arrays kept per stage.
     pub const STAGES: usize = 10;
 
+    /// The slot of one retriever's stage.
+    pub(crate) fn retriever_mut(&mut self, r: Retriever) -> &mut Duration {
+        match r {
+            Retriever::Ann => &mut self.ann,
+            Retriever::Lexical => &mut self.lexical,
+            Retriever::Covisit => &mut self.covisit,
+            Retriever::Popular => &mut self.popular,
+            Retriever::Content => &mut self.content,
+        }
+    }
+
     /// (stage name, duration) pairs in pipeline order, total last.
     pub fn stages(&self) -> [(&'static str, Duration); Timings::STAGES] {
         [

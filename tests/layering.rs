@@ -6,18 +6,18 @@
 //! prefix):
 //!
 //! 0. leaf utilities: error, rng, vector kernels, sparse matrices, metrics, progress, JSON Lines
-//! 1. the data and its contract: catalog, events, the index schema, request types, Parquet input
-//! 2. stage components: retrieval, ranking, the encoder, the learned and content embeddings
-//! 3. the index format: manifest, item store, file names and decoding
+//! 1. the data and its contract: catalog, events, the schema, request types, Parquet input
+//! 2. stage components: retrieval, the per-item store, ranking, the encoder,
+//!    the learned and content embeddings
+//! 3. the index format: manifest, reader, writer, file names
 //! 4. online: the engine and the hot-swap handle
-//! 5. offline orchestration: the builder
+//! 5. offline orchestration: the builder, training lists, retrain, publish
 //! 6. the evaluation harness (feature `harness`): eval, synth, movielens
 //!
-//! `KNOWN_BACK_EDGES` lists the imports that still point upwards, each to be
-//! removed by the architecture work (issue 11). The test fails on any other
-//! upward import, and also when a listed one is gone, so the list only shrinks.
+//! A second test reads the same paths at the granularity of the crate's
+//! top-level modules and fails on any cycle between them, within a layer too.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[(&str, u8)] = &[
@@ -27,13 +27,14 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 0),
     ("progress", 0),
     ("jsonl", 0),
-    ("retrieval::distance", 0),
+    ("vector", 0),
     ("catalog", 1),
     ("events", 1),
     ("request", 1),
     ("parquet", 1),
-    ("index::schema", 1),
+    ("schema", 1),
     ("retrieval", 2),
+    ("store", 2),
     ("ranking", 2),
     ("encoder", 2),
     ("index::embeddings", 2),
@@ -41,21 +42,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("index", 3),
     ("engine", 4),
     ("handle", 4),
-    ("index::builder", 5),
+    ("offline", 5),
     ("eval", 6),
     ("synth", 6),
     ("movielens", 6),
-];
-
-/// `(from module, to module path)` imports that still go upwards.
-const KNOWN_BACK_EDGES: &[(&str, &str)] = &[
-    // Cold-start vectors read the item store's tag sets.
-    ("index::embeddings", "index"),
-    // Training lists are assembled through the engine's feature path (the
-    // stage boundary is to become a public type below the engine).
-    ("ranking::dataset", "engine"),
-    // Features read the item store's columns.
-    ("ranking::features", "index"),
 ];
 
 fn layer_of(path: &str) -> Option<u8> {
@@ -77,7 +67,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `src/index/builder.rs` → `index::builder`; `src/index/mod.rs` → `index`.
+/// `src/index/manifest.rs` → `index::manifest`; `src/index/mod.rs` → `index`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).expect("under src/").with_extension("");
     let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -133,60 +123,80 @@ fn module_prefix(path: &str) -> String {
         .join("::")
 }
 
-#[test]
-fn no_module_imports_from_a_layer_above_it() {
+/// `(module, the crate paths its non-test code names)` for every file of `src/` but the root.
+fn imports() -> Vec<(String, Vec<String>)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file).expect("a source file is readable");
+            (module_of(&src, file), crate_paths(non_test_code(&text)))
+        })
+        // The crate root declares and re-exports every module.
+        .filter(|(from, _)| from != "lib")
+        .collect()
+}
+
+#[test]
+fn no_module_imports_from_a_layer_above_it() {
     let mut upward = BTreeSet::new();
     let mut unplaced = BTreeSet::new();
-    for file in &files {
-        let from = module_of(&src, file);
-        if from == "lib" {
-            continue; // the crate root declares and re-exports every module
-        }
+    for (from, paths) in imports() {
         let Some(from_layer) = layer_of(&from) else {
             unplaced.insert(from.clone());
             continue;
         };
-        let text = std::fs::read_to_string(file).expect("a source file is readable");
-        for to in crate_paths(non_test_code(&text)) {
+        for to in paths {
             match layer_of(&to) {
                 None => {
                     unplaced.insert(to);
                 }
                 Some(to_layer) if to_layer > from_layer => {
-                    // Record the edge at the granularity of the layer table.
-                    let target = LAYERS
-                        .iter()
-                        .filter(|(p, _)| to == *p || to.starts_with(&format!("{p}::")))
-                        .max_by_key(|(p, _)| p.len())
-                        .map(|(p, _)| p.to_string())
-                        .unwrap_or(to);
-                    upward.insert((from.clone(), target));
+                    upward.insert((from.clone(), to));
                 }
                 Some(_) => {}
             }
         }
     }
     assert!(unplaced.is_empty(), "modules with no layer in LAYERS: {unplaced:?}");
-    let known: BTreeSet<(String, String)> = KNOWN_BACK_EDGES.iter().map(|&(a, b)| (a.to_string(), b.to_string())).collect();
-    let new: Vec<_> = upward.difference(&known).collect();
-    assert!(new.is_empty(), "imports from a layer above: {new:?}");
-    let gone: Vec<_> = known.difference(&upward).collect();
-    assert!(
-        gone.is_empty(),
-        "listed in KNOWN_BACK_EDGES but no longer imported (remove them): {gone:?}"
-    );
+    assert!(upward.is_empty(), "imports from a layer above: {upward:?}");
+}
+
+#[test]
+fn top_level_modules_have_no_cycle() {
+    let top = |path: &str| path.split("::").next().unwrap_or("").to_string();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (from, paths) in imports() {
+        let from = top(&from);
+        for to in paths.iter().map(|p| top(p)).filter(|t| *t != from) {
+            edges.entry(from.clone()).or_default().insert(to);
+        }
+    }
+    // A module is on a cycle when it can reach itself.
+    let reaches = |start: &str| {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&str> = edges.get(start).into_iter().flatten().map(String::as_str).collect();
+        while let Some(m) = stack.pop() {
+            if seen.insert(m.to_string()) {
+                stack.extend(edges.get(m).into_iter().flatten().map(String::as_str));
+            }
+        }
+        seen
+    };
+    let on_cycle: Vec<&String> = edges.keys().filter(|m| reaches(m).contains(*m)).collect();
+    assert!(on_cycle.is_empty(), "top-level modules on an import cycle: {on_cycle:?}");
 }
 
 #[test]
 fn the_path_reader_sees_grouped_and_inline_paths() {
     let code = "use crate::index::{decode, ANN_FILE};\nuse crate::{engine::Engine, rng};\nlet x = crate::retrieval::lexical::analyze(t);\n// crate::eval in a comment\n";
     assert_eq!(crate_paths(code), vec!["index", "engine", "rng", "retrieval::lexical::analyze"]);
-    assert_eq!(layer_of("retrieval::distance"), Some(0));
+    assert_eq!(layer_of("vector"), Some(0));
     assert_eq!(layer_of("retrieval::lexical"), Some(2));
-    assert_eq!(layer_of("index::builder"), Some(5));
+    assert_eq!(layer_of("offline::builder"), Some(5));
+    assert_eq!(layer_of("index::embeddings"), Some(2));
     assert_eq!(layer_of("nowhere"), None);
 }

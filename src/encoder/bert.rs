@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Storage, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::retrieval::distance;
+use crate::vector as distance;
 
 /// Up to this many token rows, a dense layer is computed as one dot product
 /// per (row, output) with each weight row read once, instead of by gemm:

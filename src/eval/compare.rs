@@ -15,9 +15,9 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::eval::itemknn::ItemKnn;
 use crate::events::Events;
-use crate::index::builder::IndexBuilder;
 use crate::metrics::{Metrics, MetricsMean};
-use crate::ranking::dataset::{self, Target};
+use crate::offline::builder::IndexBuilder;
+use crate::ranking::dataset::Target;
 use crate::ranking::model::Ranker;
 use crate::ranking::train::{self, EpochReport, TrainParams};
 use crate::request::{Context, Retriever};
@@ -139,8 +139,8 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     let engine = Engine::open_with_encoder(work.join("fit"), builder.encoder_ref())?;
 
     let t = Instant::now();
-    let (train_lists, train_recall) = dataset::lists(&engine_a, &p.ranker_targets, &|_| {})?;
-    let (valid_lists, valid_recall) = dataset::lists(&engine, &p.valid, &|_| {})?;
+    let (train_lists, train_recall) = crate::offline::training::lists(&engine_a, &p.ranker_targets, &|_| {})?;
+    let (valid_lists, valid_recall) = crate::offline::training::lists(&engine, &p.valid, &|_| {})?;
     details.insert("train_candidate_recall".into(), train_recall);
     details.insert("valid_candidate_recall".into(), valid_recall);
     details.insert("list_assembly_secs".into(), t.elapsed().as_secs_f64());
@@ -204,9 +204,9 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
                 if r == Retriever::Lexical && !uses_text {
                     continue;
                 }
-                let a = engine.assemble(&super::only(&target.request, r))?;
-                let order: Vec<u32> = a.candidates.iter().map(|c| c.item).collect();
-                m.insert(name.to_string(), Metrics::at_k(&ids(&order), &target.relevant, K));
+                let a = engine.retrieve(&super::only(&target.request, r))?;
+                let order: Vec<String> = a.ids().map(str::to_string).collect();
+                m.insert(name.to_string(), Metrics::at_k(&order, &target.relevant, K));
             }
             if let Context::History { items } = &target.request.context {
                 let history: Vec<u32> = items.iter().filter_map(|id| engine.internal_id(id)).collect();
@@ -214,15 +214,14 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
                 let recs = knn.recommend(&history, K, |j| excluded.contains(&j));
                 m.insert("itemknn".into(), Metrics::at_k(&ids(&recs), &target.relevant, K));
             }
-            let a = engine.assemble(&target.request)?;
-            let fused: Vec<u32> = a.candidates.iter().map(|c| c.item).collect();
-            let fused_ids = ids(&fused);
+            let a = engine.retrieve(&target.request)?;
+            let fused_ids: Vec<String> = a.ids().map(str::to_string).collect();
             let found = fused_ids.iter().filter(|id| target.relevant.contains_key(*id)).count();
             let recall = found as f64 / target.relevant.len().max(1) as f64;
             m.insert("retrieval".into(), Metrics::at_k(&fused_ids, &target.relevant, K));
             for (name, ranker) in &rankers {
-                let scores = ranker.score(&a.matrix, a.candidates.len())?;
-                let mut order: Vec<usize> = (0..fused.len()).collect();
+                let scores = ranker.score(a.matrix(), a.len())?;
+                let mut order: Vec<usize> = (0..fused_ids.len()).collect();
                 order.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]).then(x.cmp(&y)));
                 let ranked: Vec<String> = order.iter().map(|&i| fused_ids[i].clone()).collect();
                 m.insert(name.to_string(), Metrics::at_k(&ranked, &target.relevant, K));

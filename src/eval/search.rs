@@ -77,15 +77,14 @@ pub fn search_quality(engine: &Engine, queries: &[GradedQuery]) -> Result<Vec<(S
         .par_iter()
         .map(|q| -> Result<Vec<Metrics>> {
             let base = Request::new(Context::search(q.query.clone())).k(K);
-            let ids = |items: &[u32]| -> Vec<String> { items.iter().filter_map(|&i| engine.external_id(i).map(str::to_string)).collect() };
             let mut row = Vec::with_capacity(systems.len() + 1);
             for &(_, alone) in &systems {
                 let a = match alone {
-                    Some(r) => engine.assemble(&super::only(&base, r))?,
-                    None => engine.assemble(&base)?,
+                    Some(r) => engine.retrieve(&super::only(&base, r))?,
+                    None => engine.retrieve(&base)?,
                 };
-                let order: Vec<u32> = a.candidates.iter().map(|c| c.item).collect();
-                row.push(Metrics::at_k(&ids(&order), &q.relevant, K));
+                let order: Vec<String> = a.ids().map(str::to_string).collect();
+                row.push(Metrics::at_k(&order, &q.relevant, K));
             }
             let served: Vec<String> = engine.recommend(&base)?.items.into_iter().map(|r| r.id).collect();
             row.push(Metrics::at_k(&served, &q.relevant, K));

@@ -6,9 +6,9 @@
 use crate::catalog::{Catalog, Item};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::index::schema::Schema;
 use crate::progress::{OnProgress, Progress};
 use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
+use crate::schema::Schema;
 
 /// The text an item is embedded from: its searched fields, most boosted
 /// first (the title, then names such as the artist, then descriptions and

@@ -12,9 +12,10 @@ use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::index::store::{TagSets, NONE};
 use crate::rng::SplitMix64;
 use crate::sparse::Csr;
+use crate::store::{TagSets, NONE};
+use crate::vector::normalized;
 
 /// Embedding learning parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -215,16 +216,6 @@ pub(crate) fn learn(n: usize, pairs: &[(u32, u32, f32)], params: &EmbeddingParam
         .zip(row_has_data)
         .map(|(row, has)| if has { normalized(row.iter().copied().collect()) } else { None })
         .collect()
-}
-
-/// `v / |v|`, or `None` for a zero or non-finite vector.
-pub(crate) fn normalized(mut v: Vec<f32>) -> Option<Vec<f32>> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if !(norm.is_finite() && norm > 1e-12) {
-        return None;
-    }
-    v.iter_mut().for_each(|x| *x /= norm);
-    Some(v)
 }
 
 /// Gives items without a vector the mean vector of the items that share

@@ -10,9 +10,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::schema::Schema;
 use crate::index::BuildParams;
 use crate::ranking::model::RankerInfo;
+use crate::schema::Schema;
 
 /// The manifest's file name.
 pub(crate) const MANIFEST: &str = "manifest.json";

@@ -1,21 +1,20 @@
-//! The offline side: building an index directory and its on-disk format.
+//! The index: its on-disk format and the parts a build computes for it.
 //!
 //! ```text
 //! index/
 //!   manifest.json      format version, build parameters, schema, ranker, checksum of every file
-//!   ann/graph.bin      the HNSW graph (built by hnsw_rs) copied into flat arrays, with the vectors
+//!   ann/graph.bin      the HNSW graph in flat arrays, with the vectors
 //!   content/graph.bin  optional: the content space, item text embedded by the sentence encoder (same layout)
 //!   text/              the tantivy index over the text fields
 //!   items.bin          item records, tags, groups, popularity, co-visitation lists (bincode)
 //!   ranker.safetensors ranking model weights
 //! ```
 
-pub mod builder;
 pub mod content;
 pub(crate) mod embeddings;
 pub(crate) mod manifest;
-pub mod schema;
-pub(crate) mod store;
+pub(crate) mod reader;
+pub(crate) mod writer;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,12 +51,13 @@ impl Default for BuildParams {
     }
 }
 
-pub(crate) const ITEMS_FILE: &str = "items.bin";
-pub(crate) const ANN_FILE: &str = "ann/graph.bin";
-pub(crate) const TEXT_DIR: &str = "text";
-pub(crate) const CONTENT_DIR: &str = "content";
-pub(crate) const CONTENT_FILE: &str = "content/graph.bin";
-pub(crate) const RANKER_FILE: &str = "ranker.safetensors";
+// File names: read only by `reader` and written only by `writer`.
+const ITEMS_FILE: &str = "items.bin";
+const ANN_FILE: &str = "ann/graph.bin";
+const TEXT_DIR: &str = "text";
+const CONTENT_DIR: &str = "content";
+const CONTENT_FILE: &str = "content/graph.bin";
+const RANKER_FILE: &str = "ranker.safetensors";
 
 /// bincode settings for every binary file (fixed, so files are portable).
 pub(crate) fn bincode_config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint> {

@@ -1,16 +1,11 @@
-//! Training and evaluation lists from logs: every logged play or search is
-//! rebuilt as the request it would have been at that moment, sent through
-//! the real retrieval stage, and its candidates labelled by what the user
-//! did next.
+//! Training and evaluation targets from logs: every logged play or search is
+//! rebuilt as the request it would have been at that moment, with the item
+//! the user chose next as its answer. (Sending them through retrieval to get
+//! labelled candidate lists is offline orchestration: `offline::training`.)
 
 use std::collections::HashMap;
 
-use rayon::prelude::*;
-
-use crate::engine::Engine;
-use crate::error::Result;
 use crate::events::{EventKind, Events};
-use crate::ranking::train::ListExample;
 use crate::request::{Context, Request};
 
 /// A request rebuilt from the log and the items that answer it.
@@ -100,39 +95,4 @@ pub fn subsample(targets: Vec<Target>, n: usize) -> Vec<Target> {
     }
     let step = targets.len() as f64 / n as f64;
     (0..n).filter_map(|i| targets.get((i as f64 * step) as usize).cloned()).collect()
-}
-
-/// Candidate lists with grades for `targets`, and the candidate recall
-/// (share of relevant items that retrieval put among the candidates).
-///
-/// `listed(lists so far)` is called as lists are assembled (from any thread).
-pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize) + Sync)) -> Result<(Vec<ListExample>, f64)> {
-    let count = std::sync::atomic::AtomicUsize::new(0);
-    let per: Vec<(ListExample, usize, usize)> = targets
-        .par_iter()
-        .map(|t| {
-            let a = engine.assemble(&t.request)?;
-            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n % 64 == 0 {
-                listed(n);
-            }
-            let grades: Vec<u32> = a
-                .candidates
-                .iter()
-                .map(|c| engine.external_id(c.item).and_then(|id| t.relevant.get(id)).copied().unwrap_or(0))
-                .collect();
-            let found = grades.iter().filter(|&&g| g > 0).count();
-            Ok((
-                ListExample {
-                    features: a.matrix,
-                    grades,
-                },
-                found,
-                t.relevant.len(),
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let (found, total) = per.iter().fold((0, 0), |(f, t), (_, a, b)| (f + a, t + b));
-    let recall = if total > 0 { found as f64 / total as f64 } else { 0.0 };
-    Ok((per.into_iter().map(|(l, _, _)| l).collect(), recall))
 }

@@ -4,40 +4,87 @@
 
 use std::collections::HashMap;
 
-use crate::index::store::{ItemStore, NONE};
 use crate::request::Retriever;
 use crate::retrieval::fusion::Candidate;
+use crate::store::{ItemStore, NONE};
 
-/// Feature names, in column order. Saved with every model; a model whose
-/// list differs is refused at open.
-pub const FEATURES: [&str; 26] = [
-    "ann_found",
-    "ann_rank_rr",
-    "ann_sim",
-    "lexical_found",
-    "lexical_rank_rr",
-    "lexical_score",
-    "covisit_found",
-    "covisit_rank_rr",
-    "covisit_score",
-    "popular_found",
-    "popular_rank_rr",
-    "rrf",
-    "context_sim",
-    "covisit_context",
-    "log_popularity",
-    "recent_share",
-    "skip_rate",
-    "tag_overlap",
-    "same_group",
-    "has_vector",
-    "title_match",
-    "group_match",
-    "exact_match",
-    "content_found",
-    "content_rank_rr",
-    "content_sim",
+/// Declares the feature columns once: their names (saved with every
+/// model, so the order is part of the format) and the [`Col`] each is
+/// written through.
+macro_rules! columns {
+    ($($name:ident),* $(,)?) => {
+        /// One feature column, named as in [`FEATURES`].
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug)]
+        enum Col {
+            $($name),*
+        }
+
+        /// Feature names, in column order. Saved with every model; a model
+        /// whose list differs is refused at open.
+        pub const FEATURES: [&str; [$(stringify!($name)),*].len()] = [$(stringify!($name)),*];
+    };
+}
+
+columns!(
+    ann_found,
+    ann_rank_rr,
+    ann_sim,
+    lexical_found,
+    lexical_rank_rr,
+    lexical_score,
+    covisit_found,
+    covisit_rank_rr,
+    covisit_score,
+    popular_found,
+    popular_rank_rr,
+    rrf,
+    context_sim,
+    covisit_context,
+    log_popularity,
+    recent_share,
+    skip_rate,
+    tag_overlap,
+    same_group,
+    has_vector,
+    title_match,
+    group_match,
+    exact_match,
+    content_found,
+    content_rank_rr,
+    content_sim,
+);
+
+/// Each retriever's own columns: whether it found the candidate, its
+/// reciprocal rank there, and (for some) its score.
+const RETRIEVER_COLUMNS: [(Retriever, Col, Col, Option<Col>); 5] = [
+    (Retriever::Ann, Col::ann_found, Col::ann_rank_rr, Some(Col::ann_sim)),
+    (
+        Retriever::Lexical,
+        Col::lexical_found,
+        Col::lexical_rank_rr,
+        Some(Col::lexical_score),
+    ),
+    (
+        Retriever::Covisit,
+        Col::covisit_found,
+        Col::covisit_rank_rr,
+        Some(Col::covisit_score),
+    ),
+    (Retriever::Popular, Col::popular_found, Col::popular_rank_rr, None),
+    (Retriever::Content, Col::content_found, Col::content_rank_rr, None),
 ];
+
+/// One candidate's row, written by column.
+struct Row<'a>(&'a mut [f32]);
+
+impl Row<'_> {
+    fn set(&mut self, col: Col, value: f32) {
+        if let Some(slot) = self.0.get_mut(col as usize) {
+            *slot = value;
+        }
+    }
+}
 
 /// Number of feature columns.
 pub const NUM_FEATURES: usize = FEATURES.len();
@@ -98,62 +145,58 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
 
     let mut out = vec![0.0f32; candidates.len() * NUM_FEATURES];
     for (c, row) in candidates.iter().zip(out.chunks_exact_mut(NUM_FEATURES)) {
-        let hit = |r: Retriever| c.hits[r.index()];
-        if let Some(h) = hit(Retriever::Ann) {
-            row[0] = 1.0;
-            row[1] = rr(h.rank);
-            row[2] = h.score;
-        }
-        if let Some(h) = hit(Retriever::Lexical) {
-            row[3] = 1.0;
-            row[4] = rr(h.rank);
-            row[5] = if ctx.lexical_max > 0.0 { h.score / ctx.lexical_max } else { 0.0 };
-        }
-        if let Some(h) = hit(Retriever::Covisit) {
-            row[6] = 1.0;
-            row[7] = rr(h.rank);
-            row[8] = h.score.max(0.0).ln_1p();
-        }
-        if let Some(h) = hit(Retriever::Popular) {
-            row[9] = 1.0;
-            row[10] = rr(h.rank);
+        let mut row = Row(row);
+        for &(r, found, rank, score) in &RETRIEVER_COLUMNS {
+            let Some(h) = c.hits[r.index()] else {
+                continue;
+            };
+            row.set(found, 1.0);
+            row.set(rank, rr(h.rank));
+            let value = match r {
+                Retriever::Lexical if ctx.lexical_max > 0.0 => h.score / ctx.lexical_max,
+                Retriever::Lexical => 0.0,
+                Retriever::Covisit => h.score.max(0.0).ln_1p(),
+                _ => h.score,
+            };
+            if let Some(col) = score {
+                row.set(col, value);
+            }
         }
         // RRF of a top-1-everywhere item is about 4/61; scale to roughly [0, 1].
-        row[11] = c.rrf * 15.0;
+        row.set(Col::rrf, c.rrf * 15.0);
         let item_vec = (ctx.vector_of)(c.item);
         if let (Some(q), Some(v)) = (ctx.vector, item_vec) {
-            row[12] = q.iter().zip(v).map(|(a, b)| a * b).sum();
+            row.set(Col::context_sim, q.iter().zip(v).map(|(a, b)| a * b).sum());
         }
-        row[13] = ctx.covisit.get(&c.item).copied().unwrap_or(0.0).max(0.0).ln_1p();
-        row[14] = store.popularity.log_popularity(c.item);
-        row[15] = store.popularity.recent_share(c.item);
-        row[16] = store.popularity.skip_rate(c.item);
+        row.set(
+            Col::covisit_context,
+            ctx.covisit.get(&c.item).copied().unwrap_or(0.0).max(0.0).ln_1p(),
+        );
+        row.set(Col::log_popularity, store.popularity.log_popularity(c.item));
+        row.set(Col::recent_share, store.popularity.recent_share(c.item));
+        row.set(Col::skip_rate, store.popularity.skip_rate(c.item));
         let tags = store.tags.of(c.item);
         if !tags.is_empty() {
             let s: f32 = tags.iter().map(|t| tag_w.get(t).copied().unwrap_or(0.0)).sum();
-            row[17] = s * norm / tags.len() as f32;
+            row.set(Col::tag_overlap, s * norm / tags.len() as f32);
         }
         let g = store.group(c.item);
         if g != NONE {
-            row[18] = group_w.get(&g).copied().unwrap_or(0.0) * norm;
+            row.set(Col::same_group, group_w.get(&g).copied().unwrap_or(0.0) * norm);
         }
-        row[19] = if item_vec.is_some() { 1.0 } else { 0.0 };
+        row.set(Col::has_vector, if item_vec.is_some() { 1.0 } else { 0.0 });
         if !ctx.terms.is_empty() {
             let title = store.items.get(c.item as usize).map(|i| i.title.as_str()).unwrap_or("");
             let (t_cov, t_exact) = coverage(ctx.terms, title);
             let (g_cov, g_exact) = coverage(ctx.terms, store.group_name(c.item).unwrap_or(""));
-            row[20] = t_cov;
-            row[21] = g_cov;
-            row[22] = if t_exact || g_exact { 1.0 } else { 0.0 };
-        }
-        if let Some(h) = hit(Retriever::Content) {
-            row[23] = 1.0;
-            row[24] = rr(h.rank);
+            row.set(Col::title_match, t_cov);
+            row.set(Col::group_match, g_cov);
+            row.set(Col::exact_match, if t_exact || g_exact { 1.0 } else { 0.0 });
         }
         // For every candidate, not only the content retriever's: the ranker
         // then sees how well a co-visited or lexical hit fits the text too.
         if let (Some(q), Some(v)) = (ctx.content_vector, (ctx.content_of)(c.item)) {
-            row[25] = q.iter().zip(v).map(|(a, b)| a * b).sum();
+            row.set(Col::content_sim, q.iter().zip(v).map(|(a, b)| a * b).sum());
         }
     }
     out

@@ -17,7 +17,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::index::schema::Schema;
+use crate::schema::Schema;
 
 /// Name under which our analyzer is registered with tantivy.
 const ANALYZER: &str = "twostage";

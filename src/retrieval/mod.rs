@@ -3,9 +3,6 @@
 
 pub mod ann;
 pub(crate) mod covisit;
-// The vector kernels, public for the ANN benchmark's exact ground truth only.
-#[doc(hidden)]
-pub mod distance;
 pub(crate) mod fusion;
 pub(crate) mod lexical;
 pub(crate) mod popular;

@@ -124,6 +124,11 @@ pub fn normalize(v: &mut [f32]) -> bool {
     true
 }
 
+/// `v` scaled to unit length by [`normalize`], or `None` when it has no direction.
+pub(crate) fn normalized(mut v: Vec<f32>) -> Option<Vec<f32>> {
+    normalize(&mut v).then_some(v)
+}
+
 /// A kernel between an `f32` query and a row stored as IEEE half-precision
 /// bits (see [`to_f16_bits`]).
 pub(crate) type HalfKernel = fn(&[f32], &[u16]) -> f32;

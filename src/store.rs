@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Item};
-use crate::index::schema::Schema;
 use crate::retrieval::covisit::CoVisitation;
 use crate::retrieval::popular::Popularity;
+use crate::schema::Schema;
 
 /// Marks "none" in u32 columns.
 pub(crate) const NONE: u32 = u32::MAX;

@@ -1,0 +1,99 @@
+//! The context vectors of a request: the recency-weighted mean of its items
+//! in the learned space, a search's pseudo-relevance vector there, and the
+//! encoded query blended with the items in the content space.
+
+use super::resolve::Resolved;
+use super::Engine;
+use crate::encoder;
+use crate::error::{Error, Result};
+use crate::retrieval::ann::Metric;
+
+/// Weight of a personalised search's history vector against its query
+/// vector (1), in both the learned and the content space.
+const HISTORY_WEIGHT: f32 = 0.5;
+/// Lexical hits whose vectors form a search's pseudo-relevance vector.
+const PRF_HITS: usize = 5;
+
+impl Engine {
+    pub(super) fn vector_of(&self, item: u32) -> Option<&[f32]> {
+        self.store.row(item).and_then(|r| self.ann.vector(r))
+    }
+
+    /// The normalised weighted mean of the items' vectors.
+    pub(super) fn mean_vector(&self, items: &[(u32, f32)]) -> Option<Vec<f32>> {
+        let parts: Vec<(&[f32], f32)> = items.iter().filter_map(|&(i, w)| self.vector_of(i).map(|v| (v, w))).collect();
+        let acc = weighted_sum(&parts)?;
+        match self.ann.metric() {
+            // Inner-product spaces keep magnitude; the others compare directions.
+            Metric::Dot => Some(acc),
+            Metric::Cosine | Metric::L2 => crate::vector::normalized(acc),
+        }
+    }
+
+    pub(super) fn content_of(&self, item: u32) -> Option<&[f32]> {
+        self.content.as_ref().and_then(|g| g.vector(item))
+    }
+
+    /// The content-space context vector: the encoded search text and the
+    /// recency-weighted mean of the context items' content vectors, blended
+    /// as the learned space blends them. `None` without a content space.
+    pub(super) fn content_context(&self, ctx: &Resolved, text: Option<&str>) -> Result<Option<Vec<f32>>> {
+        let Some(graph) = &self.content else {
+            return Ok(None);
+        };
+        let query = match text {
+            Some(t) => {
+                let Some(enc) = &self.encoder else {
+                    return Err(Error::EncoderMismatch {
+                        expected: self.manifest.encoder.as_ref().map(encoder::describe).unwrap_or_default(),
+                        found: None,
+                    });
+                };
+                let _span = tracing::debug_span!("encode", part = "query").entered();
+                Some(enc.encode(t)?)
+            }
+            None => None,
+        };
+        let items: Vec<(&[f32], f32)> = ctx.items.iter().filter_map(|&(i, w)| graph.vector(i).map(|v| (v, w))).collect();
+        let history = blend(&items);
+        Ok(match (query, history) {
+            (Some(q), Some(h)) => blend(&[(&q, 1.0), (&h, HISTORY_WEIGHT)]),
+            (q, h) => q.or(h),
+        })
+    }
+
+    /// The learned-space vector of a search: the mean of its best lexical
+    /// hits' vectors (pseudo-relevance feedback, since the learned space has
+    /// no text), blended with the history's when personalised.
+    pub(super) fn search_vector(&self, lexical_hits: &[(u32, f32)], history: Option<Vec<f32>>) -> Option<Vec<f32>> {
+        let prf: Vec<(u32, f32)> = lexical_hits.iter().take(PRF_HITS).map(|&(i, s)| (i, s.max(0.0))).collect();
+        match (self.mean_vector(&prf), history) {
+            (Some(a), Some(b)) => blend(&[(&a, 1.0), (&b, HISTORY_WEIGHT)]),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// `sum(w · v)` over `parts` (vectors of one dimension); `None` without parts.
+fn weighted_sum(parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {
+    let (first, _) = parts.first()?;
+    let mut acc = vec![0.0f32; first.len()];
+    for (v, w) in parts {
+        acc.iter_mut().zip(v.iter()).for_each(|(a, x)| *a += w * x);
+    }
+    Some(acc)
+}
+
+/// The unit-length [`weighted_sum`] of `parts`.
+fn blend(parts: &[(&[f32], f32)]) -> Option<Vec<f32>> {
+    weighted_sum(parts).and_then(crate::vector::normalized)
+}
+
+/// Turns an ANN distance into a similarity where larger is closer.
+pub(super) fn similarity(metric: Metric, distance: f32) -> f32 {
+    match metric {
+        Metric::Cosine => 1.0 - distance,
+        Metric::Dot => -distance,
+        Metric::L2 => 1.0 / (1.0 + distance.max(0.0)),
+    }
+}

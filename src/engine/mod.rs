@@ -1,0 +1,265 @@
+//! The online side: an opened index that answers requests.
+//!
+//! - `resolve`: request validation and id resolution, one compiled filter;
+//! - `context`: the context vectors in the learned and the content space;
+//! - `retrievers`: the retriever table the pipeline walks;
+//! - `pipeline`: retrieval → fusion → features ([`Candidates`]) → ranking → top k;
+//! - `trace`: per-stage benchmark hooks.
+//!
+//! The index is read and cross-checked by `index::reader`; this module only
+//! holds what it read.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::catalog::Item;
+use crate::encoder::{self, Encoder, EncoderInfo};
+use crate::error::{Error, Result};
+use crate::index::manifest::{BuildStats, Manifest};
+use crate::index::reader;
+use crate::ranking::model::{Ranker, RankerInfo};
+use crate::ranking::{Candidates, Scorer};
+use crate::request::{Recommendations, Request, Timings};
+use crate::retrieval::ann::AnnIndex;
+use crate::retrieval::lexical::LexicalIndex;
+use crate::schema::Schema;
+use crate::store::ItemStore;
+
+mod context;
+mod pipeline;
+mod resolve;
+mod retrievers;
+mod trace;
+
+use pipeline::Model;
+pub use trace::{Stage, StageTrace};
+
+/// An opened index: immutable, `Send + Sync`, cheap to share behind an `Arc`.
+pub struct Engine {
+    store: Arc<ItemStore>,
+    ann: AnnIndex,
+    /// The content space (row i is item i), when the index has one.
+    content: Option<AnnIndex>,
+    /// The sentence encoder for search texts, once attached.
+    encoder: Option<Encoder>,
+    text: LexicalIndex,
+    ranker: Ranker,
+    manifest: Manifest,
+    by_id: HashMap<String, u32>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.path)
+            .field("items", &self.store.len())
+            .field("encoder", &self.manifest.encoder.as_ref().map(|e| &e.name))
+            .field("encoder_attached", &self.encoder.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A summary of an opened index.
+#[derive(Clone, Debug)]
+pub struct IndexInfo {
+    /// The directory.
+    pub path: PathBuf,
+    /// On-disk format version.
+    pub format_version: u32,
+    /// Which twostage wrote it.
+    pub created_by: String,
+    /// Figures from the build.
+    pub stats: BuildStats,
+    /// The field roles.
+    pub schema: Schema,
+    /// The ranking model.
+    pub ranker: RankerInfo,
+    /// The sentence encoder that built the content space, if the index has one.
+    pub encoder: Option<EncoderInfo>,
+    /// Whether that encoder is attached (searches need it).
+    pub encoder_attached: bool,
+}
+
+impl Engine {
+    /// Opens the index in `dir`, verifying the format version and the
+    /// checksum of every file before decoding anything.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        let dir = dir.as_ref();
+        let parts = reader::read(dir)?;
+        Ok(Engine {
+            store: Arc::new(parts.store),
+            ann: parts.ann,
+            content: parts.content,
+            encoder: None,
+            text: parts.text,
+            ranker: parts.ranker,
+            manifest: parts.manifest,
+            by_id: parts.by_id,
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// Attaches the sentence encoder that searches need on an index with a
+    /// content space. It must be the model the index was built with (same
+    /// fingerprint), else [`Error::EncoderMismatch`]; an index without a
+    /// content space refuses any encoder ([`Error::InvalidConfig`]).
+    ///
+    /// Listening and history requests use the stored item vectors and run
+    /// without it; a search on such an index without it is an
+    /// [`Error::EncoderMismatch`] rather than a quietly weaker result.
+    pub fn with_encoder(mut self, encoder: Encoder) -> Result<Engine> {
+        match &self.manifest.encoder {
+            None => Err(Error::InvalidConfig(format!(
+                "the index at {} has no content space: build it with IndexBuilder::encoder to use an encoder",
+                self.path.display()
+            ))),
+            Some(built) if !built.same_model(encoder.info()) => Err(Error::EncoderMismatch {
+                expected: encoder::describe(built),
+                found: Some(encoder::describe(encoder.info())),
+            }),
+            Some(_) => {
+                self.encoder = Some(encoder);
+                Ok(self)
+            }
+        }
+    }
+
+    /// The attached sentence encoder, if any.
+    pub fn encoder(&self) -> Option<&Encoder> {
+        self.encoder.as_ref()
+    }
+
+    /// Whether the index has a content space (was built with an encoder).
+    pub fn has_content_space(&self) -> bool {
+        self.content.is_some()
+    }
+
+    /// [`Engine::open`], then [`Engine::with_encoder`] when `encoder` is given.
+    pub fn open_with_encoder(dir: impl AsRef<Path>, encoder: Option<&Encoder>) -> Result<Engine> {
+        let engine = Engine::open(dir)?;
+        match encoder {
+            Some(e) => engine.with_encoder(e.clone()),
+            None => Ok(engine),
+        }
+    }
+
+    /// Number of items in the index.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// True when the index holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.store.len() == 0
+    }
+
+    /// The catalog record of `id` (without its vector).
+    pub fn item(&self, id: &str) -> Option<&Item> {
+        self.by_id.get(id).and_then(|&i| self.store.items.get(i as usize))
+    }
+
+    /// What this index is and how it was built.
+    pub fn info(&self) -> IndexInfo {
+        IndexInfo {
+            path: self.path.clone(),
+            format_version: self.manifest.format_version,
+            created_by: self.manifest.created_by.clone(),
+            stats: self.manifest.stats.clone(),
+            schema: self.manifest.schema.clone(),
+            ranker: self.manifest.ranker.clone(),
+            encoder: self.manifest.encoder.clone(),
+            encoder_attached: self.encoder.is_some(),
+        }
+    }
+
+    /// Serves one request. See [`Request`] for what it may ask.
+    ///
+    /// Unknown context ids, an empty search text, an unknown tag field or
+    /// an out-of-range size are errors; `k = 0` is an empty list; the context
+    /// items and excluded ids never appear in the result.
+    ///
+    /// Emits a `recommend` span (info level) with one child span per stage
+    /// (debug level: `encode`, `lexical`, `ann`, `covisit`, `content`,
+    /// `popular`, `fusion`, `features`, `rank`) for the service's `tracing`
+    /// subscriber.
+    pub fn recommend(&self, req: &Request) -> Result<Recommendations> {
+        self.pipeline(req, false).map(|(r, _)| r)
+    }
+
+    /// Runs the first stage alone: retrieval, fusion and the feature rows,
+    /// the [`Candidates`] the ranker would score (validated like
+    /// [`recommend`](Engine::recommend); `k` does not apply). Rank them with
+    /// [`rank`](Engine::rank), or use them as they are.
+    pub fn retrieve(&self, req: &Request) -> Result<Candidates> {
+        self.retrieve_inner(req, false).map(|(c, _)| c)
+    }
+
+    /// The second stage: scores `candidates` (from [`retrieve`](Engine::retrieve)
+    /// of the same `req`) with `scorer`, or with the index's own model when
+    /// `None`, sorts and cuts to `req.k`. `retrieve` then `rank(.., None)`
+    /// answers exactly as [`recommend`](Engine::recommend).
+    pub fn rank(&self, req: &Request, candidates: Candidates, scorer: Option<&dyn Scorer>) -> Result<Recommendations> {
+        let started = Instant::now();
+        let model = scorer.map_or(Model::Index, Model::Caller);
+        self.rank_inner(req, candidates, model, started)
+    }
+
+    /// The whole online path; with `keep`, also the intermediate results.
+    fn pipeline(&self, req: &Request, keep: bool) -> Result<(Recommendations, Option<Box<StageTrace>>)> {
+        let span = tracing::info_span!("recommend", k = req.k, candidates = tracing::field::Empty);
+        let _entered = span.enter();
+        let started = Instant::now();
+        if req.k == 0 {
+            // Still validated: a malformed request is an error whatever k is.
+            self.resolve(req)?;
+            let timings = Timings {
+                encode: started.elapsed(),
+                total: started.elapsed(),
+                ..Timings::default()
+            };
+            let recs = Recommendations {
+                items: Vec::new(),
+                candidates: 0,
+                timings,
+            };
+            return Ok((recs, None));
+        }
+        let (candidates, trace) = self.retrieve_inner(req, keep)?;
+        span.record("candidates", candidates.len());
+        Ok((self.rank_inner(req, candidates, Model::Index, started)?, trace))
+    }
+
+    /// Serves many requests in parallel on the rayon thread pool (all cores
+    /// by default), one result per request in the same order. Throughput
+    /// mode for offline scoring and batch serving; each request's timings
+    /// are its own wall-clock times.
+    pub fn recommend_batch(&self, reqs: &[Request]) -> Vec<Result<Recommendations>> {
+        use rayon::prelude::*;
+        reqs.par_iter().map(|r| self.recommend(r)).collect()
+    }
+
+    /// Internal id of an external id (for the evaluation harness).
+    #[cfg(feature = "harness")]
+    pub(crate) fn internal_id(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// External id of an internal id.
+    pub(crate) fn external_id(&self, item: u32) -> Option<&str> {
+        self.store.items.get(item as usize).map(|i| i.id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Engine>();
+    }
+}

@@ -1,0 +1,159 @@
+//! The online path of one request: resolve and encode the context, walk the
+//! retriever table, fuse, assemble features (the [`Candidates`] at the stage
+//! boundary), score, sort and cut to k. Every stage is timed by one helper,
+//! [`stage`], which also opens its tracing span.
+
+use std::time::{Duration, Instant};
+
+use super::retrievers::{Hits, Signals, RETRIEVERS};
+use super::trace::StageTrace;
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::ranking::features::{self, ContextSignals, FEATURES};
+use crate::ranking::{Candidates, Scorer};
+use crate::request::{Recommendation, Recommendations, Request, Retriever, Timings};
+use crate::retrieval::fusion::{self, Candidate};
+
+/// Runs `f` inside `span`, adding its wall time to `slot`.
+pub(super) fn stage<T>(slot: &mut Duration, span: tracing::Span, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = span.in_scope(f);
+    *slot += t.elapsed();
+    out
+}
+
+/// The ranking model of one call: the index's own, or the caller's.
+pub(super) enum Model<'a> {
+    Index,
+    Caller(&'a dyn Scorer),
+}
+
+impl Engine {
+    /// Retrieval, fusion and features; with `keep`, also every intermediate
+    /// result, for [`Engine::run_stage`].
+    pub(super) fn retrieve_inner(&self, req: &Request, keep: bool) -> Result<(Candidates, Option<Box<StageTrace>>)> {
+        let mut timings = Timings::default();
+        let mut signals = stage(&mut timings.encode, tracing::debug_span!("encode"), || -> Result<Signals> {
+            let ctx = self.resolve(req)?;
+            let vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+            let content_vector = self.content_context(&ctx, req.context.text())?;
+            Ok(Signals {
+                ctx,
+                vector,
+                content_vector,
+                lexical_max: 0.0,
+                covisit: Default::default(),
+            })
+        })?;
+
+        let mut lists: Vec<(Retriever, Hits)> = Vec::with_capacity(RETRIEVERS.len());
+        for entry in &RETRIEVERS {
+            let r = entry.retriever;
+            let depth = req.candidates.get(r);
+            let hits = stage(timings.retriever_mut(r), (entry.span)(), || (entry.run)(self, &mut signals, depth))?;
+            if let Some(then) = entry.then {
+                let span = tracing::debug_span!("encode", part = "search vector");
+                stage(&mut timings.encode, span, || then(self, &mut signals, &hits));
+            }
+            lists.push((r, hits));
+        }
+
+        let candidates = stage(&mut timings.fusion, tracing::debug_span!("fusion"), || {
+            let views: Vec<(Retriever, &[(u32, f32)])> = lists.iter().map(|(r, h)| (*r, h.as_slice())).collect();
+            fusion::fuse(&views, req.rank_depth)
+        });
+        let matrix = stage(&mut timings.features, tracing::debug_span!("features"), || {
+            self.features(&signals, &candidates)
+        });
+        let trace = keep.then(|| {
+            Box::new(StageTrace {
+                signals,
+                counts: req.candidates,
+                rank_depth: req.rank_depth,
+                lists,
+                candidates: candidates.clone(),
+                matrix: matrix.clone(),
+            })
+        });
+        let candidates = Candidates {
+            list: candidates,
+            matrix,
+            timings,
+            store: std::sync::Arc::clone(&self.store),
+        };
+        Ok((candidates, trace))
+    }
+
+    /// The feature matrix of `candidates` for the request behind `signals`.
+    pub(super) fn features(&self, signals: &Signals, candidates: &[Candidate]) -> Vec<f32> {
+        let vector_of = |i: u32| self.vector_of(i);
+        let content_of = |i: u32| self.content_of(i);
+        let context = ContextSignals {
+            vector: signals.vector.as_deref(),
+            items: &signals.ctx.items,
+            covisit: &signals.covisit,
+            lexical_max: signals.lexical_max,
+            vector_of: &vector_of,
+            terms: &signals.ctx.terms,
+            content_vector: signals.content_vector.as_deref(),
+            content_of: &content_of,
+        };
+        features::assemble(&context, candidates, &self.store)
+    }
+
+    /// Scores `candidates` with `model`, sorts and cuts to `req.k`;
+    /// `started` is when the request began (for the total).
+    pub(super) fn rank_inner(&self, req: &Request, candidates: Candidates, model: Model<'_>, started: Instant) -> Result<Recommendations> {
+        let mut timings = candidates.timings;
+        let items = stage(&mut timings.rank, tracing::debug_span!("rank"), || -> Result<_> {
+            let scores = match model {
+                Model::Index => self.ranker.score(&candidates.matrix, candidates.len())?,
+                Model::Caller(scorer) => {
+                    let scores = scorer.score(&candidates).map_err(|e| Error::internal_by("rank", e))?;
+                    if scores.len() != candidates.len() || scores.iter().any(|s| !s.is_finite()) {
+                        return Err(Error::internal(
+                            "rank",
+                            format!(
+                                "the scorer gave {} scores (all finite?) for {} candidates",
+                                scores.len(),
+                                candidates.len()
+                            ),
+                        ));
+                    }
+                    scores
+                }
+            };
+            Ok(self.top_k(&candidates, &scores, req))
+        })?;
+        timings.total = started.elapsed();
+        Ok(Recommendations {
+            items,
+            candidates: candidates.len(),
+            timings,
+        })
+    }
+
+    fn top_k(&self, candidates: &Candidates, scores: &[f32], req: &Request) -> Vec<Recommendation> {
+        let list = &candidates.list;
+        let mut order: Vec<usize> = (0..list.len().min(scores.len())).collect();
+        // Ties fall back to fusion order, which is itself tie-broken by id.
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        order.truncate(req.k);
+        order
+            .into_iter()
+            .filter_map(|i| {
+                let item = self.store.items.get(list[i].item as usize)?;
+                let features = req.explain.then(|| {
+                    let row = candidates.features(i).unwrap_or(&[]);
+                    FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect()
+                });
+                Some(Recommendation {
+                    id: item.id.clone(),
+                    score: scores[i],
+                    sources: candidates.sources(i),
+                    features,
+                })
+            })
+            .collect()
+    }
+}

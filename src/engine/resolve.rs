@@ -1,0 +1,126 @@
+//! Request validation and id resolution: a [`Request`] becomes a
+//! [`Resolved`] context (analysed terms, weighted internal ids, one compiled
+//! filter) or a caller error naming what is wrong.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::request::{Context, Request, Retriever, TagFilter, MAX_CANDIDATES, MAX_HISTORY, MAX_K};
+use crate::retrieval::lexical;
+
+/// Largest rank depth a request may ask for.
+const MAX_RANK_DEPTH: usize = 10_000;
+
+/// The filter every retriever applies: excluded ids, context items and tag conditions.
+pub(crate) type Filter = Arc<dyn Fn(u32) -> bool + Send + Sync>;
+
+/// A request with every id resolved and every filter compiled.
+#[derive(Clone)]
+pub(crate) struct Resolved {
+    pub terms: Vec<String>,
+    /// Context items with recency weights, most recent weight 1.
+    pub items: Vec<(u32, f32)>,
+    pub filter: Filter,
+    pub has_text: bool,
+}
+
+impl Engine {
+    pub(super) fn resolve_id(&self, id: &str) -> Result<u32> {
+        self.by_id.get(id).copied().ok_or_else(|| Error::UnknownItem(id.to_string()))
+    }
+
+    pub(super) fn resolve(&self, req: &Request) -> Result<Resolved> {
+        if req.k > MAX_K {
+            return Err(Error::InvalidRequest(format!("k = {} is above the limit of {MAX_K}", req.k)));
+        }
+        if Retriever::ALL.iter().any(|&r| req.candidates.get(r) > MAX_CANDIDATES) || req.rank_depth > MAX_RANK_DEPTH {
+            return Err(Error::InvalidRequest(format!(
+                "candidate counts are limited to {MAX_CANDIDATES} per retriever and rank_depth to {MAX_RANK_DEPTH}"
+            )));
+        }
+        let (text, history): (Option<&str>, &[String]) = match &req.context {
+            Context::Search { text } => (Some(text), &[]),
+            Context::Listening { item } => (None, std::slice::from_ref(item)),
+            Context::History { items } => (None, items),
+            Context::PersonalizedSearch { text, history } => (Some(text), history),
+        };
+        if matches!(req.context, Context::History { .. }) && history.is_empty() {
+            return Err(Error::InvalidRequest("a history context needs at least one item".into()));
+        }
+        if !(req.history_decay > 0.0 && req.history_decay <= 1.0) {
+            return Err(Error::InvalidRequest(format!(
+                "history_decay = {} is not in (0, 1]",
+                req.history_decay
+            )));
+        }
+        if history.len() > MAX_HISTORY {
+            return Err(Error::InvalidRequest(format!(
+                "history of {} items is above the limit of {MAX_HISTORY}",
+                history.len()
+            )));
+        }
+        let terms = match text {
+            Some(t) if t.trim().is_empty() => return Err(Error::InvalidRequest("the search text is empty".into())),
+            Some(t) => lexical::analyze(t),
+            None => Vec::new(),
+        };
+        // Most recent last: weight decays towards the past; a repeated item keeps its most recent weight.
+        let mut weights: HashMap<u32, f32> = HashMap::new();
+        let len = history.len();
+        for (pos, id) in history.iter().enumerate() {
+            let item = self.resolve_id(id)?;
+            let w = req.history_decay.powi(i32::try_from(len - 1 - pos).unwrap_or(i32::MAX));
+            let slot = weights.entry(item).or_insert(0.0);
+            *slot = slot.max(w);
+        }
+        let mut items: Vec<(u32, f32)> = weights.into_iter().collect();
+        items.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+
+        let mut excluded: Vec<u32> = req.exclude.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
+        excluded.extend(items.iter().map(|&(i, _)| i));
+        excluded.sort_unstable();
+        excluded.dedup();
+        let tag_id = |f: &TagFilter| -> Result<Option<u32>> {
+            if !self.manifest.schema.tag_fields.contains(&f.field) {
+                return Err(Error::InvalidRequest(format!(
+                    "`{}` is not a tag field of this index (tag fields: {})",
+                    f.field,
+                    self.manifest.schema.tag_fields.join(", ")
+                )));
+            }
+            Ok(self.store.tags.id(&f.field, &f.value))
+        };
+        let mut require = Vec::new();
+        let mut impossible = false;
+        for f in &req.require_tags {
+            match tag_id(f)? {
+                Some(id) => require.push(id),
+                // No item has that tag: nothing can pass.
+                None => impossible = true,
+            }
+        }
+        let forbid: Vec<u32> = req
+            .exclude_tags
+            .iter()
+            .map(tag_id)
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let store = Arc::clone(&self.store);
+        let filter: Filter = Arc::new(move |item: u32| {
+            !impossible
+                && excluded.binary_search(&item).is_err()
+                && require.iter().all(|&t| store.tags.has(item, t))
+                && !forbid.iter().any(|&t| store.tags.has(item, t))
+        });
+        Ok(Resolved {
+            terms,
+            items,
+            filter,
+            has_text: text.is_some(),
+        })
+    }
+}

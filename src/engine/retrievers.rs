@@ -1,0 +1,157 @@
+//! The retriever table: every first-stage retriever is one entry that the
+//! pipeline walks in order. An entry names the retriever (which gives its
+//! name, its depth in [`CandidateCounts`](crate::request::CandidateCounts),
+//! its slot in [`Timings`](crate::Timings) and its provenance column) and
+//! says how to run it on a request's [`Signals`]. Its feature columns are
+//! declared beside the others in `ranking::features`.
+//!
+//! Adding a retriever: a variant of [`Retriever`], a function here, one
+//! entry in [`RETRIEVERS`], its feature columns.
+
+use std::collections::HashMap;
+
+use super::context::similarity;
+use super::resolve::Resolved;
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::request::Retriever;
+use crate::retrieval::ann::Metric;
+use crate::retrieval::covisit;
+
+/// What the retrievers and the features know of one request.
+pub(crate) struct Signals {
+    pub ctx: Resolved,
+    /// The learned-space context vector: the items' mean, or for a search
+    /// its pseudo-relevance vector (set once the lexical hits are known).
+    pub vector: Option<Vec<f32>>,
+    /// The content-space context vector, on indexes with a content space.
+    pub content_vector: Option<Vec<f32>>,
+    /// The best BM25 score of this request, to put lexical scores on [0, 1].
+    pub lexical_max: f32,
+    /// Co-visitation score of every item reachable from the context items
+    /// (the co-visitation retriever's by-product; features read it for
+    /// every candidate).
+    pub covisit: HashMap<u32, f32>,
+}
+
+/// Hits of one retriever, best first: (internal item id, its score).
+pub(crate) type Hits = Vec<(u32, f32)>;
+
+/// One retriever, as the pipeline runs it.
+pub(crate) struct Entry {
+    pub retriever: Retriever,
+    /// Its tracing span (span names are static, hence one function each).
+    pub span: fn() -> tracing::Span,
+    /// Its hits for `depth` candidates (none when `depth` is 0 or it does not apply).
+    pub run: fn(&Engine, &mut Signals, usize) -> Result<Hits>,
+    /// What later retrievers learn from its hits, run in an `encode` span
+    /// and timed as encoding: the lexical hits give a search its vector.
+    pub then: Option<fn(&Engine, &mut Signals, &[(u32, f32)])>,
+}
+
+/// Every retriever, in the order they run (the lexical one first: its hits
+/// give a search the vector the vector retrievers search with).
+pub(crate) const RETRIEVERS: [Entry; 5] = [
+    Entry {
+        retriever: Retriever::Lexical,
+        span: || tracing::debug_span!("lexical"),
+        run: lexical,
+        then: Some(search_vector),
+    },
+    Entry {
+        retriever: Retriever::Ann,
+        span: || tracing::debug_span!("ann"),
+        run: ann,
+        then: None,
+    },
+    Entry {
+        retriever: Retriever::Covisit,
+        span: || tracing::debug_span!("covisit"),
+        run: covisit,
+        then: None,
+    },
+    Entry {
+        retriever: Retriever::Content,
+        span: || tracing::debug_span!("content"),
+        run: content,
+        then: None,
+    },
+    Entry {
+        retriever: Retriever::Popular,
+        span: || tracing::debug_span!("popular"),
+        run: popular,
+        then: None,
+    },
+];
+
+/// The table entry of `r`.
+pub(crate) fn entry(r: Retriever) -> Option<&'static Entry> {
+    RETRIEVERS.iter().find(|e| e.retriever == r)
+}
+
+/// BM25 over the analysed query terms (searches only).
+fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
+    if !s.ctx.has_text {
+        return Ok(Vec::new());
+    }
+    engine.text.search(&s.ctx.terms, depth, std::sync::Arc::clone(&s.ctx.filter))
+}
+
+fn search_vector(engine: &Engine, s: &mut Signals, hits: &[(u32, f32)]) {
+    s.lexical_max = hits.first().map(|h| h.1).unwrap_or(0.0);
+    if s.ctx.has_text {
+        s.vector = engine.search_vector(hits, s.vector.take());
+    }
+}
+
+/// Nearest neighbours of the context vector in the learned space.
+fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
+    let Some(v) = s.vector.as_deref() else {
+        return Ok(Vec::new());
+    };
+    if depth == 0 || engine.ann.is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = &engine.store;
+    let filter = &s.ctx.filter;
+    let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
+    Ok(engine
+        .ann
+        .search(v, depth, depth.max(64), accept)
+        .map_err(|e| Error::internal_by("ann", e))?
+        .into_iter()
+        .filter_map(|(row, d)| store.item_of_row(row).map(|i| (i, similarity(engine.ann.metric(), d))))
+        .collect())
+}
+
+/// Items played after the context items, summed over them by recency weight.
+fn covisit(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
+    s.covisit = engine.store.covisit.aggregate(&s.ctx.items);
+    Ok(covisit::top_n(&s.covisit, depth, |i| (s.ctx.filter)(i)))
+}
+
+/// Nearest neighbours of the content-space context vector.
+fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
+    let (Some(graph), Some(v)) = (&engine.content, s.content_vector.as_deref()) else {
+        return Ok(Vec::new());
+    };
+    if depth == 0 {
+        return Ok(Vec::new());
+    }
+    let filter = &s.ctx.filter;
+    Ok(graph
+        .search(v, depth, depth.max(64), |row| filter(row))
+        .map_err(|e| Error::internal_by("content", e))?
+        .into_iter()
+        .map(|(row, d)| (row, similarity(Metric::Cosine, d)))
+        .collect())
+}
+
+/// The most played items: cold-start cover for contexts with items (a pure
+/// search wants matches, not hits).
+fn popular(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
+    if s.ctx.items.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(engine.store.popularity.top(depth, |i| (s.ctx.filter)(i)))
+}

@@ -1,0 +1,124 @@
+//! Per-stage benchmark hooks: a traced request keeps every intermediate
+//! result, and any one stage can then be re-run alone on the same inputs.
+//! Hidden from the documented API.
+
+use super::retrievers::{self, Hits, Signals};
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::ranking::features::NUM_FEATURES;
+use crate::request::{CandidateCounts, Recommendations, Request, Retriever};
+use crate::retrieval::fusion::{self, Candidate};
+
+/// One stage of the online path, for [`Engine::run_stage`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// ANN search with the context vector.
+    Ann,
+    /// Content-space ANN search (nothing for indexes without one).
+    Content,
+    /// BM25 search with the query terms (nothing for contexts without text).
+    Lexical,
+    /// Co-visitation aggregation over the context items and top-n.
+    Covisit,
+    /// Fusion of the retrievers' lists into ranked, de-duplicated candidates.
+    Fusion,
+    /// Feature assembly for the fused candidates.
+    Features,
+    /// The ranker's forward pass over exactly `rows` candidates (the traced
+    /// feature rows, repeated if there were fewer).
+    Rank {
+        /// Number of candidate rows scored.
+        rows: usize,
+    },
+}
+
+/// Every intermediate result of one request, from [`Engine::trace`]. Opaque:
+/// it only feeds [`Engine::run_stage`] (and says how many candidates there were).
+#[doc(hidden)]
+pub struct StageTrace {
+    pub(super) signals: Signals,
+    pub(super) counts: CandidateCounts,
+    pub(super) rank_depth: usize,
+    pub(super) lists: Vec<(Retriever, Hits)>,
+    pub(super) candidates: Vec<Candidate>,
+    pub(super) matrix: Vec<f32>,
+}
+
+impl StageTrace {
+    /// Number of fused candidates the request ranked.
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
+    }
+}
+
+impl std::fmt::Debug for StageTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageTrace")
+            .field("candidates", &self.candidates.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Runs `req` like [`recommend`](Engine::recommend) and keeps every
+    /// intermediate result, so each stage can then be re-run alone on the
+    /// same inputs with [`run_stage`](Engine::run_stage) (per-stage benchmarks
+    /// and profiling).
+    ///
+    /// A benchmark and profiling hook, hidden from the documented API.
+    #[doc(hidden)]
+    pub fn trace(&self, req: &Request) -> Result<(Recommendations, StageTrace)> {
+        let (recs, trace) = self.pipeline(req, true)?;
+        let trace = trace.ok_or_else(|| Error::InvalidRequest("k = 0 runs no stage to trace".into()))?;
+        Ok((recs, *trace))
+    }
+
+    /// Re-runs one stage of a traced request on the inputs it saw and
+    /// returns the size of its output (hits, candidates, matrix values or
+    /// scores), which benchmarks pass to `black_box`.
+    ///
+    /// A benchmark and profiling hook, hidden from the documented API.
+    #[doc(hidden)]
+    pub fn run_stage(&self, trace: &StageTrace, stage: Stage) -> Result<usize> {
+        let retriever = match stage {
+            Stage::Ann => Retriever::Ann,
+            Stage::Content => Retriever::Content,
+            Stage::Lexical => Retriever::Lexical,
+            Stage::Covisit => Retriever::Covisit,
+            Stage::Fusion => {
+                let views: Vec<(Retriever, &[(u32, f32)])> = trace.lists.iter().map(|(r, h)| (*r, h.as_slice())).collect();
+                return Ok(fusion::fuse(&views, trace.rank_depth).len());
+            }
+            Stage::Features => return Ok(self.features(&trace.signals, &trace.candidates).len()),
+            Stage::Rank { rows } => {
+                // Exactly `rows` rows: the traced ones, repeated if there are fewer.
+                if trace.matrix.len() < NUM_FEATURES {
+                    return Err(Error::InvalidRequest("the traced request had no candidates to rank".into()));
+                }
+                let matrix: Vec<f32> = trace
+                    .matrix
+                    .chunks_exact(NUM_FEATURES)
+                    .cycle()
+                    .take(rows)
+                    .flatten()
+                    .copied()
+                    .collect();
+                return Ok(self.ranker.score(&matrix, rows)?.len());
+            }
+        };
+        let entry = retrievers::entry(retriever).ok_or_else(|| Error::internal("trace", "a retriever without a table entry"))?;
+        // A retriever may leave by-products in its signals: run it on a copy
+        // without them (a few small vectors; its search dominates).
+        let s = &trace.signals;
+        let mut signals = Signals {
+            ctx: s.ctx.clone(),
+            vector: s.vector.clone(),
+            content_vector: s.content_vector.clone(),
+            lexical_max: s.lexical_max,
+            covisit: Default::default(),
+        };
+        Ok((entry.run)(self, &mut signals, trace.counts.get(retriever))?.len())
+    }
+}

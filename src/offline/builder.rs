@@ -1,0 +1,423 @@
+//! [`IndexBuilder`]: catalog + events → an index directory, written to a
+//! temporary sibling and renamed into place only when complete.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::catalog::Catalog;
+use crate::encoder::Encoder;
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::index::content;
+use crate::index::embeddings::{self, EmbeddingParams};
+use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
+use crate::index::writer::{self, NewIndex};
+use crate::index::BuildParams;
+use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
+use crate::offline::training::TrainSummary;
+use crate::progress::{OnProgress, Progress};
+use crate::ranking::model::Ranker;
+use crate::ranking::train::TrainParams;
+use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
+use crate::retrieval::covisit::{self, CoVisitation, CovisitParams};
+use crate::retrieval::lexical;
+use crate::retrieval::popular::Popularity;
+use crate::schema::Schema;
+use crate::store::{ItemStore, NONE};
+
+/// Builds an index directory from a catalog and an interaction log.
+///
+/// ```no_run
+/// # fn main() -> twostage::Result<()> {
+/// use twostage::{Catalog, Events, IndexBuilder};
+/// let catalog = Catalog::from_jsonl_path("data/music/items.jsonl")?;
+/// let events = Events::from_jsonl_path("data/music/events.jsonl", &catalog)?;
+/// let report = IndexBuilder::new().group_key("artist").build(&catalog, &events, "target/music-index")?;
+/// println!("{} items, {} with vectors", report.stats.items, report.stats.vectors);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct IndexBuilder {
+    schema: Option<Schema>,
+    group_key: Option<String>,
+    params: BuildParams,
+    train: Option<TrainParams>,
+    encoder: Option<Encoder>,
+}
+
+impl Default for IndexBuilder {
+    fn default() -> Self {
+        IndexBuilder {
+            schema: None,
+            group_key: None,
+            params: BuildParams::default(),
+            train: Some(TrainParams::default()),
+            encoder: None,
+        }
+    }
+}
+
+/// Content vectors computed once per build and shared by the ranker's
+/// training index and the final one.
+pub(super) struct ContentVectors<'a> {
+    pub encoder: &'a Encoder,
+    /// `[items × dim]`, row i for item i.
+    pub vectors: Vec<f32>,
+}
+
+/// What a build did.
+#[derive(Clone, Debug)]
+pub struct BuildReport {
+    /// Ranker training, when it ran.
+    pub training: Option<TrainSummary>,
+    /// Where the index now is.
+    pub path: PathBuf,
+    /// Counts recorded in the manifest.
+    pub stats: BuildStats,
+    /// Total bytes of the index files.
+    pub bytes: u64,
+    /// Wall time of each build phase, in order.
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+impl IndexBuilder {
+    /// A builder with every default: schema inferred from the catalog
+    /// ([`Schema::infer`]), 64-dimensional learned embeddings, HNSW with
+    /// M = 16 and ef_construction = 200, cosine distance, co-visitation
+    /// window 5 keeping 100 neighbours, 30-minute sessions, and an MLP
+    /// ranker trained on the most recent 15% of the events (which builds
+    /// retrieval a second time, over the older 85%, in a temporary directory:
+    /// roughly doubles build time; [`IndexBuilder::without_ranker_training`]
+    /// skips it).
+    pub fn new() -> IndexBuilder {
+        IndexBuilder::default()
+    }
+
+    /// Use this schema instead of inferring one.
+    pub fn schema(mut self, schema: Schema) -> IndexBuilder {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Treat equal values of text attribute `attribute` as one group
+    /// ("same artist"). Applies on top of an inferred or given schema.
+    pub fn group_key(mut self, attribute: impl Into<String>) -> IndexBuilder {
+        self.group_key = Some(attribute.into());
+        self
+    }
+
+    /// Embedding parameters (default: [`EmbeddingParams::default`]).
+    pub fn embedding(mut self, params: EmbeddingParams) -> IndexBuilder {
+        self.params.embedding = params;
+        self
+    }
+
+    /// HNSW parameters (default: M 16, ef_construction 200).
+    pub fn ann(mut self, params: AnnParams) -> IndexBuilder {
+        self.params.ann = params;
+        self
+    }
+
+    /// Distance for ANN and similarity features (default cosine).
+    pub fn metric(mut self, metric: Metric) -> IndexBuilder {
+        self.params.metric = metric;
+        self
+    }
+
+    /// Co-visitation parameters (default: window 5, 100 neighbours).
+    pub fn covisit(mut self, params: CovisitParams) -> IndexBuilder {
+        self.params.covisit = params;
+        self
+    }
+
+    /// Train the ranker with these settings (default: [`TrainParams::default`],
+    /// an MLP). Training runs when the events hold enough plays or searches.
+    pub fn ranker(mut self, params: TrainParams) -> IndexBuilder {
+        self.train = Some(params);
+        self
+    }
+
+    /// Embed every item's text with `encoder` into a content space searched
+    /// beside the learned one ([`Retriever::Content`](crate::Retriever::Content)):
+    /// searches then match by meaning, and items without plays get
+    /// neighbours. The manifest records the model; an engine must attach the
+    /// same one ([`Engine::with_encoder`]) to serve searches. Without an
+    /// encoder (the default) the index has no content space.
+    pub fn encoder(mut self, encoder: Encoder) -> IndexBuilder {
+        self.encoder = Some(encoder);
+        self
+    }
+
+    /// The encoder set by [`IndexBuilder::encoder`] (for the evaluation harness).
+    #[cfg(feature = "harness")]
+    pub(crate) fn encoder_ref(&self) -> Option<&Encoder> {
+        self.encoder.as_ref()
+    }
+
+    /// Keep the fixed-weight placeholder ranker; no training.
+    pub fn without_ranker_training(mut self) -> IndexBuilder {
+        self.train = None;
+        self
+    }
+
+    /// Inactivity gap that ends a session (default 30 minutes).
+    pub fn session_gap(mut self, gap: Duration) -> IndexBuilder {
+        self.params.session_gap_secs = i64::try_from(gap.as_secs()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// A builder that repeats a recorded build (its schema and parameters),
+    /// for retraining an index's ranker.
+    pub(super) fn with_params(schema: Schema, params: BuildParams) -> IndexBuilder {
+        IndexBuilder {
+            schema: Some(schema),
+            params,
+            ..IndexBuilder::default()
+        }
+    }
+
+    fn check(&self, catalog: &Catalog, events: &Events) -> Result<Schema> {
+        let p = &self.params;
+        let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
+        if catalog.is_empty() {
+            return bad("the catalog is empty");
+        }
+        if !(1..=1024).contains(&p.embedding.dim) || p.embedding.oversample > 1024 || p.embedding.power_iterations > 64 {
+            return bad("embedding dim must be 1..=1024, oversample ≤ 1024, power_iterations ≤ 64");
+        }
+        if !(p.embedding.smoothing.is_finite() && (0.0..=1.0).contains(&p.embedding.smoothing)) {
+            return bad("embedding smoothing must be in [0, 1]");
+        }
+        if let Err(e) = p.ann.validate() {
+            return bad(&format!("ann: {e}"));
+        }
+        if !(1..=1000).contains(&p.covisit.window) || p.covisit.top_k > 100_000 {
+            return bad("covisit window must be 1..=1000 and top_k ≤ 100000");
+        }
+        if p.session_gap_secs <= 0 {
+            return bad("session gap must be positive");
+        }
+        if events.events().iter().any(|e| e.item as usize >= catalog.len()) {
+            return bad("the events were loaded against another catalog (item ids out of range)");
+        }
+        let mut schema = self.schema.clone().unwrap_or_else(|| Schema::infer(catalog));
+        if let Some(g) = &self.group_key {
+            schema.group_key = Some(g.clone());
+        }
+        schema.validate(catalog)?;
+        Ok(schema)
+    }
+
+    /// Builds the index into `out`. The work happens in a temporary sibling
+    /// directory; only a complete, fsynced index is renamed to `out`, and an
+    /// index already at `out` is replaced only then. On error nothing at
+    /// `out` changes.
+    ///
+    /// Emits an info-level `build` span with a child span per phase
+    /// (`content embeddings` with an encoder, `ranker training`,
+    /// `covisitation`, `embeddings`, `hnsw`, `text index`, `content hnsw`
+    /// with an encoder, `write`, `publish`).
+    pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
+        self.build_with_progress(catalog, events, out, &|_| {})
+    }
+
+    /// [`IndexBuilder::build`], reporting [`Progress`] to `on_progress` (from
+    /// any of the build's threads): events counted, items embedded, vectors
+    /// inserted, documents indexed, training lists assembled, epochs run.
+    ///
+    /// ```no_run
+    /// # fn main() -> twostage::Result<()> {
+    /// # let catalog = twostage::Catalog::from_jsonl_path("items.jsonl")?;
+    /// # let events = twostage::Events::from_jsonl_path("events.jsonl", &catalog)?;
+    /// use twostage::{IndexBuilder, Progress};
+    /// IndexBuilder::new().build_with_progress(&catalog, &events, "index", &|p: &Progress| {
+    ///     eprintln!("{}: {}/{} {}", p.phase, p.done, p.total, p.unit);
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn build_with_progress(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        out: impl AsRef<Path>,
+        on_progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<BuildReport> {
+        let out = out.as_ref();
+        let _span = tracing::info_span!("build", items = catalog.len(), events = events.len(), out = %out.display()).entered();
+        let schema = self.check(catalog, events)?;
+        let started = Instant::now();
+        // Leftovers of builds that were killed (their process is gone) would
+        // otherwise pile up next to the index forever.
+        remove_stale_siblings(out);
+        let encoding = Instant::now();
+        let content = match &self.encoder {
+            Some(encoder) => Some(ContentVectors {
+                encoder,
+                vectors: content::encode_catalog(encoder, catalog, &schema, on_progress)?,
+            }),
+            None => None,
+        };
+        let encoding = encoding.elapsed();
+        let content = content.as_ref();
+        let (ranker, training) = match &self.train {
+            Some(params) if !events.is_empty() => {
+                match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
+                    Some((r, summary)) => (r, Some(summary)),
+                    None => (Ranker::fixed_default()?, None),
+                }
+            }
+            _ => (Ranker::fixed_default()?, None),
+        };
+        let tmp = temp_sibling(out, "tmp")?;
+        let built = self
+            .build_into(catalog, events, &schema, content, &tmp, started, &ranker, on_progress)
+            .and_then(|(stats, mut phases)| {
+                // Counted before publishing: afterwards `out` may already be replaced by a concurrent build.
+                let bytes = crate::index::manifest::list_files(&tmp)?
+                    .iter()
+                    .map(|rel| std::fs::metadata(tmp.join(rel)).map(|m| m.len()).unwrap_or(0))
+                    .sum();
+                tracing::info_span!("publish").in_scope(|| publish(&tmp, out))?;
+                if let Some(t) = &training {
+                    phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
+                }
+                if content.is_some() {
+                    phases.insert(0, ("content embeddings", encoding));
+                }
+                Ok(BuildReport {
+                    path: out.to_path_buf(),
+                    stats,
+                    bytes,
+                    phases,
+                    training,
+                })
+            });
+        if built.is_err() && tmp.exists() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        built
+    }
+
+    #[allow(clippy::too_many_arguments)] // As train_ranker: private, distinct inputs.
+    pub(super) fn build_into(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        schema: &Schema,
+        content: Option<&ContentVectors<'_>>,
+        dir: &Path,
+        started: Instant,
+        ranker: &Ranker,
+        on_progress: OnProgress<'_>,
+    ) -> Result<(BuildStats, Vec<(&'static str, Duration)>)> {
+        let p = &self.params;
+        let n = catalog.len();
+        let mut phases = Vec::new();
+        let mut clock = Instant::now();
+        let mut lap = |name: &'static str, phases: &mut Vec<(&'static str, Duration)>| {
+            phases.push((name, clock.elapsed()));
+            clock = Instant::now();
+        };
+
+        let phase = tracing::info_span!("covisitation").entered();
+        let sequences = covisit::session_sequences(events, p.session_gap_secs);
+        let pairs = covisit::directed_pairs(&sequences, p.covisit.window);
+        let popularity = Popularity::build(n, events);
+        let covisit = CoVisitation::build(n, &pairs, p.covisit.top_k);
+        lap("covisitation", &mut phases);
+        on_progress(&Progress::new("covisitation", events.len(), events.len(), "events"));
+        drop(phase);
+        let phase = tracing::info_span!("embeddings").entered();
+
+        // The store without vector rows first: content fallback needs its tags and groups.
+        let mut store = ItemStore::build(catalog, schema, popularity, covisit, vec![NONE; n], Vec::new());
+        on_progress(&Progress::new("embeddings", 0, n, "items"));
+        let (mut vectors, source) = match catalog.vector_dim() {
+            Some(_) => (catalog.items().iter().map(|it| it.vector.clone()).collect::<Vec<_>>(), "catalog"),
+            None => (embeddings::learn(n, &pairs, &p.embedding), "learned"),
+        };
+        if p.metric == Metric::Cosine {
+            vectors = vectors.into_iter().map(|v| v.and_then(crate::vector::normalized)).collect();
+        }
+        embeddings::fill_from_content(&mut vectors, &store.groups, &store.tags);
+        let dim = vectors.iter().flatten().map(Vec::len).next().unwrap_or(0);
+        let mut flat = Vec::new();
+        let mut row_item = Vec::new();
+        for (item, v) in vectors.iter().enumerate() {
+            if let Some(v) = v {
+                store.item_row[item] = row_item.len() as u32;
+                row_item.push(item as u32);
+                flat.extend_from_slice(v);
+            }
+        }
+        store.row_item = row_item;
+        let source = if store.row_item.is_empty() { "none" } else { source };
+        lap("embeddings", &mut phases);
+        on_progress(&Progress::new("embeddings", n, n, "items"));
+        drop(phase);
+        let phase = tracing::info_span!("hnsw", vectors = store.row_item.len(), dim).entered();
+
+        let rows = store.row_item.len();
+        let inserted = |k: usize| on_progress(&Progress::new("hnsw", k, rows, "vectors"));
+        inserted(0);
+        let ann = if dim == 0 {
+            AnnIndex::build(&[], 1, p.metric, &p.ann)
+        } else {
+            AnnIndex::build_reporting(&flat, dim, p.metric, &p.ann, &inserted)
+        }
+        .map_err(|e| Error::internal_by("ann build", e))?;
+        lap("hnsw", &mut phases);
+        drop(phase);
+        let phase = tracing::info_span!("text index", documents = n).entered();
+
+        lexical::build(catalog, schema, &writer::text_dir(dir), &|k| {
+            on_progress(&Progress::new("text index", k, n, "documents"))
+        })?;
+        lap("text index", &mut phases);
+        drop(phase);
+
+        let content_graph = match content {
+            Some(c) => Some(content::build_graph(&c.vectors, c.encoder.dim(), &p.ann, on_progress)?),
+            None => None,
+        };
+        if content_graph.is_some() {
+            lap("content hnsw", &mut phases);
+        }
+        let phase = tracing::info_span!("write").entered();
+
+        let stats = BuildStats {
+            items: n,
+            events: events.len(),
+            sessions: sequences.len(),
+            vectors: store.row_item.len(),
+            dim,
+            vector_source: source.to_string(),
+            build_ms: started.elapsed().as_millis() as u64,
+        };
+        let manifest = Manifest {
+            format: FORMAT.to_string(),
+            format_version: FORMAT_VERSION,
+            created_by: format!("twostage {}", env!("CARGO_PKG_VERSION")),
+            schema: schema.clone(),
+            build: p.clone(),
+            stats: stats.clone(),
+            ranker: ranker.info().clone(),
+            encoder: content.map(|c| c.encoder.info().clone()),
+            files: Vec::new(),
+            manifest_crc32: 0,
+        };
+        writer::write(
+            dir,
+            NewIndex {
+                store: &store,
+                ann: &ann,
+                content: content_graph.as_ref(),
+                ranker,
+                manifest,
+            },
+        )?;
+        lap("write", &mut phases);
+        drop(phase);
+        Ok((stats, phases))
+    }
+}

@@ -1,0 +1,15 @@
+//! Offline orchestration: everything that runs before an index is served.
+//!
+//! - `builder`: [`IndexBuilder`](crate::IndexBuilder), catalog + events → an index directory.
+//! - `training`: the ranker's training lists (logged requests replayed
+//!   through the real retrieval stage of an engine opened on a held-out
+//!   build) and in-place retraining.
+//! - `publish`: temporary sibling directories and the atomic swap that
+//!   publishes a finished index.
+//!
+//! This is the top layer of the library: it opens an [`Engine`](crate::Engine)
+//! to assemble training lists, so nothing below it may depend on it.
+
+pub(crate) mod builder;
+pub(crate) mod publish;
+pub(crate) mod training;

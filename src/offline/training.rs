@@ -1,0 +1,251 @@
+//! Ranker training, offline: logged requests ([`Target`]s) from the most
+//! recent part of the log, sent through the real retrieval stage of an
+//! engine opened on a build over the older part, their candidates labelled
+//! by what the user did next; the model fitted on those lists; and the
+//! in-place retrain of an existing index.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::catalog::Catalog;
+use crate::encoder::Encoder;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::index::{reader, writer};
+use crate::offline::builder::{ContentVectors, IndexBuilder};
+use crate::offline::publish::{publish, temp_sibling};
+use crate::progress::{OnProgress, Progress};
+use crate::ranking::dataset::{self, Target};
+use crate::ranking::model::Ranker;
+use crate::ranking::train::{self, EpochReport, ListExample, TrainParams};
+use crate::schema::Schema;
+
+/// Share of the log (its most recent events) whose plays and searches
+/// become ranker training lists; retrieval for them is built on the rest,
+/// so no list sees its own answer in the co-visitation counts.
+pub(crate) const RANKER_HOLDOUT: f64 = 0.15;
+/// Fewer lists with a relevant candidate than this and the fixed-weight
+/// placeholder is kept: a model fitted on less would be noise.
+pub(crate) const MIN_TRAINING_LISTS: usize = 50;
+
+/// What ranker training did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TrainSummary {
+    /// `linear` or `mlp`.
+    pub kind: String,
+    /// One entry per epoch run.
+    pub epochs: Vec<EpochReport>,
+    /// Best validation NDCG@10 (over candidates).
+    pub valid_ndcg: f64,
+    /// Share of training targets whose item retrieval found.
+    pub train_candidate_recall: f64,
+    /// Share of validation targets whose item retrieval found.
+    pub valid_candidate_recall: f64,
+    /// Training lists with a relevant candidate.
+    pub train_lists: usize,
+    /// Validation lists with a relevant candidate.
+    pub valid_lists: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+impl IndexBuilder {
+    /// Trains a ranker on the most recent [`RANKER_HOLDOUT`] of `events`
+    /// against a retrieval index built from the rest (in a temporary
+    /// directory beside `out`). `None` when there is too little to learn from.
+    // Private; every argument is a distinct input, and bundling them into a
+    // struct used once would only move the list.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn train_ranker(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        schema: &Schema,
+        content: Option<&ContentVectors<'_>>,
+        out: &Path,
+        params: &TrainParams,
+        on_epoch: &mut dyn FnMut(&EpochReport),
+        on_progress: OnProgress<'_>,
+    ) -> Result<Option<(Ranker, TrainSummary)>> {
+        let _span = tracing::info_span!("ranker training").entered();
+        let started = Instant::now();
+        let all = events.events();
+        let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
+        let Some(cut) = all.get(cut_at).map(|e| e.ts) else {
+            return Ok(None);
+        };
+        let before: Vec<_> = all.iter().filter(|e| e.ts < cut).cloned().collect();
+        if before.is_empty() {
+            return Ok(None);
+        }
+        let before = Events::from_events(events.users().to_vec(), before, catalog)?;
+        let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+        let targets = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
+        if targets.len() < MIN_TRAINING_LISTS {
+            tracing::info!(
+                lists = targets.len(),
+                needed = MIN_TRAINING_LISTS,
+                "too few logged requests to train a ranker"
+            );
+            return Ok(None);
+        }
+        let tmp = temp_sibling(out, "ranker")?;
+        let result = (|| {
+            tracing::info_span!("retrieval index", events = before.len())
+                .in_scope(|| self.build_into(catalog, &before, schema, content, &tmp, started, &Ranker::fixed_default()?, &|_| {}))?;
+            let mut engine = Engine::open(&tmp)?;
+            if let Some(c) = content {
+                engine = engine.with_encoder(c.encoder.clone())?;
+            }
+            // Validation is the later part of the holdout: early stopping sees the future the model will face.
+            let split = targets.len() * 4 / 5;
+            let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
+            let listed = |n: usize| on_progress(&Progress::new("training lists", n, targets.len(), "lists"));
+            let (train_lists, train_recall) = crate::offline::training::lists(&engine, &targets[..split], &listed)?;
+            let (valid_lists, valid_recall) = crate::offline::training::lists(&engine, &targets[split..], &|n| listed(split + n))?;
+            listed(targets.len());
+            drop(lists_span);
+            let positive = |l: &[ListExample]| l.iter().filter(|e| e.grades.iter().any(|&g| g > 0)).count();
+            if positive(&train_lists) < MIN_TRAINING_LISTS || positive(&valid_lists) == 0 {
+                return Ok(None);
+            }
+            let mut epochs = Vec::new();
+            on_progress(&Progress::new("ranker training", 0, params.max_epochs, "epochs"));
+            let mut ranker = train::train(&train_lists, &valid_lists, params, &mut |r| {
+                epochs.push(r.clone());
+                on_epoch(r);
+                on_progress(&Progress::new("ranker training", r.epoch, params.max_epochs, "epochs"));
+            })?;
+            // Early stopping ends the phase before max_epochs: close it.
+            on_progress(&Progress::new("ranker training", params.max_epochs, params.max_epochs, "epochs"));
+            let mut validation = ranker.info().validation.clone();
+            validation.insert("train_candidate_recall".into(), train_recall);
+            validation.insert("valid_candidate_recall".into(), valid_recall);
+            let valid_ndcg = validation.get("ndcg@10").copied().unwrap_or(0.0);
+            ranker.set_validation(validation);
+            let summary = TrainSummary {
+                kind: ranker.info().kind.clone(),
+                epochs,
+                valid_ndcg,
+                train_candidate_recall: train_recall,
+                valid_candidate_recall: valid_recall,
+                train_lists: positive(&train_lists),
+                valid_lists: positive(&valid_lists),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            Ok(Some((ranker, summary)))
+        })();
+        let _ = std::fs::remove_dir_all(&tmp);
+        result
+    }
+}
+
+/// Retrains the ranker of the index in `dir` from `events` (the same log
+/// shape the index was built from) and replaces its ranker in place: the
+/// index is copied to a temporary sibling, given the new weights and
+/// manifest, and renamed over the old one. Retrieval is rebuilt only in a
+/// temporary index over the older part of the log, as in a full build.
+/// `on_epoch` sees every epoch (for progress bars).
+///
+/// An index with a content space needs the `encoder` it was built with (its
+/// item vectors are reused; training searches are encoded by it); an index
+/// without one takes `None`.
+pub fn retrain_ranker(
+    dir: impl AsRef<Path>,
+    catalog: &Catalog,
+    events: &Events,
+    encoder: Option<&Encoder>,
+    params: &TrainParams,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<TrainSummary> {
+    let dir = dir.as_ref();
+    let _span = tracing::info_span!("retrain_ranker", index = %dir.display()).entered();
+    let (manifest, files) = crate::index::manifest::Manifest::read_verified(dir)?;
+    if manifest.stats.items != catalog.len() {
+        return Err(Error::InvalidConfig(format!(
+            "the index holds {} items, the catalog {}: retrain with the catalog the index was built from",
+            manifest.stats.items,
+            catalog.len()
+        )));
+    }
+    let content = match (&manifest.encoder, encoder) {
+        (None, None) => None,
+        (Some(built), Some(given)) if built.same_model(given.info()) => {
+            // Present and one row per item: the reader checks it as `Engine::open` does.
+            let Some(graph) = reader::content_space(&manifest, &files, dir)? else {
+                return Err(Error::internal(
+                    "retrain",
+                    "the manifest names an encoder but the reader found no content space",
+                ));
+            };
+            let vectors = (0..graph.len() as u32)
+                .flat_map(|r| graph.vector(r).unwrap_or(&[]).iter().copied())
+                .collect();
+            Some(ContentVectors { encoder: given, vectors })
+        }
+        (Some(built), given) => {
+            return Err(Error::EncoderMismatch {
+                expected: crate::encoder::describe(built),
+                found: given.map(|g| crate::encoder::describe(g.info())),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(Error::InvalidConfig(
+                "the index has no content space; retrain without an encoder, or rebuild with one".into(),
+            ))
+        }
+    };
+    let builder = IndexBuilder::with_params(manifest.schema.clone(), manifest.build.clone());
+    let Some((ranker, summary)) =
+        builder.train_ranker(catalog, events, &manifest.schema, content.as_ref(), dir, params, on_epoch, &|_| {})?
+    else {
+        return Err(Error::InvalidConfig(format!(
+            "too few plays or searches with a retrievable answer in the last {:.0}% of the log to train a ranker (need {MIN_TRAINING_LISTS})",
+            RANKER_HOLDOUT * 100.0
+        )));
+    };
+    let tmp = temp_sibling(dir, "tmp")?;
+    let result = writer::write_with_ranker(&tmp, &files, manifest, &ranker);
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    tracing::info_span!("publish").in_scope(|| publish(&tmp, dir))?;
+    Ok(summary)
+}
+
+/// Candidate lists with grades for `targets`, and the candidate recall
+/// (share of relevant items that retrieval put among the candidates).
+///
+/// `listed(lists so far)` is called as lists are assembled (from any thread).
+pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize) + Sync)) -> Result<(Vec<ListExample>, f64)> {
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    let per: Vec<(ListExample, usize, usize)> = targets
+        .par_iter()
+        .map(|t| {
+            let a = engine.retrieve(&t.request)?;
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n % 64 == 0 {
+                listed(n);
+            }
+            let grades: Vec<u32> = (0..a.len())
+                .map(|i| a.id(i).and_then(|id| t.relevant.get(id)).copied().unwrap_or(0))
+                .collect();
+            let found = grades.iter().filter(|&&g| g > 0).count();
+            Ok((
+                ListExample {
+                    features: a.matrix().to_vec(),
+                    grades,
+                },
+                found,
+                t.relevant.len(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let (found, total) = per.iter().fold((0, 0), |(f, t), (_, a, b)| (f + a, t + b));
+    let recall = if total > 0 { found as f64 / total as f64 } else { 0.0 };
+    Ok((per.into_iter().map(|(l, _, _)| l).collect(), recall))
+}
