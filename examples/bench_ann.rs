@@ -258,11 +258,7 @@ fn main() -> Result<()> {
         report::cpu_model()
     );
 
-    let params = AnnParams {
-        m: args.m,
-        ef_construction: args.ef_construction,
-        parallel: true,
-    };
+    let params = AnnParams::default().m(args.m).ef_construction(args.ef_construction).parallel(true);
     let key = format!("{name}-{metric:?}-m{}-efc{}-q{nq}-k{}", args.m, args.ef_construction, args.k);
     let cached = |ext: &str| args.cache.as_ref().map(|d| d.join(format!("{key}.{ext}")));
     let bincode_cfg = bincode::config::standard();

@@ -52,15 +52,8 @@ fn main() -> Result<()> {
     let catalog = Catalog::from_jsonl_path(&args.items)?;
     let events = Events::from_jsonl_path(&args.events, &catalog)?;
     let mut builder = IndexBuilder::new()
-        .embedding(EmbeddingParams {
-            dim: args.dim,
-            ..Default::default()
-        })
-        .ann(AnnParams {
-            m: args.m,
-            ef_construction: args.ef_construction,
-            ..Default::default()
-        });
+        .embedding(EmbeddingParams::default().dim(args.dim))
+        .ann(AnnParams::default().m(args.m).ef_construction(args.ef_construction));
     if let Some(g) = args.group_key {
         builder = builder.group_key(g);
     }

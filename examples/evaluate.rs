@@ -84,10 +84,7 @@ fn main() -> Result<()> {
     };
     let builder = builder
         .session_gap(std::time::Duration::from_secs(args.session_gap_secs.unwrap_or(gap)))
-        .covisit(CovisitParams {
-            window: args.window.unwrap_or(window),
-            ..CovisitParams::default()
-        });
+        .covisit(CovisitParams::default().window(args.window.unwrap_or(window)));
     let work = tempfile::tempdir()?;
     let quiet = args.json;
     let report = compare(&prepared, &builder, work.path(), &mut |msg| {

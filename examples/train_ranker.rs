@@ -56,10 +56,7 @@ fn main() -> Result<()> {
     } else {
         TrainParams::default()
     };
-    let params = TrainParams {
-        max_epochs: args.epochs,
-        ..base
-    };
+    let params = base.max_epochs(args.epochs);
 
     let bar = ProgressBar::new(params.max_epochs as u64)
         .with_style(progress::style())

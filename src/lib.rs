@@ -176,6 +176,25 @@
 
 #![warn(missing_docs)]
 
+/// Builder-style setters for a `#[non_exhaustive]` parameter struct, one per
+/// field and named after it, so a caller starts from a default and changes
+/// what it needs (`AnnParams::default().m(32)`) while new fields stay
+/// non-breaking.
+macro_rules! setters {
+    ($ty:ty { $($field:ident: $t:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "` (see the field of that name).")]
+                #[must_use]
+                pub fn $field(mut self, value: $t) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
 pub mod catalog;
 pub mod encoder;
 mod engine;

@@ -133,10 +133,7 @@ fn retraining_a_content_index_needs_its_encoder() {
         .without_ranker_training()
         .build(&catalog, &events, &dir)
         .unwrap();
-    let params = twostage::TrainParams {
-        max_epochs: 2,
-        ..twostage::TrainParams::linear()
-    };
+    let params = twostage::TrainParams::linear().max_epochs(2);
     let err = twostage::retrain_ranker(&dir, &catalog, &events, None, &params, &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::EncoderMismatch { found: None, .. }), "{err}");
     let summary = twostage::retrain_ranker(&dir, &catalog, &events, Some(&encoder()), &params, &mut |_| {}).unwrap();

@@ -5,11 +5,7 @@ use twostage::{retrain_ranker, Context, Engine, IndexBuilder, Request, TrainPara
 mod common;
 
 fn small() -> TrainParams {
-    TrainParams {
-        max_lists: 1_500,
-        max_epochs: 4,
-        ..TrainParams::default()
-    }
+    TrainParams::default().max_lists(1_500).max_epochs(4)
 }
 
 #[test]
@@ -41,11 +37,7 @@ fn a_build_with_events_trains_the_ranker_and_serves_with_it() {
     assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
 
     // Retraining in place swaps the model and keeps the index valid.
-    let linear = TrainParams {
-        max_lists: 1_000,
-        max_epochs: 3,
-        ..TrainParams::linear()
-    };
+    let linear = TrainParams::linear().max_lists(1_000).max_epochs(3);
     let mut epochs = 0;
     let summary = retrain_ranker(&dir, &f.catalog, &f.events, None, &linear, &mut |_| epochs += 1).unwrap();
     assert_eq!(summary.epochs.len(), epochs);

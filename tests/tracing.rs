@@ -59,11 +59,7 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
     );
 
     let trained = test_trace::Recorder::default();
-    let params = TrainParams {
-        max_epochs: 3,
-        patience: 10,
-        ..TrainParams::linear()
-    };
+    let params = TrainParams::linear().max_epochs(3).patience(10);
     let report = trained
         .record(|| {
             IndexBuilder::new()

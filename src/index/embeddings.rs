@@ -19,6 +19,7 @@ use crate::vector::normalized;
 
 /// Embedding learning parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EmbeddingParams {
     /// Vector dimension. Default 64.
     pub dim: usize,
@@ -32,6 +33,14 @@ pub struct EmbeddingParams {
     /// Seed of the random start. Default 42.
     pub seed: u64,
 }
+
+setters!(EmbeddingParams {
+    dim: usize,
+    oversample: usize,
+    power_iterations: usize,
+    smoothing: f64,
+    seed: u64
+});
 
 impl Default for EmbeddingParams {
     fn default() -> Self {

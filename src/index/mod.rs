@@ -26,6 +26,7 @@ use crate::retrieval::covisit::CovisitParams;
 /// Every parameter of a build, recorded in the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BuildParams {
     /// Learned item embeddings.
     pub embedding: EmbeddingParams,
@@ -38,6 +39,14 @@ pub struct BuildParams {
     /// Inactivity that ends a session, in seconds.
     pub session_gap_secs: i64,
 }
+
+setters!(BuildParams {
+    embedding: EmbeddingParams,
+    ann: AnnParams,
+    metric: Metric,
+    covisit: CovisitParams,
+    session_gap_secs: i64
+});
 
 impl Default for BuildParams {
     fn default() -> Self {

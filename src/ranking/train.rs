@@ -30,6 +30,7 @@ pub enum ModelKind {
 
 /// Training settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TrainParams {
     /// Model family. Default: an MLP with hidden layers 32 and 16.
     pub model: ModelKind,
@@ -52,6 +53,18 @@ pub struct TrainParams {
     /// lists are never sampled.
     pub list_size: usize,
 }
+
+setters!(TrainParams {
+    model: ModelKind,
+    max_epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    weight_decay: f64,
+    patience: usize,
+    seed: u64,
+    max_lists: usize,
+    list_size: usize
+});
 
 impl Default for TrainParams {
     fn default() -> Self {

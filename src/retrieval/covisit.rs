@@ -14,12 +14,18 @@ use crate::sparse::Csr;
 
 /// Co-visitation build parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CovisitParams {
     /// How many plays ahead a pair may be. Default 5.
     pub window: usize,
     /// Neighbours kept per item. Default 100.
     pub top_k: usize,
 }
+
+setters!(CovisitParams {
+    window: usize,
+    top_k: usize
+});
 
 impl Default for CovisitParams {
     fn default() -> Self {

@@ -54,6 +54,7 @@ pub enum Metric {
 /// results. Use `parallel = false` for a single-threaded, order-stable build
 /// (the level assignment inside the graph builder is still randomly drawn).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AnnParams {
     /// Max neighbours per node on the upper layers (layer 0 keeps up to
     /// `2 * m`). Must be in `2..=256` ([`AnnParams::MIN_M`] to
@@ -66,6 +67,12 @@ pub struct AnnParams {
     /// Insert in parallel on the rayon pool.
     pub parallel: bool,
 }
+
+setters!(AnnParams {
+    m: usize,
+    ef_construction: usize,
+    parallel: bool
+});
 
 impl Default for AnnParams {
     fn default() -> Self {
