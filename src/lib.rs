@@ -60,6 +60,34 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## The two stages, one at a time
+//!
+//! [`Engine::retrieve`] runs the first stage alone and returns the
+//! [`Candidates`] the ranker would see: ids, the retrievers that found each,
+//! and one row of named features. [`Engine::rank`] ranks them with the
+//! index's model (`None`; the same answer as `recommend`) or with a
+//! [`Scorer`] of your own:
+//!
+//! ```no_run
+//! # fn main() -> twostage::Result<()> {
+//! use twostage::{Candidates, Context, Engine, Request, Scorer};
+//!
+//! /// Prefers what is trending now.
+//! struct Trending;
+//! impl Scorer for Trending {
+//!     fn score(&self, c: &Candidates) -> Result<Vec<f32>, Box<dyn std::error::Error + Send + Sync>> {
+//!         Ok((0..c.len()).map(|i| c.feature(i, "recent_share").unwrap_or(0.0)).collect())
+//!     }
+//! }
+//!
+//! let engine = Engine::open("index")?;
+//! let req = Request::new(Context::listening("t1"));
+//! let candidates = engine.retrieve(&req)?;
+//! println!("{} candidates, first {:?}", candidates.len(), candidates.id(0));
+//! let recs = engine.rank(&req, candidates, Some(&Trending))?;
+//! # let _ = recs; Ok(()) }
+//! ```
+//!
 //! ## Reliability
 //!
 //! - **Verified on open.** The manifest records the format version and a
@@ -158,12 +186,15 @@
 //!
 //! ## Modules
 //!
-//! - [`catalog`] and [`events`]: the data and its contract (errors name file, line and field).
+//! - [`catalog`], [`events`] and [`schema`]: the data and its contract (errors name file, line and field).
 //! - [`request`]: [`Context`], [`Request`], [`Recommendations`], [`Timings`].
 //! - [`retrieval`]: the candidate retrievers and their fusion.
-//! - [`ranking`]: the feature schema and the ranking model.
+//! - [`ranking`]: the stage boundary ([`Candidates`], [`Scorer`]), the feature
+//!   schema and the ranking model.
 //! - [`encoder`]: the in-process sentence encoder ([`Encoder`]).
-//! - [`index`]: the offline build and the on-disk format.
+//! - [`index`]: the on-disk format and the parts a build computes for it.
+//! - [`Engine`] serves; [`IndexBuilder`] and [`retrain_ranker`] build (see
+//!   `docs/architecture.md` for the layers and the data flow).
 //!
 //! Behind the `harness` feature, outside the engine's default build (the
 //! examples and tests that need them declare the feature):
