@@ -175,8 +175,7 @@ fn ground_truth(index: &AnnIndex, qs: &[&[f32]], k: usize, metric: Metric) -> Ve
         .map(|q| {
             let mut v = q.to_vec();
             if metric == Metric::Cosine {
-                let norm = distance::norm_squared(&v).sqrt();
-                v.iter_mut().for_each(|x| *x /= norm);
+                distance::normalize(&mut v);
             }
             v
         })
