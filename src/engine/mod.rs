@@ -240,17 +240,6 @@ impl Engine {
         use rayon::prelude::*;
         reqs.par_iter().map(|r| self.recommend(r)).collect()
     }
-
-    /// Internal id of an external id (for the evaluation harness).
-    #[cfg(feature = "harness")]
-    pub(crate) fn internal_id(&self, id: &str) -> Option<u32> {
-        self.by_id.get(id).copied()
-    }
-
-    /// External id of an internal id.
-    pub(crate) fn external_id(&self, item: u32) -> Option<&str> {
-        self.store.items.get(item as usize).map(|i| i.id.as_str())
-    }
 }
 
 #[cfg(test)]

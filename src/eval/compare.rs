@@ -135,8 +135,8 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     builder.build(&p.catalog, &p.fit, work.join("fit"))?;
     details.insert("index_build_secs".into(), t.elapsed().as_secs_f64());
     progress("indexes built");
-    let engine_a = Engine::open_with_encoder(work.join("ranker-fit"), builder.encoder_ref())?;
-    let engine = Engine::open_with_encoder(work.join("fit"), builder.encoder_ref())?;
+    let engine_a = Engine::open_with_encoder(work.join("ranker-fit"), builder.content_encoder())?;
+    let engine = Engine::open_with_encoder(work.join("fit"), builder.content_encoder())?;
 
     let t = Instant::now();
     let (train_lists, train_recall) = crate::offline::training::lists(&engine_a, &p.ranker_targets, &|_| {})?;
@@ -183,8 +183,8 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     }
     let is_cold = |target: &Target| {
         target.relevant.keys().all(|id| {
-            engine
-                .internal_id(id)
+            p.catalog
+                .index_of(id)
                 .is_some_and(|i| plays.get(i as usize).is_some_and(|&n| n < COLD_PLAYS))
         })
     };
@@ -199,7 +199,12 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
         .par_iter()
         .map(|target| -> Result<Row> {
             let mut m: HashMap<String, Metrics> = HashMap::new();
-            let ids = |items: &[u32]| -> Vec<String> { items.iter().filter_map(|&i| engine.external_id(i).map(str::to_string)).collect() };
+            let ids = |items: &[u32]| -> Vec<String> {
+                items
+                    .iter()
+                    .filter_map(|&i| p.catalog.items().get(i as usize).map(|it| it.id.clone()))
+                    .collect()
+            };
             for &(name, r) in &single {
                 if r == Retriever::Lexical && !uses_text {
                     continue;
@@ -209,8 +214,8 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
                 m.insert(name.to_string(), Metrics::at_k(&order, &target.relevant, K));
             }
             if let Context::History { items } = &target.request.context {
-                let history: Vec<u32> = items.iter().filter_map(|id| engine.internal_id(id)).collect();
-                let excluded: Vec<u32> = target.request.exclude.iter().filter_map(|id| engine.internal_id(id)).collect();
+                let history: Vec<u32> = items.iter().filter_map(|id| p.catalog.index_of(id)).collect();
+                let excluded: Vec<u32> = target.request.exclude.iter().filter_map(|id| p.catalog.index_of(id)).collect();
                 let recs = knn.recommend(&history, K, |j| excluded.contains(&j));
                 m.insert("itemknn".into(), Metrics::at_k(&ids(&recs), &target.relevant, K));
             }

@@ -129,14 +129,12 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
             ranker_targets.push(Target {
                 request: request(in_time(train_kept)),
                 relevant: relevant(train_held),
-                ts: 0,
             });
         }
         if !val.is_empty() {
             valid.push(Target {
                 request: request(in_time(train)),
                 relevant: relevant(val),
-                ts: 0,
             });
         }
         if !tst.is_empty() {
@@ -144,7 +142,6 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
             test.push(Target {
                 request: req,
                 relevant: relevant(tst),
-                ts: 0,
             });
         }
     }

@@ -148,9 +148,9 @@ impl IndexBuilder {
         self
     }
 
-    /// The encoder set by [`IndexBuilder::encoder`] (for the evaluation harness).
-    #[cfg(feature = "harness")]
-    pub(crate) fn encoder_ref(&self) -> Option<&Encoder> {
+    /// The sentence encoder set by [`IndexBuilder::encoder`], if any: the
+    /// one an engine opened on this builder's index must attach.
+    pub fn content_encoder(&self) -> Option<&Encoder> {
         self.encoder.as_ref()
     }
 

@@ -15,8 +15,6 @@ pub struct Target {
     pub request: Request,
     /// External id → relevance grade (≥ 1).
     pub relevant: HashMap<String, u32>,
-    /// When it happened (unix seconds).
-    pub ts: i64,
 }
 
 /// How many items of history a rebuilt request carries.
@@ -58,7 +56,6 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                             out.push(Target {
                                 request: Request::new(context),
                                 relevant: HashMap::from([(item, 1)]),
-                                ts: e.ts,
                             });
                         }
                     }
@@ -75,7 +72,6 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                             out.push(Target {
                                 request: Request::new(Context::history(recent)),
                                 relevant: HashMap::from([(item, 1)]),
-                                ts: e.ts,
                             });
                         }
                     }
