@@ -22,6 +22,12 @@ pub(super) fn stage<T>(slot: &mut Duration, span: tracing::Span, f: impl FnOnce(
     out
 }
 
+/// Fuses the retrievers' lists (indexed by `Retriever::index`).
+pub(super) fn fuse(lists: &[Hits; Retriever::ALL.len()], depth: usize) -> Vec<Candidate> {
+    let views = Retriever::ALL.map(|r| (r, lists[r.index()].as_slice()));
+    fusion::fuse(&views, depth)
+}
+
 /// The ranking model of one call: the index's own, or the caller's.
 pub(super) enum Model<'a> {
     Index,
@@ -46,7 +52,9 @@ impl Engine {
             })
         })?;
 
-        let mut lists: Vec<(Retriever, Hits)> = Vec::with_capacity(RETRIEVERS.len());
+        // Indexed by `Retriever::index`: fusion sums each candidate's
+        // reciprocal ranks in that fixed order, whatever order the table runs in.
+        let mut lists: [Hits; Retriever::ALL.len()] = Default::default();
         for entry in &RETRIEVERS {
             let r = entry.retriever;
             let depth = req.candidates.get(r);
@@ -55,13 +63,12 @@ impl Engine {
                 let span = tracing::debug_span!("encode", part = "search vector");
                 stage(&mut timings.encode, span, || then(self, &mut signals, &hits));
             }
-            lists.push((r, hits));
+            if let Some(slot) = lists.get_mut(r.index()) {
+                *slot = hits;
+            }
         }
 
-        let candidates = stage(&mut timings.fusion, tracing::debug_span!("fusion"), || {
-            let views: Vec<(Retriever, &[(u32, f32)])> = lists.iter().map(|(r, h)| (*r, h.as_slice())).collect();
-            fusion::fuse(&views, req.rank_depth)
-        });
+        let candidates = stage(&mut timings.fusion, tracing::debug_span!("fusion"), || fuse(&lists, req.rank_depth));
         let matrix = stage(&mut timings.features, tracing::debug_span!("features"), || {
             self.features(&signals, &candidates)
         });

@@ -7,7 +7,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::ranking::features::NUM_FEATURES;
 use crate::request::{CandidateCounts, Recommendations, Request, Retriever};
-use crate::retrieval::fusion::{self, Candidate};
+use crate::retrieval::fusion::Candidate;
 
 /// One stage of the online path, for [`Engine::run_stage`].
 #[doc(hidden)]
@@ -41,7 +41,7 @@ pub struct StageTrace {
     pub(super) signals: Signals,
     pub(super) counts: CandidateCounts,
     pub(super) rank_depth: usize,
-    pub(super) lists: Vec<(Retriever, Hits)>,
+    pub(super) lists: [Hits; Retriever::ALL.len()],
     pub(super) candidates: Vec<Candidate>,
     pub(super) matrix: Vec<f32>,
 }
@@ -87,10 +87,7 @@ impl Engine {
             Stage::Content => Retriever::Content,
             Stage::Lexical => Retriever::Lexical,
             Stage::Covisit => Retriever::Covisit,
-            Stage::Fusion => {
-                let views: Vec<(Retriever, &[(u32, f32)])> = trace.lists.iter().map(|(r, h)| (*r, h.as_slice())).collect();
-                return Ok(fusion::fuse(&views, trace.rank_depth).len());
-            }
+            Stage::Fusion => return Ok(super::pipeline::fuse(&trace.lists, trace.rank_depth).len()),
             Stage::Features => return Ok(self.features(&trace.signals, &trace.candidates).len()),
             Stage::Rank { rows } => {
                 // Exactly `rows` rows: the traced ones, repeated if there are fewer.

@@ -75,14 +75,14 @@ const RETRIEVER_COLUMNS: [(Retriever, Col, Col, Option<Col>); 5] = [
     (Retriever::Content, Col::content_found, Col::content_rank_rr, None),
 ];
 
-/// One candidate's row, written by column.
-struct Row<'a>(&'a mut [f32]);
+/// One candidate's row, written by column (a fixed-size array, so every
+/// column index is known to be in bounds).
+struct Row<'a>(&'a mut [f32; NUM_FEATURES]);
 
 impl Row<'_> {
+    #[inline]
     fn set(&mut self, col: Col, value: f32) {
-        if let Some(slot) = self.0.get_mut(col as usize) {
-            *slot = value;
-        }
+        self.0[col as usize] = value;
     }
 }
 
@@ -145,6 +145,9 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
 
     let mut out = vec![0.0f32; candidates.len() * NUM_FEATURES];
     for (c, row) in candidates.iter().zip(out.chunks_exact_mut(NUM_FEATURES)) {
+        let Ok(row) = <&mut [f32; NUM_FEATURES]>::try_from(row) else {
+            continue; // chunks_exact_mut gives exactly NUM_FEATURES values
+        };
         let mut row = Row(row);
         for &(r, found, rank, score) in &RETRIEVER_COLUMNS {
             let Some(h) = c.hits[r.index()] else {
