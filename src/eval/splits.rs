@@ -10,7 +10,7 @@ use crate::eval::compare::Prepared;
 use crate::events::{Event, EventKind, Events};
 use crate::movielens::MovieLens;
 use crate::ranking::dataset::{self, Target};
-use crate::request::{Context, Request};
+use crate::request::{Context, Request, MAX_HISTORY};
 use crate::rng::SplitMix64;
 
 /// At most this many test requests are scored (evenly subsampled).
@@ -122,7 +122,13 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
             v.into_iter().map(|(i, _)| ext(i)).collect()
         };
         let relevant = |xs: &[(u32, i64)]| -> HashMap<String, u32> { xs.iter().map(|&(i, _)| (ext(i), 1)).collect() };
-        let request = |history: Vec<String>| Request::new(Context::History { items: history }).history_decay(1.0);
+        // As a service would: the most recent MAX_HISTORY items as the
+        // context, and the older ones excluded (the protocol never counts an
+        // item the user already played as a hit).
+        let request = |mut history: Vec<String>| {
+            let older: Vec<String> = history.drain(..history.len().saturating_sub(MAX_HISTORY)).collect();
+            Request::new(Context::History { items: history }).history_decay(1.0).exclude(older)
+        };
         fit.extend(train.iter().map(|&(i, ts)| play(u, i, ts)));
         ranker_fit.extend(train_kept.iter().map(|&(i, ts)| play(u, i, ts)));
         if !train_held.is_empty() {
@@ -207,5 +213,42 @@ mod tests {
             again.test.iter().map(|t| &t.relevant).collect::<Vec<_>>()
         );
         assert!(p.fit.len() > p.ranker_fit.len());
+    }
+
+    #[test]
+    fn a_heavy_users_requests_send_the_most_recent_history_and_exclude_the_rest() {
+        // 12 users rate all 1,600 items, so each training history is far
+        // above the engine's MAX_HISTORY.
+        let n = 1_600u32;
+        let catalog = Catalog::new((0..n).map(|i| Item::new(format!("m{i}"), format!("Movie {i}"))).collect()).unwrap();
+        let ratings = (0..12)
+            .flat_map(|u| {
+                (0..n).map(move |i| Rating {
+                    user: format!("u{u}"),
+                    item: i,
+                    rating: 4.0,
+                    ts: i64::from(i) * 10 + u,
+                })
+            })
+            .collect();
+        let p = movielens(&MovieLens { catalog, ratings }, 1).unwrap();
+        assert_eq!(p.test.len(), 12);
+        for t in p.test.iter().chain(&p.valid).chain(&p.ranker_targets) {
+            let Context::History { items } = &t.request.context else {
+                panic!("history context expected")
+            };
+            assert_eq!(items.len(), MAX_HISTORY, "the most recent MAX_HISTORY items are the context");
+            assert!(t.request.exclude.iter().all(|e| !items.contains(e) && !t.relevant.contains_key(e)));
+            assert!(!t.request.exclude.is_empty(), "the older history is excluded, not forgotten");
+        }
+        // A ranker target excludes nothing but its older history: all of it older than the context.
+        for t in &p.ranker_targets {
+            let Context::History { items } = &t.request.context else {
+                panic!("history context expected")
+            };
+            let ts = |id: &str| id.trim_start_matches('m').parse::<u32>().unwrap();
+            let oldest_kept = items.iter().map(|i| ts(i)).min().unwrap();
+            assert!(t.request.exclude.iter().all(|e| ts(e) < oldest_kept));
+        }
     }
 }

@@ -32,11 +32,11 @@ pub struct BuildParams {
     pub embedding: EmbeddingParams,
     /// The HNSW graph.
     pub ann: AnnParams,
-    /// Distance used for ANN and similarity features.
+    /// Distance used for ANN and similarity features. Default cosine.
     pub metric: Metric,
     /// Co-visitation lists.
     pub covisit: CovisitParams,
-    /// Inactivity that ends a session, in seconds.
+    /// Inactivity that ends a session, in seconds. Default 30 minutes.
     pub session_gap_secs: i64,
 }
 

@@ -82,10 +82,9 @@ pub struct BuildReport {
 
 impl IndexBuilder {
     /// A builder with every default: schema inferred from the catalog
-    /// ([`Schema::infer`]), 64-dimensional learned embeddings, HNSW with
-    /// M = 16 and ef_construction = 200, cosine distance, co-visitation
-    /// window 5 keeping 100 neighbours, 30-minute sessions, and an MLP
-    /// ranker trained on the most recent 15% of the events (which builds
+    /// ([`Schema::infer`]), [`BuildParams::default`] (each parameter struct
+    /// documents its defaults on its fields), and an MLP ranker
+    /// ([`TrainParams::default`]) trained on the most recent 15% of the events (which builds
     /// retrieval a second time, over the older 85%, in a temporary directory:
     /// roughly doubles build time; [`IndexBuilder::without_ranker_training`]
     /// skips it).
@@ -112,7 +111,7 @@ impl IndexBuilder {
         self
     }
 
-    /// HNSW parameters (default: M 16, ef_construction 200).
+    /// HNSW parameters (default: [`AnnParams::default`]).
     pub fn ann(mut self, params: AnnParams) -> IndexBuilder {
         self.params.ann = params;
         self
@@ -124,7 +123,7 @@ impl IndexBuilder {
         self
     }
 
-    /// Co-visitation parameters (default: window 5, 100 neighbours).
+    /// Co-visitation parameters (default: [`CovisitParams::default`]).
     pub fn covisit(mut self, params: CovisitParams) -> IndexBuilder {
         self.params.covisit = params;
         self
@@ -141,7 +140,7 @@ impl IndexBuilder {
     /// beside the learned one ([`Retriever::Content`](crate::Retriever::Content)):
     /// searches then match by meaning, and items without plays get
     /// neighbours. The manifest records the model; an engine must attach the
-    /// same one ([`Engine::with_encoder`]) to serve searches. Without an
+    /// same one ([`Engine::with_encoder`](crate::Engine::with_encoder)) to serve searches. Without an
     /// encoder (the default) the index has no content space.
     pub fn encoder(mut self, encoder: Encoder) -> IndexBuilder {
         self.encoder = Some(encoder);
