@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use twostage::{AnnParams, Catalog, EmbeddingParams, Events, IndexBuilder};
+use twostage::{AnnParams, Catalog, EmbeddingParams, Events, IndexBuilder, LongText};
 
 /// Build a twostage index from JSON Lines files.
 #[derive(Parser)]
@@ -45,11 +45,19 @@ struct Args {
     /// Sentence-encoder model directory: adds a content space.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Cut text values longer than this many bytes (at a whitespace) instead
+    /// of refusing the catalog; the report counts them.
+    #[arg(long)]
+    truncate_text: Option<usize>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let catalog = Catalog::from_jsonl_path(&args.items)?;
+    let long_text = match args.truncate_text {
+        Some(max_bytes) => LongText::Truncate { max_bytes },
+        None => LongText::Refuse,
+    };
+    let catalog = Catalog::from_jsonl_path_with(&args.items, long_text)?;
     let events = Events::from_jsonl_path(&args.events, &catalog)?;
     let mut builder = IndexBuilder::new()
         .embedding(EmbeddingParams::default().dim(args.dim))
@@ -76,6 +84,7 @@ fn main() -> Result<()> {
             "vector_source": report.stats.vector_source,
             "build_ms": report.stats.build_ms,
             "bytes": report.bytes,
+            "truncated_fields": report.truncated_fields,
             "training": report.training,
             "phases_ms": report.phases.iter().map(|(n, d)| (n.to_string(), d.as_secs_f64() * 1e3)).collect::<std::collections::BTreeMap<_, _>>(),
         }))?

@@ -27,6 +27,70 @@ pub const MAX_TEXT_BYTES: usize = 64 << 10;
 /// Largest accepted vector dimension.
 pub const MAX_DIM: usize = 4096;
 
+/// What the catalog loaders do with a text value (title, text field, tag or
+/// text attribute) longer than the limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LongText {
+    /// Refuse the catalog, naming the item and the field (the default:
+    /// nothing is changed without the caller asking).
+    #[default]
+    Refuse,
+    /// Cut every longer value to at most `max_bytes` (at most
+    /// [`MAX_TEXT_BYTES`]), at a whitespace where there is one, and count it
+    /// ([`Catalog::truncated_fields`], and the build report).
+    Truncate {
+        /// The longest value kept, in bytes.
+        max_bytes: usize,
+    },
+}
+
+/// `text` cut to at most `max_bytes`, at the last whitespace before the cut
+/// when there is one (never inside a character).
+pub(crate) fn truncate_text(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text[..end].rfind(char::is_whitespace) {
+        Some(ws) if ws > 0 => &text[..ws],
+        _ => &text[..end],
+    }
+}
+
+/// The long-text policy of one load, and what it cut.
+struct TextRule {
+    policy: LongText,
+    truncated: usize,
+}
+
+impl TextRule {
+    fn new(policy: LongText) -> Result<TextRule> {
+        if let LongText::Truncate { max_bytes } = policy {
+            if !(1..=MAX_TEXT_BYTES).contains(&max_bytes) {
+                return Err(Error::InvalidConfig(format!(
+                    "LongText::Truncate max_bytes = {max_bytes} is not in 1..={MAX_TEXT_BYTES}"
+                )));
+            }
+        }
+        Ok(TextRule { policy, truncated: 0 })
+    }
+
+    /// `s` as the catalog keeps it, or why it is refused.
+    fn apply(&mut self, s: &str) -> std::result::Result<String, String> {
+        match self.policy {
+            LongText::Truncate { max_bytes } if s.len() > max_bytes => {
+                self.truncated += 1;
+                Ok(truncate_text(s, max_bytes).to_string())
+            }
+            _ => check_text(s).map(|()| s.to_string()),
+        }
+    }
+}
+
 /// A scalar attribute value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Attribute {
@@ -98,6 +162,8 @@ pub struct Catalog {
     items: Vec<Item>,
     by_id: HashMap<String, u32>,
     dim: Option<usize>,
+    /// Text values the loader cut under [`LongText::Truncate`].
+    truncated: usize,
 }
 
 impl Catalog {
@@ -145,13 +211,31 @@ impl Catalog {
 
     /// Loads a JSON Lines catalog file.
     pub fn from_jsonl_path(path: impl AsRef<Path>) -> Result<Catalog> {
+        Catalog::from_jsonl_path_with(path, LongText::Refuse)
+    }
+
+    /// [`Catalog::from_jsonl_path`] with a policy for over-long text:
+    ///
+    /// ```no_run
+    /// # fn main() -> twostage::Result<()> {
+    /// use twostage::{Catalog, LongText};
+    /// let catalog = Catalog::from_jsonl_path_with("items.jsonl", LongText::Truncate { max_bytes: 16 << 10 })?;
+    /// eprintln!("{} text values cut to 16 KiB", catalog.truncated_fields());
+    /// # Ok(()) }
+    /// ```
+    pub fn from_jsonl_path_with(path: impl AsRef<Path>, long_text: LongText) -> Result<Catalog> {
         let path = path.as_ref();
-        Catalog::from_jsonl_reader(jsonl::open(path)?, path)
+        Catalog::from_jsonl_reader_with(jsonl::open(path)?, path, long_text)
     }
 
     /// Loads a JSON Lines catalog from a reader; `source` names it in errors.
     pub fn from_jsonl_reader(reader: impl BufRead, source: &Path) -> Result<Catalog> {
-        Catalog::from_records(source, |each| jsonl::for_each_record(reader, source, each))
+        Catalog::from_jsonl_reader_with(reader, source, LongText::Refuse)
+    }
+
+    /// [`Catalog::from_jsonl_reader`] with a policy for over-long text.
+    pub fn from_jsonl_reader_with(reader: impl BufRead, source: &Path, long_text: LongText) -> Result<Catalog> {
+        Catalog::from_records(source, long_text, |each| jsonl::for_each_record(reader, source, each))
     }
 
     /// Loads a Parquet catalog file (feature `parquet`): the columns are the
@@ -160,15 +244,22 @@ impl Catalog {
     /// same data contract. Errors name the file, row group, row and column.
     #[cfg(feature = "parquet")]
     pub fn from_parquet_path(path: impl AsRef<Path>) -> Result<Catalog> {
+        Catalog::from_parquet_path_with(path, LongText::Refuse)
+    }
+
+    /// [`Catalog::from_parquet_path`] with a policy for over-long text.
+    #[cfg(feature = "parquet")]
+    pub fn from_parquet_path_with(path: impl AsRef<Path>, long_text: LongText) -> Result<Catalog> {
         let path = path.as_ref();
-        Catalog::from_records(path, |each| crate::parquet::for_each_record(path, each))
+        Catalog::from_records(path, long_text, |each| crate::parquet::for_each_record(path, each))
     }
 
     /// Validates the records `drive` produces, in order, into a catalog.
-    fn from_records(source: &Path, drive: impl FnOnce(jsonl::RecordSink<'_>) -> Result<usize>) -> Result<Catalog> {
+    fn from_records(source: &Path, long_text: LongText, drive: impl FnOnce(jsonl::RecordSink<'_>) -> Result<usize>) -> Result<Catalog> {
         let mut catalog = Catalog::default();
+        let mut rule = TextRule::new(long_text)?;
         let n = drive(&mut |rec| {
-            let item = parse_item(&rec)?;
+            let item = parse_item(&rec, &mut rule)?;
             let line = rec.line;
             catalog.push(item).map_err(|(field, reason)| Error::InvalidData {
                 path: source.into(),
@@ -180,6 +271,7 @@ impl Catalog {
         if n == 0 {
             return Err(jsonl::file_error(source, "<file>", "the catalog has no items"));
         }
+        catalog.truncated = rule.truncated;
         Ok(catalog)
     }
 
@@ -241,6 +333,12 @@ impl Catalog {
         self.by_id.get(id).copied()
     }
 
+    /// How many text values the loader cut under [`LongText::Truncate`]
+    /// (0 for a catalog loaded under the default [`LongText::Refuse`]).
+    pub fn truncated_fields(&self) -> usize {
+        self.truncated
+    }
+
     /// The dimension of the vectors the catalog supplies, if any item has one.
     pub fn vector_dim(&self) -> Option<usize> {
         self.dim
@@ -279,12 +377,11 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn parse_item(rec: &Record<'_>) -> Result<Item> {
+fn parse_item(rec: &Record<'_>, rule: &mut TextRule) -> Result<Item> {
     rec.deny_unknown(&["id", "title", "text", "tags", "attributes", "vector"])?;
     let id = rec.required_str("id")?;
     check_id(id).map_err(|r| rec.error("id", r))?;
-    let title = rec.required_str("title")?;
-    check_text(title).map_err(|r| rec.error("title", r))?;
+    let title = rule.apply(rec.required_str("title")?).map_err(|r| rec.error("title", r))?;
     let mut item = Item::new(id, title);
 
     if let Some(map) = rec.optional_object("text")? {
@@ -294,8 +391,8 @@ fn parse_item(rec: &Record<'_>) -> Result<Item> {
             let Value::String(s) = value else {
                 return Err(rec.error(field, format!("expected a string, found {}", kind(value))));
             };
-            check_text(s).map_err(|r| rec.error(&field, r))?;
-            item.text.insert(name.clone(), s.clone());
+            let s = rule.apply(s).map_err(|r| rec.error(&field, r))?;
+            item.text.insert(name.clone(), s);
         }
     }
     if let Some(map) = rec.optional_object("tags")? {
@@ -303,21 +400,22 @@ fn parse_item(rec: &Record<'_>) -> Result<Item> {
             let field = format!("tags.{name}");
             check_name(name).map_err(|r| rec.error(&field, r))?;
             // A single string is accepted as a one-element list: it is what people write.
-            let values: Vec<String> = match value {
-                Value::String(s) => vec![s.clone()],
+            let raw: Vec<&String> = match value {
+                Value::String(s) => vec![s],
                 Value::Array(vs) => vs
                     .iter()
                     .enumerate()
                     .map(|(j, v)| match v {
-                        Value::String(s) => Ok(s.clone()),
+                        Value::String(s) => Ok(s),
                         other => Err(rec.error(format!("{field}[{j}]"), format!("expected a string, found {}", kind(other)))),
                     })
                     .collect::<Result<_>>()?,
                 other => return Err(rec.error(field, format!("expected an array of strings, found {}", kind(other)))),
             };
-            for v in &values {
-                check_text(v).map_err(|r| rec.error(&field, r))?;
-            }
+            let values = raw
+                .into_iter()
+                .map(|v| rule.apply(v).map_err(|r| rec.error(&field, r)))
+                .collect::<Result<Vec<String>>>()?;
             item.tags.insert(name.clone(), values);
         }
     }
@@ -326,10 +424,7 @@ fn parse_item(rec: &Record<'_>) -> Result<Item> {
             let field = format!("attributes.{name}");
             check_name(name).map_err(|r| rec.error(&field, r))?;
             let attr = match value {
-                Value::String(s) => {
-                    check_text(s).map_err(|r| rec.error(&field, r))?;
-                    Attribute::Text(s.clone())
-                }
+                Value::String(s) => Attribute::Text(rule.apply(s).map_err(|r| rec.error(&field, r))?),
                 Value::Number(n) => match n.as_f64() {
                     Some(x) if x.is_finite() => Attribute::Number(x),
                     _ => return Err(rec.error(field, "not a finite number")),
@@ -427,6 +522,50 @@ mod tests {
         let big = "x".repeat(MAX_TEXT_BYTES + 1);
         let e = load(&format!("{{\"id\":\"a\",\"title\":\"t\",\"text\":{{\"description\":\"{big}\"}}}}")).unwrap_err();
         assert!(e.to_string().contains("text.description"), "{e}");
+    }
+
+    #[test]
+    fn over_long_text_is_cut_at_a_word_and_counted_when_asked() {
+        let long = "word ".repeat(MAX_TEXT_BYTES / 5 + 10);
+        let lines = format!(
+            "{{\"id\":\"a\",\"title\":\"short\",\"text\":{{\"description\":\"{long}\"}},\"tags\":{{\"k\":[\"{long}\",\"ok\"]}}}}\n\
+             {{\"id\":\"b\",\"title\":\"{long}\",\"attributes\":{{\"artist\":\"{long}\",\"year\":1990}}}}\n"
+        );
+        let refused = Catalog::from_jsonl_reader(lines.as_bytes(), Path::new("items.jsonl")).unwrap_err();
+        assert!(refused.to_string().contains("text.description"), "{refused}");
+
+        let c = Catalog::from_jsonl_reader_with(lines.as_bytes(), Path::new("items.jsonl"), LongText::Truncate { max_bytes: 100 }).unwrap();
+        assert_eq!(c.truncated_fields(), 4, "description, one tag value, title, artist");
+        let a = c.get("a").unwrap();
+        let d = &a.text["description"];
+        assert!(
+            d.len() <= 100 && d.starts_with("word word") && d.ends_with("word"),
+            "cut at a word: {d:?}"
+        );
+        assert_eq!(a.tags["k"][1], "ok");
+        assert!(a.tags["k"][0].len() <= 100);
+        let b = c.get("b").unwrap();
+        assert!(b.title.len() <= 100);
+        assert_eq!(b.attributes["year"], Attribute::Number(1990.0));
+        assert!(b.attributes["artist"].as_text().is_some_and(|t| t.len() <= 100));
+
+        // Values within the limit are kept whole and not counted.
+        let c =
+            Catalog::from_jsonl_reader_with(lines.as_bytes(), Path::new("x"), LongText::Truncate { max_bytes: MAX_TEXT_BYTES }).unwrap();
+        assert_eq!(c.truncated_fields(), 4);
+        assert_eq!(c.get("a").unwrap().title, "short");
+        for bad in [0, MAX_TEXT_BYTES + 1] {
+            let e = Catalog::from_jsonl_reader_with(lines.as_bytes(), Path::new("x"), LongText::Truncate { max_bytes: bad }).unwrap_err();
+            assert!(matches!(e, Error::InvalidConfig(_)), "{e}");
+        }
+    }
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        assert_eq!(truncate_text("ééé", 3), "é");
+        assert_eq!(truncate_text("ab cd", 4), "ab");
+        assert_eq!(truncate_text("abcd", 4), "abcd");
+        assert_eq!(truncate_text("abcdef", 3), "abc");
     }
 
     #[test]

@@ -221,3 +221,29 @@ fn learned_neighbours_predict_the_next_track_better_than_popularity() {
     eprintln!("next-track hit rate @50 over {n} transitions: ANN {ann:.3}, popularity {pop:.3}");
     assert!(ann > 2.0 * pop, "ANN {ann:.3} vs popularity {pop:.3}");
 }
+
+#[test]
+fn a_catalog_with_over_long_text_builds_when_asked_to_truncate_and_the_report_counts_it() {
+    // One real catalog had an 81 KB description: refused by default, cut on request.
+    let long = "harbour lights and distant engines ".repeat(2_400);
+    let items = format!(
+        "{{\"id\":\"a\",\"title\":\"Night Ferry\",\"text\":{{\"description\":\"{long}\"}}}}\n\
+         {{\"id\":\"b\",\"title\":\"Morning Train\",\"text\":{{\"description\":\"rails at dawn\"}}}}\n"
+    );
+    assert!(long.len() > twostage::catalog::MAX_TEXT_BYTES);
+    let refused = Catalog::from_jsonl_reader(items.as_bytes(), "items.jsonl".as_ref()).unwrap_err();
+    assert!(
+        refused.is_caller_error() && refused.to_string().contains("text.description"),
+        "{refused}"
+    );
+
+    let policy = twostage::LongText::Truncate { max_bytes: 16 << 10 };
+    let catalog = Catalog::from_jsonl_reader_with(items.as_bytes(), "items.jsonl".as_ref(), policy).unwrap();
+    let events = Events::from_jsonl_reader(&b""[..], "events.jsonl".as_ref(), &catalog).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = IndexBuilder::new().build(&catalog, &events, dir.path().join("i")).unwrap();
+    assert_eq!(report.truncated_fields, 1);
+    let engine = Engine::open(dir.path().join("i")).unwrap();
+    let hits = engine.recommend(&Request::new(Context::search("distant engines")).k(1)).unwrap();
+    assert_eq!(hits.items[0].id, "a", "the kept part of the text is searchable");
+}

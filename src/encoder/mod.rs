@@ -274,17 +274,7 @@ impl Encoder {
 
 /// `text` cut to at most [`MAX_TEXT_BYTES`], at a whitespace when there is one.
 fn cap(text: &str) -> &str {
-    if text.len() <= MAX_TEXT_BYTES {
-        return text;
-    }
-    let mut end = MAX_TEXT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    match text[..end].rfind(char::is_whitespace) {
-        Some(ws) if ws > 0 => &text[..ws],
-        _ => &text[..end],
-    }
+    crate::catalog::truncate_text(text, MAX_TEXT_BYTES)
 }
 
 /// Where the tests and examples look for the model unless told otherwise:

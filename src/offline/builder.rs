@@ -78,6 +78,8 @@ pub struct BuildReport {
     pub bytes: u64,
     /// Wall time of each build phase, in order.
     pub phases: Vec<(&'static str, Duration)>,
+    /// Text values of the catalog its loader cut ([`LongText::Truncate`](crate::LongText::Truncate)).
+    pub truncated_fields: usize,
 }
 
 impl IndexBuilder {
@@ -284,6 +286,7 @@ impl IndexBuilder {
                     phases.insert(0, ("content embeddings", encoding));
                 }
                 Ok(BuildReport {
+                    truncated_fields: catalog.truncated_fields(),
                     path: out.to_path_buf(),
                     stats,
                     bytes,
