@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use serde_json::json;
 use twostage::retrieval::ann::AnnIndex;
 use twostage::rng::SplitMix64;
-use twostage::vector as distance;
+use twostage::vector;
 use twostage::{AnnParams, Metric};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -175,15 +175,15 @@ fn ground_truth(index: &AnnIndex, qs: &[&[f32]], k: usize, metric: Metric) -> Ve
         .map(|q| {
             let mut v = q.to_vec();
             if metric == Metric::Cosine {
-                distance::normalize(&mut v);
+                vector::normalize(&mut v);
             }
             v
         })
         .collect();
     let dist = |q: &[f32], v: &[f32]| match metric {
-        Metric::L2 => distance::l2_squared(q, v),
-        Metric::Dot => -distance::dot(q, v),
-        Metric::Cosine => 1.0 - distance::dot(q, v),
+        Metric::L2 => vector::l2_squared(q, v),
+        Metric::Dot => -vector::dot(q, v),
+        Metric::Cosine => 1.0 - vector::dot(q, v),
         // `--metric` parses to the three metrics above only.
         other => unreachable!("bench_ann has no exact distance for {other:?}"),
     };
@@ -253,7 +253,7 @@ fn main() -> Result<()> {
         "{name}: {n} base x {dim}, {nq} queries, {metric:?}, M={} efC={}, kernel {}, {} on {cores} cores",
         args.m,
         args.ef_construction,
-        distance::implementation(),
+        vector::implementation(),
         report::cpu_model()
     );
 
@@ -464,7 +464,7 @@ fn main() -> Result<()> {
             "k": args.k,
             "build_s": build_s,
             "build_threads": cores,
-            "kernel": distance::implementation(),
+            "kernel": vector::implementation(),
             "cpu": report::cpu_model(),
             "rows": rows.iter().map(|r| json!({
                 format!("recall@{}", args.k): r.recall,

@@ -246,15 +246,15 @@ pub mod progress;
 pub mod ranking;
 pub mod request;
 pub mod retrieval;
-// The seeded generator, public for the benchmarks' synthetic data only.
+/// The seeded generator, public for the benchmarks' synthetic data only.
 #[doc(hidden)]
 pub mod rng;
 pub mod schema;
 mod sparse;
 mod store;
-// The vector kernels, public for the ANN benchmark's exact ground truth only.
 #[cfg(feature = "harness")]
 pub mod synth;
+/// The vector kernels, public for the ANN benchmark's exact ground truth only.
 #[doc(hidden)]
 pub mod vector;
 

@@ -115,3 +115,21 @@ fn a_scorer_that_fails_or_miscounts_is_an_internal_error() {
         assert!(!e.is_caller_error());
     }
 }
+
+#[test]
+fn candidates_of_another_index_are_refused_and_out_of_range_rows_are_none() {
+    let f = common::music();
+    let req = &requests(f)[0];
+    let c = f.engine.retrieve(req).unwrap();
+    assert!(c.features(usize::MAX).is_none() && c.features(usize::MAX / 2).is_none());
+    assert_eq!(c.feature(usize::MAX, "rrf"), None);
+    assert!(c.sources(usize::MAX).is_empty());
+    assert_eq!(c.ids().count(), c.len());
+    // The same index opened again is another engine: its answer must not mix the two.
+    let other = twostage::Engine::open(&f.dir).unwrap();
+    let e = other.rank(req, c, None).unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidRequest(_)) && e.to_string().contains("another index"),
+        "{e}"
+    );
+}

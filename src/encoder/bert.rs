@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Storage, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::vector as distance;
+use crate::vector;
 
 /// Up to this many token rows, a dense layer is computed as one dot product
 /// per (row, output) with each weight row read once, instead of by gemm:
@@ -29,20 +29,20 @@ struct Dense {
     bias: Vec<f32>,
     /// `[out × in]` half-precision bits and the kernel that reads them,
     /// when the CPU has F16C.
-    half: Option<(Vec<u16>, distance::HalfKernel)>,
+    half: Option<(Vec<u16>, vector::HalfKernel)>,
 }
 
 impl Dense {
     fn load(inputs: usize, outputs: usize, vb: VarBuilder<'_>) -> candle_core::Result<Dense> {
         let weight = vb.get((outputs, inputs), "weight")?.contiguous()?;
         let bias = vb.get(outputs, "bias")?;
-        let half = match distance::half_kernels() {
+        let half = match vector::half_kernels() {
             Some((_, dot_f16)) => {
                 let bits = weight
                     .flatten_all()?
                     .to_vec1::<f32>()?
                     .into_iter()
-                    .map(distance::to_f16_bits)
+                    .map(vector::to_f16_bits)
                     .collect();
                 Some((bits, dot_f16))
             }
@@ -85,7 +85,7 @@ impl Dense {
                     return self.linear.forward(x);
                 };
                 let w = &cpu.as_slice::<f32>()?[layout.start_offset()..][..outputs * inputs];
-                let dot = distance::dot_fn();
+                let dot = vector::dot_fn();
                 for (j, w_row) in w.chunks_exact(inputs).enumerate() {
                     fill(j, &|x_row| dot(x_row, w_row));
                 }

@@ -198,13 +198,24 @@ impl Engine {
     }
 
     /// The second stage: scores `candidates` (from [`retrieve`](Engine::retrieve)
-    /// of the same `req`) with `scorer`, or with the index's own model when
-    /// `None`, sorts and cuts to `req.k`. `retrieve` then `rank(.., None)`
-    /// answers exactly as [`recommend`](Engine::recommend).
+    /// of the same `req` on this engine) with `scorer`, or with the index's
+    /// own model when `None`, sorts and cuts to `req.k`. For `k ≥ 1`,
+    /// `retrieve` then `rank(.., None)` answers as [`recommend`](Engine::recommend)
+    /// does (the timings' total runs from the start of `retrieve`).
+    ///
+    /// Candidates retrieved by another engine (say, before an
+    /// [`EngineHandle`](crate::EngineHandle) swapped in a new index) are an
+    /// [`Error::InvalidRequest`]: one answer never mixes two indexes.
     pub fn rank(&self, req: &Request, candidates: Candidates, scorer: Option<&dyn Scorer>) -> Result<Recommendations> {
-        let started = Instant::now();
+        if req.k > crate::request::MAX_K {
+            return Err(Error::InvalidRequest(format!(
+                "k = {} is above the limit of {}",
+                req.k,
+                crate::request::MAX_K
+            )));
+        }
         let model = scorer.map_or(Model::Index, Model::Caller);
-        self.rank_inner(req, candidates, model, started)
+        self.rank_inner(req, candidates, model)
     }
 
     /// The whole online path; with `keep`, also the intermediate results.
@@ -229,7 +240,7 @@ impl Engine {
         }
         let (candidates, trace) = self.retrieve_inner(req, keep)?;
         span.record("candidates", candidates.len());
-        Ok((self.rank_inner(req, candidates, Model::Index, started)?, trace))
+        Ok((self.rank_inner(req, candidates, Model::Index)?, trace))
     }
 
     /// Serves many requests in parallel on the rayon thread pool (all cores

@@ -14,10 +14,11 @@ use crate::ranking::{Candidates, Scorer};
 use crate::request::{Recommendation, Recommendations, Request, Retriever, Timings};
 use crate::retrieval::fusion::{self, Candidate};
 
-/// Runs `f` inside `span`, adding its wall time to `slot`.
-pub(super) fn stage<T>(slot: &mut Duration, span: tracing::Span, f: impl FnOnce() -> T) -> T {
+/// Runs `f` inside the span `span()` opens, adding its wall time to `slot`
+/// (the span's creation and close included, as a subscriber sees them).
+pub(super) fn stage<T>(slot: &mut Duration, span: impl FnOnce() -> tracing::Span, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
-    let out = span.in_scope(f);
+    let out = span().in_scope(f);
     *slot += t.elapsed();
     out
 }
@@ -38,19 +39,24 @@ impl Engine {
     /// Retrieval, fusion and features; with `keep`, also every intermediate
     /// result, for [`Engine::run_stage`].
     pub(super) fn retrieve_inner(&self, req: &Request, keep: bool) -> Result<(Candidates, Option<Box<StageTrace>>)> {
+        let started = Instant::now();
         let mut timings = Timings::default();
-        let mut signals = stage(&mut timings.encode, tracing::debug_span!("encode"), || -> Result<Signals> {
-            let ctx = self.resolve(req)?;
-            let vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
-            let content_vector = self.content_context(&ctx, req.context.text())?;
-            Ok(Signals {
-                ctx,
-                vector,
-                content_vector,
-                lexical_max: 0.0,
-                covisit: Default::default(),
-            })
-        })?;
+        let mut signals = stage(
+            &mut timings.encode,
+            || tracing::debug_span!("encode"),
+            || -> Result<Signals> {
+                let ctx = self.resolve(req)?;
+                let vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+                let content_vector = self.content_context(&ctx, req.context.text())?;
+                Ok(Signals {
+                    ctx,
+                    vector,
+                    content_vector,
+                    lexical_max: 0.0,
+                    covisit: Default::default(),
+                })
+            },
+        )?;
 
         // Indexed by `Retriever::index`: fusion sums each candidate's
         // reciprocal ranks in that fixed order, whatever order the table runs in.
@@ -58,9 +64,9 @@ impl Engine {
         for entry in &RETRIEVERS {
             let r = entry.retriever;
             let depth = req.candidates.get(r);
-            let hits = stage(timings.retriever_mut(r), (entry.span)(), || (entry.run)(self, &mut signals, depth))?;
+            let hits = stage(timings.retriever_mut(r), entry.span, || (entry.run)(self, &mut signals, depth))?;
             if let Some(then) = entry.then {
-                let span = tracing::debug_span!("encode", part = "search vector");
+                let span = || tracing::debug_span!("encode", part = "search vector");
                 stage(&mut timings.encode, span, || then(self, &mut signals, &hits));
             }
             if let Some(slot) = lists.get_mut(r.index()) {
@@ -68,10 +74,16 @@ impl Engine {
             }
         }
 
-        let candidates = stage(&mut timings.fusion, tracing::debug_span!("fusion"), || fuse(&lists, req.rank_depth));
-        let matrix = stage(&mut timings.features, tracing::debug_span!("features"), || {
-            self.features(&signals, &candidates)
-        });
+        let candidates = stage(
+            &mut timings.fusion,
+            || tracing::debug_span!("fusion"),
+            || fuse(&lists, req.rank_depth),
+        );
+        let matrix = stage(
+            &mut timings.features,
+            || tracing::debug_span!("features"),
+            || self.features(&signals, &candidates),
+        );
         let trace = keep.then(|| {
             Box::new(StageTrace {
                 signals,
@@ -86,6 +98,7 @@ impl Engine {
             list: candidates,
             matrix,
             timings,
+            started,
             store: std::sync::Arc::clone(&self.store),
         };
         Ok((candidates, trace))
@@ -108,31 +121,40 @@ impl Engine {
         features::assemble(&context, candidates, &self.store)
     }
 
-    /// Scores `candidates` with `model`, sorts and cuts to `req.k`;
-    /// `started` is when the request began (for the total).
-    pub(super) fn rank_inner(&self, req: &Request, candidates: Candidates, model: Model<'_>, started: Instant) -> Result<Recommendations> {
+    /// Scores `candidates` with `model`, sorts and cuts to `req.k`. The
+    /// total runs from the start of the request that retrieved them.
+    pub(super) fn rank_inner(&self, req: &Request, candidates: Candidates, model: Model<'_>) -> Result<Recommendations> {
+        if !std::sync::Arc::ptr_eq(&candidates.store, &self.store) {
+            return Err(Error::InvalidRequest(
+                "these candidates were retrieved from another index (rank them with the engine that retrieved them)".into(),
+            ));
+        }
         let mut timings = candidates.timings;
-        let items = stage(&mut timings.rank, tracing::debug_span!("rank"), || -> Result<_> {
-            let scores = match model {
-                Model::Index => self.ranker.score(&candidates.matrix, candidates.len())?,
-                Model::Caller(scorer) => {
-                    let scores = scorer.score(&candidates).map_err(|e| Error::internal_by("rank", e))?;
-                    if scores.len() != candidates.len() || scores.iter().any(|s| !s.is_finite()) {
-                        return Err(Error::internal(
-                            "rank",
-                            format!(
-                                "the scorer gave {} scores (all finite?) for {} candidates",
-                                scores.len(),
-                                candidates.len()
-                            ),
-                        ));
+        let items = stage(
+            &mut timings.rank,
+            || tracing::debug_span!("rank"),
+            || -> Result<_> {
+                let scores = match model {
+                    Model::Index => self.ranker.score(&candidates.matrix, candidates.len())?,
+                    Model::Caller(scorer) => {
+                        let scores = scorer.score(&candidates).map_err(|e| Error::internal_by("rank", e))?;
+                        if scores.len() != candidates.len() || scores.iter().any(|s| !s.is_finite()) {
+                            return Err(Error::internal(
+                                "rank",
+                                format!(
+                                    "the scorer gave {} scores (all finite?) for {} candidates",
+                                    scores.len(),
+                                    candidates.len()
+                                ),
+                            ));
+                        }
+                        scores
                     }
-                    scores
-                }
-            };
-            Ok(self.top_k(&candidates, &scores, req))
-        })?;
-        timings.total = started.elapsed();
+                };
+                Ok(self.top_k(&candidates, &scores, req))
+            },
+        )?;
+        timings.total = candidates.started.elapsed();
         Ok(Recommendations {
             items,
             candidates: candidates.len(),
@@ -141,21 +163,20 @@ impl Engine {
     }
 
     fn top_k(&self, candidates: &Candidates, scores: &[f32], req: &Request) -> Vec<Recommendation> {
-        let list = &candidates.list;
-        let mut order: Vec<usize> = (0..list.len().min(scores.len())).collect();
+        let mut order: Vec<usize> = (0..candidates.len().min(scores.len())).collect();
         // Ties fall back to fusion order, which is itself tie-broken by id.
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
         order.truncate(req.k);
         order
             .into_iter()
             .filter_map(|i| {
-                let item = self.store.items.get(list[i].item as usize)?;
+                let id = candidates.id(i)?;
                 let features = req.explain.then(|| {
                     let row = candidates.features(i).unwrap_or(&[]);
                     FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect()
                 });
                 Some(Recommendation {
-                    id: item.id.clone(),
+                    id: id.to_string(),
                     score: scores[i],
                     sources: candidates.sources(i),
                     features,

@@ -17,6 +17,7 @@ pub mod metrics {
 pub mod search;
 pub mod splits;
 
+pub use crate::ranking::dataset::Target;
 pub use compare::{compare, Prepared, Report};
 pub use metrics::{Metrics, MetricsMean};
 pub use search::{load_graded_queries, search_quality, GradedQuery};

@@ -1,7 +1,9 @@
 //! The one reader of the on-disk format: verify the manifest and every
 //! file's checksum, decode each part, and cross-check the parts against the
-//! manifest and each other. [`Engine::open`](crate::Engine::open) and the
-//! in-place retrain both read through here, so both refuse the same damage.
+//! manifest and each other, for [`Engine::open`](crate::Engine::open). The
+//! in-place retrain verifies the same manifest and checksums and reads the
+//! content space through the same [`content_space`] check; it copies the
+//! other files as they are.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -21,8 +21,6 @@ pub(crate) struct NewIndex<'a> {
     pub ann: &'a AnnIndex,
     pub content: Option<&'a AnnIndex>,
     pub ranker: &'a Ranker,
-    /// Its `files` and checksum are filled in when written.
-    pub manifest: Manifest,
 }
 
 /// Where the text index of the index being written in `dir` goes.
@@ -30,16 +28,17 @@ pub(crate) fn text_dir(dir: &Path) -> PathBuf {
     dir.join(TEXT_DIR)
 }
 
-/// Writes every part and the manifest into `dir` (which already holds the
-/// text index) and fsyncs the whole tree.
-pub(crate) fn write(dir: &Path, index: NewIndex<'_>) -> Result<()> {
+/// Writes every part into `dir` (which already holds the text index), then
+/// the manifest `manifest()` gives (its `files` and checksum filled in here),
+/// and fsyncs the whole tree.
+pub(crate) fn write(dir: &Path, index: NewIndex<'_>, manifest: impl FnOnce() -> Manifest) -> Result<()> {
     write_file(&dir.join(ITEMS_FILE), &encode(index.store)?)?;
     write_file(&dir.join(ANN_FILE), &encode(index.ann)?)?;
     if let Some(graph) = index.content {
         write_file(&dir.join(CONTENT_FILE), &encode(graph)?)?;
     }
     index.ranker.save(&dir.join(RANKER_FILE))?;
-    index.manifest.write(dir)?;
+    manifest().write(dir)?;
     sync_tree(dir)
 }
 

@@ -189,8 +189,10 @@ impl IndexBuilder {
         if !(p.embedding.smoothing.is_finite() && (0.0..=1.0).contains(&p.embedding.smoothing)) {
             return bad("embedding smoothing must be in [0, 1]");
         }
-        if let Err(e) = p.ann.validate() {
-            return bad(&format!("ann: {e}"));
+        match p.ann.validate() {
+            Ok(()) => {}
+            Err(crate::retrieval::ann::AnnError::InvalidInput(why)) => return bad(&format!("ann {why}")),
+            Err(e) => return bad(&e.to_string()),
         }
         if !(1..=1000).contains(&p.covisit.window) || p.covisit.top_k > 100_000 {
             return bad("covisit window must be 1..=1000 and top_k ≤ 100000");
@@ -387,27 +389,7 @@ impl IndexBuilder {
         }
         let phase = tracing::info_span!("write").entered();
 
-        let stats = BuildStats {
-            items: n,
-            events: events.len(),
-            sessions: sequences.len(),
-            vectors: store.row_item.len(),
-            dim,
-            vector_source: source.to_string(),
-            build_ms: started.elapsed().as_millis() as u64,
-        };
-        let manifest = Manifest {
-            format: FORMAT.to_string(),
-            format_version: FORMAT_VERSION,
-            created_by: format!("twostage {}", env!("CARGO_PKG_VERSION")),
-            schema: schema.clone(),
-            build: p.clone(),
-            stats: stats.clone(),
-            ranker: ranker.info().clone(),
-            encoder: content.map(|c| c.encoder.info().clone()),
-            files: Vec::new(),
-            manifest_crc32: 0,
-        };
+        let mut stats = None;
         writer::write(
             dir,
             NewIndex {
@@ -415,9 +397,34 @@ impl IndexBuilder {
                 ann: &ann,
                 content: content_graph.as_ref(),
                 ranker,
-                manifest,
+            },
+            // After the parts are written, so build_ms covers writing them.
+            || {
+                let s = BuildStats {
+                    items: n,
+                    events: events.len(),
+                    sessions: sequences.len(),
+                    vectors: store.row_item.len(),
+                    dim,
+                    vector_source: source.to_string(),
+                    build_ms: started.elapsed().as_millis() as u64,
+                };
+                stats = Some(s.clone());
+                Manifest {
+                    format: FORMAT.to_string(),
+                    format_version: FORMAT_VERSION,
+                    created_by: format!("twostage {}", env!("CARGO_PKG_VERSION")),
+                    schema: schema.clone(),
+                    build: p.clone(),
+                    stats: s,
+                    ranker: ranker.info().clone(),
+                    encoder: content.map(|c| c.encoder.info().clone()),
+                    files: Vec::new(),
+                    manifest_crc32: 0,
+                }
             },
         )?;
+        let stats = stats.ok_or_else(|| Error::internal("write", "the manifest was not written"))?;
         lap("write", &mut phases);
         drop(phase);
         Ok((stats, phases))

@@ -104,8 +104,8 @@ impl IndexBuilder {
             let split = targets.len() * 4 / 5;
             let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
             let listed = |n: usize| on_progress(&Progress::new("training lists", n, targets.len(), "lists"));
-            let (train_lists, train_recall) = crate::offline::training::lists(&engine, &targets[..split], &listed)?;
-            let (valid_lists, valid_recall) = crate::offline::training::lists(&engine, &targets[split..], &|n| listed(split + n))?;
+            let (train_lists, train_recall) = lists(&engine, &targets[..split], &listed)?;
+            let (valid_lists, valid_recall) = lists(&engine, &targets[split..], &|n| listed(split + n))?;
             listed(targets.len());
             drop(lists_span);
             let positive = |l: &[ListExample]| l.iter().filter(|e| e.grades.iter().any(|&g| g > 0)).count();
@@ -226,7 +226,7 @@ pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize)
     let per: Vec<(ListExample, usize, usize)> = targets
         .par_iter()
         .map(|t| {
-            let a = engine.retrieve(&t.request)?;
+            let mut a = engine.retrieve(&t.request)?;
             let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if n % 64 == 0 {
                 listed(n);
@@ -237,7 +237,7 @@ pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize)
             let found = grades.iter().filter(|&&g| g > 0).count();
             Ok((
                 ListExample {
-                    features: a.matrix().to_vec(),
+                    features: std::mem::take(&mut a.matrix),
                     grades,
                 },
                 found,

@@ -23,6 +23,8 @@ pub struct Candidates {
     /// Row-major `[candidates × NUM_FEATURES]`.
     pub(crate) matrix: Vec<f32>,
     pub(crate) timings: Timings,
+    /// When the request that retrieved them started (for the total).
+    pub(crate) started: std::time::Instant,
     pub(crate) store: Arc<ItemStore>,
 }
 
@@ -49,9 +51,12 @@ impl Candidates {
         self.store.items.get(c.item as usize).map(|it| it.id.as_str())
     }
 
-    /// The external ids of all candidates, in fusion order.
+    /// The external ids of all candidates, in fusion order (position `i` is
+    /// candidate `i`).
     pub fn ids(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.list.len()).filter_map(|i| self.id(i))
+        self.list
+            .iter()
+            .map(|c| self.store.items.get(c.item as usize).map_or("", |it| it.id.as_str()))
     }
 
     /// The retrievers that found candidate `i`, with its rank and score in each.
@@ -73,6 +78,9 @@ impl Candidates {
 
     /// The feature row of candidate `i`.
     pub fn features(&self, i: usize) -> Option<&[f32]> {
+        if i >= self.list.len() {
+            return None;
+        }
         self.matrix.get(i * NUM_FEATURES..(i + 1) * NUM_FEATURES)
     }
 
@@ -114,7 +122,7 @@ impl std::fmt::Debug for Candidates {
 ///     }
 /// }
 /// ```
-pub trait Scorer: Send + Sync {
+pub trait Scorer {
     /// Scores every candidate: exactly `candidates.len()` finite values.
     /// An error (or a wrong count) fails the request as an internal error.
     fn score(&self, candidates: &Candidates) -> Result<Vec<f32>, Box<dyn std::error::Error + Send + Sync>>;
