@@ -246,7 +246,7 @@ pub mod progress;
 pub mod ranking;
 pub mod request;
 pub mod retrieval;
-/// The seeded generator, public for the benchmarks' synthetic data only.
+// The seeded generator, public for the benchmarks' synthetic data only.
 #[doc(hidden)]
 pub mod rng;
 pub mod schema;
@@ -254,7 +254,7 @@ mod sparse;
 mod store;
 #[cfg(feature = "harness")]
 pub mod synth;
-/// The vector kernels, public for the ANN benchmark's exact ground truth only.
+// The vector kernels, public for the ANN benchmark's exact ground truth only.
 #[doc(hidden)]
 pub mod vector;
 
