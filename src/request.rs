@@ -14,7 +14,7 @@ pub const MAX_HISTORY: usize = 1_000;
 
 /// The situation a request is made in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Context {
     /// A search-box query.
@@ -132,6 +132,7 @@ impl Retriever {
 
 /// A tag condition: `field` (e.g. `genre`) has `value` (e.g. `jazz`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TagFilter {
     /// The tag field.
     pub field: String,
@@ -175,9 +176,10 @@ pub struct Request {
     pub explain: bool,
 }
 
-/// How many candidates each retriever is asked for.
+/// How many candidates each retriever is asked for. In JSON every count is
+/// optional: a missing one keeps its default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CandidateCounts {
     /// ANN neighbours. Default 200.
     pub ann: usize,
@@ -188,12 +190,7 @@ pub struct CandidateCounts {
     /// Popular items. Default 50 (only for contexts with items, as cold-start cover).
     pub popular: usize,
     /// Content-space neighbours. Default 100 (only for indexes with a content space).
-    #[serde(default = "default_content")]
     pub content: usize,
-}
-
-fn default_content() -> usize {
-    100
 }
 
 impl Default for CandidateCounts {
@@ -203,7 +200,7 @@ impl Default for CandidateCounts {
             lexical: 100,
             covisit: 200,
             popular: 50,
-            content: default_content(),
+            content: 100,
         }
     }
 }
@@ -476,6 +473,26 @@ mod tests {
         let minimal: Request = serde_json::from_str(r#"{"context":{"search":{"text":"jazz"}}}"#).unwrap();
         assert_eq!(minimal.k, 10);
         assert!(serde_json::from_str::<Request>(r#"{"context":{"search":{"text":"x"}},"kk":3}"#).is_err());
+    }
+
+    #[test]
+    fn nested_objects_refuse_misspelt_fields_and_partial_counts_keep_defaults() {
+        // A misspelt context or filter field is an error, not silently ignored.
+        for bad in [
+            r#"{"context":{"search":{"text":"x","txet":"y"}}}"#,
+            r#"{"context":{"history":{"items":["a"],"decay":0.5}}}"#,
+            r#"{"context":{"search":{"text":"x"}},"require_tags":[{"field":"genre","value":"jazz","op":"not"}]}"#,
+            r#"{"context":{"search":{"text":"x"}},"candidates":{"lexcal":5}}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+        let partial: Request = serde_json::from_str(r#"{"context":{"search":{"text":"x"}},"candidates":{"lexical":5}}"#).unwrap();
+        assert_eq!(partial.candidates.lexical, 5);
+        let defaults = CandidateCounts::default();
+        assert_eq!(
+            (partial.candidates.ann, partial.candidates.content),
+            (defaults.ann, defaults.content)
+        );
     }
 
     #[test]

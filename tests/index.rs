@@ -247,3 +247,20 @@ fn a_catalog_with_over_long_text_builds_when_asked_to_truncate_and_the_report_co
     let hits = engine.recommend(&Request::new(Context::search("distant engines")).k(1)).unwrap();
     assert_eq!(hits.items[0].id, "a", "the kept part of the text is searchable");
 }
+
+#[test]
+fn opening_a_folder_that_is_not_an_index_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = Engine::open(tmp.path()).unwrap_err();
+    assert!(matches!(empty, Error::Io { .. }), "{empty}");
+    let text = empty.to_string();
+    assert!(
+        text.contains("not a twostage index") && text.contains("has no manifest.json"),
+        "{text}"
+    );
+    let missing = Engine::open(tmp.path().join("nowhere")).unwrap_err().to_string();
+    assert!(
+        missing.contains("no such directory") && missing.contains("not a twostage index"),
+        "{missing}"
+    );
+}

@@ -152,7 +152,19 @@ impl Manifest {
     /// to the decoders.
     pub fn read_verified(dir: &Path) -> Result<(Manifest, BTreeMap<String, Vec<u8>>)> {
         let mpath = dir.join(MANIFEST);
-        let meta = std::fs::metadata(&mpath).map_err(|e| Error::io(&mpath, e))?;
+        let meta = std::fs::metadata(&mpath).map_err(|e| match e.kind() {
+            // Say what the path is not, rather than only what the OS could not find.
+            std::io::ErrorKind::NotFound => {
+                let what = if dir.is_dir() {
+                    "the directory has no manifest.json"
+                } else {
+                    "no such directory"
+                };
+                let hint = format!("{what}: not a twostage index (IndexBuilder or the build_index example writes one)");
+                Error::io(&mpath, std::io::Error::new(std::io::ErrorKind::NotFound, hint))
+            }
+            _ => Error::io(&mpath, e),
+        })?;
         if meta.len() > MAX_MANIFEST_BYTES {
             return Err(Error::corrupt(&mpath, "manifest is implausibly large"));
         }
