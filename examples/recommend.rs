@@ -16,7 +16,7 @@ use twostage::{Context, Engine, Request};
 
 /// Ask an index for recommendations.
 #[derive(Parser)]
-#[command(group(ArgGroup::new("context").required(true).args(["search", "listening", "history"])))]
+#[command(group(ArgGroup::new("context").required(true).multiple(true).args(["search", "listening", "history"])))]
 struct Args {
     /// Index directory.
     #[arg(long)]
