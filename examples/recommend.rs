@@ -42,6 +42,9 @@ struct Args {
     /// Include the ranker's feature values.
     #[arg(long)]
     explain: bool,
+    /// Stored fields to return with each item, comma separated (empty: none).
+    #[arg(long, value_delimiter = ',', default_value = "title")]
+    fields: Vec<String>,
     /// The sentence-encoder model the index was built with (searches on an
     /// index with a content space need it).
     #[arg(long)]
@@ -75,7 +78,12 @@ fn run(args: Args) -> Result<String> {
     };
     let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
     let engine = Engine::open_with_encoder(&args.index, encoder.as_ref())?;
-    let mut request = Request::new(context).k(args.k).exclude(args.exclude).explain(args.explain);
+    let fields = args.fields.into_iter().filter(|f| !f.is_empty());
+    let mut request = Request::new(context)
+        .k(args.k)
+        .exclude(args.exclude)
+        .explain(args.explain)
+        .fields(fields);
     for (field, value) in args.tag {
         request = request.require_tag(field, value);
     }

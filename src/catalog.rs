@@ -144,6 +144,20 @@ pub struct Item {
     pub vector: Option<Vec<f32>>,
 }
 
+/// The value of one stored field of an item, as a result carries it
+/// ([`Request::fields`](crate::Request::fields)). In JSON: a string, a
+/// number, or (for a tag field) a list of strings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    /// A number attribute.
+    Number(f64),
+    /// The title, a text field or a text attribute.
+    Text(String),
+    /// A tag field's values.
+    List(Vec<String>),
+}
+
 impl Item {
     /// A new item with an id and a title and nothing else.
     pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
@@ -151,6 +165,28 @@ impl Item {
             id: id.into(),
             title: title.into(),
             ..Item::default()
+        }
+    }
+
+    /// The value of stored field `name`, if this item has it: `title`, or a
+    /// text field, attribute or tag field, by its bare name (looked up in
+    /// that order: attributes, text fields, tags) or qualified as
+    /// `text.NAME`, `attributes.NAME` or `tags.NAME`.
+    pub fn field(&self, name: &str) -> Option<FieldValue> {
+        let attribute = |n: &str| {
+            self.attributes.get(n).map(|a| match a {
+                Attribute::Text(s) => FieldValue::Text(s.clone()),
+                Attribute::Number(x) => FieldValue::Number(*x),
+            })
+        };
+        let text = |n: &str| self.text.get(n).map(|s| FieldValue::Text(s.clone()));
+        let tags = |n: &str| self.tags.get(n).map(|v| FieldValue::List(v.clone()));
+        match name.split_once('.') {
+            _ if name == "title" => Some(FieldValue::Text(self.title.clone())),
+            Some(("attributes", n)) => attribute(n),
+            Some(("text", n)) => text(n),
+            Some(("tags", n)) => tags(n),
+            _ => attribute(name).or_else(|| text(name)).or_else(|| tags(name)),
         }
     }
 }

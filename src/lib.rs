@@ -258,7 +258,7 @@ pub mod synth;
 #[doc(hidden)]
 pub mod vector;
 
-pub use catalog::{Attribute, Catalog, Item, LongText};
+pub use catalog::{Attribute, Catalog, FieldValue, Item, LongText};
 pub use encoder::{Encoder, EncoderInfo};
 pub use engine::{Engine, IndexInfo};
 // Per-stage benchmark hooks (`Engine::trace`, `Engine::run_stage`), not part of the documented API.

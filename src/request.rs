@@ -1,9 +1,12 @@
 //! What a caller asks for ([`Request`], [`Context`]) and what comes back
 //! ([`Recommendations`]).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::catalog::FieldValue;
 
 /// Largest `k` a request may ask for.
 pub const MAX_K: usize = 10_000;
@@ -11,6 +14,8 @@ pub const MAX_K: usize = 10_000;
 pub const MAX_CANDIDATES: usize = 10_000;
 /// Longest history a request may carry; older items are the caller's to drop.
 pub const MAX_HISTORY: usize = 1_000;
+/// Most stored fields a request may ask for.
+pub const MAX_FIELDS: usize = 64;
 
 /// The situation a request is made in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -174,6 +179,12 @@ pub struct Request {
     /// Attach the feature values the ranker saw to every returned item.
     #[serde(default)]
     pub explain: bool,
+    /// Stored fields to return with every item (`"fields": ["title",
+    /// "artist"]`), named as [`Item::field`](crate::Item::field) takes them;
+    /// a name no item of the index has is a caller error. None by default,
+    /// at no cost. At most [`MAX_FIELDS`].
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// How many candidates each retriever is asked for. In JSON every count is
@@ -254,6 +265,7 @@ impl Request {
             rank_depth: default_rank_depth(),
             history_decay: default_history_decay(),
             explain: false,
+            fields: Vec::new(),
         }
     }
 
@@ -314,6 +326,16 @@ impl Request {
         self.explain = on;
         self
     }
+
+    /// Return these stored fields with every item (see [`Request::fields`](Request#structfield.fields)).
+    pub fn fields<I, S>(mut self, names: I) -> Request
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.fields.extend(names.into_iter().map(Into::into));
+        self
+    }
 }
 
 /// Where a candidate came from: one retriever's rank (0-based) and raw score.
@@ -339,6 +361,10 @@ pub struct Recommendation {
     /// The features the ranker saw, by name, when the request asked to explain.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub features: Option<Vec<(String, f32)>>,
+    /// The stored fields the request asked for ([`Request::fields`]), those
+    /// this item has; `None` when none were asked for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fields: Option<BTreeMap<String, FieldValue>>,
 }
 
 /// Wall time spent in each stage of one request. Retrievers that did not
@@ -435,6 +461,9 @@ impl Recommendations {
                 if let Some(f) = &r.features {
                     item["features"] = f.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<Map<_, _>>().into();
                 }
+                if let Some(f) = &r.fields {
+                    item["fields"] = json!(f);
+                }
                 item
             })
             .collect();
@@ -507,6 +536,11 @@ mod tests {
                     score: 2.0,
                 }],
                 features: Some(vec![("bias".into(), 1.0)]),
+                fields: Some(BTreeMap::from([
+                    ("title".to_string(), FieldValue::Text("Giant Steps".into())),
+                    ("year".to_string(), FieldValue::Number(1960.0)),
+                    ("genre".to_string(), FieldValue::List(vec!["jazz".into()])),
+                ])),
             }],
             candidates: 7,
             timings: Timings {
@@ -519,6 +553,10 @@ mod tests {
         assert_eq!(v["items"][0]["id"], "t2");
         assert_eq!(v["items"][0]["sources"]["covisit"]["rank"], 3);
         assert_eq!(v["items"][0]["features"]["bias"], 1.0);
+        assert_eq!(
+            v["items"][0]["fields"],
+            serde_json::json!({"title": "Giant Steps", "year": 1960.0, "genre": ["jazz"]})
+        );
         assert_eq!(v["candidates"], 7);
         assert_eq!(v["timings_us"]["ann"], 42);
         assert_eq!(v["timings_us"]["total"], 100);

@@ -221,3 +221,39 @@ fn batch_matches_single_requests_and_stages_rerun_on_a_trace() {
     }
     assert!(f.engine.trace(&Request::new(Context::listening(ctx[0].clone())).k(0)).is_err());
 }
+
+#[test]
+fn results_carry_the_stored_fields_asked_for() {
+    let f = common::music();
+    let id = f.catalog.items()[7].id.clone();
+    let plain = f.engine.recommend(&Request::new(Context::listening(id.clone())).k(5)).unwrap();
+    assert!(plain.items.iter().all(|r| r.fields.is_none()), "no fields unless asked");
+
+    let req = Request::new(Context::listening(id.clone()))
+        .k(5)
+        .fields(["title", "artist", "tags.genre", "year"]);
+    let recs = f.engine.recommend(&req).unwrap();
+    assert_eq!(recs.items.len(), 5);
+    for r in &recs.items {
+        let item = f.catalog.get(&r.id).unwrap();
+        let fields = r.fields.as_ref().unwrap();
+        assert_eq!(fields["title"], twostage::FieldValue::Text(item.title.clone()));
+        assert_eq!(fields.get("artist"), item.field("artist").as_ref());
+        assert_eq!(fields["tags.genre"], twostage::FieldValue::List(item.tags["genre"].clone()));
+        assert_eq!(fields.get("year"), item.field("year").as_ref());
+    }
+    let json: serde_json::Value = serde_json::from_str(&recs.to_json()).unwrap();
+    assert_eq!(
+        json["items"][0]["fields"]["title"],
+        serde_json::json!(f.catalog.get(&recs.items[0].id).unwrap().title)
+    );
+
+    let e = f
+        .engine
+        .recommend(&Request::new(Context::listening(id)).fields(["title", "no_such_field"]))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidRequest(_)) && e.to_string().contains("no_such_field") && e.to_string().contains("artist"),
+        "{e}"
+    );
+}

@@ -9,7 +9,7 @@
 //! The index is read and cross-checked by `index::reader`; this module only
 //! holds what it read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,7 +48,49 @@ pub struct Engine {
     ranker: Ranker,
     manifest: Manifest,
     by_id: HashMap<String, u32>,
+    /// Every stored field name some item has, for checking `Request::fields`.
+    field_names: FieldNames,
     path: PathBuf,
+}
+
+/// The stored field names of an index's items, by kind.
+#[derive(Default)]
+struct FieldNames {
+    text: BTreeSet<String>,
+    attributes: BTreeSet<String>,
+    tags: BTreeSet<String>,
+}
+
+impl FieldNames {
+    fn of(items: &[Item]) -> FieldNames {
+        let mut names = FieldNames::default();
+        for item in items {
+            names.text.extend(item.text.keys().cloned());
+            names.attributes.extend(item.attributes.keys().cloned());
+            names.tags.extend(item.tags.keys().cloned());
+        }
+        names
+    }
+
+    /// Whether some item has field `name` (as `Item::field` reads names).
+    fn knows(&self, name: &str) -> bool {
+        match name.split_once('.') {
+            _ if name == "title" => true,
+            Some(("text", n)) => self.text.contains(n),
+            Some(("attributes", n)) => self.attributes.contains(n),
+            Some(("tags", n)) => self.tags.contains(n),
+            _ => self.attributes.contains(name) || self.text.contains(name) || self.tags.contains(name),
+        }
+    }
+
+    /// Every name, for error messages.
+    fn list(&self) -> String {
+        let mut all: Vec<&str> = vec!["title"];
+        all.extend(self.attributes.iter().chain(&self.text).chain(&self.tags).map(String::as_str));
+        all.sort_unstable();
+        all.dedup();
+        all.join(", ")
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -89,6 +131,7 @@ impl Engine {
     pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
         let dir = dir.as_ref();
         let parts = reader::read(dir)?;
+        let field_names = FieldNames::of(&parts.store.items);
         Ok(Engine {
             store: Arc::new(parts.store),
             ann: parts.ann,
@@ -98,6 +141,7 @@ impl Engine {
             ranker: parts.ranker,
             manifest: parts.manifest,
             by_id: parts.by_id,
+            field_names,
             path: dir.to_path_buf(),
         })
     }

@@ -170,16 +170,19 @@ impl Engine {
         order
             .into_iter()
             .filter_map(|i| {
-                let id = candidates.id(i)?;
+                let item = candidates.item(i)?;
+                let fields =
+                    (!req.fields.is_empty()).then(|| req.fields.iter().filter_map(|f| item.field(f).map(|v| (f.clone(), v))).collect());
                 let features = req.explain.then(|| {
                     let row = candidates.features(i).unwrap_or(&[]);
                     FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect()
                 });
                 Some(Recommendation {
-                    id: id.to_string(),
+                    id: item.id.clone(),
                     score: scores[i],
                     sources: candidates.sources(i),
                     features,
+                    fields,
                 })
             })
             .collect()

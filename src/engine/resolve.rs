@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::request::{Context, Request, Retriever, TagFilter, MAX_CANDIDATES, MAX_HISTORY, MAX_K};
+use crate::request::{Context, Request, Retriever, TagFilter, MAX_CANDIDATES, MAX_FIELDS, MAX_HISTORY, MAX_K};
 use crate::retrieval::lexical;
 
 /// Largest rank depth a request may ask for.
@@ -38,6 +38,18 @@ impl Engine {
         if Retriever::ALL.iter().any(|&r| req.candidates.get(r) > MAX_CANDIDATES) || req.rank_depth > MAX_RANK_DEPTH {
             return Err(Error::InvalidRequest(format!(
                 "candidate counts are limited to {MAX_CANDIDATES} per retriever and rank_depth to {MAX_RANK_DEPTH}"
+            )));
+        }
+        if req.fields.len() > MAX_FIELDS {
+            return Err(Error::InvalidRequest(format!(
+                "{} fields asked for; at most {MAX_FIELDS}",
+                req.fields.len()
+            )));
+        }
+        if let Some(unknown) = req.fields.iter().find(|f| !self.field_names.knows(f)) {
+            return Err(Error::InvalidRequest(format!(
+                "no item of this index has a field `{unknown}` (fields: {})",
+                self.field_names.list()
             )));
         }
         let (text, history): (Option<&str>, &[String]) = match &req.context {

@@ -47,8 +47,13 @@ impl Candidates {
 
     /// The external id of candidate `i`.
     pub fn id(&self, i: usize) -> Option<&str> {
+        self.item(i).map(|it| it.id.as_str())
+    }
+
+    /// The catalog record of candidate `i` (without its vector).
+    pub fn item(&self, i: usize) -> Option<&crate::catalog::Item> {
         let c = self.list.get(i)?;
-        self.store.items.get(c.item as usize).map(|it| it.id.as_str())
+        self.store.items.get(c.item as usize)
     }
 
     /// The external ids of all candidates, in fusion order (position `i` is
