@@ -85,6 +85,7 @@ fn main() -> Result<()> {
             "build_ms": report.stats.build_ms,
             "bytes": report.bytes,
             "truncated_fields": report.truncated_fields,
+            "retrievers": report.retrievers,
             "training": report.training,
             "phases_ms": report.phases.iter().map(|(n, d)| (n.to_string(), d.as_secs_f64() * 1e3)).collect::<std::collections::BTreeMap<_, _>>(),
         }))?

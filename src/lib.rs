@@ -269,7 +269,7 @@ pub use events::{Event, EventKind, Events};
 pub use handle::EngineHandle;
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
 pub use index::{BuildParams, EmbeddingParams};
-pub use offline::builder::{BuildReport, IndexBuilder};
+pub use offline::builder::{BuildReport, IndexBuilder, RetrieverState};
 pub use offline::training::{retrain_ranker, TrainSummary};
 pub use progress::Progress;
 pub use ranking::{Candidates, ModelKind, Scorer, TrainParams};

@@ -264,3 +264,56 @@ fn opening_a_folder_that_is_not_an_index_says_so() {
         "{missing}"
     );
 }
+
+#[test]
+fn the_build_report_says_which_retrievers_are_live_and_why_one_is_off() {
+    use twostage::Retriever;
+    let state = |report: &twostage::BuildReport, r: Retriever| report.retrievers.iter().find(|s| s.retriever == r).cloned().unwrap();
+    let items = r#"
+{"id":"t1","title":"Blue Train"}
+{"id":"t2","title":"Giant Steps"}
+{"id":"t3","title":"So What"}
+"#;
+    let catalog = Catalog::from_jsonl_reader(items.as_bytes(), "items.jsonl".as_ref()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // No events at all: only the lexical retriever can answer.
+    let none = Events::from_jsonl_reader(&b""[..], "events.jsonl".as_ref(), &catalog).unwrap();
+    let report = IndexBuilder::new().build(&catalog, &none, dir.path().join("a")).unwrap();
+    assert_eq!(report.retrievers.len(), Retriever::ALL.len());
+    assert!(state(&report, Retriever::Lexical).live);
+    for r in [Retriever::Ann, Retriever::Covisit, Retriever::Popular, Retriever::Content] {
+        let s = state(&report, r);
+        assert!(!s.live && s.note.is_some(), "{s:?}");
+    }
+    assert!(state(&report, Retriever::Covisit).note.unwrap().contains("two plays"));
+
+    // Sessions: everything but the content space (no encoder) is live.
+    let events = common::sessions(&catalog, 30, &["t1", "t2", "t3"]);
+    let report = IndexBuilder::new()
+        .without_ranker_training()
+        .build(&catalog, &events, dir.path().join("b"))
+        .unwrap();
+    for r in [Retriever::Ann, Retriever::Lexical, Retriever::Covisit, Retriever::Popular] {
+        assert!(state(&report, r).live, "{r:?}");
+    }
+    assert!(state(&report, Retriever::Content).note.unwrap().contains("encoder"));
+
+    // One catalog vector switches the space to catalog vectors: the report says how few have one.
+    let partial = r#"
+{"id":"t1","title":"Blue Train","vector":[1.0,0.0]}
+{"id":"t2","title":"Giant Steps"}
+{"id":"t3","title":"So What"}
+"#;
+    let catalog = Catalog::from_jsonl_reader(partial.as_bytes(), "items.jsonl".as_ref()).unwrap();
+    let events = common::sessions(&catalog, 30, &["t1", "t2", "t3"]);
+    let report = IndexBuilder::new()
+        .without_ranker_training()
+        .build(&catalog, &events, dir.path().join("c"))
+        .unwrap();
+    let ann = state(&report, Retriever::Ann);
+    assert!(
+        ann.live && ann.note.as_deref().is_some_and(|n| n.contains("1 of 3") && n.contains("catalog")),
+        "{ann:?}"
+    );
+}

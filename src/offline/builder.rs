@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::events::Events;
+use crate::events::{EventKind, Events};
 use crate::index::content;
 use crate::index::embeddings::{self, EmbeddingParams};
 use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
@@ -18,6 +18,7 @@ use crate::offline::training::TrainSummary;
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::model::Ranker;
 use crate::ranking::train::TrainParams;
+use crate::request::Retriever;
 use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
 use crate::retrieval::covisit::{self, CoVisitation, CovisitParams};
 use crate::retrieval::lexical;
@@ -80,6 +81,49 @@ pub struct BuildReport {
     pub phases: Vec<(&'static str, Duration)>,
     /// Text values of the catalog its loader cut ([`LongText::Truncate`](crate::LongText::Truncate)).
     pub truncated_fields: usize,
+    /// Which retrievers can find anything in this index, and why one cannot.
+    pub retrievers: Vec<RetrieverState>,
+}
+
+/// Whether one retriever is live in a built index.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RetrieverState {
+    /// The retriever.
+    pub retriever: Retriever,
+    /// Whether it can return candidates at all.
+    pub live: bool,
+    /// Why it is off, or what limits it (e.g. only some items have a vector).
+    pub note: Option<String>,
+}
+
+/// The state of every retriever, from what the build found.
+fn retriever_states(stats: &BuildStats, has_plays: bool, has_content: bool) -> Vec<RetrieverState> {
+    Retriever::ALL
+        .iter()
+        .map(|&retriever| {
+            let (live, note) = match retriever {
+                Retriever::Ann if stats.vectors == 0 => (
+                    false,
+                    Some(match stats.vector_source.as_str() {
+                        "catalog" => "no item has a vector".to_string(),
+                        _ => "no item has a vector: the catalog supplies none and no session has two plays to learn them from".to_string(),
+                    }),
+                ),
+                Retriever::Ann if stats.vectors < stats.items => (
+                    true,
+                    Some(format!(
+                        "{} of {} items have a vector ({}); the others are never ANN candidates",
+                        stats.vectors, stats.items, stats.vector_source
+                    )),
+                ),
+                Retriever::Covisit if stats.sessions == 0 => (false, Some("no session has two plays".to_string())),
+                Retriever::Popular if !has_plays => (false, Some("the events have no plays".to_string())),
+                Retriever::Content if !has_content => (false, Some("built without a sentence encoder (IndexBuilder::encoder)".to_string())),
+                _ => (true, None),
+            };
+            RetrieverState { retriever, live, note }
+        })
+        .collect()
 }
 
 impl IndexBuilder {
@@ -287,7 +331,9 @@ impl IndexBuilder {
                 if content.is_some() {
                     phases.insert(0, ("content embeddings", encoding));
                 }
+                let has_plays = events.events().iter().any(|e| e.kind == EventKind::Play);
                 Ok(BuildReport {
+                    retrievers: retriever_states(&stats, has_plays, content.is_some()),
                     truncated_fields: catalog.truncated_fields(),
                     path: out.to_path_buf(),
                     stats,
