@@ -435,6 +435,11 @@ pub struct Recommendations {
     pub candidates: usize,
     /// Per-stage latency.
     pub timings: Timings,
+    /// What in the request limited the answer without being an error: `k`
+    /// above `rank_depth`, a required tag no item carries, `k = 0`. Empty
+    /// for most requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Recommendations {
@@ -473,7 +478,11 @@ impl Recommendations {
             .iter()
             .map(|(n, d)| (n.to_string(), json!(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))))
             .collect();
-        json!({"items": items, "candidates": self.candidates, "timings_us": timings}).to_string()
+        let mut out = json!({"items": items, "candidates": self.candidates, "timings_us": timings});
+        if !self.warnings.is_empty() {
+            out["warnings"] = json!(self.warnings);
+        }
+        out.to_string()
     }
 }
 
@@ -548,6 +557,7 @@ mod tests {
                 total: Duration::from_micros(100),
                 ..Timings::default()
             },
+            warnings: vec!["k = 300 is above rank_depth = 200".into()],
         };
         let v: serde_json::Value = serde_json::from_str(&recs.to_json()).unwrap();
         assert_eq!(v["items"][0]["id"], "t2");
@@ -558,6 +568,7 @@ mod tests {
             serde_json::json!({"title": "Giant Steps", "year": 1960.0, "genre": ["jazz"]})
         );
         assert_eq!(v["candidates"], 7);
+        assert_eq!(v["warnings"][0], "k = 300 is above rank_depth = 200");
         assert_eq!(v["timings_us"]["ann"], 42);
         assert_eq!(v["timings_us"]["total"], 100);
         assert_eq!(v["timings_us"].as_object().unwrap().len(), 10);

@@ -257,3 +257,38 @@ fn results_carry_the_stored_fields_asked_for() {
         "{e}"
     );
 }
+
+#[test]
+fn limits_that_are_not_errors_come_back_as_warnings() {
+    let f = common::music();
+    let id = f.catalog.items()[3].id.clone();
+    let ok = f.engine.recommend(&Request::new(Context::listening(id.clone()))).unwrap();
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+
+    let capped = f
+        .engine
+        .recommend(&Request::new(Context::listening(id.clone())).k(50).rank_depth(20))
+        .unwrap();
+    assert!(capped.items.len() <= 20);
+    assert!(capped.warnings.iter().any(|w| w.contains("rank_depth")), "{:?}", capped.warnings);
+
+    let nothing = f
+        .engine
+        .recommend(&Request::new(Context::listening(id.clone())).require_tag("genre", "no-such-genre"))
+        .unwrap();
+    assert!(nothing.items.is_empty());
+    assert!(
+        nothing.warnings.iter().any(|w| w.contains("no-such-genre")),
+        "{:?}",
+        nothing.warnings
+    );
+    let json: serde_json::Value = serde_json::from_str(&nothing.to_json()).unwrap();
+    assert!(json["warnings"][0].as_str().unwrap().contains("no-such-genre"));
+
+    let zero = f.engine.recommend(&Request::new(Context::listening(id)).k(0)).unwrap();
+    assert!(
+        zero.items.is_empty() && zero.warnings.iter().any(|w| w.contains("k = 0")),
+        "{:?}",
+        zero.warnings
+    );
+}

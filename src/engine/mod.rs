@@ -269,7 +269,7 @@ impl Engine {
         let started = Instant::now();
         if req.k == 0 {
             // Still validated: a malformed request is an error whatever k is.
-            self.resolve(req)?;
+            let resolved = self.resolve(req)?;
             let timings = Timings {
                 encode: started.elapsed(),
                 total: started.elapsed(),
@@ -279,6 +279,7 @@ impl Engine {
                 items: Vec::new(),
                 candidates: 0,
                 timings,
+                warnings: resolved.warnings,
             };
             return Ok((recs, None));
         }

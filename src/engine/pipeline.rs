@@ -84,6 +84,7 @@ impl Engine {
             || tracing::debug_span!("features"),
             || self.features(&signals, &candidates),
         );
+        let warnings = std::mem::take(&mut signals.ctx.warnings);
         let trace = keep.then(|| {
             Box::new(StageTrace {
                 signals,
@@ -98,6 +99,7 @@ impl Engine {
             list: candidates,
             matrix,
             timings,
+            warnings,
             started,
             store: std::sync::Arc::clone(&self.store),
         };
@@ -159,6 +161,7 @@ impl Engine {
             items,
             candidates: candidates.len(),
             timings,
+            warnings: candidates.warnings,
         })
     }
 

@@ -24,6 +24,8 @@ pub(crate) struct Resolved {
     pub items: Vec<(u32, f32)>,
     pub filter: Filter,
     pub has_text: bool,
+    /// What limits the answer without being an error (see `Recommendations::warnings`).
+    pub warnings: Vec<String>,
 }
 
 impl Engine {
@@ -104,13 +106,29 @@ impl Engine {
             }
             Ok(self.store.tags.id(&f.field, &f.value))
         };
+        let mut warnings = Vec::new();
+        if req.k == 0 {
+            warnings.push("k = 0: no items asked for".to_string());
+        }
+        if req.k > req.rank_depth {
+            warnings.push(format!(
+                "k = {} is above rank_depth = {}: at most {} items come back (raise rank_depth for more)",
+                req.k, req.rank_depth, req.rank_depth
+            ));
+        }
         let mut require = Vec::new();
         let mut impossible = false;
         for f in &req.require_tags {
             match tag_id(f)? {
                 Some(id) => require.push(id),
                 // No item has that tag: nothing can pass.
-                None => impossible = true,
+                None => {
+                    impossible = true;
+                    warnings.push(format!(
+                        "no item has the tag {} = `{}`: nothing can pass require_tags",
+                        f.field, f.value
+                    ));
+                }
             }
         }
         let forbid: Vec<u32> = req
@@ -133,6 +151,7 @@ impl Engine {
             items,
             filter,
             has_text: text.is_some(),
+            warnings,
         })
     }
 }

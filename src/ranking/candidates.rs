@@ -23,6 +23,8 @@ pub struct Candidates {
     /// Row-major `[candidates × NUM_FEATURES]`.
     pub(crate) matrix: Vec<f32>,
     pub(crate) timings: Timings,
+    /// Passed on to `Recommendations::warnings`.
+    pub(crate) warnings: Vec<String>,
     /// When the request that retrieved them started (for the total).
     pub(crate) started: std::time::Instant,
     pub(crate) store: Arc<ItemStore>,
