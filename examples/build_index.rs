@@ -14,9 +14,9 @@ mod progress;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Parser;
-use twostage::{AnnParams, Catalog, EmbeddingParams, Events, IndexBuilder, LongText};
+use twostage::{AnnParams, Catalog, EmbeddingParams, Events, IndexBuilder, LongText, Schema};
 
 /// Build a twostage index from JSON Lines files.
 #[derive(Parser)]
@@ -45,6 +45,11 @@ struct Args {
     /// Sentence-encoder model directory: adds a content space.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// A schema (JSON, the shape of the report's "schema") to use instead of
+    /// the inferred one: which fields are searched with what boost, the tag
+    /// fields, the group key.
+    #[arg(long)]
+    schema: Option<PathBuf>,
     /// Cut text values longer than this many bytes (at a whitespace) instead
     /// of refusing the catalog; the report counts them.
     #[arg(long)]
@@ -62,6 +67,11 @@ fn main() -> Result<()> {
     let mut builder = IndexBuilder::new()
         .embedding(EmbeddingParams::default().dim(args.dim))
         .ann(AnnParams::default().m(args.m).ef_construction(args.ef_construction));
+    if let Some(path) = &args.schema {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let schema: Schema = serde_json::from_str(&text).with_context(|| format!("{} is not a schema", path.display()))?;
+        builder = builder.schema(schema);
+    }
     if let Some(g) = args.group_key {
         builder = builder.group_key(g);
     }
@@ -86,6 +96,7 @@ fn main() -> Result<()> {
             "bytes": report.bytes,
             "truncated_fields": report.truncated_fields,
             "retrievers": report.retrievers,
+            "schema": report.schema,
             "training": report.training,
             "phases_ms": report.phases.iter().map(|(n, d)| (n.to_string(), d.as_secs_f64() * 1e3)).collect::<std::collections::BTreeMap<_, _>>(),
         }))?

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// A field searched by BM25, with its boost.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TextField {
     /// Where the text comes from: `title`, `text.NAME`, `attributes.NAME` or `tags.NAME`.
     pub source: String,
@@ -20,6 +21,7 @@ pub struct TextField {
 /// The roles of the catalog's fields. Stored in the manifest, so the engine
 /// serves with exactly the schema the index was built with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schema {
     /// Fields searched by BM25.
     pub text_fields: Vec<TextField>,

@@ -317,3 +317,40 @@ fn the_build_report_says_which_retrievers_are_live_and_why_one_is_off() {
         "{ann:?}"
     );
 }
+
+#[test]
+fn the_report_gives_the_schema_used_and_a_saved_schema_builds_the_same_index_shape() {
+    let items = r#"
+{"id":"t1","title":"Blue Train","text":{"notes":"hard bop"},"tags":{"genre":["jazz"]},"attributes":{"artist":"Coltrane"}}
+{"id":"t2","title":"Giant Steps","tags":{"genre":["jazz"]},"attributes":{"artist":"Coltrane"}}
+"#;
+    let catalog = Catalog::from_jsonl_reader(items.as_bytes(), "items.jsonl".as_ref()).unwrap();
+    let events = common::sessions(&catalog, 10, &["t1", "t2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = IndexBuilder::new()
+        .without_ranker_training()
+        .group_key("artist")
+        .build(&catalog, &events, dir.path().join("a"))
+        .unwrap();
+    assert_eq!(report.schema, twostage::Schema::infer(&catalog).with_group_key("artist"));
+
+    // Saved as JSON, edited (no longer search the notes), given back.
+    let mut json: serde_json::Value = serde_json::to_value(&report.schema).unwrap();
+    json["text_fields"].as_array_mut().unwrap().retain(|f| f["source"] != "text.notes");
+    let edited: twostage::Schema = serde_json::from_value(json).unwrap();
+    let again = IndexBuilder::new()
+        .without_ranker_training()
+        .schema(edited.clone())
+        .build(&catalog, &events, dir.path().join("b"))
+        .unwrap();
+    assert_eq!(again.schema, edited);
+    assert_eq!(Engine::open(dir.path().join("b")).unwrap().info().schema, edited);
+    let hits = Engine::open(dir.path().join("b"))
+        .unwrap()
+        .recommend(&Request::new(Context::search("hard bop")).k(1))
+        .unwrap();
+    assert!(hits.items.is_empty(), "the notes are no longer searched");
+
+    // A misspelt key in a schema file is refused, not ignored.
+    assert!(serde_json::from_str::<twostage::Schema>(r#"{"text_fields":[],"tag_fieldz":[]}"#).is_err());
+}

@@ -83,6 +83,9 @@ pub struct BuildReport {
     pub truncated_fields: usize,
     /// Which retrievers can find anything in this index, and why one cannot.
     pub retrievers: Vec<RetrieverState>,
+    /// The schema the index was built with (inferred unless one was given):
+    /// save it as JSON, edit it, and give it back with [`IndexBuilder::schema`].
+    pub schema: Schema,
 }
 
 /// Whether one retriever is live in a built index.
@@ -334,6 +337,7 @@ impl IndexBuilder {
                 let has_plays = events.events().iter().any(|e| e.kind == EventKind::Play);
                 Ok(BuildReport {
                     retrievers: retriever_states(&stats, has_plays, content.is_some()),
+                    schema: schema.clone(),
                     truncated_fields: catalog.truncated_fields(),
                     path: out.to_path_buf(),
                     stats,
