@@ -193,6 +193,25 @@ impl Item {
 
 /// A validated set of items with unique ids. Items get dense internal ids
 /// `0..len()` in file order.
+///
+/// ```
+/// use twostage::{Attribute, Catalog, Item};
+/// # fn main() -> twostage::Result<()> {
+/// let jsonl = r#"{"id":"t1","title":"Blue Train","tags":{"genre":["jazz"]},"attributes":{"artist":"Coltrane","year":1958}}"#;
+/// let catalog = Catalog::from_jsonl_reader(jsonl.as_bytes(), "items.jsonl".as_ref())?;
+/// assert_eq!(catalog.get("t1").unwrap().attributes["year"], Attribute::Number(1958.0));
+///
+/// // Or from items built in code, under the same contract.
+/// let mut item = Item::new("t2", "Giant Steps");
+/// item.tags.insert("genre".into(), vec!["jazz".into()]);
+/// let catalog = Catalog::new(vec![item])?;
+/// assert_eq!(catalog.len(), 1);
+///
+/// // A bad line names the file, the line and the field.
+/// let e = Catalog::from_jsonl_reader(r#"{"id":"x","title":7}"#.as_bytes(), "items.jsonl".as_ref()).unwrap_err();
+/// assert!(e.to_string().contains("items.jsonl") && e.to_string().contains("title"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     items: Vec<Item>,

@@ -61,6 +61,18 @@ pub struct Event {
 }
 
 /// A validated, time-ordered interaction log over one catalog.
+///
+/// ```
+/// use twostage::{Catalog, EventKind, Events};
+/// # fn main() -> twostage::Result<()> {
+/// let catalog = Catalog::from_jsonl_reader(r#"{"id":"t1","title":"Blue Train"}"#.as_bytes(), "items.jsonl".as_ref())?;
+/// let log = r#"{"user":"u1","item":"t1","ts":1700000100,"type":"search","query":"coltrane"}
+/// {"user":"u1","item":"t1","ts":1700000000}"#;
+/// let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog)?;
+/// assert_eq!(events.len(), 2);
+/// assert_eq!(events.events()[0].kind, EventKind::Play, "sorted by time");
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Events {
     users: Vec<String>,

@@ -147,6 +147,20 @@ pub struct TagFilter {
 
 /// One recommendation call: a context plus how many, which filters, and how
 /// deep each retriever digs.
+///
+/// ```
+/// use twostage::{Context, Request};
+/// let req = Request::new(Context::personalized_search("late night jazz", ["trk-00042"]))
+///     .k(20)
+///     .require_tag("genre", "jazz")
+///     .exclude(["trk-00007"])
+///     .fields(["title", "artist"]);
+/// // The service takes the same request as JSON; unknown keys are refused.
+/// let json = r#"{"context":{"personalized_search":{"text":"late night jazz","history":["trk-00042"]}},
+///   "k":20,"require_tags":[{"field":"genre","value":"jazz"}],"exclude":["trk-00007"],"fields":["title","artist"]}"#;
+/// assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+/// assert!(serde_json::from_str::<Request>(r#"{"context":{"search":{"text":"x"}},"limit":3}"#).is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {

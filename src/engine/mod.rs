@@ -37,6 +37,20 @@ use pipeline::Model;
 pub use trace::{Stage, StageTrace};
 
 /// An opened index: immutable, `Send + Sync`, cheap to share behind an `Arc`.
+///
+/// ```no_run
+/// # fn main() -> twostage::Result<()> {
+/// use twostage::{Context, Engine, Request};
+/// let engine = Engine::open("target/music-index")?;
+/// let recs = engine.recommend(&Request::new(Context::history(["trk-00042", "trk-00043"])).k(5).fields(["title"]))?;
+/// for r in &recs.items {
+///     // The catalog record is there too, for anything the request did not ask for.
+///     let artist = engine.item(&r.id).and_then(|i| i.attributes.get("artist"));
+///     println!("{} {:?} {:.3} via {:?}", r.id, artist, r.score, r.sources);
+/// }
+/// println!("{} items, built by {}", engine.len(), engine.info().created_by);
+/// # Ok(()) }
+/// ```
 pub struct Engine {
     store: Arc<ItemStore>,
     ann: AnnIndex,
