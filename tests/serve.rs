@@ -24,10 +24,17 @@ struct Server {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The admin token the test servers start with; `call` sends it.
+const TOKEN: &str = "test-admin-token";
+
 impl Server {
     fn start(index: &Path) -> Server {
+        Server::start_with_token(index, Some(TOKEN))
+    }
+
+    fn start_with_token(index: &Path, token: Option<&str>) -> Server {
         let handle = EngineHandle::open(index).expect("open index");
-        let state = service::AppState::new(handle, index.to_path_buf());
+        let state = service::AppState::new(handle, index.to_path_buf(), token.map(str::to_string));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -77,7 +84,15 @@ fn agent() -> ureq::Agent {
 
 /// (status, body) of a request; 4xx and 5xx are answers, not client errors.
 fn call(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>) -> (u16, String) {
-    let req = agent.request(method, url).set("content-type", "application/json");
+    call_as(agent, method, url, body, Some(TOKEN))
+}
+
+/// [`call`] with `token` as the bearer token (none when `None`).
+fn call_as(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+    let mut req = agent.request(method, url).set("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.set("authorization", &format!("Bearer {t}"));
+    }
     let result = match body {
         Some(b) => req.send_string(b),
         None => req.call(),
@@ -290,4 +305,38 @@ fn reload_under_concurrent_load_drops_no_request() {
     assert!(metrics.contains(r#"twostage_reloads_total{result="ok"} 5"#), "{metrics}");
     assert!(metrics.contains(r#"twostage_reloads_total{result="error"} 1"#), "{metrics}");
     assert!(!metrics.contains(r#"class="server""#), "{metrics}");
+}
+
+#[test]
+fn admin_routes_need_the_token_and_are_off_without_one() {
+    let fx = common::music();
+    let server = Server::start(&fx.dir);
+    let agent = agent();
+    let url = server.url("/admin/reload");
+    for token in [None, Some("wrong"), Some(""), Some("test-admin-tokenX")] {
+        let (status, text) = call_as(&agent, "POST", &url, Some(""), token);
+        assert_eq!(status, 401, "{token:?}: {text}");
+        assert_eq!(json(&text)["kind"], "unauthorized");
+    }
+    assert_eq!(call(&agent, "POST", &url, Some("")).0, 200, "the right token reloads");
+    let (_, metrics) = call(&agent, "GET", &server.url("/metrics"), None);
+    assert!(
+        metrics.contains(r#"twostage_http_errors_total{endpoint="/admin/reload",class="client"} 4"#),
+        "{metrics}"
+    );
+
+    // Without a configured token, no header opens them.
+    let closed = Server::start_with_token(&fx.dir, None);
+    let (status, text) = call(&agent, "POST", &closed.url("/admin/reload"), Some(""));
+    assert_eq!(status, 401, "{text}");
+    assert!(json(&text)["error"].as_str().unwrap().contains("disabled"), "{text}");
+    // Recommendations never need it.
+    let (status, _) = call_as(
+        &agent,
+        "POST",
+        &closed.url("/recommend"),
+        Some(r#"{"context":{"search":{"text":"jazz"}}}"#),
+        None,
+    );
+    assert_eq!(status, 200);
 }

@@ -7,7 +7,8 @@
 //! curl -s localhost:8080/recommend -d '{"context":{"listening":{"item":"trk-00042"}},"k":10}'
 //! curl -s localhost:8080/healthz
 //! curl -s localhost:8080/metrics
-//! curl -s -XPOST localhost:8080/admin/reload -d '{"index":"target/music-index"}'   # after a rebuild
+//! curl -s -XPOST localhost:8080/admin/reload -H "Authorization: Bearer $TWOSTAGE_ADMIN_TOKEN" \
+//!      -d '{"index":"target/music-index"}'                                          # after a rebuild
 //! ```
 //!
 //! The routes, their errors and metrics are documented in `service.rs`.
@@ -48,6 +49,11 @@ struct Args {
     /// search (an index built here without one is built with it).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// A file holding the admin token (`POST /admin/reload` needs
+    /// `Authorization: Bearer <token>`). Default: the environment variable
+    /// TWOSTAGE_ADMIN_TOKEN; with neither, admin routes are disabled.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -98,7 +104,24 @@ fn main() -> Result<()> {
             handle.load().len(),
             listener.local_addr()?
         );
-        let state = service::AppState::new(handle, args.index.clone());
+        let token = match &args.admin_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the admin token from {}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("TWOSTAGE_ADMIN_TOKEN").ok(),
+        };
+        eprintln!(
+            "admin routes {}",
+            if token.as_deref().is_some_and(|t| !t.is_empty()) {
+                "enabled (bearer token)"
+            } else {
+                "disabled (no admin token)"
+            }
+        );
+        let state = service::AppState::new(handle, args.index.clone(), token);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

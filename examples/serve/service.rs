@@ -12,6 +12,11 @@
 //! | `GET /metrics`       | Prometheus text: requests, errors, latency histograms per stage   |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
 //!
+//! Admin routes need `Authorization: Bearer <token>` with the token the
+//! service was started with (compared in constant time); without a
+//! configured token they are disabled. Either way a missing or wrong token
+//! is a 401.
+//!
 //! Engine work (recommend, reload) runs on tokio's blocking pool, never on
 //! the async worker threads: a request takes a millisecond or more of CPU,
 //! which would stall every other connection on that worker. Errors are JSON
@@ -50,17 +55,44 @@ pub struct AppState {
     pub index_dir: PathBuf,
     /// Counters and histograms for `/metrics`.
     pub metrics: Metrics,
+    /// The bearer token admin routes require; `None` disables them.
+    pub admin_token: Option<String>,
 }
 
 impl AppState {
-    /// State serving `handle`, reloading from `index_dir` by default.
-    pub fn new(handle: EngineHandle, index_dir: PathBuf) -> Arc<AppState> {
+    /// State serving `handle`, reloading from `index_dir` by default, with
+    /// admin routes behind `admin_token` (disabled when `None`).
+    pub fn new(handle: EngineHandle, index_dir: PathBuf, admin_token: Option<String>) -> Arc<AppState> {
         Arc::new(AppState {
             handle: Arc::new(handle),
             index_dir,
             metrics: Metrics::default(),
+            admin_token: admin_token.filter(|t| !t.is_empty()),
         })
     }
+
+    /// Whether `headers` carry the admin token.
+    fn is_admin(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(expected) = &self.admin_token else {
+            return false;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), expected.as_bytes())
+    }
+}
+
+/// Byte equality whose time does not depend on where the inputs differ (only
+/// on their lengths), so a token cannot be guessed byte by byte from timings.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
 }
 
 /// The service's routes over `state`.
@@ -196,8 +228,18 @@ struct ReloadRequest {
     index: Option<PathBuf>,
 }
 
-async fn reload(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let started = Instant::now();
+    if !state.is_admin(&headers) {
+        let why = if state.admin_token.is_some() {
+            "admin routes need `Authorization: Bearer <token>` with the service's admin token"
+        } else {
+            "admin routes are disabled: start the service with an admin token (TWOSTAGE_ADMIN_TOKEN or --admin-token-file)"
+        };
+        let response = error(StatusCode::UNAUTHORIZED, "unauthorized", why.to_string());
+        state.metrics.observe_request("/admin/reload", response.status(), started.elapsed());
+        return response;
+    }
     let response = match body {
         Err(rejection) => body_error(rejection),
         Ok(bytes) => {
