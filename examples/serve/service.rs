@@ -257,10 +257,12 @@ async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderM
                     let work = tokio::task::spawn_blocking(move || handle.reload(&dir).map(|old| (dir, old.len(), handle.load().len())));
                     match work.await {
                         Ok(Ok((dir, previous, items))) => {
+                            tracing::info!(index = %dir.display(), items, previous_items = previous, "reloaded");
                             state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                             json_ok(json!({"status": "reloaded", "index": dir, "items": items, "previous_items": previous}).to_string())
                         }
                         Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "reload failed; still serving the previous index");
                             state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
                             match e {
                                 // The service is fine and keeps serving the previous index: the
@@ -339,6 +341,8 @@ pub struct Metrics {
 
 impl Metrics {
     fn observe_request(&self, endpoint: &'static str, status: StatusCode, elapsed: Duration) {
+        // One line per answered request under `--log info`.
+        tracing::info!(endpoint, status = status.as_u16(), micros = elapsed.as_micros() as u64, "http");
         if let Ok(mut map) = self.responses.lock() {
             *map.entry((endpoint, status.as_u16())).or_insert(0) += 1;
         }
