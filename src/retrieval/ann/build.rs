@@ -37,7 +37,7 @@ pub(super) fn build_index(
     if dim == 0 {
         return Err(AnnError::InvalidInput("dim must be > 0".into()));
     }
-    if vectors.len() % dim != 0 {
+    if !vectors.len().is_multiple_of(dim) {
         return Err(AnnError::InvalidInput(format!(
             "vectors.len() = {} is not a multiple of dim = {dim}",
             vectors.len()

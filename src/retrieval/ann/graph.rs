@@ -190,7 +190,7 @@ impl Graph {
             if layer
                 .neighbours
                 .iter()
-                .any(|&r| level.get(r as usize).map_or(true, |&lv| (lv as usize) < l))
+                .any(|&r| level.get(r as usize).is_none_or(|&lv| (lv as usize) < l))
             {
                 return bad(format!("layer {l} lists a neighbour outside the layer"));
             }

@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn filter_returns_only_accepted_and_keeps_recall() {
         let queries = clustered(100, 4);
-        let every7 = |r: u32| r % 7 == 0;
+        let every7 = |r: u32| r.is_multiple_of(7);
         for metric in [Metric::L2, Metric::Dot] {
             let idx = build(metric);
             let r = recall(&idx, &queries, 10, 64, every7);
