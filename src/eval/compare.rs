@@ -215,7 +215,9 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
             }
             if let Context::History { items } = &target.request.context {
                 let history: Vec<u32> = items.iter().filter_map(|id| p.catalog.index_of(id)).collect();
-                let excluded: Vec<u32> = target.request.exclude.iter().filter_map(|id| p.catalog.index_of(id)).collect();
+                // A set: heavy users exclude thousands of older items, checked for every scored item.
+                let excluded: std::collections::HashSet<u32> =
+                    target.request.exclude.iter().filter_map(|id| p.catalog.index_of(id)).collect();
                 let recs = knn.recommend(&history, K, |j| excluded.contains(&j));
                 m.insert("itemknn".into(), Metrics::at_k(&ids(&recs), &target.relevant, K));
             }

@@ -2,7 +2,7 @@
 //! into its file, the manifest that checksums them, and the fsyncs that
 //! make the directory safe to publish. The builder and the in-place retrain
 //! write through here (the text index is written by tantivy into
-//! [`text_dir`]).
+//! [`text_dir`]): the parts first, then [`seal`] writes the manifest.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,17 +28,21 @@ pub(crate) fn text_dir(dir: &Path) -> PathBuf {
     dir.join(TEXT_DIR)
 }
 
-/// Writes every part into `dir` (which already holds the text index), then
-/// the manifest `manifest()` gives (its `files` and checksum filled in here),
-/// and fsyncs the whole tree.
-pub(crate) fn write(dir: &Path, index: NewIndex<'_>, manifest: impl FnOnce() -> Manifest) -> Result<()> {
+/// Writes every part into `dir` (which already holds the text index); the
+/// index is complete once [`seal`] has written its manifest.
+pub(crate) fn write_parts(dir: &Path, index: NewIndex<'_>) -> Result<()> {
     write_file(&dir.join(ITEMS_FILE), &encode(index.store)?)?;
     write_file(&dir.join(ANN_FILE), &encode(index.ann)?)?;
     if let Some(graph) = index.content {
         write_file(&dir.join(CONTENT_FILE), &encode(graph)?)?;
     }
-    index.ranker.save(&dir.join(RANKER_FILE))?;
-    manifest().write(dir)?;
+    index.ranker.save(&dir.join(RANKER_FILE))
+}
+
+/// Writes `manifest` over the files now in `dir` (its `files` and checksum
+/// filled in here) and fsyncs the whole tree.
+pub(crate) fn seal(dir: &Path, manifest: Manifest) -> Result<()> {
+    manifest.write(dir)?;
     sync_tree(dir)
 }
 
@@ -51,12 +55,13 @@ pub(crate) fn write_with_ranker(dir: &Path, files: &Files, manifest: Manifest, r
         }
     }
     ranker.save(&dir.join(RANKER_FILE))?;
-    Manifest {
-        ranker: ranker.info().clone(),
-        ..manifest
-    }
-    .write(dir)?;
-    sync_tree(dir)
+    seal(
+        dir,
+        Manifest {
+            ranker: ranker.info().clone(),
+            ..manifest
+        },
+    )
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -439,8 +439,7 @@ impl IndexBuilder {
         }
         let phase = tracing::info_span!("write").entered();
 
-        let mut stats = None;
-        writer::write(
+        writer::write_parts(
             dir,
             NewIndex {
                 store: &store,
@@ -448,33 +447,30 @@ impl IndexBuilder {
                 content: content_graph.as_ref(),
                 ranker,
             },
-            // After the parts are written, so build_ms covers writing them.
-            || {
-                let s = BuildStats {
-                    items: n,
-                    events: events.len(),
-                    sessions: sequences.len(),
-                    vectors: store.row_item.len(),
-                    dim,
-                    vector_source: source.to_string(),
-                    build_ms: started.elapsed().as_millis() as u64,
-                };
-                stats = Some(s.clone());
-                Manifest {
-                    format: FORMAT.to_string(),
-                    format_version: FORMAT_VERSION,
-                    created_by: format!("twostage {}", env!("CARGO_PKG_VERSION")),
-                    schema: schema.clone(),
-                    build: p.clone(),
-                    stats: s,
-                    ranker: ranker.info().clone(),
-                    encoder: content.map(|c| c.encoder.info().clone()),
-                    files: Vec::new(),
-                    manifest_crc32: 0,
-                }
-            },
         )?;
-        let stats = stats.ok_or_else(|| Error::internal("write", "the manifest was not written"))?;
+        // After the parts are written, so build_ms covers writing them.
+        let stats = BuildStats {
+            items: n,
+            events: events.len(),
+            sessions: sequences.len(),
+            vectors: store.row_item.len(),
+            dim,
+            vector_source: source.to_string(),
+            build_ms: started.elapsed().as_millis() as u64,
+        };
+        let manifest = Manifest {
+            format: FORMAT.to_string(),
+            format_version: FORMAT_VERSION,
+            created_by: format!("twostage {}", env!("CARGO_PKG_VERSION")),
+            schema: schema.clone(),
+            build: p.clone(),
+            stats: stats.clone(),
+            ranker: ranker.info().clone(),
+            encoder: content.map(|c| c.encoder.info().clone()),
+            files: Vec::new(),
+            manifest_crc32: 0,
+        };
+        writer::seal(dir, manifest)?;
         lap("write", &mut phases);
         drop(phase);
         Ok((stats, phases))
