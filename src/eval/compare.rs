@@ -1,4 +1,4 @@
-//! Comparing systems on one prepared split: popularity, ItemKNN, each
+//! Comparing systems on one prepared split: popularity, ItemKNN, EASE, each
 //! retriever alone, fused retrieval, and fused retrieval re-ranked by the
 //! placeholder, a trained linear and a trained MLP ranker — all on the same
 //! test requests, at cut-off 10.
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::catalog::Catalog;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::eval::ease::{self, Ease};
 use crate::eval::itemknn::ItemKnn;
 use crate::events::Events;
 use crate::metrics::{Metrics, MetricsMean};
@@ -164,6 +165,16 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     }
 
     let knn = ItemKnn::fit(p.catalog.len(), &p.fit);
+    let t = Instant::now();
+    let ease = Ease::fit(p.catalog.len(), &p.fit, ease::LAMBDA);
+    details.insert("ease_fit_secs".into(), t.elapsed().as_secs_f64());
+    if ease.is_none() {
+        progress(&format!(
+            "EASE skipped: {} items is above its dense limit of {}",
+            p.catalog.len(),
+            ease::MAX_ITEMS
+        ));
+    }
     let mut single = vec![
         ("ann", Retriever::Ann),
         ("lexical", Retriever::Lexical),
@@ -220,6 +231,10 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
                     target.request.exclude.iter().filter_map(|id| p.catalog.index_of(id)).collect();
                 let recs = knn.recommend(&history, K, |j| excluded.contains(&j));
                 m.insert("itemknn".into(), Metrics::at_k(&ids(&recs), &target.relevant, K));
+                if let Some(ease) = &ease {
+                    let recs = ease.recommend(&history, K, |j| excluded.contains(&j));
+                    m.insert("ease".into(), Metrics::at_k(&ids(&recs), &target.relevant, K));
+                }
             }
             let a = engine.retrieve(&target.request)?;
             let fused_ids: Vec<String> = a.ids().map(str::to_string).collect();
@@ -241,6 +256,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     let order = [
         "popularity",
         "itemknn",
+        "ease",
         "ann",
         "lexical",
         "covisit",

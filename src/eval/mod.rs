@@ -8,6 +8,7 @@
 //! ```
 
 pub mod compare;
+pub mod ease;
 pub mod itemknn;
 /// Ranking metrics at a cut-off (HR, Recall, MRR, NDCG), the same code the
 /// ranker's validation uses (it lives below the ranker, in the library proper).
