@@ -8,14 +8,34 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Attribute, Catalog};
 use crate::error::{Error, Result};
 
-/// A field searched by BM25, with its boost.
+/// A field searched by BM25F, with its weight and analyzer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextField {
     /// Where the text comes from: `title`, `text.NAME`, `attributes.NAME` or `tags.NAME`.
     pub source: String,
-    /// Multiplier on this field's BM25 score.
+    /// The field's BM25F weight: each of its words counts `boost` times in
+    /// the item's term frequencies and length, so a title word (3) weighs as
+    /// three description words (1), and one saturation per query term
+    /// spans every field. A whole number from 1 to [`MAX_BOOST`].
     pub boost: f32,
+    /// How the field's text becomes terms (default: English stemming).
+    #[serde(default)]
+    pub analyzer: Analyzer,
+}
+
+/// How a text field's words become search terms. Every analyzer splits on
+/// non-alphanumeric characters, lower-cases and folds accents ("Beyoncé"
+/// finds "beyonce"); a search is analysed by every analyzer the schema uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Analyzer {
+    /// Words as written: for names, codes and ids ("ls", "x86_64").
+    Words,
+    /// English prose: words reduced to their Snowball stem, so "terminals"
+    /// finds "terminal" and "running" finds "run".
+    #[default]
+    English,
 }
 
 /// The roles of the catalog's fields. Stored in the manifest, so the engine
@@ -37,11 +57,14 @@ pub const TITLE_BOOST: f32 = 3.0;
 pub const ATTRIBUTE_BOOST: f32 = 2.0;
 /// Boost of free-text fields and tags when the schema is inferred.
 pub const TEXT_BOOST: f32 = 1.0;
+/// The largest field weight: a field's words are counted this many times at
+/// most, which bounds the text index's size.
+pub const MAX_BOOST: f32 = 16.0;
 
 impl Schema {
     /// The default schema for a catalog: the title (boost 3), every text
-    /// attribute (2), every text field and tag field (1) are searched; every
-    /// tag field is a tag; no group key.
+    /// attribute (2), every text field and tag field (1) are searched, all
+    /// with English stemming; every tag field is a tag; no group key.
     pub fn infer(catalog: &Catalog) -> Schema {
         let mut text = BTreeSet::new();
         let mut attrs = BTreeSet::new();
@@ -59,18 +82,22 @@ impl Schema {
         let mut text_fields = vec![TextField {
             source: "title".into(),
             boost: TITLE_BOOST,
+            analyzer: Analyzer::default(),
         }];
         text_fields.extend(attrs.iter().map(|a| TextField {
             source: format!("attributes.{a}"),
             boost: ATTRIBUTE_BOOST,
+            analyzer: Analyzer::default(),
         }));
         text_fields.extend(text.iter().map(|t| TextField {
             source: format!("text.{t}"),
             boost: TEXT_BOOST,
+            analyzer: Analyzer::default(),
         }));
         text_fields.extend(tags.iter().map(|t| TextField {
             source: format!("tags.{t}"),
             boost: TEXT_BOOST,
+            analyzer: Analyzer::default(),
         }));
         Schema {
             text_fields,
@@ -92,9 +119,9 @@ impl Schema {
             return bad("at most 64 text fields".into());
         }
         for f in &self.text_fields {
-            if !(f.boost.is_finite() && f.boost > 0.0) {
+            if !(f.boost.is_finite() && f.boost >= 1.0 && f.boost <= MAX_BOOST && f.boost.fract() == 0.0) {
                 return bad(format!(
-                    "text field `{}` has boost {}, expected a positive number",
+                    "text field `{}` has boost {}, expected a whole number from 1 to {MAX_BOOST} (a BM25F weight)",
                     f.source, f.boost
                 ));
             }
@@ -140,8 +167,17 @@ mod tests {
         assert_eq!(s.tag_fields, ["genre"]);
         assert!(s.clone().with_group_key("artist").validate(&catalog).is_ok());
         assert!(s.clone().with_group_key("label").validate(&catalog).is_err());
-        let mut bad = s;
-        bad.text_fields[0].boost = f32::NAN;
-        assert!(bad.validate(&catalog).is_err());
+        for boost in [f32::NAN, 0.0, 1.5, MAX_BOOST + 1.0] {
+            let mut bad = s.clone();
+            bad.text_fields[0].boost = boost;
+            let e = bad.validate(&catalog).unwrap_err().to_string();
+            assert!(e.contains("title") && e.contains("whole number"), "{boost}: {e}");
+        }
+        // A schema file written before analyzers existed reads as English.
+        let f: TextField = serde_json::from_str(r#"{"source":"title","boost":2}"#).unwrap();
+        assert_eq!(f.analyzer, Analyzer::English);
+        let f: TextField = serde_json::from_str(r#"{"source":"title","boost":2,"analyzer":"words"}"#).unwrap();
+        assert_eq!(f.analyzer, Analyzer::Words);
+        assert!(serde_json::from_str::<TextField>(r#"{"source":"title","boost":2,"analyzer":"klingon"}"#).is_err());
     }
 }

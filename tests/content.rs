@@ -51,7 +51,7 @@ fn a_search_finds_items_by_meaning_and_cold_items_get_content_neighbours() {
 
     let engine = bare.with_encoder(encoder()).unwrap();
     for (query, want) in [
-        ("an animal that barks and guards the house", "dog"),
+        ("a creature that barks and guards the house", "dog"),
         ("something to fly across the ocean", "plane"),
         ("a tropical thing to eat", "banana"),
         ("play a sonata with a bow", "violin"),

@@ -47,13 +47,36 @@ fn a_build_with_events_trains_the_ranker_and_serves_with_it() {
 }
 
 #[test]
-fn without_events_the_documented_placeholder_is_kept() {
+fn without_events_the_ranker_learns_from_searches_generated_from_the_catalog() {
     let f = common::music();
     let tmp = tempfile::tempdir().unwrap();
     let catalog = twostage::Catalog::new(f.catalog.items()[..200].to_vec()).unwrap();
+    let params = TrainParams::linear().max_epochs(3);
     let report = IndexBuilder::new()
+        .ranker(params.clone())
         .build(&catalog, &twostage::Events::default(), tmp.path().join("i"))
         .unwrap();
+    let training = report.training.expect("no ranker trained");
+    assert_eq!(training.generated_lists, 200, "one generated search per item");
+    let engine = Engine::open(tmp.path().join("i")).unwrap();
+    assert_eq!(engine.info().ranker.origin, "trained");
+    // 40 held-out searches: enough for a validated plan, recorded in the manifest.
+    let plan = &engine.info().serving.contexts[&twostage::ContextKind::Search];
+    assert_eq!(plan.lists, 40);
+    assert!(
+        ["ranker", "fusion", "weighted fusion", "lexical"]
+            .iter()
+            .all(|k| plan.validation.contains_key(*k)),
+        "{plan:?}"
+    );
+    assert_eq!(&training.serving, &engine.info().serving);
+
+    // Too small a catalog to learn from: the documented placeholder is kept.
+    let small = twostage::Catalog::new(f.catalog.items()[..40].to_vec()).unwrap();
+    let report = IndexBuilder::new()
+        .ranker(params)
+        .build(&small, &twostage::Events::default(), tmp.path().join("s"))
+        .unwrap();
     assert!(report.training.is_none());
-    assert_eq!(Engine::open(tmp.path().join("i")).unwrap().info().ranker.origin, "fixed-default");
+    assert_eq!(Engine::open(tmp.path().join("s")).unwrap().info().ranker.origin, "fixed-default");
 }

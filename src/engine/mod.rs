@@ -133,6 +133,9 @@ pub struct IndexInfo {
     pub schema: Schema,
     /// The ranking model.
     pub ranker: RankerInfo,
+    /// Which order each kind of context is served with, and the validation
+    /// figures it was chosen on (see [`ServingPlan`](crate::ServingPlan)).
+    pub serving: crate::ranking::ServingPlan,
     /// The sentence encoder that built the content space, if the index has one.
     pub encoder: Option<EncoderInfo>,
     /// Whether that encoder is attached (searches need it).
@@ -228,6 +231,7 @@ impl Engine {
             stats: self.manifest.stats.clone(),
             schema: self.manifest.schema.clone(),
             ranker: self.manifest.ranker.clone(),
+            serving: self.manifest.serving.clone(),
             encoder: self.manifest.encoder.clone(),
             encoder_attached: self.encoder.is_some(),
         }

@@ -10,7 +10,7 @@ use super::trace::StageTrace;
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::ranking::features::{self, ContextSignals, FEATURES};
-use crate::ranking::{Candidates, Scorer};
+use crate::ranking::{Candidates, ContextKind, Scorer, Served};
 use crate::request::{Recommendation, Recommendations, Request, Retriever, Timings};
 use crate::retrieval::fusion::{self, Candidate};
 
@@ -23,10 +23,11 @@ pub(super) fn stage<T>(slot: &mut Duration, span: impl FnOnce() -> tracing::Span
     out
 }
 
-/// Fuses the retrievers' lists (indexed by `Retriever::index`).
-pub(super) fn fuse(lists: &[Hits; Retriever::ALL.len()], depth: usize) -> Vec<Candidate> {
+/// Fuses the retrievers' lists (indexed by `Retriever::index`) with the
+/// serving plan's weights.
+pub(super) fn fuse(lists: &[Hits; Retriever::ALL.len()], depth: usize, weights: &[f32; Retriever::ALL.len()]) -> Vec<Candidate> {
     let views = Retriever::ALL.map(|r| (r, lists[r.index()].as_slice()));
-    fusion::fuse(&views, depth)
+    fusion::fuse(&views, depth, weights)
 }
 
 /// The ranking model of one call: the index's own, or the caller's.
@@ -74,10 +75,11 @@ impl Engine {
             }
         }
 
+        let weights = self.manifest.serving.order(ContextKind::of(&req.context)).1;
         let candidates = stage(
             &mut timings.fusion,
             || tracing::debug_span!("fusion"),
-            || fuse(&lists, req.rank_depth),
+            || fuse(&lists, req.rank_depth, &weights),
         );
         let matrix = stage(
             &mut timings.features,
@@ -90,6 +92,7 @@ impl Engine {
                 signals,
                 counts: req.candidates,
                 rank_depth: req.rank_depth,
+                weights,
                 lists,
                 candidates: candidates.clone(),
                 matrix: matrix.clone(),
@@ -136,7 +139,10 @@ impl Engine {
             &mut timings.rank,
             || tracing::debug_span!("rank"),
             || -> Result<_> {
+                let (served, _) = self.manifest.serving.order(ContextKind::of(&req.context));
                 let scores = match model {
+                    // The plan found fusion better than the ranker here: its order is served.
+                    Model::Index if served == Served::Fusion => candidates.list.iter().map(|c| c.rrf).collect(),
                     Model::Index => self.ranker.score(&candidates.matrix, candidates.len())?,
                     Model::Caller(scorer) => {
                         let scores = scorer.score(&candidates).map_err(|e| Error::internal_by("rank", e))?;

@@ -19,11 +19,16 @@ pub(crate) type Filter = Arc<dyn Fn(u32) -> bool + Send + Sync>;
 /// A request with every id resolved and every filter compiled.
 #[derive(Clone)]
 pub(crate) struct Resolved {
+    /// The search's words as written (the ranker's match features).
     pub terms: Vec<String>,
+    /// The search's terms through the text index's analyzers (BM25F).
+    pub search_terms: Vec<String>,
     /// Context items with recency weights, most recent weight 1.
     pub items: Vec<(u32, f32)>,
     pub filter: Filter,
     pub has_text: bool,
+    /// A `listening` context (one item, more like it).
+    pub listening: bool,
     /// What limits the answer without being an error (see `Recommendations::warnings`).
     pub warnings: Vec<String>,
 }
@@ -75,10 +80,10 @@ impl Engine {
                 history.len()
             )));
         }
-        let terms = match text {
+        let (terms, search_terms) = match text {
             Some(t) if t.trim().is_empty() => return Err(Error::InvalidRequest("the search text is empty".into())),
-            Some(t) => lexical::analyze(t),
-            None => Vec::new(),
+            Some(t) => (lexical::analyze(t), self.text.query_terms(t)),
+            None => (Vec::new(), Vec::new()),
         };
         // Most recent last: weight decays towards the past; a repeated item keeps its most recent weight.
         let mut weights: HashMap<u32, f32> = HashMap::new();
@@ -148,9 +153,11 @@ impl Engine {
         });
         Ok(Resolved {
             terms,
+            search_terms,
             items,
             filter,
             has_text: text.is_some(),
+            listening: matches!(req.context, Context::Listening { .. }),
             warnings,
         })
     }

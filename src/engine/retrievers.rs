@@ -89,12 +89,26 @@ pub(crate) fn entry(r: Retriever) -> Option<&'static Entry> {
     RETRIEVERS.iter().find(|e| e.retriever == r)
 }
 
-/// BM25 over the analysed query terms (searches only).
+/// BM25F over the analysed query terms of a search; for a `listening`
+/// context, more like this: the item's own salient terms (its text finds
+/// related items before it has any plays).
 fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
-    if !s.ctx.has_text {
+    if depth == 0 {
         return Ok(Vec::new());
     }
-    engine.text.search(&s.ctx.terms, depth, std::sync::Arc::clone(&s.ctx.filter))
+    if s.ctx.has_text {
+        return engine.text.search(&s.ctx.search_terms, depth, std::sync::Arc::clone(&s.ctx.filter));
+    }
+    match (s.ctx.listening, s.ctx.items.first()) {
+        (true, Some(&(item, _))) => {
+            let Some(record) = engine.store.items.get(item as usize) else {
+                return Ok(Vec::new());
+            };
+            let terms = engine.text.salient_terms(record)?;
+            engine.text.search(&terms, depth, std::sync::Arc::clone(&s.ctx.filter))
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 fn search_vector(engine: &Engine, s: &mut Signals, hits: &[(u32, f32)]) {

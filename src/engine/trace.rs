@@ -41,6 +41,7 @@ pub struct StageTrace {
     pub(super) signals: Signals,
     pub(super) counts: CandidateCounts,
     pub(super) rank_depth: usize,
+    pub(super) weights: [f32; crate::request::Retriever::ALL.len()],
     pub(super) lists: [Hits; Retriever::ALL.len()],
     pub(super) candidates: Vec<Candidate>,
     pub(super) matrix: Vec<f32>,
@@ -87,7 +88,7 @@ impl Engine {
             Stage::Content => Retriever::Content,
             Stage::Lexical => Retriever::Lexical,
             Stage::Covisit => Retriever::Covisit,
-            Stage::Fusion => return Ok(super::pipeline::fuse(&trace.lists, trace.rank_depth).len()),
+            Stage::Fusion => return Ok(super::pipeline::fuse(&trace.lists, trace.rank_depth, &trace.weights).len()),
             Stage::Features => return Ok(self.features(&trace.signals, &trace.candidates).len()),
             Stage::Rank { rows } => {
                 // Exactly `rows` rows: the traced ones, repeated if there are fewer.

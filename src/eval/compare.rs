@@ -142,6 +142,8 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     let t = Instant::now();
     let (train_lists, train_recall) = crate::offline::training::lists(&engine_a, &p.ranker_targets, &|_| {})?;
     let (valid_lists, valid_recall) = crate::offline::training::lists(&engine, &p.valid, &|_| {})?;
+    let train_lists: Vec<_> = train_lists.into_iter().map(|(l, _)| l).collect();
+    let valid_lists: Vec<_> = valid_lists.into_iter().map(|(l, _)| l).collect();
     details.insert("train_candidate_recall".into(), train_recall);
     details.insert("valid_candidate_recall".into(), valid_recall);
     details.insert("list_assembly_secs".into(), t.elapsed().as_secs_f64());

@@ -15,13 +15,14 @@ pub mod itemknn;
 pub mod metrics {
     pub use crate::metrics::{Metrics, MetricsMean};
 }
+pub mod peers;
 pub mod search;
 pub mod splits;
 
 pub use crate::ranking::dataset::Target;
 pub use compare::{compare, Prepared, Report};
 pub use metrics::{Metrics, MetricsMean};
-pub use search::{load_graded_queries, search_quality, GradedQuery};
+pub use search::{load_graded_queries, load_similar, search_quality, similar_quality, GradedQuery, Peers, SimilarItems};
 
 use crate::request::{Request, Retriever};
 

@@ -19,8 +19,9 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 /// Marks a directory as a twostage index.
 pub(crate) const FORMAT: &str = "twostage-index";
 /// The on-disk format this library writes and reads. Version 2 added the
-/// optional content space and its ranker features.
-pub const FORMAT_VERSION: u32 = 2;
+/// optional content space and its ranker features; version 3 the BM25F text
+/// index (one weighted field, analyzers per field).
+pub const FORMAT_VERSION: u32 = 3;
 /// A manifest larger than this is not ours.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
@@ -67,6 +68,9 @@ pub(crate) struct Manifest {
     /// The sentence encoder that built the content space, if any.
     #[serde(default)]
     pub encoder: Option<crate::encoder::EncoderInfo>,
+    /// Which order each context kind is served with, as validated at build.
+    #[serde(default)]
+    pub serving: crate::ranking::ServingPlan,
     pub files: Vec<FileEntry>,
     /// CRC-32 of this manifest serialised with this field set to 0: the
     /// manifest guards every other file, this guards the manifest.

@@ -17,6 +17,7 @@ use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
 use crate::offline::training::TrainSummary;
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::model::Ranker;
+use crate::ranking::plan::ServingPlan;
 use crate::ranking::train::TrainParams;
 use crate::request::Retriever;
 use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
@@ -310,17 +311,25 @@ impl IndexBuilder {
         let encoding = encoding.elapsed();
         let content = content.as_ref();
         let (ranker, training) = match &self.train {
-            Some(params) if !events.is_empty() => {
-                match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
-                    Some((r, summary)) => (r, Some(summary)),
-                    None => (Ranker::fixed_default()?, None),
-                }
-            }
+            Some(params) => match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
+                Some((r, summary)) => (r, Some(summary)),
+                None => (Ranker::fixed_default()?, None),
+            },
             _ => (Ranker::fixed_default()?, None),
         };
         let tmp = temp_sibling(out, "tmp")?;
         let built = self
-            .build_into(catalog, events, &schema, content, &tmp, started, &ranker, on_progress)
+            .build_into(
+                catalog,
+                events,
+                &schema,
+                content,
+                &tmp,
+                started,
+                &ranker,
+                training.as_ref().map(|t| &t.serving).unwrap_or(&ServingPlan::default()),
+                on_progress,
+            )
             .and_then(|(stats, mut phases)| {
                 // Counted before publishing: afterwards `out` may already be replaced by a concurrent build.
                 let bytes = crate::index::manifest::list_files(&tmp)?
@@ -362,6 +371,7 @@ impl IndexBuilder {
         dir: &Path,
         started: Instant,
         ranker: &Ranker,
+        serving: &ServingPlan,
         on_progress: OnProgress<'_>,
     ) -> Result<(BuildStats, Vec<(&'static str, Duration)>)> {
         let p = &self.params;
@@ -467,6 +477,7 @@ impl IndexBuilder {
             stats: stats.clone(),
             ranker: ranker.info().clone(),
             encoder: content.map(|c| c.encoder.info().clone()),
+            serving: serving.clone(),
             files: Vec::new(),
             manifest_crc32: 0,
         };

@@ -20,7 +20,9 @@ use crate::offline::publish::{publish, temp_sibling};
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::dataset::{self, Target};
 use crate::ranking::model::Ranker;
+use crate::ranking::plan::{self, ContextKind, HeldOut, ServingPlan};
 use crate::ranking::train::{self, EpochReport, ListExample, TrainParams};
+use crate::request::Retriever;
 use crate::schema::Schema;
 
 /// Share of the log (its most recent events) whose plays and searches
@@ -30,6 +32,10 @@ pub(crate) const RANKER_HOLDOUT: f64 = 0.15;
 /// Fewer lists with a relevant candidate than this and the fixed-weight
 /// placeholder is kept: a model fitted on less would be noise.
 pub(crate) const MIN_TRAINING_LISTS: usize = 50;
+/// Logged searches fewer than this are topped up with searches generated
+/// from the catalog ([`dataset::catalog_targets`]).
+pub const GENERATED_SEARCHES: usize = 2_000;
+const GENERATED_SEED: u64 = 0x7365_6172_6368;
 
 /// What ranker training did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -48,6 +54,11 @@ pub struct TrainSummary {
     pub train_lists: usize,
     /// Validation lists with a relevant candidate.
     pub valid_lists: usize,
+    /// Lists (training and validation) from searches generated from the
+    /// catalog, topping up the logged ones to [`GENERATED_SEARCHES`].
+    pub generated_lists: usize,
+    /// The serving plan chosen on the validation lists.
+    pub serving: ServingPlan,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -73,41 +84,71 @@ impl IndexBuilder {
         let _span = tracing::info_span!("ranker training").entered();
         let started = Instant::now();
         let all = events.events();
-        let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
-        let Some(cut) = all.get(cut_at).map(|e| e.ts) else {
-            return Ok(None);
-        };
-        let before: Vec<_> = all.iter().filter(|e| e.ts < cut).cloned().collect();
-        if before.is_empty() {
-            return Ok(None);
-        }
-        let before = Events::from_events(events.users().to_vec(), before, catalog)?;
         let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
-        let targets = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
-        if targets.len() < MIN_TRAINING_LISTS {
-            tracing::info!(
-                lists = targets.len(),
-                needed = MIN_TRAINING_LISTS,
-                "too few logged requests to train a ranker"
-            );
+        // Logged requests from the most recent part of the log, against
+        // retrieval built on the rest; no log, no logged requests.
+        let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
+        let (before, logged) = match all.get(cut_at).map(|e| e.ts) {
+            Some(cut) => {
+                let before: Vec<_> = all.iter().filter(|e| e.ts < cut).cloned().collect();
+                let logged = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
+                (Events::from_events(events.users().to_vec(), before, catalog)?, logged)
+            }
+            None => (Events::from_events(Vec::new(), Vec::new(), catalog)?, Vec::new()),
+        };
+        // Searches generated from the catalog top up the logged ones: a
+        // catalog with no search log still gets a search ranker (and a
+        // validated plan). Held out in the same 4:1 proportion.
+        let logged_searches = logged.iter().filter(|t| t.request.context.text().is_some()).count();
+        let text_fields: Vec<String> = schema
+            .text_fields
+            .iter()
+            .filter_map(|f| f.source.strip_prefix("text.").map(str::to_string))
+            .collect();
+        let generated = dataset::catalog_targets(
+            catalog,
+            &text_fields,
+            GENERATED_SEARCHES.saturating_sub(logged_searches),
+            GENERATED_SEED,
+        );
+        let (logged_split, generated_split) = (logged.len() * 4 / 5, generated.len() * 4 / 5);
+        let mut targets: Vec<Target> = logged[..logged_split].to_vec();
+        targets.extend_from_slice(&generated[..generated_split]);
+        let split = targets.len();
+        targets.extend_from_slice(&logged[logged_split..]);
+        targets.extend_from_slice(&generated[generated_split..]);
+        if split < MIN_TRAINING_LISTS {
+            tracing::info!(lists = split, needed = MIN_TRAINING_LISTS, "too few requests to train a ranker");
             return Ok(None);
         }
         let tmp = temp_sibling(out, "ranker")?;
         let result = (|| {
-            tracing::info_span!("retrieval index", events = before.len())
-                .in_scope(|| self.build_into(catalog, &before, schema, content, &tmp, started, &Ranker::fixed_default()?, &|_| {}))?;
+            tracing::info_span!("retrieval index", events = before.len()).in_scope(|| {
+                self.build_into(
+                    catalog,
+                    &before,
+                    schema,
+                    content,
+                    &tmp,
+                    started,
+                    &Ranker::fixed_default()?,
+                    &ServingPlan::default(),
+                    &|_| {},
+                )
+            })?;
             let mut engine = Engine::open(&tmp)?;
             if let Some(c) = content {
                 engine = engine.with_encoder(c.encoder.clone())?;
             }
             // Validation is the later part of the holdout: early stopping sees the future the model will face.
-            let split = targets.len() * 4 / 5;
             let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
             let listed = |n: usize| on_progress(&Progress::new("training lists", n, targets.len(), "lists"));
             let (train_lists, train_recall) = lists(&engine, &targets[..split], &listed)?;
             let (valid_lists, valid_recall) = lists(&engine, &targets[split..], &|n| listed(split + n))?;
             listed(targets.len());
             drop(lists_span);
+            let (train_lists, _): (Vec<ListExample>, Vec<_>) = train_lists.into_iter().unzip();
+            let (valid_lists, valid_meta): (Vec<ListExample>, Vec<_>) = valid_lists.into_iter().unzip();
             let positive = |l: &[ListExample]| l.iter().filter(|e| e.grades.iter().any(|&g| g > 0)).count();
             if positive(&train_lists) < MIN_TRAINING_LISTS || positive(&valid_lists) == 0 {
                 return Ok(None);
@@ -121,6 +162,19 @@ impl IndexBuilder {
             })?;
             // Early stopping ends the phase before max_epochs: close it.
             on_progress(&Progress::new("ranker training", params.max_epochs, params.max_epochs, "epochs"));
+            let held_out = valid_lists
+                .iter()
+                .zip(valid_meta)
+                .map(|(l, (kind, ranks))| {
+                    Ok(HeldOut {
+                        kind,
+                        ranks,
+                        ranker: ranker.score(&l.features, l.grades.len())?,
+                        grades: l.grades.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let serving = plan::choose(&held_out);
             let mut validation = ranker.info().validation.clone();
             validation.insert("train_candidate_recall".into(), train_recall);
             validation.insert("valid_candidate_recall".into(), valid_recall);
@@ -134,6 +188,8 @@ impl IndexBuilder {
                 valid_candidate_recall: valid_recall,
                 train_lists: positive(&train_lists),
                 valid_lists: positive(&valid_lists),
+                generated_lists: generated.len(),
+                serving,
                 seconds: started.elapsed().as_secs_f64(),
             };
             Ok(Some((ranker, summary)))
@@ -217,13 +273,18 @@ pub fn retrain_ranker(
     Ok(summary)
 }
 
+/// A list's context kind and its candidates' ranks by retriever.
+pub(crate) type ListMeta = (ContextKind, Vec<[Option<u32>; Retriever::ALL.len()]>);
+
 /// Candidate lists with grades for `targets`, and the candidate recall
 /// (share of relevant items that retrieval put among the candidates).
 ///
 /// `listed(lists so far)` is called as lists are assembled (from any thread).
-pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize) + Sync)) -> Result<(Vec<ListExample>, f64)> {
+/// Each list comes with its context kind and, per candidate, its rank in
+/// each retriever's list (what the serving plan fuses).
+pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize) + Sync)) -> Result<(Vec<(ListExample, ListMeta)>, f64)> {
     let count = std::sync::atomic::AtomicUsize::new(0);
-    let per: Vec<(ListExample, usize, usize)> = targets
+    let per: Vec<((ListExample, ListMeta), usize, usize)> = targets
         .par_iter()
         .map(|t| {
             let mut a = engine.retrieve(&t.request)?;
@@ -235,11 +296,15 @@ pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize)
                 .map(|i| a.id(i).and_then(|id| t.relevant.get(id)).copied().unwrap_or(0))
                 .collect();
             let found = grades.iter().filter(|&&g| g > 0).count();
+            let ranks = a.list.iter().map(|c| c.hits.map(|h| h.map(|h| h.rank))).collect();
             Ok((
-                ListExample {
-                    features: std::mem::take(&mut a.matrix),
-                    grades,
-                },
+                (
+                    ListExample {
+                        features: std::mem::take(&mut a.matrix),
+                        grades,
+                    },
+                    (ContextKind::of(&t.request.context), ranks),
+                ),
                 found,
                 t.relevant.len(),
             ))

@@ -5,8 +5,10 @@ mod candidates;
 pub(crate) mod dataset;
 pub mod features;
 pub(crate) mod model;
+pub mod plan;
 pub mod train;
 
 pub use candidates::{Candidates, Scorer};
 pub use model::{RankerInfo, FIXED_DEFAULT_WEIGHTS};
+pub use plan::{ContextKind, ContextPlan, Served, ServingPlan};
 pub use train::{EpochReport, ModelKind, TrainParams};

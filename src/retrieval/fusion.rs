@@ -1,5 +1,5 @@
 //! Fusion: merge the retrievers' lists into one candidate set, keeping each
-//! retriever's rank and score, ordered by reciprocal rank fusion.
+//! retriever's rank and score, ordered by weighted reciprocal rank fusion.
 
 use std::collections::HashMap;
 
@@ -24,13 +24,14 @@ pub(crate) struct Candidate {
     pub item: u32,
     /// Indexed by [`Retriever::index`].
     pub hits: [Option<Hit>; Retriever::ALL.len()],
-    /// Reciprocal-rank-fusion score.
+    /// Weighted reciprocal-rank-fusion score.
     pub rrf: f32,
 }
 
 /// Merges ranked lists (already filtered) into at most `depth` candidates,
-/// best RRF first, ties by item id.
-pub(crate) fn fuse(lists: &[(Retriever, &[(u32, f32)])], depth: usize) -> Vec<Candidate> {
+/// best weighted RRF first (`weights` by [`Retriever::index`]: a hit at
+/// 0-based rank r adds `weight / (RRF_K + r + 1)`), ties by item id.
+pub(crate) fn fuse(lists: &[(Retriever, &[(u32, f32)])], depth: usize, weights: &[f32; Retriever::ALL.len()]) -> Vec<Candidate> {
     let mut by_item: HashMap<u32, usize> = HashMap::new();
     let mut out: Vec<Candidate> = Vec::new();
     for &(retriever, list) in lists {
@@ -47,7 +48,7 @@ pub(crate) fn fuse(lists: &[(Retriever, &[(u32, f32)])], depth: usize) -> Vec<Ca
             // A retriever lists an item once; if it repeats, its best rank counts.
             if c.hits[retriever.index()].is_none() {
                 c.hits[retriever.index()] = Some(Hit { rank: rank as u32, score });
-                c.rrf += 1.0 / (RRF_K + rank as f32 + 1.0);
+                c.rrf += weights[retriever.index()] / (RRF_K + rank as f32 + 1.0);
             }
         }
     }
@@ -64,12 +65,18 @@ mod tests {
     fn items_found_by_several_retrievers_rise_and_keep_provenance() {
         let ann = [(1, 0.9), (2, 0.8), (3, 0.7)];
         let cov = [(3, 5.0), (4, 1.0)];
-        let fused = fuse(&[(Retriever::Ann, &ann), (Retriever::Covisit, &cov)], 10);
+        let equal = [1.0; Retriever::ALL.len()];
+        let fused = fuse(&[(Retriever::Ann, &ann), (Retriever::Covisit, &cov)], 10, &equal);
         assert_eq!(fused[0].item, 3);
         assert_eq!(fused[0].hits[Retriever::Ann.index()], Some(Hit { rank: 2, score: 0.7 }));
         assert_eq!(fused[0].hits[Retriever::Covisit.index()], Some(Hit { rank: 0, score: 5.0 }));
         assert_eq!(fused.len(), 4);
-        assert_eq!(fuse(&[(Retriever::Ann, &ann)], 2).len(), 2);
-        assert!(fuse(&[], 5).is_empty());
+        assert_eq!(fuse(&[(Retriever::Ann, &ann)], 2, &equal).len(), 2);
+        assert!(fuse(&[], 5, &equal).is_empty());
+        // Weighted: co-visitation's first item outranks the item both found.
+        let mut w = equal;
+        w[Retriever::Covisit.index()] = 4.0;
+        let fused = fuse(&[(Retriever::Ann, &ann), (Retriever::Covisit, &cov)], 10, &w);
+        assert_eq!(fused.iter().map(|c| c.item).collect::<Vec<_>>(), [3, 4, 1, 2]);
     }
 }

@@ -1,8 +1,20 @@
-//! BM25 lexical retrieval over the catalog's text fields (tantivy).
+//! BM25F lexical retrieval over the catalog's text fields (tantivy).
+//!
+//! Every searched field is analysed by its own analyzer (schema) and its
+//! terms are written, each repeated by the field's weight, into one indexed
+//! field. tantivy's BM25 over that field is BM25F (Robertson & Zaragoza,
+//! "The Probabilistic Relevance Framework", 2009, §3.6): weighted term
+//! frequencies and a weighted length, one saturation and one IDF per term
+//! across fields. So one title word cannot outweigh a description that
+//! matches the whole query (per-field scores taken as a dis-max did), and a
+//! word repeated in two fields does not count twice.
 //!
 //! User text is never parsed as query syntax: it is run through the same
-//! analyzer as the indexed text and becomes a disjunction of boosted term
-//! queries, so `AND`, quotes, `field:value` or a stray `(` are just words.
+//! analyzers and becomes a disjunction of term queries, so `AND`, quotes,
+//! `field:value` or a stray `(` are just words. The disjunction is scored
+//! with tantivy's block-max WAND top-k; a filter is applied to an
+//! over-fetched pruned top-k, and only when that leaves too few hits is
+//! every match scored under the filter.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,30 +22,36 @@ use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::directory::{Directory, RamDirectory};
-use tantivy::query::{BooleanQuery, BoostQuery, DisjunctionMaxQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema as TantivySchema, TextFieldIndexing, TextOptions, FAST, INDEXED};
-use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
-use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, WhitespaceTokenizer,
+};
+use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::schema::Schema;
+use crate::schema::{Analyzer, Schema};
 
-/// Name under which our analyzer is registered with tantivy.
-const ANALYZER: &str = "twostage";
+/// Name under which the indexed field's tokenizer is registered: the text
+/// written to it is already analysed, terms separated by spaces.
+const TERMS_TOKENIZER: &str = "twostage-terms";
+/// The one indexed text field.
+const TEXT_FIELD: &str = "text";
 /// The u64 fast field holding the internal item id.
 const ITEM_FIELD: &str = "item";
-/// At most this many distinct query terms are used; a 100 KB query must not
-/// become a 20,000-clause boolean query.
+/// At most this many distinct query terms are used per analyzer; a 100 KB
+/// query must not become a 20,000-clause boolean query.
 pub(crate) const MAX_QUERY_TERMS: usize = 32;
 /// tantivy's footer ends with two u32s (footer length, magic number).
 const TANTIVY_FOOTER_MIN_BYTES: usize = 8;
-/// Weight of a term's matches in fields other than its best one.
-const TIE_BREAKER: f32 = 0.2;
+/// A filtered search first takes this many times `n` pruned hits and
+/// filters them; only when fewer than `n` pass is every match scored.
+const FILTER_OVERFETCH: usize = 4;
 
-fn analyzer() -> TextAnalyzer {
+fn words_analyzer() -> TextAnalyzer {
     // Unicode-aware word split, lower case, accents folded ("Beyoncé" finds
-    // "beyonce"); no stemming, so names and titles match as written.
+    // "beyonce"); names and titles match as written.
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
@@ -41,29 +59,55 @@ fn analyzer() -> TextAnalyzer {
         .build()
 }
 
-/// Analyses `text` into at most [`MAX_QUERY_TERMS`] distinct terms, in order
-/// of first appearance.
-pub(crate) fn analyze(text: &str) -> Vec<String> {
+fn english_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+fn terms_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(WhitespaceTokenizer::default()).build()
+}
+
+/// Runs `analyzer` over `text`, calling `emit` per token, until `emit`
+/// returns false.
+fn tokens(analyzer: Analyzer, text: &str, mut emit: impl FnMut(&str) -> bool) {
     thread_local! {
         // Feature assembly analyses two texts per candidate: build the
-        // analyzer once per thread, not once per call.
-        static ANALYZER: std::cell::RefCell<TextAnalyzer> = std::cell::RefCell::new(analyzer());
+        // analyzers once per thread, not once per call.
+        static ANALYZERS: std::cell::RefCell<[TextAnalyzer; 2]> =
+            std::cell::RefCell::new([words_analyzer(), english_analyzer()]);
     }
-    ANALYZER.with(|a| {
-        let mut analyzer = a.borrow_mut();
-        let mut stream = analyzer.token_stream(text);
-        let mut terms: Vec<String> = Vec::new();
+    ANALYZERS.with(|a| {
+        let mut analyzers = a.borrow_mut();
+        let a = match analyzer {
+            Analyzer::Words => &mut analyzers[0],
+            Analyzer::English => &mut analyzers[1],
+        };
+        let mut stream = a.token_stream(text);
         while stream.advance() {
-            let t = &stream.token().text;
-            if !terms.iter().any(|x| x == t) {
-                terms.push(t.clone());
-                if terms.len() == MAX_QUERY_TERMS {
-                    break;
-                }
+            if !emit(&stream.token().text) {
+                break;
             }
         }
-        terms
     })
+}
+
+/// Analyses `text` into at most [`MAX_QUERY_TERMS`] distinct words as
+/// written (the words analyzer), in order of first appearance. The ranker's
+/// match features compare these.
+pub(crate) fn analyze(text: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    tokens(Analyzer::Words, text, |t| {
+        if !terms.iter().any(|x| x == t) {
+            terms.push(t.to_string());
+        }
+        terms.len() < MAX_QUERY_TERMS
+    });
+    terms
 }
 
 fn tantivy_error(e: tantivy::TantivyError) -> Error {
@@ -81,39 +125,51 @@ pub(crate) fn field_text(catalog_item: &crate::catalog::Item, source: &str) -> S
     }
 }
 
-fn tantivy_schema(schema: &Schema) -> (TantivySchema, Vec<Field>, Field) {
+fn tantivy_schema() -> (TantivySchema, Field, Field) {
     let mut builder = TantivySchema::builder();
     let indexing = TextFieldIndexing::default()
-        .set_tokenizer(ANALYZER)
+        .set_tokenizer(TERMS_TOKENIZER)
         .set_index_option(IndexRecordOption::WithFreqs);
-    let options = TextOptions::default().set_indexing_options(indexing);
-    // Field names are positional: catalog field names may hold characters
-    // tantivy gives meaning to (dots are JSON paths).
-    let fields = (0..schema.text_fields.len())
-        .map(|i| builder.add_text_field(&format!("f{i}"), options.clone()))
-        .collect();
+    let text = builder.add_text_field(TEXT_FIELD, TextOptions::default().set_indexing_options(indexing));
     let item = builder.add_u64_field(ITEM_FIELD, FAST | INDEXED);
-    (builder.build(), fields, item)
+    (builder.build(), text, item)
+}
+
+/// The BM25F document of one item: every searched field's terms, each
+/// repeated by the field's weight, separated by spaces.
+fn weighted_terms(item: &crate::catalog::Item, schema: &Schema, out: &mut String) {
+    out.clear();
+    for spec in &schema.text_fields {
+        let text = field_text(item, &spec.source);
+        // The schema was validated: a whole number from 1 to MAX_BOOST.
+        let repeat = spec.boost as usize;
+        tokens(spec.analyzer, &text, |t| {
+            for _ in 0..repeat {
+                out.push_str(t);
+                out.push(' ');
+            }
+            true
+        });
+    }
 }
 
 /// Writes a tantivy index of `catalog`'s text fields into `dir` (created).
 /// `indexed(documents so far)` is called as documents are added.
 pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path, indexed: &dyn Fn(usize)) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let (tschema, fields, item_field) = tantivy_schema(schema);
+    let (tschema, text_field, item_field) = tantivy_schema();
     let index = Index::create_in_dir(dir, tschema).map_err(tantivy_error)?;
-    index.tokenizers().register(ANALYZER, analyzer());
+    index.tokenizers().register(TERMS_TOKENIZER, terms_analyzer());
     // One indexing thread keeps the build reproducible and the index in few segments.
     let mut writer = index
         .writer_with_num_threads::<TantivyDocument>(1, 256 << 20)
         .map_err(tantivy_error)?;
+    let mut terms = String::new();
     for (i, item) in catalog.items().iter().enumerate() {
         let mut doc = TantivyDocument::default();
-        for (spec, field) in schema.text_fields.iter().zip(&fields) {
-            let text = field_text(item, &spec.source);
-            if !text.is_empty() {
-                doc.add_text(*field, &text);
-            }
+        weighted_terms(item, schema, &mut terms);
+        if !terms.is_empty() {
+            doc.add_text(text_field, &terms);
         }
         doc.add_u64(item_field, i as u64);
         writer.add_document(doc).map_err(tantivy_error)?;
@@ -149,8 +205,16 @@ pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path, indexed: &dy
 /// against the manifest (so tantivy never reads an unchecked byte from disk).
 pub(crate) struct LexicalIndex {
     reader: IndexReader,
-    fields: Vec<(Field, f32)>,
+    field: Field,
+    /// The distinct analyzers of the schema's fields: a search is analysed
+    /// by each, so its words meet every field's terms.
+    analyzers: Vec<Analyzer>,
+    schema: Schema,
 }
+
+/// A more-like-this query keeps this many of the item's terms (Lucene
+/// MoreLikeThis's default `maxQueryTerms`).
+pub(crate) const MLT_TERMS: usize = 25;
 
 impl LexicalIndex {
     /// Opens from `files` (path relative to the text directory → bytes).
@@ -195,67 +259,129 @@ impl LexicalIndex {
         if let Some(file) = damaged.iter().next() {
             return Err(Error::corrupt(source.join(file), "tantivy footer checksum mismatch"));
         }
-        let (expected, fields, _) = tantivy_schema(schema);
+        let (expected, field, _) = tantivy_schema();
         let found = index.schema();
         let same = expected.fields().count() == found.fields().count()
             && expected.fields().all(|(f, entry)| found.get_field_entry(f).name() == entry.name());
         if !same {
-            return Err(Error::corrupt(source, "text index fields do not match the manifest's schema"));
+            return Err(Error::corrupt(source, "text index fields do not match this version's"));
         }
-        index.tokenizers().register(ANALYZER, analyzer());
+        index.tokenizers().register(TERMS_TOKENIZER, terms_analyzer());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| Error::corrupt_by(source, e))?;
-        let fields = fields.into_iter().zip(schema.text_fields.iter().map(|f| f.boost)).collect();
-        Ok(LexicalIndex { reader, fields })
+        let mut analyzers: Vec<Analyzer> = schema.text_fields.iter().map(|f| f.analyzer).collect();
+        analyzers.sort_by_key(|a| *a as u8);
+        analyzers.dedup();
+        Ok(LexicalIndex {
+            reader,
+            field,
+            analyzers,
+            schema: schema.clone(),
+        })
     }
 
-    /// The `n` best BM25 matches for `terms` (already analysed) among items
-    /// `accept` lets through, best first, as (item, score).
+    /// The search terms of `text`: its words through every analyzer the
+    /// index uses, distinct, at most [`MAX_QUERY_TERMS`] per analyzer.
+    pub(crate) fn query_terms(&self, text: &str) -> Vec<String> {
+        let mut terms: Vec<String> = Vec::new();
+        for &analyzer in &self.analyzers {
+            let mut taken = 0;
+            tokens(analyzer, text, |t| {
+                if !terms.iter().any(|x| x == t) {
+                    terms.push(t.to_string());
+                    taken += 1;
+                }
+                taken < MAX_QUERY_TERMS
+            });
+        }
+        terms
+    }
+
+    /// The salient terms of `item`, for a more-like-this query: its
+    /// weighted terms (as indexed) ranked by tf·idf, the [`MLT_TERMS`] best
+    /// that some other item also has. As Lucene's MoreLikeThis does for a
+    /// field without term vectors, the item's text is analysed again.
+    pub(crate) fn salient_terms(&self, item: &crate::catalog::Item) -> Result<Vec<String>> {
+        let mut text = String::new();
+        weighted_terms(item, &self.schema, &mut text);
+        let mut tf: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        for t in text.split(' ').filter(|t| !t.is_empty()) {
+            *tf.entry(t).or_insert(0) += 1;
+        }
+        let searcher = self.reader.searcher();
+        let docs = searcher.num_docs() as f64;
+        let mut scored: Vec<(f64, &str)> = Vec::with_capacity(tf.len());
+        for (term, n) in tf {
+            let df = searcher.doc_freq(&Term::from_field_text(self.field, term)).map_err(tantivy_error)?;
+            if df >= 2 {
+                scored.push((f64::from(n) * (1.0 + ((docs + 1.0) / (df as f64 + 1.0)).ln()), term));
+            }
+        }
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+        Ok(scored.into_iter().take(MLT_TERMS).map(|(_, t)| t.to_string()).collect())
+    }
+
+    /// The `n` best BM25F matches for `terms` (from [`Self::query_terms`])
+    /// among items `accept` lets through, best first, as (item, score).
     pub(crate) fn search(&self, terms: &[String], n: usize, accept: Arc<dyn Fn(u32) -> bool + Send + Sync>) -> Result<Vec<(u32, f32)>> {
         if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
         }
-        // Per term, the best field counts fully and the others a little
-        // (dis-max with a tie breaker); terms add up. Summing every field
-        // instead would let one word repeated in artist and album outrank an
-        // item matching the whole query ("Signal Parade / Parade" over
-        // "Heavy Parade" for the query "heavy parade").
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
-        for term in terms {
-            let per_field: Vec<Box<dyn Query>> = self
-                .fields
-                .iter()
-                .map(|&(field, boost)| {
-                    let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
-                    Box::new(BoostQuery::new(Box::new(q), boost)) as Box<dyn Query>
-                })
-                .collect();
-            clauses.push((
-                Occur::Should,
-                Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, TIE_BREAKER)),
-            ));
-        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q = TermQuery::new(Term::from_field_text(self.field, t), IndexRecordOption::WithFreqs);
+                (Occur::Should, Box::new(q) as Box<dyn Query>)
+            })
+            .collect();
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
+        // Pruned top-k first. The accepted hits among the best `m` are the
+        // best accepted hits overall as long as at least `n` of them are
+        // accepted, or the `m` were every match.
+        let m = n.saturating_mul(FILTER_OVERFETCH);
+        let hits = searcher
+            .search(&query, &TopDocs::with_limit(m).order_by_score())
+            .map_err(tantivy_error)?;
+        let complete = hits.len() < m;
+        let mut out = Vec::with_capacity(n);
+        for (score, addr) in hits {
+            match item_of(&searcher, addr)? {
+                Some(item) if accept(item) => out.push((item, score)),
+                _ => {}
+            }
+            if out.len() == n {
+                return Ok(out);
+            }
+        }
+        if complete {
+            return Ok(out);
+        }
+        // A selective filter: score every match it lets through.
         let filter = move |item: u64| u32::try_from(item).is_ok_and(|i| accept(i));
         let collector = FilterCollector::new(ITEM_FIELD.to_string(), filter, TopDocs::with_limit(n).order_by_score());
         let hits = searcher.search(&query, &collector).map_err(tantivy_error)?;
         let mut out = Vec::with_capacity(hits.len());
         for (score, addr) in hits {
-            let column = searcher
-                .segment_reader(addr.segment_ord)
-                .fast_fields()
-                .u64(ITEM_FIELD)
-                .map_err(tantivy_error)?;
-            if let Some(item) = column.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()) {
+            if let Some(item) = item_of(&searcher, addr)? {
                 out.push((item, score));
             }
         }
         Ok(out)
     }
+}
+
+/// The catalog index of the document at `addr`.
+fn item_of(searcher: &Searcher, addr: DocAddress) -> Result<Option<u32>> {
+    let column = searcher
+        .segment_reader(addr.segment_ord)
+        .fast_fields()
+        .u64(ITEM_FIELD)
+        .map_err(tantivy_error)?;
+    Ok(column.first(addr.doc_id).and_then(|v| u32::try_from(v).ok()))
 }
 
 #[cfg(test)]

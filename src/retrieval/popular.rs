@@ -53,10 +53,12 @@ impl Popularity {
     }
 
     /// The `n` most played items `accept` lets through, as (item, plays).
+    /// Never played items are not popular: a catalog without plays has none.
     pub fn top(&self, n: usize, accept: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
         self.order
             .iter()
             .copied()
+            .take_while(|&i| self.plays(i) > 0)
             .filter(|&i| accept(i))
             .take(n)
             .map(|i| (i, self.plays(i) as f32))
@@ -114,7 +116,8 @@ mod tests {
         let text = "{\"user\":\"u\",\"item\":\"b\",\"ts\":1}\n{\"user\":\"u\",\"item\":\"b\",\"ts\":2}\n{\"user\":\"u\",\"item\":\"a\",\"ts\":3}\n{\"user\":\"u\",\"item\":\"c\",\"ts\":4,\"type\":\"skip\"}\n";
         let ev = Events::from_jsonl_reader(text.as_bytes(), Path::new("e"), &c).unwrap();
         let p = Popularity::build(3, &ev);
-        assert_eq!(p.top(3, |_| true).iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 0, 2]);
+        // c was only skipped: never played, not popular.
+        assert_eq!(p.top(3, |_| true).iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 0]);
         assert_eq!(p.top(1, |i| i != 1)[0].0, 0);
         assert!((p.log_popularity(1) - 1.0).abs() < 1e-6);
         assert!(p.skip_rate(2) > p.skip_rate(1));

@@ -1,0 +1,282 @@
+//! The serving plan: for each kind of context, which order the engine
+//! serves — the trained ranker's, or a weighted reciprocal-rank fusion of
+//! the retrievers — and the fusion weights that order the candidates before
+//! the cut to `rank_depth`. Chosen at build time on held-out lists against
+//! every retriever alone and their equal-weight fusion, so an index never
+//! serves worse than its best single retriever on its own validation
+//! queries; recorded with its figures in the manifest and the build report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Metrics, MetricsMean};
+use crate::request::{Context, Retriever};
+use crate::retrieval::fusion::RRF_K;
+
+/// The cut-off of the validation metric (NDCG@10).
+const AT: usize = 10;
+/// Fewer validation lists of a kind than this and its plan stays the
+/// default: a choice made on less would be noise.
+pub(crate) const MIN_PLAN_LISTS: usize = 30;
+/// The weights coordinate ascent tries for each retriever.
+const WEIGHT_GRID: [f32; 7] = [0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0];
+/// Passes of coordinate ascent over the retrievers.
+const PASSES: usize = 2;
+
+/// A kind of [`Context`], as the plan distinguishes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextKind {
+    /// [`Context::Search`].
+    Search,
+    /// [`Context::PersonalizedSearch`].
+    PersonalizedSearch,
+    /// [`Context::Listening`].
+    Listening,
+    /// [`Context::History`].
+    History,
+}
+
+impl ContextKind {
+    /// The kind of `context`.
+    pub fn of(context: &Context) -> ContextKind {
+        match context {
+            Context::Search { .. } => ContextKind::Search,
+            Context::PersonalizedSearch { .. } => ContextKind::PersonalizedSearch,
+            Context::Listening { .. } => ContextKind::Listening,
+            Context::History { .. } => ContextKind::History,
+        }
+    }
+}
+
+/// Which order is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Served {
+    /// The index's ranker scores the candidates.
+    #[default]
+    Ranker,
+    /// The weighted reciprocal-rank fusion of the retrievers is the order;
+    /// the ranker is not run.
+    Fusion,
+}
+
+/// The plan of one context kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextPlan {
+    /// The served order.
+    pub served: Served,
+    /// Each retriever's weight in the fusion: a candidate's fused score is
+    /// the sum over retrievers of `weight / (60 + rank)`. It orders the
+    /// candidates before the cut to `rank_depth`, and is the served order
+    /// when `served` is `fusion`. A retriever not listed weighs 1.
+    pub weights: BTreeMap<Retriever, f32>,
+    /// Validation NDCG@10 of every system compared: `ranker`, `fusion`
+    /// (equal weights), `weighted fusion`, and each retriever alone.
+    pub validation: BTreeMap<String, f64>,
+    /// Held-out lists the choice was made on.
+    pub lists: usize,
+}
+
+impl ContextPlan {
+    /// The fusion weights, indexed by [`Retriever::index`].
+    pub(crate) fn weight_array(&self) -> [f32; Retriever::ALL.len()] {
+        Retriever::ALL.map(|r| self.weights.get(&r).copied().unwrap_or(1.0))
+    }
+}
+
+/// The plan of every context kind that had enough held-out lists; the others
+/// are served by the ranker with equal fusion weights.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingPlan {
+    /// Plans by context kind.
+    pub contexts: BTreeMap<ContextKind, ContextPlan>,
+}
+
+impl ServingPlan {
+    /// The served order and fusion weights for `kind`.
+    pub(crate) fn order(&self, kind: ContextKind) -> (Served, [f32; Retriever::ALL.len()]) {
+        match self.contexts.get(&kind) {
+            Some(p) => (p.served, p.weight_array()),
+            None => (Served::Ranker, [1.0; Retriever::ALL.len()]),
+        }
+    }
+}
+
+/// One held-out list: per candidate, its rank in each retriever's list, the
+/// ranker's score and its grade.
+pub(crate) struct HeldOut {
+    pub kind: ContextKind,
+    pub ranks: Vec<[Option<u32>; Retriever::ALL.len()]>,
+    pub ranker: Vec<f32>,
+    pub grades: Vec<u32>,
+}
+
+/// Mean NDCG@10 over `lists` of the order `score` gives each list's candidates.
+fn ndcg(lists: &[&HeldOut], score: impl Fn(&HeldOut, usize) -> f32) -> f64 {
+    let mut mean = MetricsMean::default();
+    for l in lists {
+        let mut order: Vec<usize> = (0..l.grades.len()).collect();
+        // Ties keep the list's order (the fusion order the lists were cut by).
+        order.sort_by(|&a, &b| score(l, b).total_cmp(&score(l, a)).then(a.cmp(&b)));
+        let ids: Vec<String> = order.iter().take(AT).map(|i| i.to_string()).collect();
+        let relevant = l
+            .grades
+            .iter()
+            .enumerate()
+            .filter(|(_, &g)| g > 0)
+            .map(|(i, &g)| (i.to_string(), g))
+            .collect();
+        mean.add(Metrics::at_k(&ids, &relevant, AT));
+    }
+    mean.mean().ndcg
+}
+
+fn fused(l: &HeldOut, i: usize, w: &[f32; Retriever::ALL.len()]) -> f32 {
+    l.ranks[i]
+        .iter()
+        .zip(w)
+        .map(|(r, w)| r.map_or(0.0, |r| w / (RRF_K + r as f32 + 1.0)))
+        .sum()
+}
+
+/// The plan for the kinds with at least [`MIN_PLAN_LISTS`] held-out lists:
+/// fusion weights by coordinate ascent on NDCG@10 (from the best of equal
+/// weights and each retriever alone), and the ranker served only where it
+/// beats that fusion.
+pub(crate) fn choose(held_out: &[HeldOut]) -> ServingPlan {
+    let mut contexts = BTreeMap::new();
+    for kind in [
+        ContextKind::Search,
+        ContextKind::PersonalizedSearch,
+        ContextKind::Listening,
+        ContextKind::History,
+    ] {
+        let lists: Vec<&HeldOut> = held_out.iter().filter(|l| l.kind == kind).collect();
+        if lists.len() < MIN_PLAN_LISTS {
+            continue;
+        }
+        let live: Vec<Retriever> = Retriever::ALL
+            .into_iter()
+            .filter(|r| lists.iter().any(|l| l.ranks.iter().any(|c| c[r.index()].is_some())))
+            .collect();
+        let eval = |w: &[f32; Retriever::ALL.len()]| ndcg(&lists, |l, i| fused(l, i, w));
+        let mut validation = BTreeMap::new();
+        let equal = [1.0; Retriever::ALL.len()];
+        let mut best = (eval(&equal), equal);
+        validation.insert("fusion".to_string(), best.0);
+        for &r in &live {
+            let mut alone = [0.0; Retriever::ALL.len()];
+            alone[r.index()] = 1.0;
+            let m = eval(&alone);
+            validation.insert(r.name().to_string(), m);
+            if m > best.0 {
+                best = (m, alone);
+            }
+        }
+        for _ in 0..PASSES {
+            for &r in &live {
+                for w in WEIGHT_GRID {
+                    let mut trial = best.1;
+                    trial[r.index()] = w;
+                    let m = eval(&trial);
+                    if m > best.0 + 1e-9 {
+                        best = (m, trial);
+                    }
+                }
+            }
+        }
+        validation.insert("weighted fusion".to_string(), best.0);
+        let ranker = ndcg(&lists, |l, i| l.ranker[i]);
+        validation.insert("ranker".to_string(), ranker);
+        let served = if ranker > best.0 { Served::Ranker } else { Served::Fusion };
+        let weights = Retriever::ALL.into_iter().map(|r| (r, best.1[r.index()])).collect();
+        contexts.insert(
+            kind,
+            ContextPlan {
+                served,
+                weights,
+                validation,
+                lists: lists.len(),
+            },
+        );
+    }
+    ServingPlan { contexts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list of 3 candidates, the relevant one last in list order, where
+    /// retriever `good` ranks it first and the others last (so equal-weight
+    /// fusion ties it with the first candidate, which wins the tie).
+    fn list(kind: ContextKind, good: Retriever, ranker_right: bool) -> HeldOut {
+        let mut ranks = vec![[None; Retriever::ALL.len()]; 3];
+        for (c, row) in ranks.iter_mut().enumerate() {
+            for r in [Retriever::Lexical, Retriever::Ann] {
+                let rank = if r == good { 2 - c as u32 } else { c as u32 };
+                row[r.index()] = Some(rank);
+            }
+        }
+        let ranker = if ranker_right { vec![1.0, 2.0, 3.0] } else { vec![3.0, 2.0, 1.0] };
+        HeldOut {
+            kind,
+            ranks,
+            ranker,
+            grades: vec![0, 0, 1],
+        }
+    }
+
+    #[test]
+    fn serves_the_best_order_per_context_kind() {
+        let mut lists: Vec<HeldOut> = (0..MIN_PLAN_LISTS)
+            .map(|_| list(ContextKind::Search, Retriever::Lexical, false))
+            .collect();
+        lists.extend((0..MIN_PLAN_LISTS).map(|_| list(ContextKind::History, Retriever::Ann, true)));
+        lists.extend((0..MIN_PLAN_LISTS - 1).map(|_| list(ContextKind::Listening, Retriever::Ann, true)));
+        let plan = choose(&lists);
+        let search = &plan.contexts[&ContextKind::Search];
+        // The ranker is wrong on every search list, BM25 right: fusion
+        // leaning on BM25 is served.
+        assert_eq!(search.served, Served::Fusion);
+        assert!(search.weights[&Retriever::Lexical] > search.weights[&Retriever::Ann]);
+        assert!((search.validation["weighted fusion"] - 1.0).abs() < 1e-9);
+        assert!((search.validation["lexical"] - 1.0).abs() < 1e-9);
+        assert!(search.validation["ranker"] < 1.0);
+        assert!(search.validation["fusion"] < 1.0);
+        assert_eq!(search.lists, MIN_PLAN_LISTS);
+        // Where the ranker is right and fusion can be too, a tie serves fusion;
+        // the ranker must beat it.
+        assert_eq!(plan.contexts[&ContextKind::History].served, Served::Fusion);
+        // Too few lists: no plan, the default order.
+        assert!(!plan.contexts.contains_key(&ContextKind::Listening));
+        assert_eq!(plan.order(ContextKind::Listening), (Served::Ranker, [1.0; Retriever::ALL.len()]));
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<ServingPlan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn the_ranker_is_served_where_it_beats_every_fusion() {
+        // Both retrievers rank the relevant candidate last; only the ranker finds it.
+        let mut l = list(ContextKind::Search, Retriever::Popular, true);
+        for row in l.ranks.iter_mut() {
+            row[Retriever::Popular.index()] = None;
+        }
+        let lists: Vec<HeldOut> = (0..MIN_PLAN_LISTS)
+            .map(|_| HeldOut {
+                kind: l.kind,
+                ranks: l.ranks.clone(),
+                ranker: l.ranker.clone(),
+                grades: l.grades.clone(),
+            })
+            .collect();
+        let plan = choose(&lists);
+        let p = &plan.contexts[&ContextKind::Search];
+        assert_eq!(p.served, Served::Ranker, "{p:?}");
+        assert!(p.validation["ranker"] > p.validation["weighted fusion"]);
+    }
+}
