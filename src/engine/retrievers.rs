@@ -105,7 +105,8 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
                 return Ok(Vec::new());
             };
             let terms = engine.text.salient_terms(record)?;
-            engine.text.search(&terms, depth, std::sync::Arc::clone(&s.ctx.filter))
+            let terms: Vec<(&str, f32)> = terms.iter().map(|(t, b)| (t.as_str(), *b)).collect();
+            engine.text.search_weighted(&terms, depth, std::sync::Arc::clone(&s.ctx.filter))
         }
         _ => Ok(Vec::new()),
     }

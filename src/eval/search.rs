@@ -203,8 +203,9 @@ pub fn search_quality(engine: &Engine, queries: &[GradedQuery], peers: &Peers<'_
 
 /// More-like-this quality over `similar` (a `listening` context on each
 /// item): the peer `plain bm25 mlt` (Lucene-style MoreLikeThis on plain
-/// tantivy BM25), with a content space `dense` (the content space alone)
-/// and `plain mlt+dense rrf`, and `served`. Items not in the index are
+/// tantivy BM25), the index's own `bm25 mlt` (its lexical retriever alone)
+/// and `ann` (the learned space alone), with a content space `dense` (the
+/// content space alone) and `plain mlt+dense rrf`, and `served`. Items not in the index are
 /// skipped.
 pub fn similar_quality(engine: &Engine, similar: &[SimilarItems], peers: &Peers<'_>) -> Result<Vec<(String, Metrics)>> {
     let dense = engine.has_content_space();
@@ -214,6 +215,11 @@ pub fn similar_quality(engine: &Engine, similar: &[SimilarItems], peers: &Peers<
         .map(|(s, i)| -> Result<Vec<Metrics>> {
             let plain = peers.ids(&peers.bm25.more_like_this(i, PEER_DEPTH)?);
             let mut row = vec![Metrics::at_k(&plain, &s.relevant, K)];
+            let base = Request::new(Context::listening(s.id.clone())).k(K);
+            for r in [Retriever::Lexical, Retriever::Ann] {
+                let own: Vec<String> = engine.retrieve(&super::only(&base, r))?.ids().map(str::to_string).collect();
+                row.push(Metrics::at_k(&own, &s.relevant, K));
+            }
             if dense {
                 let deep = Request::new(Context::listening(s.id.clone())).k(PEER_DEPTH);
                 let d: Vec<String> = engine
@@ -234,7 +240,7 @@ pub fn similar_quality(engine: &Engine, similar: &[SimilarItems], peers: &Peers<
             Ok(row)
         })
         .collect::<Result<_>>()?;
-    let mut names = vec!["plain bm25 mlt".to_string()];
+    let mut names = vec!["plain bm25 mlt".to_string(), "bm25 mlt".to_string(), "ann".to_string()];
     if dense {
         names.extend(["dense".to_string(), "plain mlt+dense rrf".to_string()]);
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Metrics, MetricsMean};
 use crate::request::{Context, Retriever};
-use crate::retrieval::fusion::RRF_K;
+use crate::retrieval::fusion::{MIN_WEIGHT, RRF_K};
 
 /// The cut-off of the validation metric (NDCG@10).
 const AT: usize = 10;
@@ -139,7 +139,7 @@ fn fused(l: &HeldOut, i: usize, w: &[f32; Retriever::ALL.len()]) -> f32 {
     l.ranks[i]
         .iter()
         .zip(w)
-        .map(|(r, w)| r.map_or(0.0, |r| w / (RRF_K + r as f32 + 1.0)))
+        .map(|(r, w)| r.map_or(0.0, |r| w.max(MIN_WEIGHT) / (RRF_K + r as f32 + 1.0)))
         .sum()
 }
 

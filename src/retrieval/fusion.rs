@@ -8,6 +8,10 @@ use crate::request::Retriever;
 /// RRF's damping constant (Cormack et al. 2009): 60 is the usual choice and
 /// makes the fused order insensitive to score scales.
 pub(crate) const RRF_K: f32 = 60.0;
+/// The least weight a retriever has in fusion: weight 0 makes its hits
+/// count only below every weighted one, still in its own order (so a
+/// retriever alone keeps its order whatever the serving plan's weights).
+pub(crate) const MIN_WEIGHT: f32 = 1e-4;
 
 /// One retriever's hit on a candidate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,7 +52,7 @@ pub(crate) fn fuse(lists: &[(Retriever, &[(u32, f32)])], depth: usize, weights: 
             // A retriever lists an item once; if it repeats, its best rank counts.
             if c.hits[retriever.index()].is_none() {
                 c.hits[retriever.index()] = Some(Hit { rank: rank as u32, score });
-                c.rrf += weights[retriever.index()] / (RRF_K + rank as f32 + 1.0);
+                c.rrf += weights[retriever.index()].max(MIN_WEIGHT) / (RRF_K + rank as f32 + 1.0);
             }
         }
     }
@@ -78,5 +82,11 @@ mod tests {
         w[Retriever::Covisit.index()] = 4.0;
         let fused = fuse(&[(Retriever::Ann, &ann), (Retriever::Covisit, &cov)], 10, &w);
         assert_eq!(fused.iter().map(|c| c.item).collect::<Vec<_>>(), [3, 4, 1, 2]);
+        // Weight 0: below every weighted hit, in its own order.
+        w[Retriever::Ann.index()] = 0.0;
+        let fused = fuse(&[(Retriever::Ann, &ann), (Retriever::Covisit, &cov)], 10, &w);
+        assert_eq!(fused.iter().map(|c| c.item).collect::<Vec<_>>(), [3, 4, 1, 2]);
+        let alone = fuse(&[(Retriever::Ann, &ann)], 10, &w);
+        assert_eq!(alone.iter().map(|c| c.item).collect::<Vec<_>>(), [1, 2, 3]);
     }
 }

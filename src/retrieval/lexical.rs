@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::directory::{Directory, RamDirectory};
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema as TantivySchema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, WhitespaceTokenizer,
@@ -302,9 +302,11 @@ impl LexicalIndex {
 
     /// The salient terms of `item`, for a more-like-this query: its
     /// weighted terms (as indexed) ranked by tf·idf, the [`MLT_TERMS`] best
-    /// that some other item also has. As Lucene's MoreLikeThis does for a
-    /// field without term vectors, the item's text is analysed again.
-    pub(crate) fn salient_terms(&self, item: &crate::catalog::Item) -> Result<Vec<String>> {
+    /// that some other item also has, each with its tf·idf over the best
+    /// one's as its boost (Lucene MoreLikeThis's `boost` option). As
+    /// MoreLikeThis does for a field without term vectors, the item's text
+    /// is analysed again.
+    pub(crate) fn salient_terms(&self, item: &crate::catalog::Item) -> Result<Vec<(String, f32)>> {
         let mut text = String::new();
         weighted_terms(item, &self.schema, &mut text);
         let mut tf: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
@@ -321,20 +323,43 @@ impl LexicalIndex {
             }
         }
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-        Ok(scored.into_iter().take(MLT_TERMS).map(|(_, t)| t.to_string()).collect())
+        let best = scored.first().map_or(1.0, |s| s.0);
+        Ok(scored
+            .into_iter()
+            .take(MLT_TERMS)
+            .map(|(s, t)| (t.to_string(), (s / best) as f32))
+            .collect())
     }
 
     /// The `n` best BM25F matches for `terms` (from [`Self::query_terms`])
     /// among items `accept` lets through, best first, as (item, score).
     pub(crate) fn search(&self, terms: &[String], n: usize, accept: Arc<dyn Fn(u32) -> bool + Send + Sync>) -> Result<Vec<(u32, f32)>> {
+        let weighted: Vec<(&str, f32)> = terms.iter().map(|t| (t.as_str(), 1.0)).collect();
+        self.search_weighted(&weighted, n, accept)
+    }
+
+    /// [`Self::search`] with a boost per term (a term's BM25F score is
+    /// multiplied by it; tantivy passes boosts down to the term scorers, so
+    /// block-max WAND pruning still applies).
+    pub(crate) fn search_weighted(
+        &self,
+        terms: &[(&str, f32)],
+        n: usize,
+        accept: Arc<dyn Fn(u32) -> bool + Send + Sync>,
+    ) -> Result<Vec<(u32, f32)>> {
         if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
         }
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
-            .map(|t| {
+            .map(|&(t, boost)| {
                 let q = TermQuery::new(Term::from_field_text(self.field, t), IndexRecordOption::WithFreqs);
-                (Occur::Should, Box::new(q) as Box<dyn Query>)
+                let q: Box<dyn Query> = if boost == 1.0 {
+                    Box::new(q)
+                } else {
+                    Box::new(BoostQuery::new(Box::new(q), boost))
+                };
+                (Occur::Should, q)
             })
             .collect();
         let query = BooleanQuery::new(clauses);
@@ -399,6 +424,79 @@ mod tests {
         assert_eq!(analyze("東京 Ünïcode").len(), 2);
         let long: String = (0..10_000).map(|i| format!("w{i} ")).collect();
         assert_eq!(analyze(&long).len(), MAX_QUERY_TERMS);
+    }
+
+    fn open(catalog: &Catalog, schema: &Schema) -> LexicalIndex {
+        let tmp = tempfile::tempdir().unwrap();
+        build(catalog, schema, tmp.path(), &|_| {}).unwrap();
+        let files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        LexicalIndex::from_files(&files, schema, Path::new("text")).unwrap()
+    }
+
+    fn item(id: &str, title: &str, description: &str) -> crate::catalog::Item {
+        let mut it = crate::catalog::Item::new(id, title);
+        it.text.insert("description".into(), description.into());
+        it
+    }
+
+    #[test]
+    fn bm25f_lets_a_matching_description_beat_one_title_word() {
+        // The case: three items whose short name holds one query
+        // word, one whose description matches nearly the whole query.
+        let catalog = Catalog::new(vec![
+            item("osmose", "osmose-emulator", "Sega Master System emulator for games"),
+            item("deepin", "deepin-terminal", "a terminal for the deepin desktop"),
+            item("xfce4", "xfce4-terminal", "the Xfce terminal, with tabs"),
+            item(
+                "qt",
+                "libqtermwidget5-1",
+                "Terminal emulator widget for Qt 5 (shared libraries), used by terminals",
+            ),
+        ])
+        .unwrap();
+        let schema = Schema::infer(&catalog);
+        let index = open(&catalog, &schema);
+        let terms = index.query_terms("Terminal emulator widget for Qt 5 (shared libraries)");
+        let hits = index.search(&terms, 4, Arc::new(|_| true)).unwrap();
+        assert_eq!(hits[0].0, 3, "{hits:?}");
+        // Stemmed: "terminals" and "emulators" find their singular forms.
+        let hits = index.search(&index.query_terms("emulators"), 4, Arc::new(|_| true)).unwrap();
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        // More like this: the other terminals, never an unrelated emulator first.
+        let salient = index.salient_terms(&catalog.items()[1]).unwrap();
+        assert!(salient.iter().all(|(_, b)| *b > 0.0 && *b <= 1.0));
+        assert!(salient.iter().any(|(t, _)| t == "termin"), "{salient:?}");
+        let salient: Vec<(&str, f32)> = salient.iter().map(|(t, b)| (t.as_str(), *b)).collect();
+        let hits = index.search_weighted(&salient, 4, Arc::new(|i| i != 1)).unwrap();
+        assert!([2, 3].contains(&hits[0].0), "{hits:?}");
+    }
+
+    #[test]
+    fn a_filtered_search_is_the_filtered_full_ranking() {
+        // Every item matches; the filter keeps one in seven, so the pruned
+        // over-fetch cannot fill n and the full filtered scoring runs.
+        let items = (0..300)
+            .map(|i| item(&format!("i{i}"), &format!("song {i}"), &"la ".repeat(1 + i % 17)))
+            .collect();
+        let catalog = Catalog::new(items).unwrap();
+        let index = open(&catalog, &Schema::infer(&catalog));
+        let terms = index.query_terms("la song");
+        let all = index.search(&terms, 300, Arc::new(|_| true)).unwrap();
+        assert_eq!(all.len(), 300);
+        for (keep, n) in [(7, 10), (2, 10), (1, 5)] {
+            let got = index.search(&terms, n, Arc::new(move |i| i % keep == 0)).unwrap();
+            let want: Vec<(u32, f32)> = all.iter().copied().filter(|(i, _)| i % keep == 0).take(n).collect();
+            let scores = |v: &[(u32, f32)]| v.iter().map(|h| h.1).collect::<Vec<_>>();
+            // Equal scores may come in either order: compare the scores.
+            assert_eq!(scores(&got), scores(&want), "keep 1 in {keep}");
+            assert!(got.iter().all(|(i, _)| i % keep == 0));
+        }
     }
 
     #[test]
