@@ -14,7 +14,6 @@ use crate::encoder::Encoder;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::index::content::item_text;
 use crate::index::{reader, writer};
 use crate::offline::builder::{ContentVectors, IndexBuilder};
 use crate::offline::publish::{publish, temp_sibling};
@@ -112,10 +111,6 @@ impl IndexBuilder {
             GENERATED_SEARCHES.saturating_sub(logged_searches),
             GENERATED_SEED,
         );
-        let cloze = cloze(catalog, schema, content, &generated, on_progress)?;
-        let catalog = cloze.as_ref().map_or(catalog, |c| &c.0);
-        let content = cloze.as_ref().and_then(|c| c.1.as_ref()).or(content);
-        let generated: Vec<Target> = generated.into_iter().map(|g| g.target).collect();
         let (logged_split, generated_split) = (logged.len() * 4 / 5, generated.len() * 4 / 5);
         let mut targets: Vec<Target> = logged[..logged_split].to_vec();
         targets.extend_from_slice(&generated[..generated_split]);
@@ -167,12 +162,16 @@ impl IndexBuilder {
             })?;
             // Early stopping ends the phase before max_epochs: close it.
             on_progress(&Progress::new("ranker training", params.max_epochs, params.max_epochs, "epochs"));
+            // Validation lists are the logged ones first, then the generated.
+            let logged_valid = logged.len() - logged_split;
             let held_out = valid_lists
                 .iter()
                 .zip(valid_meta)
-                .map(|(l, (kind, ranks))| {
+                .enumerate()
+                .map(|(n, (l, (kind, ranks)))| {
                     Ok(HeldOut {
                         kind,
+                        generated: n >= logged_valid,
                         ranks,
                         ranker: ranker.score(&l.features, l.grades.len())?,
                         grades: l.grades.clone(),
@@ -276,54 +275,6 @@ pub fn retrain_ranker(
     }
     tracing::info_span!("publish").in_scope(|| publish(&tmp, dir))?;
     Ok(summary)
-}
-
-/// The catalog (and its content vectors) that training retrieval runs on:
-/// every generated span query cut out of its item's text, the items it
-/// changed embedded again. `None` without span queries: the catalog as it is.
-fn cloze<'a>(
-    catalog: &Catalog,
-    schema: &Schema,
-    content: Option<&ContentVectors<'a>>,
-    generated: &[dataset::Generated],
-    on_progress: OnProgress<'_>,
-) -> Result<Option<(Catalog, Option<ContentVectors<'a>>)>> {
-    let cuts: Vec<&(usize, String, String)> = generated.iter().filter_map(|g| g.cut.as_ref()).collect();
-    if cuts.is_empty() {
-        return Ok(None);
-    }
-    let _span = tracing::info_span!("cloze catalog", items = cuts.len()).entered();
-    let mut items = catalog.items().to_vec();
-    for (i, field, rest) in &cuts {
-        if let Some(text) = items.get_mut(*i).and_then(|it| it.text.get_mut(field)) {
-            *text = rest.clone();
-        }
-    }
-    let content = match content {
-        Some(c) => {
-            let texts: Vec<String> = cuts
-                .iter()
-                .filter_map(|(i, ..)| items.get(*i))
-                .map(|it| item_text(it, schema))
-                .collect();
-            let n = texts.len();
-            let encoded = |k: usize| on_progress(&Progress::new("cloze embeddings", k, n, "items"));
-            let vectors = c.encoder.encode_batch(&texts, &encoded)?;
-            let dim = c.encoder.dim();
-            let mut all = c.vectors.clone();
-            for ((i, ..), v) in cuts.iter().zip(vectors) {
-                if let Some(row) = all.get_mut(i * dim..(i + 1) * dim) {
-                    row.copy_from_slice(&v);
-                }
-            }
-            Some(ContentVectors {
-                encoder: c.encoder,
-                vectors: all,
-            })
-        }
-        None => None,
-    };
-    Ok(Some((Catalog::new(items)?, content)))
 }
 
 /// A list's context kind and its candidates' ranks by retriever.

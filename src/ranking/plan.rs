@@ -76,8 +76,11 @@ pub struct ContextPlan {
     /// Validation NDCG@10 of every system compared: `ranker`, `fusion`
     /// (equal weights), `weighted fusion`, and each retriever alone.
     pub validation: BTreeMap<String, f64>,
-    /// Held-out lists the choice was made on.
+    /// Held-out lists the choice was made on: logged requests where there
+    /// were at least 30, else logged and generated ones.
     pub lists: usize,
+    /// How many of them were generated from the catalog.
+    pub generated_lists: usize,
 }
 
 impl ContextPlan {
@@ -110,6 +113,8 @@ impl ServingPlan {
 /// ranker's score and its grade.
 pub(crate) struct HeldOut {
     pub kind: ContextKind,
+    /// A search generated from the catalog, not a logged request.
+    pub generated: bool,
     pub ranks: Vec<[Option<u32>; Retriever::ALL.len()]>,
     pub ranker: Vec<f32>,
     pub grades: Vec<u32>,
@@ -155,7 +160,13 @@ pub(crate) fn choose(held_out: &[HeldOut]) -> ServingPlan {
         ContextKind::Listening,
         ContextKind::History,
     ] {
-        let lists: Vec<&HeldOut> = held_out.iter().filter(|l| l.kind == kind).collect();
+        // Logged requests are the truth; generated searches stand in for
+        // them only where there are too few (their queries are not what
+        // users type, and a choice made on them would follow them).
+        let of_kind =
+            |generated: bool| -> Vec<&HeldOut> { held_out.iter().filter(|l| l.kind == kind && (generated || !l.generated)).collect() };
+        let logged = of_kind(false);
+        let lists = if logged.len() >= MIN_PLAN_LISTS { logged } else { of_kind(true) };
         if lists.len() < MIN_PLAN_LISTS {
             continue;
         }
@@ -201,6 +212,7 @@ pub(crate) fn choose(held_out: &[HeldOut]) -> ServingPlan {
                 weights,
                 validation,
                 lists: lists.len(),
+                generated_lists: lists.iter().filter(|l| l.generated).count(),
             },
         );
     }
@@ -225,6 +237,7 @@ mod tests {
         let ranker = if ranker_right { vec![1.0, 2.0, 3.0] } else { vec![3.0, 2.0, 1.0] };
         HeldOut {
             kind,
+            generated: false,
             ranks,
             ranker,
             grades: vec![0, 0, 1],
@@ -260,6 +273,26 @@ mod tests {
     }
 
     #[test]
+    fn logged_lists_decide_where_there_are_enough() {
+        let generated = |good| HeldOut {
+            generated: true,
+            ..list(ContextKind::Search, good, false)
+        };
+        let mut lists: Vec<HeldOut> = (0..MIN_PLAN_LISTS)
+            .map(|_| list(ContextKind::Search, Retriever::Lexical, false))
+            .collect();
+        lists.extend((0..2 * MIN_PLAN_LISTS).map(|_| generated(Retriever::Ann)));
+        let p = &choose(&lists).contexts[&ContextKind::Search];
+        assert_eq!((p.lists, p.generated_lists), (MIN_PLAN_LISTS, 0));
+        assert!(p.weights[&Retriever::Lexical] > p.weights[&Retriever::Ann], "{p:?}");
+        // One logged list fewer: the generated ones stand in, and outnumber it.
+        lists.remove(0);
+        let p = &choose(&lists).contexts[&ContextKind::Search];
+        assert_eq!((p.lists, p.generated_lists), (3 * MIN_PLAN_LISTS - 1, 2 * MIN_PLAN_LISTS));
+        assert!(p.weights[&Retriever::Ann] > p.weights[&Retriever::Lexical], "{p:?}");
+    }
+
+    #[test]
     fn the_ranker_is_served_where_it_beats_every_fusion() {
         // Both retrievers rank the relevant candidate last; only the ranker finds it.
         let mut l = list(ContextKind::Search, Retriever::Popular, true);
@@ -269,6 +302,7 @@ mod tests {
         let lists: Vec<HeldOut> = (0..MIN_PLAN_LISTS)
             .map(|_| HeldOut {
                 kind: l.kind,
+                generated: false,
                 ranks: l.ranks.clone(),
                 ranker: l.ranker.clone(),
                 grades: l.grades.clone(),
