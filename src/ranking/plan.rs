@@ -68,10 +68,12 @@ pub enum Served {
 pub struct ContextPlan {
     /// The served order.
     pub served: Served,
-    /// Each retriever's weight in the fusion: a candidate's fused score is
-    /// the sum over retrievers of `weight / (60 + rank)`. It orders the
-    /// candidates before the cut to `rank_depth`, and is the served order
-    /// when `served` is `fusion`. A retriever not listed weighs 1.
+    /// Each retriever's weight in the best fusion found: a candidate's fused
+    /// score is the sum over retrievers of `weight / (60 + rank)`. When
+    /// `served` is `fusion` it is the served order (and orders the
+    /// candidates before the cut to `rank_depth`); when it is `ranker`, the
+    /// candidates are cut by equal weights, as in the ranker's training
+    /// lists. A retriever not listed weighs 1.
     pub weights: BTreeMap<Retriever, f32>,
     /// Validation NDCG@10 of every system compared: `ranker`, `fusion`
     /// (equal weights), `weighted fusion`, and each retriever alone.
@@ -103,8 +105,8 @@ impl ServingPlan {
     /// The served order and fusion weights for `kind`.
     pub(crate) fn order(&self, kind: ContextKind) -> (Served, [f32; Retriever::ALL.len()]) {
         match self.contexts.get(&kind) {
-            Some(p) => (p.served, p.weight_array()),
-            None => (Served::Ranker, [1.0; Retriever::ALL.len()]),
+            Some(p) if p.served == Served::Fusion => (p.served, p.weight_array()),
+            _ => (Served::Ranker, [1.0; Retriever::ALL.len()]),
         }
     }
 }
@@ -268,6 +270,11 @@ mod tests {
         // Too few lists: no plan, the default order.
         assert!(!plan.contexts.contains_key(&ContextKind::Listening));
         assert_eq!(plan.order(ContextKind::Listening), (Served::Ranker, [1.0; Retriever::ALL.len()]));
+        // Fusion served: its weights order; the ranker served: equal weights cut.
+        assert_eq!(plan.order(ContextKind::Search), (Served::Fusion, search.weight_array()));
+        let mut ranked = plan.clone();
+        ranked.contexts.get_mut(&ContextKind::Search).unwrap().served = Served::Ranker;
+        assert_eq!(ranked.order(ContextKind::Search), (Served::Ranker, [1.0; Retriever::ALL.len()]));
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<ServingPlan>(&json).unwrap(), plan);
     }
