@@ -136,6 +136,17 @@ fn rrf_ids(a: &[String], b: &[String]) -> Vec<String> {
 /// Depth of the lists fused for the peer RRF (as the engine's retrievers).
 const PEER_DEPTH: usize = 100;
 
+/// The candidate ids of `req` from retriever `r` alone (every retriever
+/// when `None`), in fusion order, at the retrievers' own depths (which
+/// `k` does not change).
+fn alone_ids(engine: &Engine, req: &Request, r: Option<Retriever>) -> Result<Vec<String>> {
+    let candidates = match r {
+        Some(r) => engine.retrieve(&super::only(req, r))?,
+        None => engine.retrieve(req)?,
+    };
+    Ok(candidates.ids().map(str::to_string).collect())
+}
+
 /// Mean metrics over `rows` (one row of per-system metrics per query).
 fn means(names: Vec<String>, rows: &[Vec<Metrics>]) -> Vec<(String, Metrics)> {
     names
@@ -170,21 +181,21 @@ pub fn search_quality(engine: &Engine, queries: &[GradedQuery], peers: &Peers<'_
             let base = Request::new(Context::search(q.query.clone())).k(K);
             let plain = peers.ids(&peers.bm25.search(&q.query, PEER_DEPTH)?);
             let mut row = vec![Metrics::at_k(&plain, &q.relevant, K)];
+            // The content retriever alone, once: its list is both the
+            // peer fusion's dense half and the `dense` system.
+            let dense_ids = if dense {
+                alone_ids(engine, &base, Some(Retriever::Content))?
+            } else {
+                Vec::new()
+            };
             if dense {
-                let deep = Request::new(Context::search(q.query.clone())).k(PEER_DEPTH);
-                let d: Vec<String> = engine
-                    .retrieve(&super::only(&deep, Retriever::Content))?
-                    .ids()
-                    .map(str::to_string)
-                    .collect();
-                row.push(Metrics::at_k(&rrf_ids(&plain, &d), &q.relevant, K));
+                row.push(Metrics::at_k(&rrf_ids(&plain, &dense_ids), &q.relevant, K));
             }
             for &(_, alone) in &systems {
-                let a = match alone {
-                    Some(r) => engine.retrieve(&super::only(&base, r))?,
-                    None => engine.retrieve(&base)?,
+                let order = match alone {
+                    Some(Retriever::Content) => dense_ids.clone(),
+                    other => alone_ids(engine, &base, other)?,
                 };
-                let order: Vec<String> = a.ids().map(str::to_string).collect();
                 row.push(Metrics::at_k(&order, &q.relevant, K));
             }
             let served: Vec<String> = engine.recommend(&base)?.items.into_iter().map(|r| r.id).collect();
@@ -217,25 +228,14 @@ pub fn similar_quality(engine: &Engine, similar: &[SimilarItems], peers: &Peers<
             let mut row = vec![Metrics::at_k(&plain, &s.relevant, K)];
             let base = Request::new(Context::listening(s.id.clone())).k(K);
             for r in [Retriever::Lexical, Retriever::Ann] {
-                let own: Vec<String> = engine.retrieve(&super::only(&base, r))?.ids().map(str::to_string).collect();
-                row.push(Metrics::at_k(&own, &s.relevant, K));
+                row.push(Metrics::at_k(&alone_ids(engine, &base, Some(r))?, &s.relevant, K));
             }
             if dense {
-                let deep = Request::new(Context::listening(s.id.clone())).k(PEER_DEPTH);
-                let d: Vec<String> = engine
-                    .retrieve(&super::only(&deep, Retriever::Content))?
-                    .ids()
-                    .map(str::to_string)
-                    .collect();
+                let d = alone_ids(engine, &base, Some(Retriever::Content))?;
                 row.push(Metrics::at_k(&d, &s.relevant, K));
                 row.push(Metrics::at_k(&rrf_ids(&plain, &d), &s.relevant, K));
             }
-            let served: Vec<String> = engine
-                .recommend(&Request::new(Context::listening(s.id.clone())).k(K))?
-                .items
-                .into_iter()
-                .map(|r| r.id)
-                .collect();
+            let served: Vec<String> = engine.recommend(&base)?.items.into_iter().map(|r| r.id).collect();
             row.push(Metrics::at_k(&served, &s.relevant, K));
             Ok(row)
         })
