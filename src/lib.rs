@@ -275,5 +275,5 @@ pub use progress::Progress;
 pub use ranking::{Candidates, ContextKind, ContextPlan, ModelKind, Scorer, Served, ServingPlan, TrainParams};
 pub use request::{Context, Provenance, Recommendation, Recommendations, Request, Retriever, Timings};
 pub use retrieval::ann::{AnnParams, Metric};
-pub use retrieval::CovisitParams;
+pub use retrieval::{CovisitParams, LinearParams};
 pub use schema::{Analyzer, Schema, TextField};

@@ -12,8 +12,8 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Progress {
-    /// The phase: `covisitation`, `embeddings`, `hnsw`, `text index`,
-    /// `training lists` or `ranker training`.
+    /// The phase: `covisitation`, `linear item-item`, `embeddings`, `hnsw`,
+    /// `text index`, `training lists` or `ranker training`.
     pub phase: &'static str,
     /// Units finished so far.
     pub done: u64,

@@ -107,19 +107,23 @@ pub enum Retriever {
     /// or the context items' content vectors, find items by what they are
     /// about, played or not.
     Content,
+    /// The linear item-item model (EASE): items the context items' plays
+    /// predict, with weights fitted on every user's whole profile.
+    Linear,
 }
 
 impl Retriever {
     /// Every retriever, in the order used for feature columns and provenance.
-    pub const ALL: [Retriever; 5] = [
+    pub const ALL: [Retriever; 6] = [
         Retriever::Ann,
         Retriever::Lexical,
         Retriever::Covisit,
         Retriever::Popular,
         Retriever::Content,
+        Retriever::Linear,
     ];
 
-    /// Stable lower-case name (`ann`, `lexical`, `covisit`, `popular`, `content`).
+    /// Stable lower-case name (`ann`, `lexical`, `covisit`, `popular`, `content`, `linear`).
     pub fn name(self) -> &'static str {
         match self {
             Retriever::Ann => "ann",
@@ -127,6 +131,7 @@ impl Retriever {
             Retriever::Covisit => "covisit",
             Retriever::Popular => "popular",
             Retriever::Content => "content",
+            Retriever::Linear => "linear",
         }
     }
 
@@ -216,6 +221,8 @@ pub struct CandidateCounts {
     pub popular: usize,
     /// Content-space neighbours. Default 100 (only for indexes with a content space).
     pub content: usize,
+    /// Linear item-item (EASE) items. Default 200 (only for contexts with items).
+    pub linear: usize,
 }
 
 impl Default for CandidateCounts {
@@ -226,6 +233,7 @@ impl Default for CandidateCounts {
             covisit: 200,
             popular: 50,
             content: 100,
+            linear: 200,
         }
     }
 }
@@ -239,6 +247,7 @@ impl CandidateCounts {
             Retriever::Covisit => self.covisit,
             Retriever::Popular => self.popular,
             Retriever::Content => self.content,
+            Retriever::Linear => self.linear,
         }
     }
 
@@ -250,6 +259,7 @@ impl CandidateCounts {
             Retriever::Covisit => self.covisit = n,
             Retriever::Popular => self.popular = n,
             Retriever::Content => self.content = n,
+            Retriever::Linear => self.linear = n,
         }
     }
 }
@@ -398,6 +408,8 @@ pub struct Timings {
     pub popular: Duration,
     /// Content-space ANN search.
     pub content: Duration,
+    /// Linear item-item lookup.
+    pub linear: Duration,
     /// Merging, de-duplicating and filtering candidates.
     pub fusion: Duration,
     /// Assembling the feature matrix.
@@ -410,7 +422,7 @@ pub struct Timings {
 
 impl Timings {
     /// Number of entries of [`Timings::stages`], for arrays kept per stage.
-    pub const STAGES: usize = 10;
+    pub const STAGES: usize = 11;
 
     /// The slot of one retriever's stage.
     pub(crate) fn retriever_mut(&mut self, r: Retriever) -> &mut Duration {
@@ -420,6 +432,7 @@ impl Timings {
             Retriever::Covisit => &mut self.covisit,
             Retriever::Popular => &mut self.popular,
             Retriever::Content => &mut self.content,
+            Retriever::Linear => &mut self.linear,
         }
     }
 
@@ -432,6 +445,7 @@ impl Timings {
             ("covisit", self.covisit),
             ("popular", self.popular),
             ("content", self.content),
+            ("linear", self.linear),
             ("fusion", self.fusion),
             ("features", self.features),
             ("rank", self.rank),
@@ -585,6 +599,6 @@ mod tests {
         assert_eq!(v["warnings"][0], "k = 300 is above rank_depth = 200");
         assert_eq!(v["timings_us"]["ann"], 42);
         assert_eq!(v["timings_us"]["total"], 100);
-        assert_eq!(v["timings_us"].as_object().unwrap().len(), 10);
+        assert_eq!(v["timings_us"].as_object().unwrap().len(), Timings::STAGES);
     }
 }

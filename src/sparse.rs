@@ -80,6 +80,19 @@ impl Csr {
         }
     }
 
+    /// Sums `weight × row` over `(row, weight)` pairs into one value per
+    /// column reached (the shape of every per-item list lookup).
+    pub fn weighted_sum(&self, rows: &[(u32, f32)]) -> std::collections::HashMap<u32, f32> {
+        let mut out = std::collections::HashMap::with_capacity(rows.len() * 64);
+        for &(row, w) in rows {
+            let (cols, vals) = self.row(row as usize);
+            for (&c, &v) in cols.iter().zip(vals) {
+                *out.entry(c).or_insert(0.0) += w * v;
+            }
+        }
+        out
+    }
+
     /// Sum of each row's values.
     pub fn row_sums(&self) -> Vec<f32> {
         (0..self.rows()).map(|i| self.row(i).1.iter().sum()).collect()

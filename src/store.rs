@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Item};
 use crate::retrieval::covisit::CoVisitation;
+use crate::retrieval::linear::LinearItemItem;
 use crate::retrieval::popular::Popularity;
 use crate::schema::Schema;
 
@@ -107,6 +108,8 @@ pub(crate) struct ItemStore {
     pub group_names: Vec<String>,
     pub popularity: Popularity,
     pub covisit: CoVisitation,
+    /// Linear item-item (EASE) weights.
+    pub linear: LinearItemItem,
     /// ANN row of each item, [`NONE`] when the item has no vector.
     pub item_row: Vec<u32>,
     /// Item of each ANN row.
@@ -119,6 +122,7 @@ impl ItemStore {
         schema: &Schema,
         popularity: Popularity,
         covisit: CoVisitation,
+        linear: LinearItemItem,
         item_row: Vec<u32>,
         row_item: Vec<u32>,
     ) -> ItemStore {
@@ -156,6 +160,7 @@ impl ItemStore {
             group_names,
             popularity,
             covisit,
+            linear,
             item_row,
             row_item,
         }
@@ -206,6 +211,7 @@ impl ItemStore {
         self.tags.validate(n)?;
         self.popularity.validate(n)?;
         self.covisit.validate(n)?;
+        self.linear.validate(n)?;
         Ok(())
     }
 }

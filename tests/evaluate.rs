@@ -11,7 +11,9 @@ fn compare_scores_every_system_on_the_music_split() {
     let f = common::music();
     let mut p = splits::temporal("music", &f.catalog, &f.events).unwrap();
     // A slice keeps the test quick; the full run is `examples/evaluate`.
-    p.ranker_targets.truncate(800);
+    for fold in &mut p.ranker_folds {
+        fold.targets.truncate(800);
+    }
     p.valid.truncate(200);
     p.test.truncate(300);
     let work = tempfile::tempdir().unwrap();

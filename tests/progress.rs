@@ -38,7 +38,7 @@ fn build_reports_each_phase_to_completion() {
 
     let mut phases: Vec<&str> = seen.iter().map(|p| p.phase).collect();
     phases.dedup();
-    assert_eq!(phases, ["covisitation", "embeddings", "hnsw", "text index"]);
+    assert_eq!(phases, ["covisitation", "linear item-item", "embeddings", "hnsw", "text index"]);
     for phase in phases {
         let reports: Vec<&Progress> = seen.iter().filter(|p| p.phase == phase).collect();
         let last = reports.last().unwrap();

@@ -32,7 +32,16 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
         .unwrap();
     assert_eq!(
         build.span_names(),
-        ["build", "covisitation", "embeddings", "hnsw", "text index", "write", "publish"]
+        [
+            "build",
+            "covisitation",
+            "linear",
+            "embeddings",
+            "hnsw",
+            "text index",
+            "write",
+            "publish"
+        ]
     );
 
     let engine = Engine::open(&out).unwrap();
@@ -50,6 +59,7 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
             "DEBUG encode",
             "DEBUG ann",
             "DEBUG covisit",
+            "DEBUG linear",
             "DEBUG content",
             "DEBUG popular",
             "DEBUG fusion",

@@ -244,7 +244,7 @@ impl Engine {
     /// items and excluded ids never appear in the result.
     ///
     /// Emits a `recommend` span (info level) with one child span per stage
-    /// (debug level: `encode`, `lexical`, `ann`, `covisit`, `content`,
+    /// (debug level: `encode`, `lexical`, `ann`, `covisit`, `linear`, `content`,
     /// `popular`, `fusion`, `features`, `rank`) for the service's `tracing`
     /// subscriber.
     pub fn recommend(&self, req: &Request) -> Result<Recommendations> {

@@ -55,6 +55,7 @@ impl Engine {
                     content_vector,
                     lexical_max: 0.0,
                     covisit: Default::default(),
+                    linear: Default::default(),
                 })
             },
         )?;
@@ -117,6 +118,7 @@ impl Engine {
             vector: signals.vector.as_deref(),
             items: &signals.ctx.items,
             covisit: &signals.covisit,
+            linear: &signals.linear,
             lexical_max: signals.lexical_max,
             vector_of: &vector_of,
             terms: &signals.ctx.terms,

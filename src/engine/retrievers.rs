@@ -32,6 +32,9 @@ pub(crate) struct Signals {
     /// (the co-visitation retriever's by-product; features read it for
     /// every candidate).
     pub covisit: HashMap<u32, f32>,
+    /// Linear item-item score of every item the context items' weights
+    /// reach (the linear retriever's by-product, read by the features).
+    pub linear: HashMap<u32, f32>,
 }
 
 /// Hits of one retriever, best first: (internal item id, its score).
@@ -51,7 +54,7 @@ pub(crate) struct Entry {
 
 /// Every retriever, in the order they run (the lexical one first: its hits
 /// give a search the vector the vector retrievers search with).
-pub(crate) const RETRIEVERS: [Entry; 5] = [
+pub(crate) const RETRIEVERS: [Entry; 6] = [
     Entry {
         retriever: Retriever::Lexical,
         span: || tracing::debug_span!("lexical"),
@@ -68,6 +71,12 @@ pub(crate) const RETRIEVERS: [Entry; 5] = [
         retriever: Retriever::Covisit,
         span: || tracing::debug_span!("covisit"),
         run: covisit,
+        then: None,
+    },
+    Entry {
+        retriever: Retriever::Linear,
+        span: || tracing::debug_span!("linear"),
+        run: linear,
         then: None,
     },
     Entry {
@@ -143,6 +152,14 @@ fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
 fn covisit(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     s.covisit = engine.store.covisit.aggregate(&s.ctx.items);
     Ok(covisit::top_n(&s.covisit, depth, |i| (s.ctx.filter)(i)))
+}
+
+/// Items the context items predict in the linear item-item model.
+fn linear(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
+    // Aggregated even at depth 0, as co-visitation is: the features score
+    // every candidate with it.
+    s.linear = engine.store.linear.aggregate(&s.ctx.items);
+    Ok(covisit::top_n(&s.linear, depth, |i| (s.ctx.filter)(i)))
 }
 
 /// Nearest neighbours of the content-space context vector.

@@ -22,6 +22,8 @@ pub enum Stage {
     Lexical,
     /// Co-visitation aggregation over the context items and top-n.
     Covisit,
+    /// Linear item-item (EASE) aggregation over the context items and top-n.
+    Linear,
     /// Fusion of the retrievers' lists into ranked, de-duplicated candidates.
     Fusion,
     /// Feature assembly for the fused candidates.
@@ -88,6 +90,7 @@ impl Engine {
             Stage::Content => Retriever::Content,
             Stage::Lexical => Retriever::Lexical,
             Stage::Covisit => Retriever::Covisit,
+            Stage::Linear => Retriever::Linear,
             Stage::Fusion => return Ok(super::pipeline::fuse(&trace.lists, trace.rank_depth, &trace.weights).len()),
             Stage::Features => return Ok(self.features(&trace.signals, &trace.candidates).len()),
             Stage::Rank { rows } => {
@@ -116,6 +119,7 @@ impl Engine {
             content_vector: s.content_vector.clone(),
             lexical_max: s.lexical_max,
             covisit: Default::default(),
+            linear: Default::default(),
         };
         Ok((entry.run)(self, &mut signals, trace.counts.get(retriever))?.len())
     }

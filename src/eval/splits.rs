@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::eval::compare::Prepared;
+use crate::eval::compare::{Prepared, RankerFold};
 use crate::events::{Event, EventKind, Events};
 use crate::movielens::MovieLens;
 use crate::ranking::dataset::{self, Target};
@@ -17,8 +17,11 @@ use crate::rng::SplitMix64;
 pub const MAX_TEST: usize = 5_000;
 /// At most this many validation requests.
 pub const MAX_VALID: usize = 2_000;
-/// At most this many ranker training requests.
+/// At most this many ranker training requests (per fold).
 pub const MAX_RANKER: usize = 10_000;
+/// Ranker training folds of the MovieLens protocol: each holds out a
+/// different tenth of every user's training items.
+pub const RANKER_FOLDS: usize = 4;
 
 fn slice(events: &Events, catalog: &Catalog, keep: impl Fn(&Event) -> bool) -> Result<Events> {
     Events::from_events(
@@ -50,8 +53,10 @@ pub fn temporal(name: &str, catalog: &Catalog, events: &Events) -> Result<Prepar
         name: name.to_string(),
         catalog: catalog.clone(),
         fit: slice(events, catalog, |e| e.ts < t80)?,
-        ranker_fit: slice(events, catalog, |e| e.ts < t70)?,
-        ranker_targets: dataset::subsample(history_only(dataset::log_targets(events, &ids, t70, t80)), MAX_RANKER),
+        ranker_folds: vec![RankerFold {
+            fit: slice(events, catalog, |e| e.ts < t70)?,
+            targets: dataset::subsample(history_only(dataset::log_targets(events, &ids, t70, t80)), MAX_RANKER),
+        }],
         valid: dataset::subsample(history_only(dataset::log_targets(events, &ids, t80, t90)), MAX_VALID),
         test: dataset::subsample(history_only(dataset::log_targets(events, &ids, t90, i64::MAX)), MAX_TEST),
     })
@@ -62,8 +67,9 @@ pub fn temporal(name: &str, catalog: &Catalog, events: &Events) -> Result<Prepar
 /// `seed` and split 8:1:1 (valid = test = ⌊0.1·n⌋, the rest train). The
 /// context is the user's train items in time order (weighed evenly); valid
 /// requests exclude nothing more, test requests exclude the valid items.
-/// The ranker learns from a further ⌊0.1·n⌋ of each user's train items held
-/// out from retrieval fitted on the rest.
+/// The ranker learns from [`RANKER_FOLDS`] folds: in fold f a further
+/// ⌊0.1·n⌋ of each user's train items (the f-th such slice of the shuffled
+/// train items) is held out from retrieval fitted on the rest.
 pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
     let kept: Vec<_> = ml.ratings.iter().filter(|r| r.rating >= 3.0).collect();
     // Iterative 10-core: drop users and items with fewer than 10 interactions until none remain.
@@ -97,8 +103,9 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
     let ext = |i: u32| catalog.items()[i as usize].id.clone();
     let users: Vec<String> = by_user.keys().map(|u| u.to_string()).collect();
     let mut rng = SplitMix64::new(seed);
-    let (mut fit, mut ranker_fit) = (Vec::new(), Vec::new());
-    let (mut ranker_targets, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    let mut fit = Vec::new();
+    let mut folds: Vec<(Vec<Event>, Vec<Target>)> = vec![(Vec::new(), Vec::new()); RANKER_FOLDS];
+    let (mut valid, mut test) = (Vec::new(), Vec::new());
     let play = |user: usize, item: u32, ts: i64| Event {
         user: user as u32,
         item,
@@ -115,7 +122,6 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
         let tenth = n / 10;
         let (train, rest) = inter.split_at(n - 2 * tenth);
         let (val, tst) = rest.split_at(tenth);
-        let (train_kept, train_held) = train.split_at(train.len() - tenth.min(train.len().saturating_sub(1)));
         let in_time = |xs: &[(u32, i64)]| -> Vec<String> {
             let mut v = xs.to_vec();
             v.sort_by_key(|&(i, ts)| (ts, i));
@@ -130,12 +136,19 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
             Request::new(Context::History { items: history }).history_decay(1.0).exclude(older)
         };
         fit.extend(train.iter().map(|&(i, ts)| play(u, i, ts)));
-        ranker_fit.extend(train_kept.iter().map(|&(i, ts)| play(u, i, ts)));
-        if !train_held.is_empty() {
-            ranker_targets.push(Target {
-                request: request(in_time(train_kept)),
-                relevant: relevant(train_held),
-            });
+        for (f, (fold_fit, fold_targets)) in folds.iter_mut().enumerate() {
+            // The f-th tenth from the end, while at least one item stays as the context.
+            let end = train.len().saturating_sub(f * tenth);
+            let start = end.saturating_sub(tenth).max(1);
+            let kept: Vec<(u32, i64)> = train[..start.min(end)].iter().chain(&train[end..]).copied().collect();
+            let held = &train[start.min(end)..end];
+            fold_fit.extend(kept.iter().map(|&(i, ts)| play(u, i, ts)));
+            if !held.is_empty() {
+                fold_targets.push(Target {
+                    request: request(in_time(&kept)),
+                    relevant: relevant(held),
+                });
+            }
         }
         if !val.is_empty() {
             valid.push(Target {
@@ -155,8 +168,15 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
         name: "movielens".into(),
         catalog: catalog.clone(),
         fit: Events::from_events(users.clone(), fit, catalog)?,
-        ranker_fit: Events::from_events(users, ranker_fit, catalog)?,
-        ranker_targets,
+        ranker_folds: folds
+            .into_iter()
+            .map(|(events, targets)| {
+                Ok(RankerFold {
+                    fit: Events::from_events(users.clone(), events, catalog)?,
+                    targets: dataset::subsample(targets, MAX_RANKER),
+                })
+            })
+            .collect::<Result<_>>()?,
         valid,
         test,
     })
@@ -212,7 +232,20 @@ mod tests {
             p.test.iter().map(|t| &t.relevant).collect::<Vec<_>>(),
             again.test.iter().map(|t| &t.relevant).collect::<Vec<_>>()
         );
-        assert!(p.fit.len() > p.ranker_fit.len());
+        assert_eq!(p.ranker_folds.len(), RANKER_FOLDS);
+        for (f, fold) in p.ranker_folds.iter().enumerate() {
+            assert!(p.fit.len() > fold.fit.len());
+            assert_eq!(fold.targets.len(), 30);
+            for other in &p.ranker_folds[f + 1..] {
+                // Each fold holds out its own slice of the same user's items.
+                for (a, b) in fold.targets.iter().zip(&other.targets) {
+                    assert!(
+                        a.relevant.keys().all(|k| !b.relevant.contains_key(k)),
+                        "folds {f} and another overlap"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -233,7 +266,8 @@ mod tests {
             .collect();
         let p = movielens(&MovieLens { catalog, ratings }, 1).unwrap();
         assert_eq!(p.test.len(), 12);
-        for t in p.test.iter().chain(&p.valid).chain(&p.ranker_targets) {
+        let fold_targets = p.ranker_folds.iter().flat_map(|f| &f.targets);
+        for t in p.test.iter().chain(&p.valid).chain(fold_targets) {
             let Context::History { items } = &t.request.context else {
                 panic!("history context expected")
             };
@@ -242,7 +276,7 @@ mod tests {
             assert!(!t.request.exclude.is_empty(), "the older history is excluded, not forgotten");
         }
         // A ranker target excludes nothing but its older history: all of it older than the context.
-        for t in &p.ranker_targets {
+        for t in p.ranker_folds.iter().flat_map(|f| &f.targets) {
             let Context::History { items } = &t.request.context else {
                 panic!("history context expected")
             };

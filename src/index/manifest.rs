@@ -20,8 +20,9 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 pub(crate) const FORMAT: &str = "twostage-index";
 /// The on-disk format this library writes and reads. Version 2 added the
 /// optional content space and its ranker features; version 3 the BM25F text
-/// index (one weighted field, analyzers per field).
-pub const FORMAT_VERSION: u32 = 3;
+/// index (one weighted field, analyzers per field); version 4 the linear
+/// item-item (EASE) weights and their ranker features.
+pub const FORMAT_VERSION: u32 = 4;
 /// A manifest larger than this is not ours.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
@@ -51,6 +52,13 @@ pub struct BuildStats {
     pub dim: usize,
     /// Where vectors came from: `catalog`, `learned` or `none`.
     pub vector_source: String,
+    /// How the linear item-item model was fitted: `exact` (one dense
+    /// inverse), `restricted` (co-occurrence neighbourhoods) or `none` (no plays).
+    #[serde(default)]
+    pub linear_fit: String,
+    /// Linear item-item weights stored.
+    #[serde(default)]
+    pub linear_weights: usize,
     /// Milliseconds the build took.
     pub build_ms: u64,
 }

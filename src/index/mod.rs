@@ -22,6 +22,7 @@ pub use embeddings::EmbeddingParams;
 
 use crate::retrieval::ann::{AnnParams, Metric};
 use crate::retrieval::covisit::CovisitParams;
+use crate::retrieval::linear::LinearParams;
 
 /// Every parameter of a build, recorded in the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ pub struct BuildParams {
     pub metric: Metric,
     /// Co-visitation lists.
     pub covisit: CovisitParams,
+    /// The linear item-item (EASE) model.
+    #[serde(default)]
+    pub linear: LinearParams,
     /// Inactivity that ends a session, in seconds. Default 30 minutes.
     pub session_gap_secs: i64,
 }
@@ -45,6 +49,7 @@ setters!(BuildParams {
     ann: AnnParams,
     metric: Metric,
     covisit: CovisitParams,
+    linear: LinearParams,
     session_gap_secs: i64
 });
 
@@ -55,6 +60,7 @@ impl Default for BuildParams {
             ann: AnnParams::default(),
             metric: Metric::Cosine,
             covisit: CovisitParams::default(),
+            linear: LinearParams::default(),
             session_gap_secs: crate::events::DEFAULT_SESSION_GAP_SECS,
         }
     }

@@ -23,6 +23,7 @@ use crate::request::Retriever;
 use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
 use crate::retrieval::covisit::{self, CoVisitation, CovisitParams};
 use crate::retrieval::lexical;
+use crate::retrieval::linear::{LinearItemItem, LinearParams};
 use crate::retrieval::popular::Popularity;
 use crate::schema::Schema;
 use crate::store::{ItemStore, NONE};
@@ -121,7 +122,7 @@ fn retriever_states(stats: &BuildStats, has_plays: bool, has_content: bool) -> V
                     )),
                 ),
                 Retriever::Covisit if stats.sessions == 0 => (false, Some("no session has two plays".to_string())),
-                Retriever::Popular if !has_plays => (false, Some("the events have no plays".to_string())),
+                Retriever::Popular | Retriever::Linear if !has_plays => (false, Some("the events have no plays".to_string())),
                 Retriever::Content if !has_content => (false, Some("built without a sentence encoder (IndexBuilder::encoder)".to_string())),
                 _ => (true, None),
             };
@@ -177,6 +178,17 @@ impl IndexBuilder {
     pub fn covisit(mut self, params: CovisitParams) -> IndexBuilder {
         self.params.covisit = params;
         self
+    }
+
+    /// Linear item-item (EASE) parameters (default: [`LinearParams::default`]).
+    pub fn linear(mut self, params: LinearParams) -> IndexBuilder {
+        self.params.linear = params;
+        self
+    }
+
+    /// The parameters this builder will build with.
+    pub fn build_params(&self) -> &BuildParams {
+        &self.params
     }
 
     /// Train the ranker with these settings (default: [`TrainParams::default`],
@@ -245,6 +257,9 @@ impl IndexBuilder {
         if !(1..=1000).contains(&p.covisit.window) || p.covisit.top_k > 100_000 {
             return bad("covisit window must be 1..=1000 and top_k ≤ 100000");
         }
+        if let Err(why) = p.linear.check() {
+            return bad(&why);
+        }
         if p.session_gap_secs <= 0 {
             return bad("session gap must be positive");
         }
@@ -266,7 +281,7 @@ impl IndexBuilder {
     ///
     /// Emits an info-level `build` span with a child span per phase
     /// (`content embeddings` with an encoder, `ranker training`,
-    /// `covisitation`, `embeddings`, `hnsw`, `text index`, `content hnsw`
+    /// `covisitation`, `linear`, `embeddings`, `hnsw`, `text index`, `content hnsw`
     /// with an encoder, `write`, `publish`).
     pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
         self.build_with_progress(catalog, events, out, &|_| {})
@@ -391,10 +406,17 @@ impl IndexBuilder {
         lap("covisitation", &mut phases);
         on_progress(&Progress::new("covisitation", events.len(), events.len(), "events"));
         drop(phase);
+        // Start and end only: the fit is one matrix problem.
+        on_progress(&Progress::new("linear item-item", 0, n, "items"));
+        let phase = tracing::info_span!("linear").entered();
+        let (linear, linear_fit) = LinearItemItem::fit(n, events, &p.linear);
+        lap("linear item-item", &mut phases);
+        on_progress(&Progress::new("linear item-item", n, n, "items"));
+        drop(phase);
         let phase = tracing::info_span!("embeddings").entered();
 
         // The store without vector rows first: content fallback needs its tags and groups.
-        let mut store = ItemStore::build(catalog, schema, popularity, covisit, vec![NONE; n], Vec::new());
+        let mut store = ItemStore::build(catalog, schema, popularity, covisit, linear, vec![NONE; n], Vec::new());
         on_progress(&Progress::new("embeddings", 0, n, "items"));
         let (mut vectors, source) = match catalog.vector_dim() {
             Some(_) => (catalog.items().iter().map(|it| it.vector.clone()).collect::<Vec<_>>(), "catalog"),
@@ -466,6 +488,8 @@ impl IndexBuilder {
             vectors: store.row_item.len(),
             dim,
             vector_source: source.to_string(),
+            linear_fit: linear_fit.name().to_string(),
+            linear_weights: store.linear.nnz(),
             build_ms: started.elapsed().as_millis() as u64,
         };
         let manifest = Manifest {

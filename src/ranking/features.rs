@@ -53,11 +53,21 @@ columns!(
     content_found,
     content_rank_rr,
     content_sim,
+    linear_found,
+    linear_rank_rr,
+    linear_context,
+    linear_relative,
+    history_size,
+    max_item_sim,
 );
+
+/// Most recent context items a candidate is compared with one by one
+/// (`max_item_sim`): bounds the cost for long histories.
+const MAX_SIM_ITEMS: usize = 50;
 
 /// Each retriever's own columns: whether it found the candidate, its
 /// reciprocal rank there, and (for some) its score.
-const RETRIEVER_COLUMNS: [(Retriever, Col, Col, Option<Col>); 5] = [
+const RETRIEVER_COLUMNS: [(Retriever, Col, Col, Option<Col>); 6] = [
     (Retriever::Ann, Col::ann_found, Col::ann_rank_rr, Some(Col::ann_sim)),
     (
         Retriever::Lexical,
@@ -73,6 +83,8 @@ const RETRIEVER_COLUMNS: [(Retriever, Col, Col, Option<Col>); 5] = [
     ),
     (Retriever::Popular, Col::popular_found, Col::popular_rank_rr, None),
     (Retriever::Content, Col::content_found, Col::content_rank_rr, None),
+    // Its score is `linear_context`, set for every candidate.
+    (Retriever::Linear, Col::linear_found, Col::linear_rank_rr, None),
 ];
 
 /// One candidate's row, written by column (a fixed-size array, so every
@@ -98,6 +110,8 @@ pub(crate) struct ContextSignals<'a> {
     pub items: &'a [(u32, f32)],
     /// Co-visitation score of every item reachable from the context items.
     pub covisit: &'a HashMap<u32, f32>,
+    /// Linear item-item score of every item the context items reach.
+    pub linear: &'a HashMap<u32, f32>,
     /// The best BM25 score of this request, to put lexical scores on [0, 1].
     pub lexical_max: f32,
     /// `vector_of(item)` gives the item's unit vector, if it has one.
@@ -142,6 +156,18 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
         }
     }
     let norm = if total_w > 0.0 { 1.0 / total_w } else { 0.0 };
+    // The linear score is a sum over the history, so its scale grows with
+    // it: the share of the list's best puts every request on one scale.
+    let linear_of = |item: u32| ctx.linear.get(&item).copied().unwrap_or(0.0);
+    let linear_best = candidates.iter().map(|c| linear_of(c.item)).fold(0.0f32, f32::max);
+    let history_size = (ctx.items.len() as f32).ln_1p();
+    let recent: Vec<&[f32]> = ctx
+        .items
+        .iter()
+        .rev()
+        .take(MAX_SIM_ITEMS)
+        .filter_map(|&(i, _)| (ctx.vector_of)(i))
+        .collect();
 
     let mut out = vec![0.0f32; candidates.len() * NUM_FEATURES];
     for (c, row) in candidates.iter().zip(out.chunks_exact_mut(NUM_FEATURES)) {
@@ -171,10 +197,25 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
         if let (Some(q), Some(v)) = (ctx.vector, item_vec) {
             row.set(Col::context_sim, q.iter().zip(v).map(|(a, b)| a * b).sum());
         }
+        if let Some(v) = item_vec {
+            let max = recent
+                .iter()
+                .map(|h| h.iter().zip(v).map(|(a, b)| a * b).sum::<f32>())
+                .fold(f32::NEG_INFINITY, f32::max);
+            if max.is_finite() {
+                row.set(Col::max_item_sim, max);
+            }
+        }
         row.set(
             Col::covisit_context,
             ctx.covisit.get(&c.item).copied().unwrap_or(0.0).max(0.0).ln_1p(),
         );
+        let linear = linear_of(c.item);
+        row.set(Col::linear_context, linear);
+        if linear_best > 0.0 {
+            row.set(Col::linear_relative, linear / linear_best);
+        }
+        row.set(Col::history_size, history_size);
         row.set(Col::log_popularity, store.popularity.log_popularity(c.item));
         row.set(Col::recent_share, store.popularity.recent_share(c.item));
         row.set(Col::skip_rate, store.popularity.skip_rate(c.item));

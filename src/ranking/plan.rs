@@ -143,7 +143,13 @@ fn ndcg(lists: &[&HeldOut], score: impl Fn(&HeldOut, usize) -> f32) -> f64 {
 }
 
 fn fused(l: &HeldOut, i: usize, w: &[f32; Retriever::ALL.len()]) -> f32 {
-    l.ranks[i]
+    fusion_score(&l.ranks[i], w)
+}
+
+/// A candidate's weighted reciprocal-rank fusion score from its rank in each
+/// retriever's list (the order a served fusion gives).
+pub(crate) fn fusion_score(ranks: &[Option<u32>; Retriever::ALL.len()], w: &[f32; Retriever::ALL.len()]) -> f32 {
+    ranks
         .iter()
         .zip(w)
         .map(|(r, w)| r.map_or(0.0, |r| w.max(MIN_WEIGHT) / (RRF_K + r as f32 + 1.0)))

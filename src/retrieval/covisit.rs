@@ -93,6 +93,7 @@ impl CoVisitation {
     }
 
     /// Neighbours of `item` and their weights, strongest first.
+    #[cfg(test)]
     pub fn neighbours(&self, item: u32) -> (&[u32], &[f32]) {
         self.lists.row(item as usize)
     }
@@ -100,14 +101,7 @@ impl CoVisitation {
     /// Sums `weight × co-visitation` over context items into a score per
     /// neighbour. Context items themselves may appear; callers filter.
     pub fn aggregate(&self, context: &[(u32, f32)]) -> HashMap<u32, f32> {
-        let mut scores: HashMap<u32, f32> = HashMap::with_capacity(context.len() * 64);
-        for &(item, w) in context {
-            let (cols, vals) = self.neighbours(item);
-            for (&c, &v) in cols.iter().zip(vals) {
-                *scores.entry(c).or_insert(0.0) += w * v;
-            }
-        }
-        scores
+        self.lists.weighted_sum(context)
     }
 
     pub fn validate(&self, n: usize) -> Result<(), String> {

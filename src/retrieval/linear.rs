@@ -1,0 +1,506 @@
+//! A linear item-item model, EASE (Steck, "Embarrassingly Shallow
+//! Autoencoders for Sparse Data", WWW 2019): the item × item weights `B`
+//! that best rebuild each user's plays from their other plays,
+//! `min ‖X − XB‖² + λ‖B‖²` with `diag(B) = 0`, over the binary user × item
+//! play matrix `X`. A user's score for item `j` is `Σ_{i ∈ history} B[i, j]`.
+//!
+//! Column `j` of `B` is the ridge regression of item `j`'s plays on the
+//! other items' plays, so it can be fitted two ways, by catalog size:
+//!
+//! - **exact**, up to [`LinearParams::max_dense_items`]: the closed form
+//!   `B = I − P · diag(1 / diag P)`, `P = (XᵀX + λI)⁻¹`, one dense inverse
+//!   (n³ work, 8·n² bytes);
+//! - **restricted**, beyond: item `j` is regressed only on its
+//!   [`LinearParams::neighbourhood`] items of strongest co-occurrence, one
+//!   small solve per item (EASE/SLIM restricted to a neighbourhood): pairs
+//!   never played together get no weight, where exact EASE may give them a
+//!   small one through the others. Where every pair co-occurs and the
+//!   neighbourhood holds every other item, it is the same model.
+//!
+//! Each item keeps its [`LinearParams::top_k`] largest outgoing weights,
+//! strongest first, as co-visitation lists are kept.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{EventKind, Events};
+use crate::sparse::Csr;
+
+/// Linear item-item build parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LinearParams {
+    /// L2 regularisation λ: larger favours popular, well-supported pairs.
+    /// Default 500 (the usual EASE value for MovieLens-sized logs; choose
+    /// it on held-out requests, as the evaluation harness does).
+    pub lambda: f32,
+    /// Weights kept per item. Default 200.
+    pub top_k: usize,
+    /// Items each item is regressed on when the catalog is above
+    /// `max_dense_items`. Default 128.
+    pub neighbourhood: usize,
+    /// Largest catalog fitted exactly by one dense inverse. Default 4,000
+    /// (8·n² bytes: 128 MB, a few seconds on 2 cores).
+    pub max_dense_items: usize,
+}
+
+setters!(LinearParams {
+    lambda: f32,
+    top_k: usize,
+    neighbourhood: usize,
+    max_dense_items: usize
+});
+
+impl Default for LinearParams {
+    fn default() -> Self {
+        LinearParams {
+            lambda: 500.0,
+            top_k: 400,
+            neighbourhood: 128,
+            max_dense_items: 4_000,
+        }
+    }
+}
+
+impl LinearParams {
+    /// Largest `max_dense_items` accepted (8·n² bytes: 3.2 GB).
+    pub const MAX_DENSE_LIMIT: usize = 20_000;
+    /// Largest `neighbourhood` accepted (a k³ solve per item).
+    pub const MAX_NEIGHBOURHOOD: usize = 1_024;
+
+    /// Why these parameters cannot be used, if they cannot.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(self.lambda.is_finite() && self.lambda > 0.0) {
+            return Err(format!("linear lambda must be a finite number above 0, not {}", self.lambda));
+        }
+        if self.top_k > 100_000 {
+            return Err(format!("linear top_k must be at most 100000, not {}", self.top_k));
+        }
+        if !(1..=Self::MAX_NEIGHBOURHOOD).contains(&self.neighbourhood) {
+            return Err(format!(
+                "linear neighbourhood must be 1..={}, not {}",
+                Self::MAX_NEIGHBOURHOOD,
+                self.neighbourhood
+            ));
+        }
+        if self.max_dense_items > Self::MAX_DENSE_LIMIT {
+            return Err(format!(
+                "linear max_dense_items must be at most {}, not {}",
+                Self::MAX_DENSE_LIMIT,
+                self.max_dense_items
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which way a model was fitted (reported by the build).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// No plays: no weights.
+    Empty,
+    /// The dense closed form.
+    Exact,
+    /// Per-item regressions on co-occurrence neighbourhoods.
+    Restricted,
+}
+
+impl Fit {
+    /// As the build statistics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fit::Empty => "none",
+            Fit::Exact => "exact",
+            Fit::Restricted => "restricted",
+        }
+    }
+}
+
+/// Per-item outgoing weights `B[i, ·]`, strongest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct LinearItemItem {
+    lists: Csr,
+}
+
+impl LinearItemItem {
+    /// Fits on the plays in `events` over `n` items.
+    pub fn fit(n: usize, events: &Events, p: &LinearParams) -> (LinearItemItem, Fit) {
+        let users = users_of_items(n, events);
+        if users.iter().all(Vec::is_empty) {
+            return (
+                LinearItemItem {
+                    lists: Csr::from_rows(vec![Vec::new(); n]),
+                },
+                Fit::Empty,
+            );
+        }
+        let histories = histories(events);
+        let lambda = f64::from(p.lambda);
+        let (columns, fit) = if n <= p.max_dense_items {
+            (exact(n, &users, &histories, lambda), Fit::Exact)
+        } else {
+            (restricted(n, &users, &histories, lambda, p.neighbourhood), Fit::Restricted)
+        };
+        // Columns (j ← i) to rows (i → j), each row cut to its top_k.
+        let t: Vec<(u32, u32, f32)> = columns
+            .into_iter()
+            .enumerate()
+            .flat_map(|(j, col)| col.into_iter().map(move |(i, w)| (i, j as u32, w)))
+            .collect();
+        let full = Csr::from_triplets(n, n, t);
+        let rows = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let (cols, vals) = full.row(i);
+                let mut row: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).filter(|&(_, w)| w != 0.0).collect();
+                row.sort_unstable_by(|x, y| y.1.abs().total_cmp(&x.1.abs()).then(x.0.cmp(&y.0)));
+                row.truncate(p.top_k);
+                row
+            })
+            .collect();
+        (
+            LinearItemItem {
+                lists: Csr::from_rows(rows),
+            },
+            fit,
+        )
+    }
+
+    /// The weights of `item` towards other items, strongest first.
+    #[cfg(test)]
+    pub fn weights(&self, item: u32) -> (&[u32], &[f32]) {
+        self.lists.row(item as usize)
+    }
+
+    /// Sums `weight × B[item, ·]` over context items into a score per
+    /// item. Context items themselves may appear; callers filter.
+    pub fn aggregate(&self, context: &[(u32, f32)]) -> HashMap<u32, f32> {
+        self.lists.weighted_sum(context)
+    }
+
+    /// Stored weights.
+    pub fn nnz(&self) -> usize {
+        self.lists.nnz()
+    }
+
+    pub fn validate(&self, n: usize) -> Result<(), String> {
+        self.lists.validate(n, n)
+    }
+}
+
+/// The users who played each item, sorted, once each.
+fn users_of_items(n: usize, events: &Events) -> Vec<Vec<u32>> {
+    let mut users: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for e in events.events().iter().filter(|e| e.kind == EventKind::Play) {
+        if let Some(list) = users.get_mut(e.item as usize) {
+            list.push(e.user);
+        }
+    }
+    users.par_iter_mut().for_each(|u| {
+        u.sort_unstable();
+        u.dedup();
+    });
+    users
+}
+
+/// The items each user played, once each.
+fn histories(events: &Events) -> Vec<Vec<u32>> {
+    let mut h: Vec<Vec<u32>> = vec![Vec::new(); events.users().len()];
+    for e in events.events().iter().filter(|e| e.kind == EventKind::Play) {
+        if let Some(list) = h.get_mut(e.user as usize) {
+            list.push(e.item);
+        }
+    }
+    h.par_iter_mut().for_each(|x| {
+        x.sort_unstable();
+        x.dedup();
+    });
+    h
+}
+
+/// Co-occurrence counts of item `i` with every item (itself included),
+/// through the users who played it; `counts` is all zeros on entry and on
+/// exit, `touched` lists the items counted.
+fn cooccurrence(i: usize, users: &[Vec<u32>], histories: &[Vec<u32>], counts: &mut [u32], touched: &mut Vec<u32>) -> Vec<(u32, u32)> {
+    touched.clear();
+    for &u in users.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+        for &j in histories.get(u as usize).map(Vec::as_slice).unwrap_or(&[]) {
+            let c = &mut counts[j as usize];
+            if *c == 0 {
+                touched.push(j);
+            }
+            *c += 1;
+        }
+    }
+    let out = touched.iter().map(|&j| (j, counts[j as usize])).collect();
+    for &j in touched.iter() {
+        counts[j as usize] = 0;
+    }
+    out
+}
+
+/// Exact EASE: every column of `B` from one dense inverse.
+fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], lambda: f64) -> Vec<Vec<(u32, f32)>> {
+    let mut gram = vec![0f64; n * n];
+    gram.par_chunks_mut(n).enumerate().for_each_init(
+        || (vec![0u32; n], Vec::new()),
+        |(counts, touched), (i, row)| {
+            for (j, c) in cooccurrence(i, users, histories, counts, touched) {
+                row[j as usize] = f64::from(c);
+            }
+            row[i] += lambda;
+        },
+    );
+    invert_spd(&mut gram, n);
+    let p = gram;
+    (0..n)
+        .into_par_iter()
+        .map(|j| {
+            let pjj = p[j * n + j];
+            // P is symmetric: column j is row j.
+            p[j * n..(j + 1) * n]
+                .iter()
+                .enumerate()
+                .filter(|&(i, &v)| i != j && v != 0.0)
+                .map(|(i, &v)| (i as u32, (-v / pjj) as f32))
+                .collect()
+        })
+        .collect()
+}
+
+/// Restricted EASE: column `j` is the ridge regression of item `j` on its
+/// `k` strongest co-occurring items.
+fn restricted(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], lambda: f64, k: usize) -> Vec<Vec<(u32, f32)>> {
+    // Each item's own count and its k strongest co-occurrences, sorted by
+    // item so the Gram entries among a neighbourhood are binary searches.
+    let rows: Vec<(u32, Vec<(u32, u32)>)> = (0..n)
+        .into_par_iter()
+        .map_init(
+            || (vec![0u32; n], Vec::new()),
+            |(counts, touched), i| {
+                let mut row = cooccurrence(i, users, histories, counts, touched);
+                let own = row.iter().find(|&&(j, _)| j as usize == i).map_or(0, |&(_, c)| c);
+                row.retain(|&(j, _)| j as usize != i);
+                let by_count = |x: &(u32, u32), y: &(u32, u32)| y.1.cmp(&x.1).then(x.0.cmp(&y.0));
+                if row.len() > k {
+                    row.select_nth_unstable_by(k - 1, by_count);
+                    row.truncate(k);
+                }
+                row.sort_unstable_by_key(|&(j, _)| j);
+                (own, row)
+            },
+        )
+        .collect();
+    let gram = |a: u32, b: u32| -> f64 {
+        let lookup = |x: u32, y: u32| {
+            let r = &rows[x as usize].1;
+            r.binary_search_by_key(&y, |&(j, _)| j).ok().map(|p| r[p].1)
+        };
+        f64::from(lookup(a, b).or_else(|| lookup(b, a)).unwrap_or(0))
+    };
+    (0..n)
+        .into_par_iter()
+        .map(|j| {
+            let neighbours = &rows[j].1;
+            let m = neighbours.len();
+            if m == 0 {
+                return Vec::new();
+            }
+            let mut a = vec![0f64; m * m];
+            for (x, &(ix, _)) in neighbours.iter().enumerate() {
+                a[x * m + x] = f64::from(rows[ix as usize].0) + lambda;
+                for (y, &(iy, _)) in neighbours.iter().enumerate().skip(x + 1) {
+                    let g = gram(ix, iy);
+                    a[x * m + y] = g;
+                    a[y * m + x] = g;
+                }
+            }
+            let mut w: Vec<f64> = neighbours.iter().map(|&(_, c)| f64::from(c)).collect();
+            if !cholesky_solve(&mut a, &mut w, m) {
+                return Vec::new();
+            }
+            neighbours.iter().zip(w).map(|(&(i, _), w)| (i, w as f32)).collect()
+        })
+        .collect()
+}
+
+/// Inverts the symmetric positive-definite `n × n` matrix `a` (row-major) in
+/// place by Gauss–Jordan elimination; no pivoting is needed for SPD input.
+pub(crate) fn invert_spd(a: &mut [f64], n: usize) {
+    for k in 0..n {
+        let pivot = a[k * n + k];
+        let mut row_k: Vec<f64> = a[k * n..(k + 1) * n].iter().map(|x| x / pivot).collect();
+        row_k[k] = 1.0 / pivot;
+        a.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+            if i == k {
+                row.copy_from_slice(&row_k);
+                return;
+            }
+            let f = row[k];
+            if f == 0.0 {
+                return;
+            }
+            row[k] = 0.0;
+            row.iter_mut().zip(&row_k).for_each(|(x, rk)| *x -= f * rk);
+        });
+    }
+}
+
+/// Solves `a · x = b` for symmetric positive-definite `a` (`m × m`,
+/// row-major, overwritten by its Cholesky factor); `b` becomes `x`. False
+/// when `a` is not positive definite (never for a Gram matrix plus λI).
+fn cholesky_solve(a: &mut [f64], b: &mut [f64], m: usize) -> bool {
+    for j in 0..m {
+        let mut d = a[j * m + j];
+        for k in 0..j {
+            d -= a[j * m + k] * a[j * m + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return false;
+        }
+        let d = d.sqrt();
+        a[j * m + j] = d;
+        for i in j + 1..m {
+            let mut s = a[i * m + j];
+            for k in 0..j {
+                s -= a[i * m + k] * a[j * m + k];
+            }
+            a[i * m + j] = s / d;
+        }
+    }
+    // L y = b, then Lᵀ x = y.
+    for i in 0..m {
+        let s: f64 = (0..i).map(|k| a[i * m + k] * b[k]).sum();
+        b[i] = (b[i] - s) / a[i * m + i];
+    }
+    for i in (0..m).rev() {
+        let s: f64 = (i + 1..m).map(|k| a[k * m + i] * b[k]).sum();
+        b[i] = (b[i] - s) / a[i * m + i];
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Item};
+    use crate::events::Event;
+
+    fn plays(n_items: u32, sets: &[&[u32]]) -> Events {
+        let catalog = Catalog::new((0..n_items).map(|i| Item::new(format!("i{i}"), "t")).collect()).unwrap();
+        let events = sets
+            .iter()
+            .enumerate()
+            .flat_map(|(u, set)| {
+                set.iter().enumerate().map(move |(t, &item)| Event {
+                    user: u as u32,
+                    item,
+                    ts: (u * 100 + t) as i64,
+                    kind: EventKind::Play,
+                    query: None,
+                    session: None,
+                })
+            })
+            .collect();
+        Events::from_events((0..sets.len()).map(|u| format!("u{u}")).collect(), events, &catalog).unwrap()
+    }
+
+    fn weight(m: &LinearItemItem, a: u32, b: u32) -> f32 {
+        let (c, v) = m.weights(a);
+        c.iter().position(|&x| x == b).map_or(0.0, |p| v[p])
+    }
+
+    #[test]
+    fn the_inverse_is_an_inverse() {
+        let n = 4;
+        let g = [4.0, 1.0, 0.5, 0.0, 1.0, 3.0, 0.2, 0.1, 0.5, 0.2, 2.0, 0.3, 0.0, 0.1, 0.3, 1.5];
+        let mut p = g.to_vec();
+        invert_spd(&mut p, n);
+        for i in 0..n {
+            for j in 0..n {
+                let dot: f64 = (0..n).map(|m| g[i * n + m] * p[m * n + j]).sum();
+                assert!((dot - f64::from(u8::from(i == j))).abs() < 1e-12, "({i},{j}) = {dot}");
+            }
+        }
+        let mut a = g.to_vec();
+        let mut x = vec![1.0, 2.0, 3.0, 4.0];
+        assert!(cholesky_solve(&mut a, &mut x, n));
+        for i in 0..n {
+            let dot: f64 = (0..n).map(|m| g[i * n + m] * x[m]).sum();
+            assert!((dot - (i + 1) as f64).abs() < 1e-12);
+        }
+        assert!(
+            !cholesky_solve(&mut [0.0, 1.0, 1.0, 0.0], &mut [1.0, 1.0], 2),
+            "not positive definite"
+        );
+    }
+
+    #[test]
+    fn items_played_together_point_to_each_other() {
+        let mut sets: Vec<&[u32]> = Vec::new();
+        for u in 0..20 {
+            sets.push(if u % 2 == 0 { &[0, 1, 4] } else { &[2, 3] });
+        }
+        let events = plays(5, &sets);
+        let (m, fit) = LinearItemItem::fit(5, &events, &LinearParams::default().lambda(1.0));
+        assert_eq!(fit, Fit::Exact);
+        assert!(weight(&m, 0, 1) > 0.0 && weight(&m, 3, 2) > 0.0);
+        assert_eq!(weight(&m, 0, 2), 0.0, "never played together");
+        let scores = m.aggregate(&[(0, 1.0)]);
+        assert!(scores.get(&1).copied().unwrap_or(0.0) > 0.0 && !scores.contains_key(&3));
+        assert!(m.validate(5).is_ok());
+    }
+
+    #[test]
+    fn a_neighbourhood_of_every_item_is_exact_ease() {
+        // Overlapping tastes over 6 items, so the weights are all distinct;
+        // the last user played everything, so every pair co-occurs.
+        let sets: Vec<&[u32]> = vec![
+            &[0, 1, 2, 3, 4, 5],
+            &[0, 1, 2],
+            &[1, 2, 3],
+            &[2, 3, 4],
+            &[3, 4, 5],
+            &[0, 5],
+            &[0, 2, 4],
+            &[1, 3, 5],
+            &[0, 1],
+            &[4, 5, 1],
+            &[2, 5],
+        ];
+        let events = plays(6, &sets);
+        let p = LinearParams::default().lambda(2.0);
+        let (dense, f1) = LinearItemItem::fit(6, &events, &p);
+        let (sparse, f2) = LinearItemItem::fit(6, &events, &p.clone().max_dense_items(0).neighbourhood(5));
+        assert_eq!((f1, f2), (Fit::Exact, Fit::Restricted));
+        for a in 0..6 {
+            for b in 0..6 {
+                let (x, y) = (weight(&dense, a, b), weight(&sparse, a, b));
+                assert!((x - y).abs() < 1e-5, "B[{a},{b}]: exact {x}, restricted {y}");
+            }
+        }
+        assert!(dense.nnz() > 6, "the test compares real weights");
+        // A smaller neighbourhood keeps only the strongest pairs.
+        let (small, _) = LinearItemItem::fit(6, &events, &p.max_dense_items(0).neighbourhood(1));
+        assert!(small.nnz() <= 6);
+    }
+
+    #[test]
+    fn no_plays_no_weights_and_bad_parameters_are_named() {
+        let events = plays(3, &[]);
+        let (m, fit) = LinearItemItem::fit(3, &events, &LinearParams::default());
+        assert_eq!((fit, m.nnz()), (Fit::Empty, 0));
+        assert!(m.validate(3).is_ok());
+        assert!(LinearParams::default().lambda(0.0).check().unwrap_err().contains("lambda"));
+        assert!(LinearParams::default().lambda(f32::NAN).check().is_err());
+        assert!(LinearParams::default()
+            .neighbourhood(0)
+            .check()
+            .unwrap_err()
+            .contains("neighbourhood"));
+        assert!(LinearParams::default().max_dense_items(1 << 20).check().is_err());
+        assert!(LinearParams::default().check().is_ok());
+    }
+}
