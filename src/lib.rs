@@ -2,18 +2,20 @@
 //!
 //! Two-stage discovery — search and recommendations — as industry builds it:
 //! a fast, coarse **candidate retrieval** stage (HNSW approximate nearest
-//! neighbours, BM25 lexical search, item-to-item co-visitation, popularity)
+//! neighbours, BM25 lexical search, item-to-item co-visitation, a linear
+//! item-item model (EASE), popularity)
 //! followed by a precise **ranking** stage (a model scoring every candidate
 //! in one batched forward pass), behind one call: [`Engine::recommend`].
 //!
 //! ```text
 //! Request ─▶ encode ─▶ retrievers ─▶ fuse + filter ─▶ features ─▶ ranker ─▶ top k
-//!                      ANN | BM25 | co-visitation | popularity
+//!                      ANN | BM25 | co-visitation | linear | popularity
 //! ```
 //!
 //! Offline, an [`IndexBuilder`] turns a [`Catalog`] of items and an
 //! [`Events`] log into an index directory (learned item embeddings, an HNSW
-//! graph, a tantivy index, co-visitation lists, popularity, a per-item
+//! graph, a tantivy index, co-visitation lists, linear item-item weights,
+//! popularity, a per-item
 //! store, ranker weights, and a manifest with a checksum of every file).
 //! Online, [`Engine::open`] verifies and loads that directory into an
 //! immutable, `Send + Sync` engine.

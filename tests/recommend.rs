@@ -292,3 +292,36 @@ fn limits_that_are_not_errors_come_back_as_warnings() {
         zero.warnings
     );
 }
+
+#[test]
+fn the_linear_retriever_alone_returns_what_the_history_predicts() {
+    let f = common::music();
+    // 6,000 items is above the exact fit's limit: the neighbourhood fit.
+    let info = f.engine.info();
+    assert_eq!(info.stats.linear_fit, "restricted");
+    assert!(info.stats.linear_weights > 0);
+    let history = popular_tracks(f, 5);
+    let mut req = Request::new(Context::history(history.clone())).k(20);
+    for r in Retriever::ALL {
+        if r != Retriever::Linear {
+            req.candidates.set(r, 0);
+        }
+    }
+    let recs = f.engine.recommend(&req).unwrap();
+    assert_eq!(recs.items.len(), 20);
+    for item in &recs.items {
+        assert!(!history.contains(&item.id), "{} is in the history", item.id);
+        assert!(item.sources.iter().all(|s| s.retriever == Retriever::Linear), "{:?}", item.sources);
+    }
+    // Its score is a feature of every candidate, whichever retriever found
+    // it: with the linear retriever asked for 5, others' candidates have it too.
+    let mut req = Request::new(Context::history(history));
+    req.candidates.set(Retriever::Linear, 5);
+    let all = f.engine.retrieve(&req).unwrap();
+    let found_by_linear = |i: usize| all.sources(i).iter().any(|s| s.retriever == Retriever::Linear);
+    assert_eq!((0..all.len()).filter(|&i| found_by_linear(i)).count(), 5);
+    let scored_elsewhere = (0..all.len())
+        .filter(|&i| !found_by_linear(i) && all.feature(i, "linear_context").is_some_and(|v| v != 0.0))
+        .count();
+    assert!(scored_elsewhere > 0, "no candidate of another retriever has a linear score");
+}
