@@ -198,22 +198,37 @@ fn mean_ndcg(p: &Prepared, targets: &[Target], recommend: impl Fn(&[(u32, f32)],
     sum / targets.len().max(1) as f64
 }
 
-/// The λ of [`LAMBDAS`] whose linear item-item model does best on `p.valid`.
-fn linear_lambda(p: &Prepared, params: &LinearParams) -> f32 {
-    let mut best = (f64::MIN, params.lambda);
-    for lambda in LAMBDAS {
-        let (model, _) = LinearItemItem::fit(p.catalog.len(), &p.fit, &params.clone().lambda(lambda));
-        let ndcg = mean_ndcg(p, &p.valid, |h, excluded| {
+/// α values tried for the linear retriever, after its λ.
+pub const ALPHAS: [f32; 5] = [0.0, 0.1, 0.25, 0.5, 1.0];
+
+/// The λ of [`LAMBDAS`] (with α = 0), then the α of [`ALPHAS`] (with that
+/// λ), whose linear item-item model does best on `p.valid`.
+fn linear_regularisation(p: &Prepared, params: &LinearParams) -> (f32, f32) {
+    let score = |params: &LinearParams| {
+        let (model, _) = LinearItemItem::fit(p.catalog.len(), &p.fit, params);
+        mean_ndcg(p, &p.valid, |h, excluded| {
             covisit::top_n(&model.aggregate(h), K, |i| !excluded.contains(&i))
                 .into_iter()
                 .map(|x| x.0)
                 .collect()
-        });
+        })
+    };
+    let mut best = (f64::MIN, params.lambda);
+    for lambda in LAMBDAS {
+        let ndcg = score(&params.clone().lambda(lambda).alpha(0.0));
         if ndcg > best.0 {
             best = (ndcg, lambda);
         }
     }
-    best.1
+    let lambda = best.1;
+    let mut best = (f64::MIN, 0.0);
+    for alpha in ALPHAS {
+        let ndcg = score(&params.clone().lambda(lambda).alpha(alpha));
+        if ndcg > best.0 {
+            best = (ndcg, alpha);
+        }
+    }
+    (lambda, best.1)
 }
 
 /// The EASE peer with the λ of [`LAMBDAS`] that does best on `p.valid`;
@@ -243,11 +258,15 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     let mut details = BTreeMap::new();
     let t = Instant::now();
     let linear_params = builder.build_params().linear.clone();
-    let lambda = linear_lambda(p, &linear_params);
+    let (lambda, alpha) = linear_regularisation(p, &linear_params);
     details.insert("linear_lambda".into(), f64::from(lambda));
-    details.insert("linear_lambda_secs".into(), t.elapsed().as_secs_f64());
-    progress(&format!("linear item-item λ = {lambda} (chosen on validation)"));
-    let builder = builder.clone().without_ranker_training().linear(linear_params.lambda(lambda));
+    details.insert("linear_alpha".into(), f64::from(alpha));
+    details.insert("linear_regularisation_secs".into(), t.elapsed().as_secs_f64());
+    progress(&format!("linear item-item λ = {lambda}, α = {alpha} (chosen on validation)"));
+    let builder = builder
+        .clone()
+        .without_ranker_training()
+        .linear(linear_params.lambda(lambda).alpha(alpha));
     let t = Instant::now();
     builder.build(&p.catalog, &p.fit, work.join("fit"))?;
     let engine = Engine::open_with_encoder(work.join("fit"), builder.content_encoder())?;

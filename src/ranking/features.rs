@@ -59,6 +59,8 @@ columns!(
     linear_relative,
     history_size,
     max_item_sim,
+    played_at,
+    time_gap,
 );
 
 /// Most recent context items a candidate is compared with one by one
@@ -161,6 +163,14 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
     let linear_of = |item: u32| ctx.linear.get(&item).copied().unwrap_or(0.0);
     let linear_best = candidates.iter().map(|c| linear_of(c.item)).fold(0.0f32, f32::max);
     let history_size = (ctx.items.len() as f32).ln_1p();
+    // When the context's items are played: the request's period of activity.
+    let times: Vec<(f32, f32)> = ctx
+        .items
+        .iter()
+        .filter_map(|&(i, w)| store.popularity.played_at(i).map(|t| (t, w)))
+        .collect();
+    let weight: f32 = times.iter().map(|x| x.1).sum();
+    let context_time = (weight > 0.0).then(|| times.iter().map(|(t, w)| t * w).sum::<f32>() / weight);
     let recent: Vec<&[f32]> = ctx
         .items
         .iter()
@@ -216,6 +226,12 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row.set(Col::linear_relative, linear / linear_best);
         }
         row.set(Col::history_size, history_size);
+        if let Some(t) = store.popularity.played_at(c.item) {
+            row.set(Col::played_at, t);
+            if let Some(ct) = context_time {
+                row.set(Col::time_gap, (t - ct).abs());
+            }
+        }
         row.set(Col::log_popularity, store.popularity.log_popularity(c.item));
         row.set(Col::recent_share, store.popularity.recent_share(c.item));
         row.set(Col::skip_rate, store.popularity.skip_rate(c.item));

@@ -36,6 +36,12 @@ pub struct LinearParams {
     /// Default 500 (the usual EASE value for MovieLens-sized logs; choose
     /// it on held-out requests, as the evaluation harness does).
     pub lambda: f32,
+    /// Extra regularisation of each item in proportion to its own play
+    /// count, `λ_i = λ + α · plays_i` (the emphasised-denoising form of
+    /// EASE, Steck, "Autoencoders that don't overfit towards the Identity",
+    /// NeurIPS 2020: dropout on the input with probability p is α = p/(1−p)).
+    /// It damps the weights that popular items give and get. Default 0 (plain EASE).
+    pub alpha: f32,
     /// Weights kept per item. Default 200.
     pub top_k: usize,
     /// Items each item is regressed on when the catalog is above
@@ -48,6 +54,7 @@ pub struct LinearParams {
 
 setters!(LinearParams {
     lambda: f32,
+    alpha: f32,
     top_k: usize,
     neighbourhood: usize,
     max_dense_items: usize
@@ -57,7 +64,8 @@ impl Default for LinearParams {
     fn default() -> Self {
         LinearParams {
             lambda: 500.0,
-            top_k: 400,
+            alpha: 0.0,
+            top_k: 200,
             neighbourhood: 128,
             max_dense_items: 4_000,
         }
@@ -74,6 +82,9 @@ impl LinearParams {
     pub(crate) fn check(&self) -> Result<(), String> {
         if !(self.lambda.is_finite() && self.lambda > 0.0) {
             return Err(format!("linear lambda must be a finite number above 0, not {}", self.lambda));
+        }
+        if !(self.alpha.is_finite() && (0.0..=100.0).contains(&self.alpha)) {
+            return Err(format!("linear alpha must be in [0, 100], not {}", self.alpha));
         }
         if self.top_k > 100_000 {
             return Err(format!("linear top_k must be at most 100000, not {}", self.top_k));
@@ -137,11 +148,14 @@ impl LinearItemItem {
             );
         }
         let histories = histories(events);
-        let lambda = f64::from(p.lambda);
+        let reg = Regularisation {
+            lambda: f64::from(p.lambda),
+            alpha: f64::from(p.alpha),
+        };
         let (columns, fit) = if n <= p.max_dense_items {
-            (exact(n, &users, &histories, lambda), Fit::Exact)
+            (exact(n, &users, &histories, reg), Fit::Exact)
         } else {
-            (restricted(n, &users, &histories, lambda, p.neighbourhood), Fit::Restricted)
+            (restricted(n, &users, &histories, reg, p.neighbourhood), Fit::Restricted)
         };
         // Columns (j ← i) to rows (i → j), each row cut to its top_k.
         let t: Vec<(u32, u32, f32)> = columns
@@ -187,6 +201,19 @@ impl LinearItemItem {
 
     pub fn validate(&self, n: usize) -> Result<(), String> {
         self.lists.validate(n, n)
+    }
+}
+
+/// The diagonal added to the Gram matrix: `λ + α · G_ii`.
+#[derive(Clone, Copy)]
+struct Regularisation {
+    lambda: f64,
+    alpha: f64,
+}
+
+impl Regularisation {
+    fn of(self, plays: f64) -> f64 {
+        self.lambda + self.alpha * plays
     }
 }
 
@@ -242,7 +269,7 @@ fn cooccurrence(i: usize, users: &[Vec<u32>], histories: &[Vec<u32>], counts: &m
 }
 
 /// Exact EASE: every column of `B` from one dense inverse.
-fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], lambda: f64) -> Vec<Vec<(u32, f32)>> {
+fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], reg: Regularisation) -> Vec<Vec<(u32, f32)>> {
     let mut gram = vec![0f64; n * n];
     gram.par_chunks_mut(n).enumerate().for_each_init(
         || (vec![0u32; n], Vec::new()),
@@ -250,7 +277,7 @@ fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], lambda: f64) -> V
             for (j, c) in cooccurrence(i, users, histories, counts, touched) {
                 row[j as usize] = f64::from(c);
             }
-            row[i] += lambda;
+            row[i] += reg.of(row[i]);
         },
     );
     invert_spd(&mut gram, n);
@@ -272,7 +299,7 @@ fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], lambda: f64) -> V
 
 /// Restricted EASE: column `j` is the ridge regression of item `j` on its
 /// `k` strongest co-occurring items.
-fn restricted(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], lambda: f64, k: usize) -> Vec<Vec<(u32, f32)>> {
+fn restricted(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], reg: Regularisation, k: usize) -> Vec<Vec<(u32, f32)>> {
     // Each item's own count and its k strongest co-occurrences, sorted by
     // item so the Gram entries among a neighbourhood are binary searches.
     let rows: Vec<(u32, Vec<(u32, u32)>)> = (0..n)
@@ -310,7 +337,8 @@ fn restricted(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], lambda: f64,
             }
             let mut a = vec![0f64; m * m];
             for (x, &(ix, _)) in neighbours.iter().enumerate() {
-                a[x * m + x] = f64::from(rows[ix as usize].0) + lambda;
+                let plays = f64::from(rows[ix as usize].0);
+                a[x * m + x] = plays + reg.of(plays);
                 for (y, &(iy, _)) in neighbours.iter().enumerate().skip(x + 1) {
                     let g = gram(ix, iy);
                     a[x * m + y] = g;
@@ -495,6 +523,7 @@ mod tests {
         assert!(m.validate(3).is_ok());
         assert!(LinearParams::default().lambda(0.0).check().unwrap_err().contains("lambda"));
         assert!(LinearParams::default().lambda(f32::NAN).check().is_err());
+        assert!(LinearParams::default().alpha(-1.0).check().unwrap_err().contains("alpha"));
         assert!(LinearParams::default()
             .neighbourhood(0)
             .check()

@@ -14,6 +14,9 @@ pub(crate) struct Popularity {
     plays: Vec<u32>,
     skips: Vec<u32>,
     recent_plays: Vec<u32>,
+    /// Mean time of each item's plays, on [0, 1] from the log's first event
+    /// to its last; NaN-free, 0 for never played items (see `played_at`).
+    mean_time: Vec<f32>,
     /// Items by plays, most first, ties by id.
     order: Vec<u32>,
     max_plays: u32,
@@ -26,9 +29,13 @@ impl Popularity {
             plays: vec![0; n],
             skips: vec![0; n],
             recent_plays: vec![0; n],
+            mean_time: vec![0.0; n],
             ..Default::default()
         };
         let recent_from = events.last_ts().unwrap_or(0) - RECENT_SECS;
+        let first = events.events().first().map_or(0, |e| e.ts);
+        let span = (events.last_ts().unwrap_or(0) - first).max(1) as f64;
+        let mut time_sum = vec![0f64; n];
         for e in events.events() {
             let i = e.item as usize;
             if i >= n {
@@ -37,6 +44,7 @@ impl Popularity {
             match e.kind {
                 EventKind::Play => {
                     p.plays[i] += 1;
+                    time_sum[i] += (e.ts - first) as f64 / span;
                     if e.ts >= recent_from {
                         p.recent_plays[i] += 1;
                     }
@@ -44,6 +52,11 @@ impl Popularity {
                 EventKind::Skip => p.skips[i] += 1,
                 // The play that follows a search is counted as a play.
                 EventKind::Search => {}
+            }
+        }
+        for (t, (&sum, &plays)) in p.mean_time.iter_mut().zip(time_sum.iter().zip(&p.plays)) {
+            if plays > 0 {
+                *t = (sum / f64::from(plays)) as f32;
             }
         }
         p.order = (0..n as u32).collect();
@@ -85,6 +98,13 @@ impl Popularity {
         r / (self.plays(item) as f32 + 5.0)
     }
 
+    /// When `item` is played, on average: its plays' mean time on [0, 1]
+    /// over the log's span (`None` if never played). Users are active in
+    /// periods, and items are played in periods: the two meeting is a signal.
+    pub fn played_at(&self, item: u32) -> Option<f32> {
+        (self.plays(item) > 0).then(|| self.mean_time.get(item as usize).copied().unwrap_or(0.0))
+    }
+
     /// Skips / (plays + skips) with a Beta(1, 9) prior, so an item skipped
     /// once and played never is not a 100% skip.
     pub fn skip_rate(&self, item: u32) -> f32 {
@@ -93,9 +113,18 @@ impl Popularity {
     }
 
     pub fn validate(&self, n: usize) -> Result<(), String> {
-        let lens = [self.plays.len(), self.skips.len(), self.recent_plays.len(), self.order.len()];
+        let lens = [
+            self.plays.len(),
+            self.skips.len(),
+            self.recent_plays.len(),
+            self.mean_time.len(),
+            self.order.len(),
+        ];
         if lens.iter().any(|&l| l != n) {
             return Err(format!("popularity columns have lengths {lens:?}, expected {n}"));
+        }
+        if self.mean_time.iter().any(|t| !(0.0..=1.0).contains(t)) {
+            return Err("popularity mean time outside [0, 1]".into());
         }
         if self.order.iter().any(|&i| i as usize >= n) {
             return Err("popularity order holds an item id out of range".into());
@@ -121,6 +150,10 @@ mod tests {
         assert_eq!(p.top(1, |i| i != 1)[0].0, 0);
         assert!((p.log_popularity(1) - 1.0).abs() < 1e-6);
         assert!(p.skip_rate(2) > p.skip_rate(1));
+        // b played at 1 and 2, a at 3, over the log's span 1..=4.
+        assert!((p.played_at(1).unwrap() - 0.5 / 3.0).abs() < 1e-6);
+        assert!((p.played_at(0).unwrap() - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(p.played_at(2), None, "skipped only");
         assert!(p.validate(3).is_ok() && p.validate(4).is_err());
     }
 }
