@@ -325,3 +325,23 @@ fn the_linear_retriever_alone_returns_what_the_history_predicts() {
         .count();
     assert!(scored_elsewhere > 0, "no candidate of another retriever has a linear score");
 }
+
+#[test]
+fn listening_on_a_rarely_played_item_finds_items_by_its_text_and_a_popular_one_does_not_need_to() {
+    let f = common::music();
+    let mut plays = vec![0usize; f.catalog.len()];
+    for e in f.events.events().iter().filter(|e| e.kind == twostage::EventKind::Play) {
+        plays[e.item as usize] += 1;
+    }
+    let lexical_hits = |id: &str| {
+        let recs = f.engine.recommend(&Request::new(Context::listening(id)).k(50)).unwrap();
+        recs.items
+            .iter()
+            .filter(|r| r.sources.iter().any(|s| s.retriever == Retriever::Lexical))
+            .count()
+    };
+    let rare = (0..f.catalog.len()).find(|&i| plays[i] == 1).expect("an item played once");
+    assert!(lexical_hits(&f.catalog.items()[rare].id) > 0, "more like this from its text");
+    let popular = popular_tracks(f, 1);
+    assert_eq!(lexical_hits(&popular[0]), 0, "a well-played item is served by its plays");
+}
