@@ -46,6 +46,9 @@ pub struct Prepared {
     pub valid: Vec<Target>,
     /// Requests (against `fit`) that are scored.
     pub test: Vec<Target>,
+    /// What the protocol's filtering kept (name → count: `users`, `items`,
+    /// `interactions`), to check a split against a reference's.
+    pub counts: BTreeMap<String, usize>,
 }
 
 /// Part of the training period held out for ranker training lists.
@@ -255,7 +258,7 @@ type Row = (HashMap<String, (Metrics, Vec<u32>)>, f64, bool);
 /// the serving plan on the validation requests, and scores every system on
 /// `p.test` (and on `p.valid`). `progress` hears about each phase.
 pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut dyn FnMut(&str)) -> Result<Report> {
-    let mut details = BTreeMap::new();
+    let mut details: BTreeMap<String, f64> = p.counts.iter().map(|(k, &v)| (format!("split_{k}"), v as f64)).collect();
     let t = Instant::now();
     let linear_params = builder.build_params().linear.clone();
     let (lambda, alpha) = linear_regularisation(p, &linear_params);

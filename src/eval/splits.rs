@@ -59,6 +59,7 @@ pub fn temporal(name: &str, catalog: &Catalog, events: &Events) -> Result<Prepar
         }],
         valid: dataset::subsample(history_only(dataset::log_targets(events, &ids, t80, t90)), MAX_VALID),
         test: dataset::subsample(history_only(dataset::log_targets(events, &ids, t90, i64::MAX)), MAX_TEST),
+        counts: BTreeMap::from([("users".to_string(), events.users().len()), ("interactions".to_string(), all.len())]),
     })
 }
 
@@ -93,9 +94,16 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
         }
     }
     let mut by_user: BTreeMap<&str, Vec<(u32, i64)>> = BTreeMap::new();
+    let mut items = std::collections::HashSet::new();
     for (r, _) in kept.iter().zip(&alive).filter(|(_, a)| **a) {
         by_user.entry(r.user.as_str()).or_default().push((r.item, r.ts));
+        items.insert(r.item);
     }
+    let counts = BTreeMap::from([
+        ("users".to_string(), by_user.len()),
+        ("items".to_string(), items.len()),
+        ("interactions".to_string(), alive.iter().filter(|a| **a).count()),
+    ]);
     if by_user.is_empty() {
         return Err(Error::InvalidConfig("no user has 10 ratings ≥ 3 after 10-core filtering".into()));
     }
@@ -179,6 +187,7 @@ pub fn movielens(ml: &MovieLens, seed: u64) -> Result<Prepared> {
             .collect::<Result<_>>()?,
         valid,
         test,
+        counts,
     })
 }
 
@@ -210,6 +219,11 @@ mod tests {
         let ml = MovieLens { catalog, ratings };
         let p = movielens(&ml, 7).unwrap();
         assert_eq!(p.test.len(), 30);
+        // 30 users; 24 items survive; ratings of 2 and m24's two ratings are dropped.
+        let interactions = 30 * 24 - (0..30).flat_map(|u| (0..24).map(move |i| (u + i) % 7 == 0)).filter(|&x| x).count();
+        assert_eq!(p.counts["users"], 30);
+        assert_eq!(p.counts["items"], 24);
+        assert_eq!(p.counts["interactions"], interactions);
         for (v, t) in p.valid.iter().zip(&p.test) {
             // ~20 kept ratings per user: valid = test = floor(n / 10) = 2.
             assert_eq!(v.relevant.len(), t.relevant.len());
