@@ -222,6 +222,10 @@ pub(crate) const MLT_TERMS: usize = 25;
 /// with every term, 0.5318 at 5%, 0.5560 at 15%, 0.5578 at 30%; listening p99
 /// at 100k items 10.3, 1.7, 5.1 and 5.6 ms...
 pub(crate) const MLT_MAX_DOC_SHARE: f64 = 0.15;
+/// ...and never terms in more than this many items: a posting list's length
+/// grows with the catalog, so a share alone lets large catalogs' queries grow
+/// without bound (at 1M items and 15%, listening p99 was 35 ms)...
+pub(crate) const MLT_MAX_DOC_FREQ: u64 = 5_000;
 /// ...unless they are in at most this many items (a small catalog's terms
 /// are all in a large share of it).
 pub(crate) const MLT_ALWAYS_DOC_FREQ: u64 = 50;
@@ -313,7 +317,7 @@ impl LexicalIndex {
     /// The salient terms of `item`, for a more-like-this query: its
     /// weighted terms (as indexed) ranked by tf·idf, the [`MLT_TERMS`] best
     /// that some other item also has and at most [`MLT_MAX_DOC_SHARE`] of the
-    /// items (or [`MLT_ALWAYS_DOC_FREQ`]) have, each with its tf·idf over the best
+    /// items and [`MLT_MAX_DOC_FREQ`] items (or [`MLT_ALWAYS_DOC_FREQ`]) have, each with its tf·idf over the best
     /// one's as its boost (Lucene MoreLikeThis's `boost` option). As
     /// MoreLikeThis does for a field without term vectors, the item's text
     /// is analysed again.
@@ -329,7 +333,7 @@ impl LexicalIndex {
         let mut scored: Vec<(f64, &str)> = Vec::with_capacity(tf.len());
         for (term, n) in tf {
             let df = searcher.doc_freq(&Term::from_field_text(self.field, term)).map_err(tantivy_error)?;
-            if df >= 2 && (df <= MLT_ALWAYS_DOC_FREQ || df as f64 <= MLT_MAX_DOC_SHARE * docs) {
+            if df >= 2 && (df <= MLT_ALWAYS_DOC_FREQ || (df <= MLT_MAX_DOC_FREQ && df as f64 <= MLT_MAX_DOC_SHARE * docs)) {
                 scored.push((f64::from(n) * (1.0 + ((docs + 1.0) / (df as f64 + 1.0)).ln()), term));
             }
         }
