@@ -221,7 +221,7 @@ pub struct CandidateCounts {
     pub popular: usize,
     /// Content-space neighbours. Default 100 (only for indexes with a content space).
     pub content: usize,
-    /// Linear item-item (EASE) items. Default 200 (only for contexts with items).
+    /// Linear item-item (EASE) items. Default 200 (only for history and listening contexts).
     pub linear: usize,
 }
 

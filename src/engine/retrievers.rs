@@ -162,11 +162,16 @@ fn covisit(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     Ok(covisit::top_n(&s.covisit, depth, |i| (s.ctx.filter)(i)))
 }
 
-/// Items the context items predict in the linear item-item model.
+/// Items the context items predict in the linear item-item model, for
+/// history and listening contexts; a personalised search gets the scores
+/// as features only (what the history predicts is not what was searched).
 fn linear(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     // Aggregated even at depth 0, as co-visitation is: the features score
     // every candidate with it.
     s.linear = engine.store.linear.aggregate(&s.ctx.items);
+    if s.ctx.has_text {
+        return Ok(Vec::new());
+    }
     Ok(covisit::top_n(&s.linear, depth, |i| (s.ctx.filter)(i)))
 }
 
