@@ -138,7 +138,7 @@ pub(crate) struct LinearItemItem {
 impl LinearItemItem {
     /// Fits on the plays in `events` over `n` items.
     pub fn fit(n: usize, events: &Events, p: &LinearParams) -> (LinearItemItem, Fit) {
-        let users = users_of_items(n, events);
+        let users = play_lists(n, events, |e| (e.item, e.user));
         if users.iter().all(Vec::is_empty) {
             return (
                 LinearItemItem {
@@ -147,28 +147,25 @@ impl LinearItemItem {
                 Fit::Empty,
             );
         }
-        let histories = histories(events);
+        let histories = play_lists(events.users().len(), events, |e| (e.user, e.item));
         let reg = Regularisation {
             lambda: f64::from(p.lambda),
             alpha: f64::from(p.alpha),
         };
-        let (columns, fit) = if n <= p.max_dense_items {
+        let (rows, fit) = if n <= p.max_dense_items {
             (exact(n, &users, &histories, reg), Fit::Exact)
         } else {
-            (restricted(n, &users, &histories, reg, p.neighbourhood), Fit::Restricted)
+            (
+                transpose(n, restricted(n, &users, &histories, reg, p.neighbourhood)),
+                Fit::Restricted,
+            )
         };
-        // Columns (j ← i) to rows (i → j), each row cut to its top_k.
-        let t: Vec<(u32, u32, f32)> = columns
-            .into_iter()
-            .enumerate()
-            .flat_map(|(j, col)| col.into_iter().map(move |(i, w)| (i, j as u32, w)))
-            .collect();
-        let full = Csr::from_triplets(n, n, t);
-        let rows = (0..n)
+        // Each row cut to its top_k weights by magnitude (negative weights
+        // matter: without them the model is not EASE).
+        let rows = rows
             .into_par_iter()
-            .map(|i| {
-                let (cols, vals) = full.row(i);
-                let mut row: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).filter(|&(_, w)| w != 0.0).collect();
+            .map(|mut row| {
+                row.retain(|&(_, w)| w != 0.0);
                 row.sort_unstable_by(|x, y| y.1.abs().total_cmp(&x.1.abs()).then(x.0.cmp(&y.0)));
                 row.truncate(p.top_k);
                 row
@@ -217,34 +214,37 @@ impl Regularisation {
     }
 }
 
-/// The users who played each item, sorted, once each.
-fn users_of_items(n: usize, events: &Events) -> Vec<Vec<u32>> {
-    let mut users: Vec<Vec<u32>> = vec![Vec::new(); n];
+/// For each of `n` rows, the columns `key` gives the plays of that row,
+/// sorted, once each (items → their users, or users → their items).
+fn play_lists(n: usize, events: &Events, key: impl Fn(&crate::events::Event) -> (u32, u32)) -> Vec<Vec<u32>> {
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n];
     for e in events.events().iter().filter(|e| e.kind == EventKind::Play) {
-        if let Some(list) = users.get_mut(e.item as usize) {
-            list.push(e.user);
+        let (row, col) = key(e);
+        if let Some(list) = lists.get_mut(row as usize) {
+            list.push(col);
         }
     }
-    users.par_iter_mut().for_each(|u| {
-        u.sort_unstable();
-        u.dedup();
+    lists.par_iter_mut().for_each(|l| {
+        l.sort_unstable();
+        l.dedup();
     });
-    users
+    lists
 }
 
-/// The items each user played, once each.
-fn histories(events: &Events) -> Vec<Vec<u32>> {
-    let mut h: Vec<Vec<u32>> = vec![Vec::new(); events.users().len()];
-    for e in events.events().iter().filter(|e| e.kind == EventKind::Play) {
-        if let Some(list) = h.get_mut(e.user as usize) {
-            list.push(e.item);
-        }
-    }
-    h.par_iter_mut().for_each(|x| {
-        x.sort_unstable();
-        x.dedup();
-    });
-    h
+/// Columns `(j ← i, w)` of an `n × n` matrix as its rows `(i → j, w)`.
+fn transpose(n: usize, columns: Vec<Vec<(u32, f32)>>) -> Vec<Vec<(u32, f32)>> {
+    let t = columns
+        .into_iter()
+        .enumerate()
+        .flat_map(|(j, col)| col.into_iter().map(move |(i, w)| (i, j as u32, w)))
+        .collect();
+    let full = Csr::from_triplets(n, n, t);
+    (0..n)
+        .map(|i| {
+            let (cols, vals) = full.row(i);
+            cols.iter().copied().zip(vals.iter().copied()).collect()
+        })
+        .collect()
 }
 
 /// Co-occurrence counts of item `i` with every item (itself included),
@@ -268,7 +268,7 @@ fn cooccurrence(i: usize, users: &[Vec<u32>], histories: &[Vec<u32>], counts: &m
     out
 }
 
-/// Exact EASE: every column of `B` from one dense inverse.
+/// Exact EASE: every row of `B` from one dense inverse.
 fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], reg: Regularisation) -> Vec<Vec<(u32, f32)>> {
     let mut gram = vec![0f64; n * n];
     gram.par_chunks_mut(n).enumerate().for_each_init(
@@ -282,16 +282,16 @@ fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], reg: Regularisati
     );
     invert_spd(&mut gram, n);
     let p = gram;
-    (0..n)
-        .into_par_iter()
-        .map(|j| {
-            let pjj = p[j * n + j];
-            // P is symmetric: column j is row j.
-            p[j * n..(j + 1) * n]
-                .iter()
+    // B[i, j] = −P[i, j] / P[j, j]: row i needs only row i and the diagonal.
+    let diagonal: Vec<f64> = (0..n).map(|j| p[j * n + j]).collect();
+    p.par_chunks(n)
+        .enumerate()
+        .map(|(i, row)| {
+            row.iter()
+                .zip(&diagonal)
                 .enumerate()
-                .filter(|&(i, &v)| i != j && v != 0.0)
-                .map(|(i, &v)| (i as u32, (-v / pjj) as f32))
+                .filter(|&(j, (&v, _))| j != i && v != 0.0)
+                .map(|(j, (&v, &pjj))| (j as u32, (-v / pjj) as f32))
                 .collect()
         })
         .collect()
