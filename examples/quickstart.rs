@@ -51,9 +51,10 @@ fn main() -> Result<()> {
     );
     if let Some(t) = &report.training {
         println!(
-            "trained the {} ranker in {:.1} s: {} epochs, validation NDCG@10 {:.3} over candidates, candidate recall {:.2}\n",
+            "trained the {} ranker in {:.1} s: {} models, {} epochs in all, validation NDCG@10 {:.3} over candidates, candidate recall {:.2}\n",
             t.kind,
             t.seconds,
+            t.epochs.iter().map(|e| e.member + 1).max().unwrap_or(0),
             t.epochs.len(),
             t.valid_ndcg,
             t.valid_candidate_recall

@@ -58,20 +58,20 @@ fn main() -> Result<()> {
     };
     let params = base.max_epochs(args.epochs);
 
-    let bar = ProgressBar::new(params.max_epochs as u64)
+    let bar = ProgressBar::new((params.max_epochs * params.ensemble) as u64)
         .with_style(progress::style())
         .with_prefix("epochs")
         .with_message("preparing lists");
     let mut best = 0.0f64;
     let summary = twostage::retrain_ranker(&args.index, &catalog, &events, encoder.as_ref(), &params, &mut |epoch| {
         if epoch.best {
-            best = epoch.valid_ndcg;
+            best = best.max(epoch.valid_ndcg);
         }
         bar.set_message(format!(
             "loss {:.4}, valid NDCG@10 {:.4} (best {best:.4})",
             epoch.train_loss, epoch.valid_ndcg
         ));
-        bar.set_position(epoch.epoch as u64);
+        bar.set_position((epoch.member * params.max_epochs + epoch.epoch) as u64);
     })?;
     bar.finish();
     println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -5,7 +5,7 @@ use twostage::{retrain_ranker, Context, Engine, IndexBuilder, Request, TrainPara
 mod common;
 
 fn small() -> TrainParams {
-    TrainParams::default().max_lists(1_500).max_epochs(4)
+    TrainParams::default().max_lists(1_500).max_epochs(4).ensemble(2)
 }
 
 #[test]
@@ -19,7 +19,9 @@ fn a_build_with_events_trains_the_ranker_and_serves_with_it() {
         .build(&f.catalog, &f.events, &dir)
         .unwrap();
     let training = report.training.expect("training ran");
-    assert!(!training.epochs.is_empty() && training.epochs.len() <= 4);
+    assert!(!training.epochs.is_empty() && training.epochs.len() <= 8);
+    let members: std::collections::BTreeSet<usize> = training.epochs.iter().map(|e| e.member).collect();
+    assert_eq!(members.into_iter().collect::<Vec<_>>(), [0, 1], "both ensemble members trained");
     assert!(training.train_lists >= 50, "{training:?}");
     assert!(
         (0.0..=1.0).contains(&training.valid_candidate_recall) && training.valid_candidate_recall > 0.3,

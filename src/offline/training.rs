@@ -154,14 +154,20 @@ impl IndexBuilder {
                 return Ok(None);
             }
             let mut epochs = Vec::new();
-            on_progress(&Progress::new("ranker training", 0, params.max_epochs, "epochs"));
+            // Every member may run max_epochs; early stopping skips ahead.
+            let budget = params.max_epochs * params.ensemble;
+            on_progress(&Progress::new("ranker training", 0, budget, "epochs"));
             let mut ranker = train::train(&train_lists, &valid_lists, params, &mut |r| {
                 epochs.push(r.clone());
                 on_epoch(r);
-                on_progress(&Progress::new("ranker training", r.epoch, params.max_epochs, "epochs"));
+                on_progress(&Progress::new(
+                    "ranker training",
+                    r.member * params.max_epochs + r.epoch,
+                    budget,
+                    "epochs",
+                ));
             })?;
-            // Early stopping ends the phase before max_epochs: close it.
-            on_progress(&Progress::new("ranker training", params.max_epochs, params.max_epochs, "epochs"));
+            on_progress(&Progress::new("ranker training", budget, budget, "epochs"));
             // Validation lists are the logged ones first, then the generated.
             let logged_valid = logged.len() - logged_split;
             let held_out = valid_lists
