@@ -1,6 +1,7 @@
 //! Each online stage alone, on the shipped music data: ANN search, lexical
 //! search, co-visitation lookup, fusion, feature assembly, and the ranker's
-//! forward pass for 50 / 200 / 1000 candidates.
+//! forward pass for 50 / 200 / 1000 candidates (the default 5-model
+//! ensemble), and for 200 candidates with one model, the ensemble's cost.
 //!
 //! ```text
 //! cargo bench --bench stages
@@ -13,7 +14,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use twostage::{Catalog, Context, Engine, Events, IndexBuilder, Request, Stage};
+use twostage::{Catalog, Context, Engine, Events, IndexBuilder, Request, Stage, TrainParams};
 
 fn bench(c: &mut Criterion) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/music");
@@ -49,6 +50,16 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(engine.run_stage(black_box(&trace), Stage::Rank { rows }).expect("rank")))
         });
     }
+    IndexBuilder::new()
+        .group_key("artist")
+        .ranker(TrainParams::default().ensemble(1))
+        .build(&catalog, &events, dir.path().join("one"))
+        .expect("build with one model");
+    let one = Engine::open(dir.path().join("one")).expect("open");
+    let (_, one_trace) = one.trace(&req).expect("trace");
+    group.bench_function("rank_one_model/200", |b| {
+        b.iter(|| black_box(one.run_stage(black_box(&one_trace), Stage::Rank { rows: 200 }).expect("rank")))
+    });
     group.finish();
 }
 

@@ -5,7 +5,7 @@ use twostage::{retrain_ranker, Context, Engine, IndexBuilder, Request, TrainPara
 mod common;
 
 fn small() -> TrainParams {
-    TrainParams::default().max_lists(1_500).max_epochs(4).ensemble(2)
+    TrainParams::default().max_lists(1_500).max_epochs(4).ensemble(2).windows(1)
 }
 
 #[test]
@@ -38,11 +38,22 @@ fn a_build_with_events_trains_the_ranker_and_serves_with_it() {
     assert_eq!(recs.items.len(), 10);
     assert!(recs.items.windows(2).all(|w| w[0].score >= w[1].score));
 
-    // Retraining in place swaps the model and keeps the index valid.
-    let linear = TrainParams::linear().max_lists(1_000).max_epochs(3);
+    // Retraining in place swaps the model and keeps the index valid; an
+    // older window of the log adds its own lists.
+    let linear = TrainParams::linear().max_lists(1_000).max_epochs(3).windows(1);
     let mut epochs = 0;
     let summary = retrain_ranker(&dir, &f.catalog, &f.events, None, &linear, &mut |_| epochs += 1).unwrap();
     assert_eq!(summary.epochs.len(), epochs);
+    let two = retrain_ranker(&dir, &f.catalog, &f.events, None, &linear.clone().windows(2), &mut |_| {}).unwrap();
+    assert!(
+        two.train_lists > summary.train_lists + 500 && two.valid_lists == summary.valid_lists,
+        "{} then {} lists; validation {} then {}",
+        summary.train_lists,
+        two.train_lists,
+        summary.valid_lists,
+        two.valid_lists
+    );
+    assert!(retrain_ranker(&dir, &f.catalog, &f.events, None, &linear.clone().windows(0), &mut |_| {}).is_err());
     let engine = Engine::open(&dir).unwrap();
     assert_eq!(engine.info().ranker.kind, "linear");
     assert_eq!(engine.recommend(&Request::new(Context::listening(id)).k(5)).unwrap().items.len(), 5);

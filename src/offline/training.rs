@@ -66,7 +66,9 @@ pub struct TrainSummary {
 impl IndexBuilder {
     /// Trains a ranker on the most recent [`RANKER_HOLDOUT`] of `events`
     /// against a retrieval index built from the rest (in a temporary
-    /// directory beside `out`). `None` when there is too little to learn from.
+    /// directory beside `out`), and on each older window of that size
+    /// against an index built on what precedes it ([`TrainParams::windows`]).
+    /// `None` when there is too little to learn from.
     // Private; every argument is a distinct input, and bundling them into a
     // struct used once would only move the list.
     #[allow(clippy::too_many_arguments)]
@@ -81,6 +83,7 @@ impl IndexBuilder {
         on_epoch: &mut dyn FnMut(&EpochReport),
         on_progress: OnProgress<'_>,
     ) -> Result<Option<(Ranker, TrainSummary)>> {
+        params.check()?;
         let _span = tracing::info_span!("ranker training").entered();
         let started = Instant::now();
         let all = events.events();
@@ -147,7 +150,17 @@ impl IndexBuilder {
             let (valid_lists, valid_recall) = lists(&engine, &targets[split..], &|n| listed(split + n))?;
             listed(targets.len());
             drop(lists_span);
-            let (train_lists, _): (Vec<ListExample>, Vec<_>) = train_lists.into_iter().unzip();
+            let (mut train_lists, _): (Vec<ListExample>, Vec<_>) = train_lists.into_iter().unzip();
+            let (mut found, mut asked) = (train_recall * split as f64, split);
+            for window in 1..params.windows {
+                let Some((lists, recall, n)) = self.window_lists(catalog, events, schema, content, out, params, window, started)? else {
+                    break;
+                };
+                train_lists.extend(lists);
+                found += recall * n as f64;
+                asked += n;
+            }
+            let train_recall = found / asked.max(1) as f64;
             let (valid_lists, valid_meta): (Vec<ListExample>, Vec<_>) = valid_lists.into_iter().unzip();
             let positive = |l: &[ListExample]| l.iter().filter(|e| e.grades.iter().any(|&g| g > 0)).count();
             if positive(&train_lists) < MIN_TRAINING_LISTS || positive(&valid_lists) == 0 {
@@ -203,6 +216,63 @@ impl IndexBuilder {
                 seconds: started.elapsed().as_secs_f64(),
             };
             Ok(Some((ranker, summary)))
+        })();
+        let _ = std::fs::remove_dir_all(&tmp);
+        result
+    }
+}
+
+impl IndexBuilder {
+    /// The training lists of log window `window` ≥ 1: the logged requests of
+    /// the share [`RANKER_HOLDOUT`] of the log that ends where window
+    /// `window − 1` begins, against retrieval built (beside `out`) on
+    /// everything before it; with their candidate recall and how many
+    /// requests were asked. `None` when the window or what precedes it is
+    /// empty.
+    #[allow(clippy::too_many_arguments)]
+    fn window_lists(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        schema: &Schema,
+        content: Option<&ContentVectors<'_>>,
+        out: &Path,
+        params: &TrainParams,
+        window: usize,
+        started: Instant,
+    ) -> Result<Option<(Vec<ListExample>, f64, usize)>> {
+        let all = events.events();
+        let at = |share: f64| all.get(((all.len() as f64) * (1.0 - share)).max(0.0) as usize).map(|e| e.ts);
+        let (Some(from), Some(to)) = (at(RANKER_HOLDOUT * (window + 1) as f64), at(RANKER_HOLDOUT * window as f64)) else {
+            return Ok(None);
+        };
+        let before: Vec<_> = all.iter().filter(|e| e.ts < from).cloned().collect();
+        let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+        let targets = dataset::subsample(dataset::log_targets(events, &ids, from, to), params.max_lists);
+        if before.is_empty() || targets.is_empty() || from >= to {
+            return Ok(None);
+        }
+        let _span = tracing::info_span!("training window", window, events = before.len(), targets = targets.len()).entered();
+        let before = Events::from_events(events.users().to_vec(), before, catalog)?;
+        let tmp = temp_sibling(out, "ranker-window")?;
+        let result = (|| {
+            self.build_into(
+                catalog,
+                &before,
+                schema,
+                content,
+                &tmp,
+                started,
+                &Ranker::fixed_default()?,
+                &ServingPlan::default(),
+                &|_| {},
+            )?;
+            let mut engine = Engine::open(&tmp)?;
+            if let Some(c) = content {
+                engine = engine.with_encoder(c.encoder.clone())?;
+            }
+            let (lists, recall) = lists(&engine, &targets, &|_| {})?;
+            Ok(Some((lists.into_iter().map(|(l, _)| l).collect(), recall, targets.len())))
         })();
         let _ = std::fs::remove_dir_all(&tmp);
         result
