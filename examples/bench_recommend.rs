@@ -61,6 +61,11 @@ struct Args {
     /// searches encode their query (its latency is in the `encode` stage).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Query-embedding cache entries. Default 0: every request here repeats
+    /// (warm-up, then single, then batch), so a cache would time its hits,
+    /// not the encoder.
+    #[arg(long, default_value_t = 0)]
+    query_cache: usize,
 }
 
 const CONTEXTS: [&str; 4] = ["search", "listening", "history", "personalized_search"];
@@ -156,7 +161,7 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     drop(catalog);
     drop(events);
 
-    let engine = Engine::open_with_encoder(dir.join("index"), encoder.as_ref())?;
+    let engine = Engine::open_with_encoder(dir.join("index"), encoder.as_ref())?.with_query_cache(args.query_cache);
     let rss_after_open = report::rss_bytes().unwrap_or(0);
     // Search texts: the generator's graded queries.
     let texts: Vec<String> = std::io::BufReader::new(std::fs::File::open(dir.join("queries.jsonl"))?)

@@ -261,7 +261,7 @@ pub mod synth;
 pub mod vector;
 
 pub use catalog::{Attribute, Catalog, FieldValue, Item, LongText};
-pub use encoder::{Encoder, EncoderInfo};
+pub use encoder::{Encoder, EncoderInfo, QueryCacheStats, DEFAULT_QUERY_CACHE};
 pub use engine::{Engine, IndexInfo};
 // Per-stage benchmark hooks (`Engine::trace`, `Engine::run_stage`), not part of the documented API.
 #[doc(hidden)]

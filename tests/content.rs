@@ -171,3 +171,31 @@ fn hostile_queries_on_a_content_index_get_results_not_panics() {
         .unwrap_err()
         .is_caller_error());
 }
+
+#[test]
+fn a_repeated_search_takes_its_vector_from_the_query_cache() {
+    let catalog = catalog();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    IndexBuilder::new()
+        .encoder(encoder())
+        .build(&catalog, &no_events(&catalog), &dir)
+        .unwrap();
+    let engine = Engine::open_with_encoder(&dir, Some(&encoder())).unwrap();
+    let ask = |engine: &Engine, text: &str| {
+        let recs = engine.recommend(&Request::new(Context::search(text)).k(3)).unwrap();
+        recs.items.into_iter().map(|r| (r.id, r.score)).collect::<Vec<_>>()
+    };
+    let first = ask(&engine, "a fruit to eat");
+    assert_eq!(ask(&engine, "  a fruit\tto eat "), first, "a whitespace variant is the same query");
+    let stats = engine.query_cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 1), "{stats:?}");
+    assert_eq!(stats.bytes, "a fruit to eat".len() + 384 * 4);
+    assert_eq!(stats.capacity, twostage::DEFAULT_QUERY_CACHE);
+
+    let off = Engine::open_with_encoder(&dir, Some(&encoder())).unwrap().with_query_cache(0);
+    assert_eq!(ask(&off, "a fruit to eat"), first, "cached and encoded vectors rank alike");
+    ask(&off, "a fruit to eat");
+    let stats = off.query_cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (0, 2, 0), "{stats:?}");
+}

@@ -164,6 +164,14 @@ fn recommend_healthz_and_metrics() {
         "{text}"
     );
     assert!(text.contains(&format!("twostage_index_items {}", fx.engine.len())), "{text}");
+    // No content space here, so no search was encoded or cached.
+    for line in [
+        "twostage_query_cache_hits_total 0",
+        "twostage_query_cache_misses_total 0",
+        "twostage_query_cache_entries 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}: {text}");
+    }
 }
 
 #[test]

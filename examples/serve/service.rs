@@ -211,8 +211,8 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let items = state.handle.load().len();
-    let text = state.metrics.render(items);
+    let engine = state.handle.load();
+    let text = state.metrics.render(engine.len(), &engine.query_cache_stats());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -358,7 +358,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, items: usize) -> String {
+    pub fn render(&self, items: usize, cache: &twostage::QueryCacheStats) -> String {
         let mut out = String::new();
         let responses = self.responses.lock().map(|m| m.clone()).unwrap_or_default();
         out.push_str(
@@ -403,6 +403,38 @@ impl Metrics {
         );
         out.push_str("# HELP twostage_index_items Items in the index being served.\n# TYPE twostage_index_items gauge\n");
         let _ = writeln!(out, "twostage_index_items {items}");
+        // The engine's own counters: they restart with each reload.
+        for (name, kind, help, value) in [
+            (
+                "query_cache_hits_total",
+                "counter",
+                "Search texts whose vector came from the query cache.",
+                cache.hits,
+            ),
+            (
+                "query_cache_misses_total",
+                "counter",
+                "Search texts that were encoded.",
+                cache.misses,
+            ),
+            (
+                "query_cache_entries",
+                "gauge",
+                "Search-text vectors in the query cache.",
+                cache.entries as u64,
+            ),
+            (
+                "query_cache_bytes",
+                "gauge",
+                "Bytes held by the query cache's vectors and keys.",
+                cache.bytes as u64,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP twostage_{name} {help}\n# TYPE twostage_{name} {kind}\ntwostage_{name} {value}"
+            );
+        }
         out
     }
 }

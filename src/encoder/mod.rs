@@ -18,6 +18,9 @@
 //! batches run in parallel on rayon.
 
 mod bert;
+pub(crate) mod cache;
+
+pub use cache::{QueryCacheStats, DEFAULT_QUERY_CACHE};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

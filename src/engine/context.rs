@@ -50,7 +50,7 @@ impl Engine {
                     });
                 };
                 let _span = tracing::debug_span!("encode", part = "query").entered();
-                Some(enc.encode(t)?)
+                Some(self.query_cache.get_or_encode(t, || enc.encode(t))?.to_vec())
             }
             None => None,
         };

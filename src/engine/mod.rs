@@ -58,6 +58,8 @@ pub struct Engine {
     content: Option<AnnIndex>,
     /// The sentence encoder for search texts, once attached.
     encoder: Option<Encoder>,
+    /// Vectors of recent search texts, so a repeated query is not encoded again.
+    query_cache: crate::encoder::cache::QueryCache,
     text: LexicalIndex,
     ranker: Ranker,
     manifest: Manifest,
@@ -154,6 +156,7 @@ impl Engine {
             ann: parts.ann,
             content: parts.content,
             encoder: None,
+            query_cache: crate::encoder::cache::QueryCache::new(crate::encoder::cache::DEFAULT_QUERY_CACHE),
             text: parts.text,
             ranker: parts.ranker,
             manifest: parts.manifest,
@@ -191,6 +194,23 @@ impl Engine {
     /// The attached sentence encoder, if any.
     pub fn encoder(&self) -> Option<&Encoder> {
         self.encoder.as_ref()
+    }
+
+    /// Caches the vectors of at most `entries` search texts (rounded up to
+    /// an even number; 0 turns caching off), replacing the cache and its
+    /// counters. Default [`DEFAULT_QUERY_CACHE`](crate::DEFAULT_QUERY_CACHE)
+    /// (4,096). A text is looked up with its whitespace normalised (runs
+    /// made one space, ends trimmed), which never changes its vector; case
+    /// is kept. Only an index with a content space encodes queries.
+    pub fn with_query_cache(mut self, entries: usize) -> Engine {
+        self.query_cache = crate::encoder::cache::QueryCache::new(entries);
+        self
+    }
+
+    /// Hits, misses, entries and bytes of the query-embedding cache since
+    /// the engine opened (or since [`with_query_cache`](Engine::with_query_cache)).
+    pub fn query_cache_stats(&self) -> crate::QueryCacheStats {
+        self.query_cache.stats()
     }
 
     /// Whether the index has a content space (was built with an encoder).
