@@ -73,10 +73,13 @@ impl EngineHandle {
     /// The sentence encoder attached to the current engine, if any, is
     /// attached to the new one when it has a content space; an index built
     /// by another model is refused ([`Error::EncoderMismatch`](crate::Error::EncoderMismatch)).
+    /// The new engine's query cache has the current one's capacity and
+    /// starts empty (the new index may hold other items).
     pub fn reload(&self, dir: impl AsRef<Path>) -> Result<Arc<Engine>> {
-        let mut engine = Engine::open(dir)?;
+        let current = self.current.load();
+        let mut engine = Engine::open(dir)?.with_query_cache(current.query_cache_stats().capacity);
         if engine.has_content_space() {
-            if let Some(encoder) = self.current.load().encoder() {
+            if let Some(encoder) = current.encoder() {
                 engine = engine.with_encoder(encoder.clone())?;
             }
         }

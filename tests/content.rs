@@ -198,4 +198,8 @@ fn a_repeated_search_takes_its_vector_from_the_query_cache() {
     ask(&off, "a fruit to eat");
     let stats = off.query_cache_stats();
     assert_eq!((stats.hits, stats.misses, stats.entries), (0, 2, 0), "{stats:?}");
+    // A reload keeps the capacity chosen, not the default.
+    let handle = twostage::EngineHandle::new(off);
+    handle.reload(&dir).unwrap();
+    assert_eq!(handle.load().query_cache_stats().capacity, 0);
 }
