@@ -64,10 +64,60 @@ pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 19] = [
     ("content_sim", 1.0),
 ];
 
-/// A dense layer: `x · weight + bias`.
+/// A dense layer: `x · weight + bias`, as tensors (what is saved) and as
+/// plain rows (what scores).
 pub(crate) struct Layer {
     pub weight: Tensor,
     pub bias: Tensor,
+    dense: Dense,
+}
+
+/// A layer for scoring by plain loops: the request path's matrices are small
+/// (a few hundred rows, tens of columns), where a tensor library's set-up
+/// costs more than the arithmetic. Each input row's non-zero columns are one
+/// span, so an ensemble's block-diagonal layers cost only their blocks.
+struct Dense {
+    fan_out: usize,
+    /// Row-major `[fan_in × fan_out]`.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    /// Per input row, the columns `lo..hi` outside which its weights are 0.
+    spans: Vec<(usize, usize)>,
+}
+
+impl Dense {
+    fn new(weight: &[f32], bias: &[f32]) -> Dense {
+        let fan_out = bias.len().max(1);
+        let spans = weight
+            .chunks_exact(fan_out)
+            .map(|row| {
+                let lo = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let hi = row.iter().rposition(|&w| w != 0.0).map_or(lo, |i| i + 1);
+                (lo, hi)
+            })
+            .collect();
+        Dense {
+            fan_out,
+            weight: weight.to_vec(),
+            bias: bias.to_vec(),
+            spans,
+        }
+    }
+
+    /// `out = x · weight + bias`.
+    fn apply(&self, x: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(&self.bias);
+        for ((&v, row), &(lo, hi)) in x.iter().zip(self.weight.chunks_exact(self.fan_out)).zip(&self.spans) {
+            // ReLU leaves many inputs at exactly 0.
+            if v == 0.0 {
+                continue;
+            }
+            if let (Some(o), Some(w)) = (out.get_mut(lo..hi), row.get(lo..hi)) {
+                o.iter_mut().zip(w).for_each(|(o, w)| *o += v * w);
+            }
+        }
+    }
 }
 
 /// `relu(relu(z · W0 + b0) · W1 + b1) ... · Wn + bn` over standardised
@@ -77,6 +127,8 @@ pub(crate) struct Ranker {
     mean: Tensor,
     inv_std: Tensor,
     layers: Vec<Layer>,
+    /// `mean` and `inv_std` as plain arrays, for scoring.
+    norm: (Vec<f32>, Vec<f32>),
 }
 
 pub(crate) fn candle_error(e: candle_core::Error) -> Error {
@@ -101,6 +153,7 @@ impl Ranker {
             out.push(Layer {
                 weight: Tensor::from_slice(w, (width, next), &dev).map_err(candle_error)?,
                 bias: Tensor::from_slice(b, (1, next), &dev).map_err(candle_error)?,
+                dense: Dense::new(w, b),
             });
             width = next;
         }
@@ -112,6 +165,7 @@ impl Ranker {
             mean: Tensor::from_slice(mean, (1, NUM_FEATURES), &dev).map_err(candle_error)?,
             inv_std: Tensor::from_slice(inv_std, (1, NUM_FEATURES), &dev).map_err(candle_error)?,
             layers: out,
+            norm: (mean.to_vec(), inv_std.to_vec()),
         })
     }
 
@@ -225,6 +279,31 @@ impl Ranker {
                 format!("{} feature values for {rows} rows", features.len()),
             ));
         }
+        let (mean, inv_std) = &self.norm;
+        let last = self.layers.len().saturating_sub(1);
+        let (mut h, mut next) = (Vec::with_capacity(NUM_FEATURES), Vec::new());
+        let scores = features
+            .chunks_exact(NUM_FEATURES)
+            .map(|row| {
+                h.clear();
+                h.extend(row.iter().zip(mean).zip(inv_std).map(|((x, m), s)| (x - m) * s));
+                for (i, layer) in self.layers.iter().enumerate() {
+                    layer.dense.apply(&h, &mut next);
+                    if i < last {
+                        next.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                    std::mem::swap(&mut h, &mut next);
+                }
+                h.first().copied().unwrap_or(0.0)
+            })
+            .collect();
+        Ok(scores)
+    }
+
+    /// The same scores through candle's tensors (the training path's
+    /// arithmetic): the reference the plain loops are tested against.
+    #[cfg(test)]
+    fn score_tensors(&self, features: &[f32], rows: usize) -> Result<Vec<f32>> {
         let x = Tensor::from_slice(features, (rows, NUM_FEATURES), &Device::Cpu).map_err(candle_error)?;
         let mut h = x
             .broadcast_sub(&self.mean)
@@ -246,6 +325,43 @@ impl Ranker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_loops_score_as_candle_does() {
+        let mut rng = crate::rng::SplitMix64::new(11);
+        let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect() };
+        let rows = 37;
+        let x = random(rows * NUM_FEATURES);
+        let (mean, inv_std) = (random(NUM_FEATURES), random(NUM_FEATURES));
+        // Dense layers, and one with zero blocks (as an ensemble's are).
+        let mut blocky = random(8 * 6);
+        for (k, w) in blocky.iter_mut().enumerate() {
+            if (k / 6 < 4) != (k % 6 < 3) {
+                *w = 0.0;
+            }
+        }
+        let info = |hidden: Vec<usize>| RankerInfo {
+            kind: "mlp".into(),
+            origin: "trained".into(),
+            features: FEATURES.iter().map(|s| s.to_string()).collect(),
+            hidden,
+            validation: Default::default(),
+        };
+        for (hidden, layers) in [
+            (vec![], vec![(random(NUM_FEATURES), random(1))]),
+            (
+                vec![8, 6],
+                vec![(random(NUM_FEATURES * 8), random(8)), (blocky, random(6)), (random(6), random(1))],
+            ),
+        ] {
+            let r = Ranker::from_parts(info(hidden), &mean, &inv_std, &layers).unwrap();
+            let (a, b) = (r.score(&x, rows).unwrap(), r.score_tensors(&x, rows).unwrap());
+            assert_eq!(a.len(), rows);
+            for (a, b) in a.iter().zip(&b) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
 
     #[test]
     fn fixed_default_scores_are_the_documented_dot_product() {
