@@ -126,23 +126,8 @@ impl IndexBuilder {
         }
         let tmp = temp_sibling(out, "ranker")?;
         let result = (|| {
-            tracing::info_span!("retrieval index", events = before.len()).in_scope(|| {
-                self.build_into(
-                    catalog,
-                    &before,
-                    schema,
-                    content,
-                    &tmp,
-                    started,
-                    &Ranker::fixed_default()?,
-                    &ServingPlan::default(),
-                    &|_| {},
-                )
-            })?;
-            let mut engine = Engine::open(&tmp)?;
-            if let Some(c) = content {
-                engine = engine.with_encoder(c.encoder.clone())?;
-            }
+            let engine = tracing::info_span!("retrieval index", events = before.len())
+                .in_scope(|| self.retrieval_engine(catalog, &before, schema, content, &tmp, started))?;
             // Validation is the later part of the holdout: early stopping sees the future the model will face.
             let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
             let listed = |n: usize| on_progress(&Progress::new("training lists", n, targets.len(), "lists"));
@@ -223,6 +208,36 @@ impl IndexBuilder {
 }
 
 impl IndexBuilder {
+    /// Builds the retrieval stage of `events` into `dir` (with the
+    /// placeholder ranker) and opens it, encoder attached: the engine that
+    /// rebuilt requests are sent through.
+    fn retrieval_engine(
+        &self,
+        catalog: &Catalog,
+        events: &Events,
+        schema: &Schema,
+        content: Option<&ContentVectors<'_>>,
+        dir: &Path,
+        started: Instant,
+    ) -> Result<Engine> {
+        self.build_into(
+            catalog,
+            events,
+            schema,
+            content,
+            dir,
+            started,
+            &Ranker::fixed_default()?,
+            &ServingPlan::default(),
+            &|_| {},
+        )?;
+        let engine = Engine::open(dir)?;
+        match content {
+            Some(c) => engine.with_encoder(c.encoder.clone()),
+            None => Ok(engine),
+        }
+    }
+
     /// The training lists of log window `window` ≥ 1: the logged requests of
     /// the share [`RANKER_HOLDOUT`] of the log that ends where window
     /// `window − 1` begins, against retrieval built (beside `out`) on
@@ -256,21 +271,7 @@ impl IndexBuilder {
         let before = Events::from_events(events.users().to_vec(), before, catalog)?;
         let tmp = temp_sibling(out, "ranker-window")?;
         let result = (|| {
-            self.build_into(
-                catalog,
-                &before,
-                schema,
-                content,
-                &tmp,
-                started,
-                &Ranker::fixed_default()?,
-                &ServingPlan::default(),
-                &|_| {},
-            )?;
-            let mut engine = Engine::open(&tmp)?;
-            if let Some(c) = content {
-                engine = engine.with_encoder(c.encoder.clone())?;
-            }
+            let engine = self.retrieval_engine(catalog, &before, schema, content, &tmp, started)?;
             let (lists, recall) = lists(&engine, &targets, &|_| {})?;
             Ok(Some((lists.into_iter().map(|(l, _)| l).collect(), recall, targets.len())))
         })();
