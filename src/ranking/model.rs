@@ -36,6 +36,20 @@ pub struct RankerInfo {
     pub validation: std::collections::BTreeMap<String, f64>,
 }
 
+impl RankerInfo {
+    /// A trained model over the current [`FEATURES`] with these hidden
+    /// layers (`linear` when none, else `mlp`), no validation recorded yet.
+    pub(crate) fn trained(hidden: Vec<usize>) -> RankerInfo {
+        RankerInfo {
+            kind: if hidden.is_empty() { "linear" } else { "mlp" }.into(),
+            origin: "trained".into(),
+            features: FEATURES.iter().map(|s| s.to_string()).collect(),
+            hidden,
+            validation: Default::default(),
+        }
+    }
+}
+
 /// The hand-set weights of the placeholder ranker, by feature name.
 ///
 /// Used until a ranker is trained on logs (an index built without events,
@@ -340,13 +354,6 @@ mod tests {
                 *w = 0.0;
             }
         }
-        let info = |hidden: Vec<usize>| RankerInfo {
-            kind: "mlp".into(),
-            origin: "trained".into(),
-            features: FEATURES.iter().map(|s| s.to_string()).collect(),
-            hidden,
-            validation: Default::default(),
-        };
         for (hidden, layers) in [
             (vec![], vec![(random(NUM_FEATURES), random(1))]),
             (
@@ -354,7 +361,7 @@ mod tests {
                 vec![(random(NUM_FEATURES * 8), random(8)), (blocky, random(6)), (random(6), random(1))],
             ),
         ] {
-            let r = Ranker::from_parts(info(hidden), &mean, &inv_std, &layers).unwrap();
+            let r = Ranker::from_parts(RankerInfo::trained(hidden), &mean, &inv_std, &layers).unwrap();
             let (a, b) = (r.score(&x, rows).unwrap(), r.score_tensors(&x, rows).unwrap());
             assert_eq!(a.len(), rows);
             for (a, b) in a.iter().zip(&b) {
@@ -378,13 +385,7 @@ mod tests {
     }
 
     fn mlp() -> Ranker {
-        let info = RankerInfo {
-            kind: "mlp".into(),
-            origin: "trained".into(),
-            features: FEATURES.iter().map(|s| s.to_string()).collect(),
-            hidden: vec![3],
-            validation: Default::default(),
-        };
+        let info = RankerInfo::trained(vec![3]);
         let w0: Vec<f32> = (0..NUM_FEATURES * 3).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect();
         Ranker::from_parts(
             info,

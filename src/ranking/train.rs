@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, MetricsMean};
-use crate::ranking::features::{FEATURES, NUM_FEATURES};
+use crate::ranking::features::NUM_FEATURES;
 use crate::ranking::model::{candle_error, Ranker, RankerInfo};
 use crate::rng::SplitMix64;
 
@@ -352,13 +352,6 @@ pub(crate) fn train(
         .chain(hidden.iter().copied())
         .chain(std::iter::once(1))
         .collect();
-    let info = |hidden: Vec<usize>, validation: BTreeMap<String, f64>| RankerInfo {
-        kind: if hidden.is_empty() { "linear".into() } else { "mlp".into() },
-        origin: "trained".into(),
-        features: FEATURES.iter().map(|s| s.to_string()).collect(),
-        hidden,
-        validation,
-    };
     let mut members = Vec::with_capacity(params.ensemble);
     let mut best_epochs = Vec::with_capacity(params.ensemble);
     for member in 0..params.ensemble {
@@ -368,7 +361,7 @@ pub(crate) fn train(
     }
     let merged_hidden: Vec<usize> = hidden.iter().map(|h| h * params.ensemble).collect();
     let mut merged = Ranker::from_parts(
-        info(merged_hidden, BTreeMap::new()),
+        RankerInfo::trained(merged_hidden),
         &mean,
         &inv_std,
         &side_by_side(&members, &widths),
@@ -423,16 +416,7 @@ fn train_member(
     .map_err(candle_error)?;
 
     let hidden = widths[1..widths.len() - 1].to_vec();
-    let to_ranker = |layers: &[(Vec<f32>, Vec<f32>)]| {
-        let info = RankerInfo {
-            kind: "member".into(),
-            origin: "trained".into(),
-            features: FEATURES.iter().map(|s| s.to_string()).collect(),
-            hidden: hidden.clone(),
-            validation: BTreeMap::new(),
-        };
-        Ranker::from_parts(info, mean, inv_std, layers)
-    };
+    let to_ranker = |layers: &[(Vec<f32>, Vec<f32>)]| Ranker::from_parts(RankerInfo::trained(hidden.clone()), mean, inv_std, layers);
 
     let mut best: Option<(f64, Layers, usize)> = None;
     let mut order: Vec<usize> = (0..owned.len()).collect();
@@ -578,23 +562,16 @@ mod tests {
             let members: Vec<Layers> = (0..3)
                 .map(|_| widths.windows(2).map(|w| (random(w[0] * w[1]), random(w[1]))).collect())
                 .collect();
-            let info = |hidden: Vec<usize>| RankerInfo {
-                kind: "test".into(),
-                origin: "trained".into(),
-                features: FEATURES.iter().map(|s| s.to_string()).collect(),
-                hidden,
-                validation: BTreeMap::new(),
-            };
             let hidden = widths[1..widths.len() - 1].to_vec();
             let mut expected = vec![0f32; rows];
             for m in &members {
-                let one = Ranker::from_parts(info(hidden.clone()), &mean, &inv_std, m).unwrap();
+                let one = Ranker::from_parts(RankerInfo::trained(hidden.clone()), &mean, &inv_std, m).unwrap();
                 for (e, s) in expected.iter_mut().zip(one.score(&x, rows).unwrap()) {
                     *e += s / 3.0;
                 }
             }
             let wide = hidden.iter().map(|h| h * 3).collect();
-            let merged = Ranker::from_parts(info(wide), &mean, &inv_std, &side_by_side(&members, &widths)).unwrap();
+            let merged = Ranker::from_parts(RankerInfo::trained(wide), &mean, &inv_std, &side_by_side(&members, &widths)).unwrap();
             for (got, want) in merged.score(&x, rows).unwrap().iter().zip(&expected) {
                 assert!((got - want).abs() < 1e-4, "{widths:?}: {got} vs {want}");
             }
