@@ -40,6 +40,9 @@ struct Args {
     /// Graded queries whose texts are the latency workload.
     #[arg(long, default_value = "data/music/queries.jsonl")]
     queries: PathBuf,
+    /// Encode only the first N items of the catalog (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
     /// Timed passes over the catalog (throughput) and over the queries (latency).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -83,7 +86,8 @@ fn main() -> Result<()> {
 
     let catalog = Catalog::from_jsonl_path(&args.items)?;
     let schema = Schema::infer(&catalog);
-    let texts: Vec<String> = catalog.items().iter().map(|i| item_text(i, &schema)).collect();
+    let take = if args.limit == 0 { usize::MAX } else { args.limit };
+    let texts: Vec<String> = catalog.items().iter().take(take).map(|i| item_text(i, &schema)).collect();
     let queries: Vec<String> = std::fs::read_to_string(&args.queries)?
         .lines()
         .filter(|l| !l.trim().is_empty())

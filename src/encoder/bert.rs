@@ -182,13 +182,18 @@ pub(crate) struct Bert {
 }
 
 impl Bert {
-    pub fn load(vb: VarBuilder<'_>, cfg: &BertConfig) -> candle_core::Result<Bert> {
-        // Checkpoints saved from `BertForX` carry a `bert.` prefix.
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+    /// Where the model's tensors start: checkpoints saved from `BertForX`
+    /// carry a `bert.` prefix.
+    pub fn root(vb: VarBuilder<'_>) -> VarBuilder<'_> {
+        if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
         } else {
             vb
-        };
+        }
+    }
+
+    pub fn load(vb: VarBuilder<'_>, cfg: &BertConfig) -> candle_core::Result<Bert> {
+        let vb = Bert::root(vb);
         let h = cfg.hidden_size;
         let norm = |vb: VarBuilder<'_>| candle_nn::layer_norm(h, cfg.layer_norm_eps, vb);
         let e = vb.pp("embeddings");
@@ -279,7 +284,7 @@ impl Bert {
 /// Only multiplies, adds, one divide and selects, so a loop over a slice
 /// vectorises; libm's scalar `erff` was a sixth of the encoder's time.
 #[inline]
-fn erf(x: f32) -> f32 {
+pub(crate) fn erf(x: f32) -> f32 {
     if x <= -4.0 {
         return -1.0;
     }

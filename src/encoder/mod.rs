@@ -12,13 +12,30 @@
 //! all-MiniLM-L6-v2 tokenizer carries a fixed 128-token padding and
 //! truncation that would change the vectors of long texts).
 //!
-//! [`Encoder::encode`] is the request-time path for one query; it needs no
-//! attention mask and no padding. [`Encoder::encode_batch`] is the build-time
-//! path: texts are sorted by token count so that each batch pads little, and
-//! batches run in parallel on rayon.
+//! [`Encoder::encode`] is the request-time path for one query;
+//! [`Encoder::encode_batch`] is the build-time path, whose batches run in
+//! parallel on rayon.
+//!
+//! Two implementations of the forward pass, chosen at load:
+//!
+//! - **bf16** ([`Arithmetic::Bf16`]) on CPUs with AVX-512 BF16 (AMD Zen 4
+//!   and later, Intel Sapphire Rapids and later): the dense layers multiply
+//!   bfloat16 weights and activations with `f32` accumulation, and a batch's
+//!   texts are concatenated without padding. Its vectors are within cosine
+//!   0.9999 of the `f32` ones on real-length texts (`BENCHMARKS.md` gives the
+//!   measured distribution; `tests/encoder.rs` holds every text of the
+//!   reference to 0.999 against sentence-transformers).
+//! - **f32** ([`Arithmetic::F32`]) everywhere else, and always with
+//!   [`Encoder::load_f32`]: candle, with batches sorted by token count so
+//!   that each pads little.
+//!
+//! An index built by one and queried by the other works: the difference is
+//! far below what changes a ranking, and the model fingerprint is the same.
 
 mod bert;
 pub(crate) mod cache;
+mod kernel;
+mod packed;
 
 pub use cache::{QueryCacheStats, DEFAULT_QUERY_CACHE};
 
@@ -33,10 +50,18 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use crate::error::{Error, Result};
 use bert::{Bert, BertConfig};
+use packed::PackedBert;
 
-/// Texts per forward pass at build time: large enough for efficient matrix
-/// products, small enough that sorting by length leaves little padding.
+/// Texts per forward pass at build time on the `f32` path: large enough for
+/// efficient matrix products, small enough that sorting by length leaves
+/// little padding.
 const BATCH: usize = 32;
+
+/// Tokens per forward pass at build time on the bf16 path, which does not
+/// pad: enough rows for the kernel's blocks, few enough that a batch's
+/// activations stay in the cache between layers and that the batches
+/// spread evenly over the threads.
+const BATCH_TOKENS: usize = 512;
 
 /// Longest input, in bytes, handed to the tokenizer. Tokenizing is linear in
 /// the text, and only the first `max_tokens` word pieces are used, which no
@@ -79,8 +104,22 @@ pub struct Encoder {
     inner: Arc<Inner>,
 }
 
+/// How an [`Encoder`] computes its forward pass (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// bfloat16 products with `f32` accumulation (AVX-512 BF16).
+    Bf16,
+    /// `f32` throughout (candle).
+    F32,
+}
+
+enum Forward {
+    Bf16(PackedBert),
+    F32(Bert),
+}
+
 struct Inner {
-    model: Bert,
+    forward: Forward,
     tokenizer: Tokenizer,
     info: EncoderInfo,
 }
@@ -104,9 +143,20 @@ impl Encoder {
     /// Loads the model in `dir` (`config.json`, `tokenizer.json`,
     /// `model.safetensors`, optional `sentence_bert_config.json`). A missing
     /// file is an I/O error naming it; a file that is not a usable BERT model
-    /// is [`Error::InvalidModel`].
+    /// is [`Error::InvalidModel`]. Computes in bf16 where the CPU has
+    /// AVX-512 BF16 and the model's shape suits the kernel, else in `f32`
+    /// ([`Encoder::arithmetic`] says which).
     pub fn load(dir: impl AsRef<Path>) -> Result<Encoder> {
-        let dir = dir.as_ref();
+        Encoder::load_as(dir.as_ref(), true)
+    }
+
+    /// [`Encoder::load`], computing in `f32` on every CPU: for vectors that
+    /// do not depend on the machine, at the `f32` path's speed.
+    pub fn load_f32(dir: impl AsRef<Path>) -> Result<Encoder> {
+        Encoder::load_as(dir.as_ref(), false)
+    }
+
+    fn load_as(dir: &Path, allow_bf16: bool) -> Result<Encoder> {
         let _span = tracing::info_span!("load encoder", dir = %dir.display()).entered();
         let config_path = dir.join("config.json");
         let config_bytes = read(&config_path)?;
@@ -166,7 +216,15 @@ impl Encoder {
         };
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &bert::device())
             .map_err(|e| Error::invalid_model_by(&weights_path, e))?;
-        let model = Bert::load(vb, &config).map_err(|e| Error::invalid_model_by(&weights_path, e))?;
+        let invalid = |e| Error::invalid_model_by(&weights_path, e);
+        let packed = match allow_bf16 {
+            true => PackedBert::load(&Bert::root(vb.clone()), &config).map_err(invalid)?,
+            false => None,
+        };
+        let forward = match packed {
+            Some(p) => Forward::Bf16(p),
+            None => Forward::F32(Bert::load(vb, &config).map_err(invalid)?),
+        };
         // The directory's own name as given (a symlink keeps its name); its
         // real name only for paths such as `.`.
         let name = dir
@@ -180,7 +238,7 @@ impl Encoder {
             .unwrap_or_else(|| "encoder".into());
         Ok(Encoder {
             inner: Arc::new(Inner {
-                model,
+                forward,
                 tokenizer,
                 info: EncoderInfo {
                     name,
@@ -195,6 +253,14 @@ impl Encoder {
     /// Which model this is.
     pub fn info(&self) -> &EncoderInfo {
         &self.inner.info
+    }
+
+    /// How this encoder computes.
+    pub fn arithmetic(&self) -> Arithmetic {
+        match self.inner.forward {
+            Forward::Bf16(_) => Arithmetic::Bf16,
+            Forward::F32(_) => Arithmetic::F32,
+        }
     }
 
     /// Output dimension.
@@ -223,12 +289,20 @@ impl Encoder {
     /// forward pass on a single unpadded sequence).
     pub fn encode(&self, text: &str) -> Result<Vec<f32>> {
         let ids = self.tokens(text)?;
-        let n = ids.len();
-        let run = || -> candle_core::Result<Vec<f32>> {
-            let ids = Tensor::from_vec(ids, (1, n), &bert::device())?;
-            self.inner.model.embed(&ids, None)?.squeeze(0)?.to_vec1::<f32>()
-        };
-        run().map_err(|e| Error::internal_by("encode", e))
+        match &self.inner.forward {
+            Forward::Bf16(model) => {
+                let mut out = model.embed(&[&ids]).map_err(|e| Error::internal("encode", e))?;
+                out.pop().ok_or_else(|| Error::internal("encode", "no vector for one text"))
+            }
+            Forward::F32(model) => {
+                let n = ids.len();
+                let run = || -> candle_core::Result<Vec<f32>> {
+                    let ids = Tensor::from_vec(ids, (1, n), &bert::device())?;
+                    model.embed(&ids, None)?.squeeze(0)?.to_vec1::<f32>()
+                };
+                run().map_err(|e| Error::internal_by("encode", e))
+            }
+        }
     }
 
     /// Unit-length vectors of many texts, in input order: the build-time
@@ -236,43 +310,75 @@ impl Encoder {
     /// parallel; `on_done` sees the running count of texts encoded.
     pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S], on_done: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
         let tokenized: Vec<Vec<u32>> = texts.par_iter().map(|t| self.tokens(t.as_ref())).collect::<Result<_>>()?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| tokenized[i].len());
         let done = std::sync::atomic::AtomicUsize::new(0);
+        let report = |n: usize| {
+            let n = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            on_done(n);
+        };
+        let model = match &self.inner.forward {
+            Forward::Bf16(model) => model,
+            Forward::F32(model) => return self.encode_padded(model, &tokenized, &report),
+        };
+        // Consecutive texts up to a token budget; no sorting, as nothing pads.
+        let mut batches: Vec<&[Vec<u32>]> = Vec::new();
+        let (mut from, mut tokens) = (0, 0);
+        for (i, t) in tokenized.iter().enumerate() {
+            tokens += t.len();
+            if tokens >= BATCH_TOKENS || i + 1 == tokenized.len() {
+                batches.push(&tokenized[from..=i]);
+                (from, tokens) = (i + 1, 0);
+            }
+        }
+        let vectors: Vec<Vec<Vec<f32>>> = batches
+            .par_iter()
+            .map(|batch| {
+                let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+                let out = model.embed(&rows).map_err(|e| Error::internal("encode", e))?;
+                report(batch.len());
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        Ok(vectors.into_iter().flatten().collect())
+    }
+
+    /// The `f32` build path: batches of [`BATCH`] texts sorted by length.
+    fn encode_padded(&self, model: &Bert, tokenized: &[Vec<u32>], report: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..tokenized.len()).collect();
+        order.sort_by_key(|&i| tokenized[i].len());
         let batches: Vec<Vec<Vec<f32>>> = order
             .par_chunks(BATCH)
             .map(|chunk| {
                 let rows: Vec<&[u32]> = chunk.iter().map(|&i| tokenized[i].as_slice()).collect();
-                let out = self.forward_padded(&rows).map_err(|e| Error::internal_by("encode", e))?;
-                let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
-                on_done(n);
+                let out = forward_padded(model, &rows).map_err(|e| Error::internal_by("encode", e))?;
+                report(chunk.len());
                 Ok(out)
             })
             .collect::<Result<_>>()?;
-        let mut out = vec![Vec::new(); texts.len()];
+        let mut out = vec![Vec::new(); tokenized.len()];
         for (&i, v) in order.iter().zip(batches.into_iter().flatten()) {
             out[i] = v;
         }
         Ok(out)
     }
+}
 
-    fn forward_padded(&self, rows: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        if width == 0 {
-            return Ok(Vec::new());
-        }
-        let mut ids = vec![0u32; rows.len() * width];
-        let mut mask = vec![0f32; rows.len() * width];
-        for (r, row) in rows.iter().enumerate() {
-            ids[r * width..r * width + row.len()].copy_from_slice(row);
-            mask[r * width..r * width + row.len()].fill(1.0);
-        }
-        let dev = bert::device();
-        let ids = Tensor::from_vec(ids, (rows.len(), width), &dev)?;
-        let padded = rows.iter().any(|r| r.len() < width);
-        let mask = Tensor::from_vec(mask, (rows.len(), width), &dev)?;
-        self.inner.model.embed(&ids, padded.then_some(&mask))?.to_vec2::<f32>()
+/// One padded batch through the `f32` model.
+fn forward_padded(model: &Bert, rows: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    if width == 0 {
+        return Ok(Vec::new());
     }
+    let mut ids = vec![0u32; rows.len() * width];
+    let mut mask = vec![0f32; rows.len() * width];
+    for (r, row) in rows.iter().enumerate() {
+        ids[r * width..r * width + row.len()].copy_from_slice(row);
+        mask[r * width..r * width + row.len()].fill(1.0);
+    }
+    let dev = bert::device();
+    let ids = Tensor::from_vec(ids, (rows.len(), width), &dev)?;
+    let padded = rows.iter().any(|r| r.len() < width);
+    let mask = Tensor::from_vec(mask, (rows.len(), width), &dev)?;
+    model.embed(&ids, padded.then_some(&mask))?.to_vec2::<f32>()
 }
 
 /// `text` cut to at most [`MAX_TEXT_BYTES`], at a whitespace when there is one.
