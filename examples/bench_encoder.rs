@@ -5,12 +5,14 @@
 //! ```text
 //! scripts/fetch_minilm.sh
 //! cargo run --release --example bench_encoder -- [--model models/all-MiniLM-L6-v2] [--json] \
-//!     [--dump-texts target/encoder-texts.txt --dump-queries target/encoder-queries.txt]
+//!     [--items data/manpages/items.jsonl --queries data/manpages/queries.jsonl --limit 2000] [--f32] \
+//!     [--dump-texts target/encoder-texts.txt --dump-queries target/encoder-queries.txt \
+//!      --dump-vectors target/encoder-vectors.f32]
 //! ```
 //!
-//! `--dump-*` write the exact item texts and queries, one per line, for the
-//! peer measurement on the same inputs (`scripts/compare_encoder.sh` runs
-//! both). Single-thread latency is measured in a child process of this
+//! `--dump-*` write the exact item texts and queries, one per line, and the
+//! texts' vectors, for the peer measurement on the same inputs
+//! (`scripts/compare_encoder.sh` runs both and compares the vectors). Single-thread latency is measured in a child process of this
 //! example started with `RAYON_NUM_THREADS=1` (candle sizes its thread pools
 //! from it when they start), so nothing runs in parallel; throughput runs
 //! here with every core.
@@ -55,6 +57,13 @@ struct Args {
     /// Write the query texts, one per line.
     #[arg(long)]
     dump_queries: Option<PathBuf>,
+    /// Write the item texts' vectors (from the last throughput pass) here:
+    /// `f32`, little-endian, texts × dimension, in text order.
+    #[arg(long)]
+    dump_vectors: Option<PathBuf>,
+    /// Load the `f32` path whatever the CPU has (`Encoder::load_f32`).
+    #[arg(long)]
+    f32: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -81,7 +90,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let model = args.model.clone().unwrap_or_else(|| twostage::encoder::default_model_dir("."));
     let t = Instant::now();
-    let encoder = Encoder::load(&model).with_context(|| format!("loading {} (run scripts/fetch_minilm.sh)", model.display()))?;
+    let encoder = if args.f32 {
+        Encoder::load_f32(&model)
+    } else {
+        Encoder::load(&model)
+    };
+    let encoder = encoder.with_context(|| format!("loading {} (run scripts/fetch_minilm.sh)", model.display()))?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let catalog = Catalog::from_jsonl_path(&args.items)?;
@@ -144,19 +158,25 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let mut rates = Vec::new();
-    pool.install(|| -> Result<()> {
+    let vectors = pool.install(|| -> Result<Vec<Vec<f32>>> {
         encoder.encode_batch(&texts[..texts.len().min(256)], &|_| {})?;
+        let mut last = Vec::new();
         for _ in 0..args.repeats {
             let t = Instant::now();
-            std::hint::black_box(encoder.encode_batch(&texts, &|_| {})?);
+            last = std::hint::black_box(encoder.encode_batch(&texts, &|_| {})?);
             rates.push(texts.len() as f64 / t.elapsed().as_secs_f64());
         }
-        Ok(())
+        Ok(last)
     })?;
+    if let Some(path) = &args.dump_vectors {
+        let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
 
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     let out = json!({
         "model": encoder.info(),
+        "arithmetic": format!("{:?}", encoder.arithmetic()),
         "load_ms": load_ms,
         "query_latency_ms": latency,
         "item_throughput": {
@@ -173,9 +193,10 @@ fn main() -> Result<()> {
         let q = &out["query_latency_ms"];
         let th = &out["item_throughput"];
         println!(
-            "encoder {} ({}), loaded in {load_ms:.0} ms",
+            "encoder {} ({}, {:?}), loaded in {load_ms:.0} ms",
             encoder.info().name,
-            encoder.info().fingerprint
+            encoder.info().fingerprint,
+            encoder.arithmetic()
         );
         println!(
             "query latency, 1 thread: {} queries × {} passes, {:.1} tokens on average: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

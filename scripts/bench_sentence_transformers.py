@@ -3,7 +3,7 @@
 
     HF_HUB_OFFLINE=1 /tmp/st-venv/bin/python scripts/bench_sentence_transformers.py \\
         --model models/all-MiniLM-L6-v2 --texts texts.txt [--threads 2] [--batch-size 32] \\
-        [--repeats 3] [--queries queries.txt]
+        [--repeats 3] [--queries queries.txt] [--dump-vectors st.f32]
 
 (venv setup: see scripts/encoder_reference.py.)
 
@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--queries", help="one query per line (default: first 200 texts, 4 words each)")
     ap.add_argument("--latency-passes", type=int, default=3)
+    ap.add_argument("--dump-vectors", help="write the texts' vectors here: float32, little-endian, texts x dim")
     args = ap.parse_args()
 
     texts = read_lines(args.texts)
@@ -74,6 +75,8 @@ def main():
             runs.append(round(len(texts) / dt, 2))
             cpu_per_wall.append(round((time.process_time() - c0) / dt, 2))
         assert emb.shape[0] == len(texts)
+        if args.dump_vectors:
+            emb.astype("<f4").tofile(args.dump_vectors)
 
         torch.set_num_threads(1)
         qkw = dict(kw, batch_size=1)

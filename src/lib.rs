@@ -167,8 +167,8 @@
 //! ## Semantic search and cold start
 //!
 //! With a sentence encoder ([`Encoder`], a BERT-family model such as
-//! all-MiniLM-L6-v2 run in-process on candle; `scripts/fetch_minilm.sh`
-//! fetches it), a build embeds every item's text into a content space beside
+//! all-MiniLM-L6-v2 run in-process, in bf16 on CPUs with AVX-512 BF16 and in
+//! `f32` on candle elsewhere; `scripts/fetch_minilm.sh` fetches it), a build embeds every item's text into a content space beside
 //! the one learned from plays. A search then encodes its query and retrieves
 //! by meaning; a listening or history context finds items that read alike,
 //! played or not. The index records which model built it, and searches need

@@ -99,3 +99,25 @@ fn compare(enc: &Encoder) -> (f64, (f64, String)) {
     }
     (total / count as f64, worst)
 }
+
+/// The bf16 path concatenates a batch's texts without padding: each text's
+/// rows go through the same products in the same order as when it is alone,
+/// so a batch of mixed lengths gives bit-identical vectors. The `f32` path
+/// pads, and agrees to rounding.
+#[test]
+fn a_batch_gives_each_text_the_vector_it_gets_alone() {
+    let dir = twostage::encoder::default_model_dir(env!("CARGO_MANIFEST_DIR"));
+    let long = "a long text about the history of recorded sound and its machines ".repeat(40);
+    let texts = ["x", long.as_str(), "two words", "", "the quick brown fox jumps over the lazy dog"];
+    for enc in [encoder(), Encoder::load_f32(&dir).unwrap()] {
+        let batch = enc.encode_batch(&texts, &|_| {}).unwrap();
+        assert_eq!(batch.len(), texts.len());
+        for (text, v) in texts.iter().zip(&batch) {
+            let alone = enc.encode(text).unwrap();
+            match enc.arithmetic() {
+                Arithmetic::Bf16 => assert_eq!(&alone, v, "{text:?}"),
+                Arithmetic::F32 => assert!(cosine(&alone, v) > 0.999999, "{text:?}"),
+            }
+        }
+    }
+}

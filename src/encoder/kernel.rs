@@ -23,11 +23,12 @@ const MR: usize = 8;
 /// Rows per cache block.
 const MB: usize = 64;
 
-/// Whether this CPU runs the bf16 kernel.
+/// Whether this CPU runs the bf16 kernel (and the forward pass around it,
+/// compiled for exactly these features).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -142,7 +143,7 @@ mod x86 {
     use super::{PackedLinear, MB, MR, NR};
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx512f,avx512bf16,avx512vl")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn to_bf16_slice(src: &[f32], dst: &mut [u16]) {
         let n = src.len().min(dst.len());
         let whole = n / 16 * 16;

@@ -81,7 +81,8 @@ pub struct EncoderInfo {
     /// Tokens per text, including `[CLS]` and `[SEP]`; longer texts are cut.
     pub max_tokens: usize,
     /// CRC32 of the weights, the tokenizer and the configuration, as 8 hex
-    /// digits: two encoders with the same fingerprint give the same vectors.
+    /// digits: two encoders with the same fingerprint give the same vectors,
+    /// up to their [`Arithmetic`] (bf16 and `f32` agree to cosine 0.9999).
     pub fingerprint: String,
 }
 

@@ -170,7 +170,7 @@ impl PackedBert {
         Ok(unsafe { self.embed_checked(texts) })
     }
 
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx512bf16,avx512vl,fma"))]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx512bf16,fma"))]
     unsafe fn embed_checked(&self, texts: &[&[u32]]) -> Vec<Vec<f32>> {
         let h = self.hidden;
         let tokens: usize = texts.iter().map(|t| t.len()).sum();
