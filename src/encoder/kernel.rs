@@ -69,7 +69,7 @@ impl PackedLinear {
     /// when the shape does not suit the kernel (odd `inputs`, `outputs` not
     /// a multiple of [`NR`], or lengths that do not match).
     pub fn pack(weight: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Option<PackedLinear> {
-        if inputs == 0 || inputs % 2 != 0 || outputs == 0 || outputs % NR != 0 {
+        if inputs == 0 || !inputs.is_multiple_of(2) || outputs == 0 || !outputs.is_multiple_of(NR) {
             return None;
         }
         if weight.len() != inputs * outputs || bias.len() != outputs {

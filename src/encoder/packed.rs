@@ -93,7 +93,11 @@ impl PackedBert {
     pub fn load(vb: &VarBuilder<'_>, cfg: &BertConfig) -> candle_core::Result<Option<PackedBert>> {
         let h = cfg.hidden_size;
         let head_dim = h / cfg.num_attention_heads;
-        if !kernel::available() || h % kernel::NR != 0 || cfg.intermediate_size % kernel::NR != 0 || !HEAD_DIMS.contains(&head_dim) {
+        if !kernel::available()
+            || !h.is_multiple_of(kernel::NR)
+            || !cfg.intermediate_size.is_multiple_of(kernel::NR)
+            || !HEAD_DIMS.contains(&head_dim)
+        {
             return Ok(None);
         }
         let e = vb.pp("embeddings");
@@ -224,7 +228,7 @@ impl PackedBert {
                 }
                 // The mean's length is the sum's over the token count, so
                 // normalising the sum gives the normalised mean.
-                let norm = sum_sq_dev(&v, 0.0).sqrt().max(1e-12 * t.len() as f32);
+                let norm = sum_sq_dev(&v, 0.0).sqrt().max(1e-12 * t.len().max(1) as f32);
                 v.iter_mut().for_each(|x| *x /= norm);
                 v
             })
@@ -405,7 +409,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.500_000_01;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
     e * scale
