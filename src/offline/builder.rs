@@ -60,12 +60,13 @@ impl Default for IndexBuilder {
     }
 }
 
-/// Content vectors computed once per build and shared by the ranker's
-/// training index and the final one.
+/// The content space computed once per build and shared by the ranker's
+/// training indexes (one per log window) and the final one: neither the
+/// vectors nor their graph depend on the log.
 pub(super) struct ContentVectors<'a> {
     pub encoder: &'a Encoder,
-    /// `[items × dim]`, row i for item i.
-    pub vectors: Vec<f32>,
+    /// The items' vectors (row i for item i) in their HNSW graph.
+    pub graph: AnnIndex,
 }
 
 /// What a build did.
@@ -280,9 +281,9 @@ impl IndexBuilder {
     /// `out` changes.
     ///
     /// Emits an info-level `build` span with a child span per phase
-    /// (`content embeddings` with an encoder, `ranker training`,
-    /// `covisitation`, `linear`, `embeddings`, `hnsw`, `text index`, `content hnsw`
-    /// with an encoder, `write`, `publish`).
+    /// (`content embeddings` and `content hnsw` with an encoder, `ranker
+    /// training`, `covisitation`, `linear`, `embeddings`, `hnsw`, `text
+    /// index`, `write`, `publish`).
     pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
         self.build_with_progress(catalog, events, out, &|_| {})
     }
@@ -315,15 +316,19 @@ impl IndexBuilder {
         // Leftovers of builds that were killed (their process is gone) would
         // otherwise pile up next to the index forever.
         remove_stale_siblings(out);
-        let encoding = Instant::now();
+        let mut content_phases = Vec::new();
         let content = match &self.encoder {
-            Some(encoder) => Some(ContentVectors {
-                encoder,
-                vectors: content::encode_catalog(encoder, catalog, &schema, on_progress)?,
-            }),
+            Some(encoder) => {
+                let clock = Instant::now();
+                let vectors = content::encode_catalog(encoder, catalog, &schema, on_progress)?;
+                content_phases.push(("content embeddings", clock.elapsed()));
+                let clock = Instant::now();
+                let graph = content::build_graph(&vectors, encoder.dim(), &self.params.ann, on_progress)?;
+                content_phases.push(("content hnsw", clock.elapsed()));
+                Some(ContentVectors { encoder, graph })
+            }
             None => None,
         };
-        let encoding = encoding.elapsed();
         let content = content.as_ref();
         let (ranker, training) = match &self.train {
             Some(params) => match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
@@ -355,9 +360,7 @@ impl IndexBuilder {
                 if let Some(t) = &training {
                     phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
                 }
-                if content.is_some() {
-                    phases.insert(0, ("content embeddings", encoding));
-                }
+                phases.splice(0..0, content_phases);
                 let has_plays = events.events().iter().any(|e| e.kind == EventKind::Play);
                 Ok(BuildReport {
                     retrievers: retriever_states(&stats, has_plays, content.is_some()),
@@ -462,13 +465,6 @@ impl IndexBuilder {
         lap("text index", &mut phases);
         drop(phase);
 
-        let content_graph = match content {
-            Some(c) => Some(content::build_graph(&c.vectors, c.encoder.dim(), &p.ann, on_progress)?),
-            None => None,
-        };
-        if content_graph.is_some() {
-            lap("content hnsw", &mut phases);
-        }
         let phase = tracing::info_span!("write").entered();
 
         writer::write_parts(
@@ -476,7 +472,7 @@ impl IndexBuilder {
             NewIndex {
                 store: &store,
                 ann: &ann,
-                content: content_graph.as_ref(),
+                content: content.map(|c| &c.graph),
                 ranker,
             },
         )?;

@@ -318,10 +318,7 @@ pub fn retrain_ranker(
                     "the manifest names an encoder but the reader found no content space",
                 ));
             };
-            let vectors = (0..graph.len() as u32)
-                .flat_map(|r| graph.vector(r).unwrap_or(&[]).iter().copied())
-                .collect();
-            Some(ContentVectors { encoder: given, vectors })
+            Some(ContentVectors { encoder: given, graph })
         }
         (Some(built), given) => {
             return Err(Error::EncoderMismatch {
