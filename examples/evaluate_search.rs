@@ -119,6 +119,19 @@ fn main() -> Result<()> {
                 served(ContextKind::Listening),
             );
             table("search", &systems);
+            // Where the queries come in several kinds, each kind's own table.
+            let mut kinds: Vec<&str> = queries.iter().filter_map(|q| q.kind.as_deref()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            if kinds.len() > 1 {
+                for kind in kinds {
+                    let of_kind: Vec<_> = queries.iter().filter(|q| q.kind.as_deref() == Some(kind)).cloned().collect();
+                    table(
+                        &format!("search, {kind} queries ({})", of_kind.len()),
+                        &search_quality(&engine, &of_kind, &peers)?,
+                    );
+                }
+            }
             if let Some(m) = &mlt {
                 table(&format!("more like this ({} items)", similar.as_ref().map_or(0, Vec::len)), m);
             }

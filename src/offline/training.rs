@@ -55,7 +55,7 @@ pub struct TrainSummary {
     /// Validation lists with a relevant candidate.
     pub valid_lists: usize,
     /// Lists (training and validation) from searches generated from the
-    /// catalog, topping up the logged ones to [`GENERATED_SEARCHES`].
+    /// catalog (item titles), topping up the logged ones to [`GENERATED_SEARCHES`].
     pub generated_lists: usize,
     /// The serving plan chosen on the validation lists.
     pub serving: ServingPlan,
@@ -103,17 +103,7 @@ impl IndexBuilder {
         // catalog with no search log still gets a search ranker (and a
         // validated plan). Held out in the same 4:1 proportion.
         let logged_searches = logged.iter().filter(|t| t.request.context.text().is_some()).count();
-        let text_fields: Vec<String> = schema
-            .text_fields
-            .iter()
-            .filter_map(|f| f.source.strip_prefix("text.").map(str::to_string))
-            .collect();
-        let generated = dataset::catalog_targets(
-            catalog,
-            &text_fields,
-            GENERATED_SEARCHES.saturating_sub(logged_searches),
-            GENERATED_SEED,
-        );
+        let generated = dataset::catalog_targets(catalog, GENERATED_SEARCHES.saturating_sub(logged_searches), GENERATED_SEED);
         let (logged_split, generated_split) = (logged.len() * 4 / 5, generated.len() * 4 / 5);
         let mut targets: Vec<Target> = logged[..logged_split].to_vec();
         targets.extend_from_slice(&generated[..generated_split]);

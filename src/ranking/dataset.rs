@@ -93,17 +93,19 @@ pub fn subsample(targets: Vec<Target>, n: usize) -> Vec<Target> {
     (0..n).filter_map(|i| targets.get((i as f64 * step) as usize).cloned()).collect()
 }
 
-/// Searches a catalog can be asked without any log, at most this many words.
-const GENERATED_QUERY_WORDS: std::ops::RangeInclusive<usize> = 3..=8;
-
 /// Known-item searches generated from the catalog itself, for a ranker that
 /// has few or no logged searches to learn from: for `n` items drawn without
-/// replacement (seeded), a query made of one of their own texts — a span of
-/// 3 to 8 consecutive words of a searched free-text field (two times in
-/// three when the item has one; the cropping of Izacard et al.'s
-/// Contriever), else its title — whose one relevant item is that item.
-/// `text_fields` are the schema's searched `text.NAME` fields.
-pub(crate) fn catalog_targets(catalog: &crate::catalog::Catalog, text_fields: &[String], n: usize, seed: u64) -> Vec<Target> {
+/// replacement (seeded), the item's title as the query, whose one relevant
+/// item is that item.
+///
+/// Titles only, by measurement: spans of an item's own description (the
+/// cropping of Izacard et al.'s Contriever) are words the item literally
+/// contains, so on them lexical matching wins by far (on the Debian man pages
+/// the content space found 0.21 MRR@10 of span queries, against 0.59 of the
+/// real one-line summaries), and a ranker trained on them learned to ignore
+/// meaning: it served 0.62 on the real queries where it serves 0.69 trained
+/// on titles, which both retrievers find (0.86 and 0.80).
+pub(crate) fn catalog_targets(catalog: &crate::catalog::Catalog, n: usize, seed: u64) -> Vec<Target> {
     let mut rng = crate::rng::SplitMix64::new(seed);
     let mut below = |m: usize| (rng.next_u64() % m.max(1) as u64) as usize;
     // A partial Fisher–Yates shuffle: n distinct items.
@@ -113,33 +115,15 @@ pub(crate) fn catalog_targets(catalog: &crate::catalog::Catalog, text_fields: &[
         let j = i + below(order.len() - i);
         order.swap(i, j);
     }
-    let mut out = Vec::with_capacity(n);
-    for &i in &order[..n] {
-        let Some(item) = catalog.items().get(i) else { continue };
-        let texts: Vec<Vec<&str>> = text_fields
-            .iter()
-            .filter_map(|f| item.text.get(f))
-            .map(|t| t.split_whitespace().collect::<Vec<_>>())
-            .filter(|w| w.len() >= *GENERATED_QUERY_WORDS.start())
-            .collect();
-        let query = if !texts.is_empty() && below(3) < 2 {
-            let words = &texts[below(texts.len())];
-            let span = GENERATED_QUERY_WORDS.start() + below(GENERATED_QUERY_WORDS.end() - GENERATED_QUERY_WORDS.start() + 1);
-            let span = span.min(words.len());
-            let start = below(words.len() - span + 1);
-            words[start..start + span].join(" ")
-        } else {
-            item.title.clone()
-        };
-        if query.trim().is_empty() {
-            continue;
-        }
-        out.push(Target {
-            request: Request::new(Context::search(query)),
+    order[..n]
+        .iter()
+        .filter_map(|&i| catalog.items().get(i))
+        .filter(|item| !item.title.trim().is_empty())
+        .map(|item| Target {
+            request: Request::new(Context::search(item.title.clone())),
             relevant: HashMap::from([(item.id.clone(), 1)]),
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -148,48 +132,35 @@ mod tests {
     use crate::catalog::{Catalog, Item};
 
     #[test]
-    fn generated_searches_come_from_their_items_own_text() {
+    fn generated_searches_are_their_items_titles() {
         let items: Vec<Item> = (0..40)
             .map(|i| {
-                let mut it = Item::new(format!("i{i}"), format!("title {i}"));
-                if i % 2 == 0 {
-                    it.text.insert(
-                        "description".into(),
-                        format!("w{i}a w{i}b w{i}c w{i}d w{i}e w{i}f w{i}g w{i}h w{i}i w{i}j"),
-                    );
-                }
+                let title = if i == 3 { "  ".to_string() } else { format!("title {i}") };
+                let mut it = Item::new(format!("i{i}"), title);
+                it.text.insert("description".into(), format!("w{i}a w{i}b w{i}c w{i}d"));
                 it
             })
             .collect();
         let catalog = Catalog::new(items).unwrap();
-        let targets = catalog_targets(&catalog, &["description".to_string()], 30, 7);
-        assert_eq!(targets.len(), 30);
+        let targets = catalog_targets(&catalog, 30, 7);
         let mut ids: Vec<&String> = targets.iter().flat_map(|t| t.relevant.keys()).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), 30, "items are drawn without replacement");
-        let mut spans = 0;
+        assert_eq!(ids.len(), targets.len(), "items are drawn without replacement");
+        assert!(targets.len() >= 29, "{}", targets.len());
         for t in &targets {
             let (id, _) = t.relevant.iter().next().unwrap();
-            let item = catalog.get(id).unwrap();
             let Context::Search { text } = &t.request.context else {
                 panic!("not a search")
             };
-            let words = text.split_whitespace().count();
-            match item.text.get("description") {
-                Some(d) if d.contains(text.as_str()) => {
-                    assert!(GENERATED_QUERY_WORDS.contains(&words), "{text}");
-                    spans += 1;
-                }
-                _ => assert_eq!(text, &item.title),
-            }
+            assert_eq!(text, &catalog.get(id).unwrap().title);
+            assert!(!text.trim().is_empty(), "a blank title is no query");
         }
-        assert!(spans > 5, "{spans} spans");
         // Deterministic for a seed, different for another.
-        let again = catalog_targets(&catalog, &["description".to_string()], 30, 7);
+        let again = catalog_targets(&catalog, 30, 7);
         assert!(again.iter().zip(&targets).all(|(a, b)| a.request == b.request));
-        let other = catalog_targets(&catalog, &["description".to_string()], 30, 8);
+        let other = catalog_targets(&catalog, 30, 8);
         assert!(other.iter().zip(&targets).any(|(a, b)| a.request != b.request));
-        assert_eq!(catalog_targets(&catalog, &[], 100, 7).len(), 40);
+        assert_eq!(catalog_targets(&catalog, 100, 7).len(), 39);
     }
 }
