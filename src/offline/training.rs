@@ -55,7 +55,7 @@ pub struct TrainSummary {
     /// Validation lists with a relevant candidate.
     pub valid_lists: usize,
     /// Lists (training and validation) from searches generated from the
-    /// catalog (item titles), topping up the logged ones to [`GENERATED_SEARCHES`].
+    /// catalog (item titles), topping up the logged ones to 2,000.
     pub generated_lists: usize,
     /// The serving plan chosen on the validation lists.
     pub serving: ServingPlan,
