@@ -32,8 +32,9 @@ pub(crate) const RANKER_HOLDOUT: f64 = 0.15;
 /// Fewer lists with a relevant candidate than this and the fixed-weight
 /// placeholder is kept: a model fitted on less would be noise.
 pub(crate) const MIN_TRAINING_LISTS: usize = 50;
-/// Logged searches fewer than this are topped up with searches generated
-/// from the catalog ([`dataset::catalog_targets`]).
+/// Logged searches (in all the log windows training reads) fewer than this
+/// are topped up with searches generated from the catalog
+/// ([`dataset::catalog_targets`]).
 pub const GENERATED_SEARCHES: usize = 2_000;
 const GENERATED_SEED: u64 = 0x7365_6172_6368;
 
@@ -101,8 +102,15 @@ impl IndexBuilder {
         };
         // Searches generated from the catalog top up the logged ones: a
         // catalog with no search log still gets a search ranker (and a
-        // validated plan). Held out in the same 4:1 proportion.
-        let logged_searches = logged.iter().filter(|t| t.request.context.text().is_some()).count();
+        // validated plan). Held out in the same 4:1 proportion. Every window
+        // the training reads counts: its logged searches are real queries,
+        // which a top-up of titles would otherwise outnumber.
+        let searches = |targets: &[Target]| targets.iter().filter(|t| t.request.context.text().is_some()).count();
+        let older_searches: usize = (1..params.windows)
+            .map_while(|w| window_targets(events, &ids, w, params.max_lists))
+            .map(|(_, _, t)| searches(&t))
+            .sum();
+        let logged_searches = searches(&logged) + older_searches;
         let generated = dataset::catalog_targets(catalog, GENERATED_SEARCHES.saturating_sub(logged_searches), GENERATED_SEED);
         let (logged_split, generated_split) = (logged.len() * 4 / 5, generated.len() * 4 / 5);
         let mut targets: Vec<Target> = logged[..logged_split].to_vec();
@@ -246,17 +254,11 @@ impl IndexBuilder {
         window: usize,
         started: Instant,
     ) -> Result<Option<(Vec<ListExample>, f64, usize)>> {
-        let all = events.events();
-        let at = |share: f64| all.get(((all.len() as f64) * (1.0 - share)).max(0.0) as usize).map(|e| e.ts);
-        let (Some(from), Some(to)) = (at(RANKER_HOLDOUT * (window + 1) as f64), at(RANKER_HOLDOUT * window as f64)) else {
+        let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+        let Some((from, _, targets)) = window_targets(events, &ids, window, params.max_lists) else {
             return Ok(None);
         };
-        let before: Vec<_> = all.iter().filter(|e| e.ts < from).cloned().collect();
-        let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
-        let targets = dataset::subsample(dataset::log_targets(events, &ids, from, to), params.max_lists);
-        if before.is_empty() || targets.is_empty() || from >= to {
-            return Ok(None);
-        }
+        let before: Vec<_> = events.events().iter().filter(|e| e.ts < from).cloned().collect();
         let _span = tracing::info_span!("training window", window, events = before.len(), targets = targets.len()).entered();
         let before = Events::from_events(events.users().to_vec(), before, catalog)?;
         let tmp = temp_sibling(out, "ranker-window")?;
@@ -268,6 +270,19 @@ impl IndexBuilder {
         let _ = std::fs::remove_dir_all(&tmp);
         result
     }
+}
+
+/// Log window `window` ≥ 1 — the share [`RANKER_HOLDOUT`] of the log that
+/// ends where window `window − 1` begins — as its bounds `[from, to)` and
+/// its logged requests (at most `max_lists`). `None` when the window, or
+/// what precedes it, is empty.
+fn window_targets(events: &Events, ids: &[String], window: usize, max_lists: usize) -> Option<(i64, i64, Vec<Target>)> {
+    let all = events.events();
+    let at = |share: f64| all.get(((all.len() as f64) * (1.0 - share)).max(0.0) as usize).map(|e| e.ts);
+    let (from, to) = (at(RANKER_HOLDOUT * (window + 1) as f64)?, at(RANKER_HOLDOUT * window as f64)?);
+    let targets = dataset::subsample(dataset::log_targets(events, ids, from, to), max_lists);
+    let nothing_before = all.first().is_none_or(|e| e.ts >= from);
+    (from < to && !targets.is_empty() && !nothing_before).then_some((from, to, targets))
 }
 
 /// Retrains the ranker of the index in `dir` from `events` (the same log
