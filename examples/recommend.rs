@@ -68,14 +68,20 @@ fn main() {
     }
 }
 
-fn run(args: Args) -> Result<String> {
-    let context = match (args.search, args.listening, args.history) {
+/// The request's context from the context arguments (clap has already
+/// refused the combinations that make no sense).
+fn context(search: Option<String>, listening: Option<String>, history: Option<Vec<String>>) -> Result<Context> {
+    Ok(match (search, listening, history) {
         (Some(text), None, Some(history)) => Context::personalized_search(text, history),
         (Some(text), None, None) => Context::search(text),
         (None, Some(item), None) => Context::listening(item),
         (None, None, Some(history)) => Context::history(history),
         _ => anyhow::bail!("give one of --search, --listening or --history (--search may be combined with --history)"),
-    };
+    })
+}
+
+fn run(args: Args) -> Result<String> {
+    let context = context(args.search, args.listening, args.history)?;
     let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
     let engine = Engine::open_with_encoder(&args.index, encoder.as_ref())?;
     let fields = args.fields.into_iter().filter(|f| !f.is_empty());
@@ -89,4 +95,35 @@ fn run(args: Args) -> Result<String> {
     }
     let recs = engine.recommend(&request)?;
     Ok(recs.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(context_args: &[&str]) -> Result<Context> {
+        let argv = ["recommend", "--index", "idx"].into_iter().chain(context_args.iter().copied());
+        let args = Args::try_parse_from(argv)?;
+        context(args.search, args.listening, args.history)
+    }
+
+    fn refusal(context_args: &[&str]) -> ErrorKind {
+        let err = parse(context_args).unwrap_err();
+        err.downcast_ref::<clap::Error>()
+            .map(clap::Error::kind)
+            .unwrap_or_else(|| panic!("not a clap error: {err}"))
+    }
+
+    #[test]
+    fn search_combines_with_history_and_listening_stands_alone() {
+        let personalised = parse(&["--search", "late night jazz", "--history", "a,b"]).unwrap();
+        assert_eq!(personalised, Context::personalized_search("late night jazz", ["a", "b"]));
+        assert_eq!(parse(&["--search", "jazz"]).unwrap(), Context::search("jazz"));
+        assert_eq!(parse(&["--history", "a,b"]).unwrap(), Context::history(["a", "b"]));
+        assert_eq!(parse(&["--listening", "a"]).unwrap(), Context::listening("a"));
+        assert_eq!(refusal(&["--listening", "a", "--search", "jazz"]), ErrorKind::ArgumentConflict);
+        assert_eq!(refusal(&["--listening", "a", "--history", "b"]), ErrorKind::ArgumentConflict);
+        assert_eq!(refusal(&[]), ErrorKind::MissingRequiredArgument);
+    }
 }

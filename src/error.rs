@@ -78,6 +78,15 @@ pub enum Error {
         /// `name (fingerprint)` of the attached model, if any.
         found: Option<String>,
     },
+    /// The directory opened as an index is not one: it holds no
+    /// `manifest.json`, or does not exist. A path to fix, not a broken index.
+    #[error("not a twostage index ({} {})", if *dir_exists { "no manifest.json in" } else { "no such directory" }, path.display())]
+    NotAnIndex {
+        /// The directory.
+        path: PathBuf,
+        /// False when the directory itself is missing (most likely a mistyped path).
+        dir_exists: bool,
+    },
 
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
@@ -150,6 +159,7 @@ impl Error {
                 | Error::InvalidConfig(_)
                 | Error::InvalidModel { .. }
                 | Error::EncoderMismatch { .. }
+                | Error::NotAnIndex { .. }
         )
     }
 

@@ -97,7 +97,8 @@
 //!   the exact file set, sizes and checksums, and only then decodes (bounded by
 //!   the file sizes). A truncated, bit-flipped, missing, extra or foreign file
 //!   is an [`Error::Corrupt`] or [`Error::Io`] naming the file; an index from a
-//!   newer twostage is [`Error::IncompatibleVersion`].
+//!   newer twostage is [`Error::IncompatibleVersion`]; a directory without a
+//!   `manifest.json` is [`Error::NotAnIndex`].
 //! - **Atomic builds.** [`IndexBuilder::build`] writes into a hidden sibling
 //!   directory, fsyncs it and swaps it into place (one atomic
 //!   `renameat2(RENAME_EXCHANGE)` on Linux). A failed or killed build leaves an

@@ -171,7 +171,7 @@ pub struct TagFilter {
 pub struct Request {
     /// The situation.
     pub context: Context,
-    /// Number of items wanted. Default 10; at most [`MAX_K`].
+    /// Number of items wanted. Default 10; at least 1 and at most [`MAX_K`].
     #[serde(default = "default_k")]
     pub k: usize,
     /// External ids that must not be returned.
@@ -293,7 +293,8 @@ impl Request {
         }
     }
 
-    /// Number of items wanted (default 10). `k = 0` returns an empty list.
+    /// Number of items wanted (default 10). `k = 0` is refused
+    /// ([`Error::InvalidRequest`](crate::Error::InvalidRequest)), not an empty list.
     pub fn k(mut self, k: usize) -> Request {
         self.k = k;
         self
@@ -464,8 +465,8 @@ pub struct Recommendations {
     /// Per-stage latency.
     pub timings: Timings,
     /// What in the request limited the answer without being an error: `k`
-    /// above `rank_depth`, a required tag no item carries, `k = 0`. Empty
-    /// for most requests.
+    /// above `rank_depth`, a required tag no item carries. Empty for most
+    /// requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -543,22 +544,47 @@ mod tests {
 
     #[test]
     fn nested_objects_refuse_misspelt_fields_and_partial_counts_keep_defaults() {
-        // A misspelt context or filter field is an error, not silently ignored.
-        for bad in [
-            r#"{"context":{"search":{"text":"x","txet":"y"}}}"#,
-            r#"{"context":{"history":{"items":["a"],"decay":0.5}}}"#,
-            r#"{"context":{"search":{"text":"x"}},"require_tags":[{"field":"genre","value":"jazz","op":"not"}]}"#,
-            r#"{"context":{"search":{"text":"x"}},"candidates":{"lexcal":5}}"#,
+        // A misspelt field anywhere in the request is an error naming it, not silently ignored.
+        for (bad, field) in [
+            (r#"{"context":{"search":{"text":"x","txet":"y"}}}"#, "txet"),
+            (r#"{"context":{"history":{"items":["a"],"decay":0.5}}}"#, "decay"),
+            (
+                r#"{"context":{"personalized_search":{"text":"x","history":[],"histroy":["a"]}}}"#,
+                "histroy",
+            ),
+            (r#"{"context":{"listening":{"item":"a","itme":"b"}}}"#, "itme"),
+            (
+                r#"{"context":{"search":{"text":"x"}},"require_tags":[{"field":"genre","value":"jazz","op":"not"}]}"#,
+                "op",
+            ),
+            (
+                r#"{"context":{"search":{"text":"x"}},"exclude_tags":[{"feild":"genre","value":"jazz"}]}"#,
+                "feild",
+            ),
+            (r#"{"context":{"search":{"text":"x"}},"candidates":{"lexcal":5}}"#, "lexcal"),
+            (r#"{"context":{"search":{"text":"x"}},"rank_dpth":5}"#, "rank_dpth"),
         ] {
-            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+            let err = serde_json::from_str::<Request>(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("unknown field `{field}`")), "{bad}: {err}");
         }
+        // Every count left out keeps its documented default.
         let partial: Request = serde_json::from_str(r#"{"context":{"search":{"text":"x"}},"candidates":{"lexical":5}}"#).unwrap();
-        assert_eq!(partial.candidates.lexical, 5);
-        let defaults = CandidateCounts::default();
         assert_eq!(
-            (partial.candidates.ann, partial.candidates.content),
-            (defaults.ann, defaults.content)
+            partial.candidates,
+            CandidateCounts {
+                lexical: 5,
+                ..CandidateCounts::default()
+            }
         );
+        let documented = CandidateCounts {
+            ann: 200,
+            lexical: 100,
+            covisit: 200,
+            popular: 50,
+            content: 100,
+            linear: 200,
+        };
+        assert_eq!(serde_json::from_str::<CandidateCounts>("{}").unwrap(), documented);
     }
 
     #[test]

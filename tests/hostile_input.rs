@@ -279,12 +279,9 @@ fn top(engine: &Engine, q: &str) -> Option<String> {
 fn hostile_requests_get_a_sensible_answer_or_a_clear_error() {
     let (engine, _tmp) = engine();
     let n = engine.len();
-    // k = 0 is an empty answer; k beyond the catalog returns what there is.
-    assert!(engine
-        .recommend(&Request::new(Context::listening("t1")).k(0))
-        .unwrap()
-        .items
-        .is_empty());
+    // k = 0 asks for nothing: a caller error; k beyond the catalog returns what there is.
+    let zero = engine.recommend(&Request::new(Context::listening("t1")).k(0)).unwrap_err();
+    assert!(matches!(zero, Error::InvalidRequest(_)) && zero.is_caller_error());
     let all = engine.recommend(&Request::new(Context::listening("t1")).k(n * 10)).unwrap();
     assert!(!all.items.is_empty() && all.items.len() < n, "{} of {n}", all.items.len());
     let too_big = engine.recommend(&Request::new(Context::listening("t1")).k(usize::MAX)).unwrap_err();

@@ -154,7 +154,7 @@ fn tag_filters_are_honoured() {
 }
 
 #[test]
-fn bad_requests_give_typed_errors_or_empty_lists() {
+fn bad_requests_give_typed_errors() {
     let f = common::music();
     let e = f.engine.recommend(&Request::new(Context::listening("trk-nope"))).unwrap_err();
     assert!(matches!(&e, Error::UnknownItem(id) if id == "trk-nope"), "{e}");
@@ -167,12 +167,10 @@ fn bad_requests_give_typed_errors_or_empty_lists() {
         f.engine.recommend(&Request::new(Context::history(Vec::<String>::new()))),
         Err(Error::InvalidRequest(_))
     ));
-    assert!(f
-        .engine
-        .recommend(&Request::new(Context::search("jazz")).k(0))
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(matches!(
+        f.engine.recommend(&Request::new(Context::search("jazz")).k(0)),
+        Err(Error::InvalidRequest(_))
+    ));
     assert!(matches!(
         f.engine.recommend(&Request::new(Context::search("jazz")).k(1_000_000)),
         Err(Error::InvalidRequest(_))
@@ -219,7 +217,6 @@ fn batch_matches_single_requests_and_stages_rerun_on_a_trace() {
     for rows in [1, 50, 1000] {
         assert_eq!(f.engine.run_stage(&trace, Stage::Rank { rows }).unwrap(), rows);
     }
-    assert!(f.engine.trace(&Request::new(Context::listening(ctx[0].clone())).k(0)).is_err());
 }
 
 #[test]
@@ -284,13 +281,30 @@ fn limits_that_are_not_errors_come_back_as_warnings() {
     );
     let json: serde_json::Value = serde_json::from_str(&nothing.to_json()).unwrap();
     assert!(json["warnings"][0].as_str().unwrap().contains("no-such-genre"));
+}
 
-    let zero = f.engine.recommend(&Request::new(Context::listening(id)).k(0)).unwrap();
-    assert!(
-        zero.items.is_empty() && zero.warnings.iter().any(|w| w.contains("k = 0")),
-        "{:?}",
-        zero.warnings
-    );
+#[test]
+fn k_zero_is_a_caller_error_wherever_a_request_is_served() {
+    fn refused<T>(r: &twostage::Result<T>, how: &str) {
+        match r {
+            Ok(_) => panic!("{how}: k = 0 was served"),
+            Err(e) => assert!(
+                matches!(e, Error::InvalidRequest(m) if m.contains("k = 0")) && e.is_caller_error(),
+                "{how}: {e}"
+            ),
+        }
+    }
+    let f = common::music();
+    let req = Request::new(Context::listening(f.catalog.items()[7].id.clone()));
+    let zero = req.clone().k(0);
+    refused(&f.engine.recommend(&zero), "recommend");
+    refused(&f.engine.retrieve(&zero), "retrieve");
+    refused(&f.engine.trace(&zero), "trace");
+    let candidates = f.engine.retrieve(&req).unwrap();
+    refused(&f.engine.rank(&zero, candidates, None), "rank");
+    let batch = f.engine.recommend_batch(&[req, zero]);
+    assert!(batch[0].is_ok());
+    refused(&batch[1], "recommend_batch");
 }
 
 #[test]

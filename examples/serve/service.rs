@@ -267,11 +267,13 @@ async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderM
                             match e {
                                 // The service is fine and keeps serving the previous index: the
                                 // directory it was pointed at cannot be served. Not a 500.
-                                Error::Io { .. } | Error::Corrupt { .. } | Error::IncompatibleVersion { .. } => error(
-                                    StatusCode::UNPROCESSABLE_ENTITY,
-                                    "unusable_index",
-                                    format!("{e}; still serving the previous index"),
-                                ),
+                                Error::Io { .. } | Error::NotAnIndex { .. } | Error::Corrupt { .. } | Error::IncompatibleVersion { .. } => {
+                                    error(
+                                        StatusCode::UNPROCESSABLE_ENTITY,
+                                        "unusable_index",
+                                        format!("{e}; still serving the previous index"),
+                                    )
+                                }
                                 e => engine_error(&e),
                             }
                         }

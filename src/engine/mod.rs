@@ -12,7 +12,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::catalog::Item;
 use crate::encoder::{self, Encoder, EncoderInfo};
@@ -21,7 +20,7 @@ use crate::index::manifest::{BuildStats, Manifest};
 use crate::index::reader;
 use crate::ranking::model::{Ranker, RankerInfo};
 use crate::ranking::{Candidates, Scorer};
-use crate::request::{Recommendations, Request, Timings};
+use crate::request::{Recommendations, Request};
 use crate::retrieval::ann::AnnIndex;
 use crate::retrieval::lexical::LexicalIndex;
 use crate::schema::Schema;
@@ -260,7 +259,7 @@ impl Engine {
     /// Serves one request. See [`Request`] for what it may ask.
     ///
     /// Unknown context ids, an empty search text, an unknown tag field or
-    /// an out-of-range size are errors; `k = 0` is an empty list; the context
+    /// an out-of-range size (`k = 0` included) are errors; the context
     /// items and excluded ids never appear in the result.
     ///
     /// Emits a `recommend` span (info level) with one child span per stage
@@ -273,7 +272,8 @@ impl Engine {
 
     /// Runs the first stage alone: retrieval, fusion and the feature rows,
     /// the [`Candidates`] the ranker would score (validated like
-    /// [`recommend`](Engine::recommend); `k` does not apply). Rank them with
+    /// [`recommend`](Engine::recommend), `k` included, though nothing is cut
+    /// to it here). Rank them with
     /// [`rank`](Engine::rank), or use them as they are.
     pub fn retrieve(&self, req: &Request) -> Result<Candidates> {
         self.retrieve_inner(req, false).map(|(c, _)| c)
@@ -281,21 +281,15 @@ impl Engine {
 
     /// The second stage: scores `candidates` (from [`retrieve`](Engine::retrieve)
     /// of the same `req` on this engine) with `scorer`, or with the index's
-    /// own model when `None`, sorts and cuts to `req.k`. For `k ≥ 1`,
-    /// `retrieve` then `rank(.., None)` answers as [`recommend`](Engine::recommend)
+    /// own model when `None`, sorts and cuts to `req.k`. `retrieve` then
+    /// `rank(.., None)` answers as [`recommend`](Engine::recommend)
     /// does (the timings' total runs from the start of `retrieve`).
     ///
     /// Candidates retrieved by another engine (say, before an
     /// [`EngineHandle`](crate::EngineHandle) swapped in a new index) are an
     /// [`Error::InvalidRequest`]: one answer never mixes two indexes.
     pub fn rank(&self, req: &Request, candidates: Candidates, scorer: Option<&dyn Scorer>) -> Result<Recommendations> {
-        if req.k > crate::request::MAX_K {
-            return Err(Error::InvalidRequest(format!(
-                "k = {} is above the limit of {}",
-                req.k,
-                crate::request::MAX_K
-            )));
-        }
+        resolve::check_k(req.k)?;
         let model = scorer.map_or(Model::Index, Model::Caller);
         self.rank_inner(req, candidates, model)
     }
@@ -304,23 +298,6 @@ impl Engine {
     fn pipeline(&self, req: &Request, keep: bool) -> Result<(Recommendations, Option<Box<StageTrace>>)> {
         let span = tracing::info_span!("recommend", k = req.k, candidates = tracing::field::Empty);
         let _entered = span.enter();
-        let started = Instant::now();
-        if req.k == 0 {
-            // Still validated: a malformed request is an error whatever k is.
-            let resolved = self.resolve(req)?;
-            let timings = Timings {
-                encode: started.elapsed(),
-                total: started.elapsed(),
-                ..Timings::default()
-            };
-            let recs = Recommendations {
-                items: Vec::new(),
-                candidates: 0,
-                timings,
-                warnings: resolved.warnings,
-            };
-            return Ok((recs, None));
-        }
         let (candidates, trace) = self.retrieve_inner(req, keep)?;
         span.record("candidates", candidates.len());
         Ok((self.rank_inner(req, candidates, Model::Index)?, trace))

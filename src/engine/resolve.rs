@@ -33,15 +33,23 @@ pub(crate) struct Resolved {
     pub warnings: Vec<String>,
 }
 
+/// `k` must ask for at least one item: `k = 0` is a caller's mistake (an
+/// unset or mis-parsed count) that an empty list would hide.
+pub(super) fn check_k(k: usize) -> Result<()> {
+    match k {
+        0 => Err(Error::InvalidRequest("k = 0 asks for no items (k must be at least 1)".into())),
+        k if k > MAX_K => Err(Error::InvalidRequest(format!("k = {k} is above the limit of {MAX_K}"))),
+        _ => Ok(()),
+    }
+}
+
 impl Engine {
     pub(super) fn resolve_id(&self, id: &str) -> Result<u32> {
         self.by_id.get(id).copied().ok_or_else(|| Error::UnknownItem(id.to_string()))
     }
 
     pub(super) fn resolve(&self, req: &Request) -> Result<Resolved> {
-        if req.k > MAX_K {
-            return Err(Error::InvalidRequest(format!("k = {} is above the limit of {MAX_K}", req.k)));
-        }
+        check_k(req.k)?;
         if Retriever::ALL.iter().any(|&r| req.candidates.get(r) > MAX_CANDIDATES) || req.rank_depth > MAX_RANK_DEPTH {
             return Err(Error::InvalidRequest(format!(
                 "candidate counts are limited to {MAX_CANDIDATES} per retriever and rank_depth to {MAX_RANK_DEPTH}"
@@ -112,9 +120,6 @@ impl Engine {
             Ok(self.store.tags.id(&f.field, &f.value))
         };
         let mut warnings = Vec::new();
-        if req.k == 0 {
-            warnings.push("k = 0: no items asked for".to_string());
-        }
         if req.k > req.rank_depth {
             warnings.push(format!(
                 "k = {} is above rank_depth = {}: at most {} items come back (raise rank_depth for more)",

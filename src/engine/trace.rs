@@ -74,7 +74,7 @@ impl Engine {
     #[doc(hidden)]
     pub fn trace(&self, req: &Request) -> Result<(Recommendations, StageTrace)> {
         let (recs, trace) = self.pipeline(req, true)?;
-        let trace = trace.ok_or_else(|| Error::InvalidRequest("k = 0 runs no stage to trace".into()))?;
+        let trace = trace.ok_or_else(|| Error::internal("trace", "the pipeline kept no trace"))?;
         Ok((recs, *trace))
     }
 

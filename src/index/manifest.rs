@@ -166,15 +166,10 @@ impl Manifest {
         let mpath = dir.join(MANIFEST);
         let meta = std::fs::metadata(&mpath).map_err(|e| match e.kind() {
             // Say what the path is not, rather than only what the OS could not find.
-            std::io::ErrorKind::NotFound => {
-                let what = if dir.is_dir() {
-                    "the directory has no manifest.json"
-                } else {
-                    "no such directory"
-                };
-                let hint = format!("{what}: not a twostage index (IndexBuilder or the build_index example writes one)");
-                Error::io(&mpath, std::io::Error::new(std::io::ErrorKind::NotFound, hint))
-            }
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => Error::NotAnIndex {
+                path: dir.to_path_buf(),
+                dir_exists: dir.is_dir(),
+            },
             _ => Error::io(&mpath, e),
         })?;
         if meta.len() > MAX_MANIFEST_BYTES {
