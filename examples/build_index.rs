@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use twostage::{AnnParams, Catalog, EmbeddingParams, Events, IndexBuilder, LongText, Schema};
+use twostage::{AnnParams, Catalog, EmbeddingParams, Events, IndexBuilder, LoadOptions, LongText, Schema, Typing, Vectors};
 
 /// Build a twostage index from JSON Lines files.
 #[derive(Parser)]
@@ -50,6 +50,17 @@ struct Args {
     /// fields, the group key.
     #[arg(long)]
     schema: Option<PathBuf>,
+    /// Where ANN vectors come from: auto (the catalog's when every item has
+    /// one, learned from the events when none has; a partial catalog is
+    /// refused), learned, or catalog-with-fallback (an item without one takes
+    /// the mean vector of its group and tags).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "learned", "catalog-with-fallback"])]
+    vectors: String,
+    /// Convert values of another type than their field's where the meaning
+    /// is clear ("1950" for a number, a string for a list of tags) instead
+    /// of refusing the catalog.
+    #[arg(long)]
+    coerce_types: bool,
     /// Cut text values longer than this many bytes (at a whitespace) instead
     /// of refusing the catalog; the report counts them.
     #[arg(long)]
@@ -62,11 +73,18 @@ fn main() -> Result<()> {
         Some(max_bytes) => LongText::Truncate { max_bytes },
         None => LongText::Refuse,
     };
-    let catalog = Catalog::from_jsonl_path_with(&args.items, long_text)?;
+    let typing = if args.coerce_types { Typing::Coerce } else { Typing::Strict };
+    let catalog = Catalog::from_jsonl_path_with(&args.items, LoadOptions::default().long_text(long_text).typing(typing))?;
+    let vectors = match args.vectors.as_str() {
+        "learned" => Vectors::Learned,
+        "catalog-with-fallback" => Vectors::CatalogWithFallback,
+        _ => Vectors::Auto,
+    };
     let events = Events::from_jsonl_path(&args.events, &catalog)?;
     let mut builder = IndexBuilder::new()
         .embedding(EmbeddingParams::default().dim(args.dim))
-        .ann(AnnParams::default().m(args.m).ef_construction(args.ef_construction));
+        .ann(AnnParams::default().m(args.m).ef_construction(args.ef_construction))
+        .vectors(vectors);
     if let Some(path) = &args.schema {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let schema: Schema = serde_json::from_str(&text).with_context(|| format!("{} is not a schema", path.display()))?;

@@ -261,7 +261,7 @@ pub mod synth;
 #[doc(hidden)]
 pub mod vector;
 
-pub use catalog::{Attribute, Catalog, FieldValue, Item, LongText};
+pub use catalog::{Attribute, Catalog, FieldValue, Item, LoadOptions, LongText, Typing};
 pub use encoder::{Encoder, EncoderInfo, QueryCacheStats, DEFAULT_QUERY_CACHE};
 pub use engine::{Engine, IndexInfo};
 // Per-stage benchmark hooks (`Engine::trace`, `Engine::run_stage`), not part of the documented API.
@@ -271,7 +271,7 @@ pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};
 pub use handle::EngineHandle;
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
-pub use index::{BuildParams, EmbeddingParams};
+pub use index::{BuildParams, EmbeddingParams, Vectors};
 pub use offline::builder::{BuildReport, IndexBuilder, RetrieverState};
 pub use offline::training::{retrain_ranker, TrainSummary};
 pub use progress::Progress;

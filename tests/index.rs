@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use twostage::{Catalog, Context, Engine, Error, Events, IndexBuilder, Request, Retriever};
+use twostage::{Catalog, Context, Engine, Error, Events, IndexBuilder, Request, Retriever, Vectors};
 
 mod common;
 
@@ -308,7 +308,8 @@ fn the_build_report_says_which_retrievers_are_live_and_why_one_is_off() {
     }
     assert!(state(&report, Retriever::Content).note.unwrap().contains("encoder"));
 
-    // One catalog vector switches the space to catalog vectors: the report says how few have one.
+    // Only some items carry a vector: refused by default, naming the first
+    // without one; with the fallback the report says how few have one.
     let partial = r#"
 {"id":"t1","title":"Blue Train","vector":[1.0,0.0]}
 {"id":"t2","title":"Giant Steps"}
@@ -316,8 +317,15 @@ fn the_build_report_says_which_retrievers_are_live_and_why_one_is_off() {
 "#;
     let catalog = Catalog::from_jsonl_reader(partial.as_bytes(), "items.jsonl".as_ref()).unwrap();
     let events = common::sessions(&catalog, 30, &["t1", "t2", "t3"]);
+    let e = IndexBuilder::new()
+        .without_ranker_training()
+        .build(&catalog, &events, dir.path().join("c"))
+        .unwrap_err();
+    assert!(e.is_caller_error() && e.to_string().contains("1 of 3") && e.to_string().contains("`t2`"), "{e}");
+    assert!(!dir.path().join("c").exists(), "nothing is written");
     let report = IndexBuilder::new()
         .without_ranker_training()
+        .vectors(Vectors::CatalogWithFallback)
         .build(&catalog, &events, dir.path().join("c"))
         .unwrap();
     let ann = state(&report, Retriever::Ann);
@@ -325,6 +333,20 @@ fn the_build_report_says_which_retrievers_are_live_and_why_one_is_off() {
         ann.live && ann.note.as_deref().is_some_and(|n| n.contains("1 of 3") && n.contains("catalog")),
         "{ann:?}"
     );
+    // Or the catalog's vectors are set aside and every item gets a learned one.
+    let report = IndexBuilder::new()
+        .without_ranker_training()
+        .vectors(Vectors::Learned)
+        .build(&catalog, &events, dir.path().join("d"))
+        .unwrap();
+    assert_eq!((report.stats.vector_source.as_str(), report.stats.vectors), ("learned", 3));
+    // A fallback with nothing to fall back from is a mistake, said so.
+    let plain = Catalog::from_jsonl_reader(items.as_bytes(), "items.jsonl".as_ref()).unwrap();
+    let e = IndexBuilder::new()
+        .vectors(Vectors::CatalogWithFallback)
+        .build(&plain, &common::sessions(&plain, 30, &["t1", "t2", "t3"]), dir.path().join("e"))
+        .unwrap_err();
+    assert!(e.to_string().contains("no catalog item carries"), "{e}");
 }
 
 #[test]

@@ -42,6 +42,30 @@ pub struct BuildParams {
     pub linear: LinearParams,
     /// Inactivity that ends a session, in seconds. Default 30 minutes.
     pub session_gap_secs: i64,
+    /// Where the ANN space's item vectors come from. Default [`Vectors::Auto`].
+    #[serde(default)]
+    pub vectors: Vectors,
+}
+
+/// Where the ANN space's item vectors come from: the catalog's `vector`
+/// fields, or embeddings learned from co-occurring plays in the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Vectors {
+    /// The catalog's vectors when every item carries one, learned vectors
+    /// when none does; a catalog where only some items carry one is refused,
+    /// naming the first item without one, since those items would silently
+    /// never be ANN candidates (the default).
+    #[default]
+    Auto,
+    /// Learned from the log; the catalog's vectors, if any, are ignored.
+    Learned,
+    /// The catalog's vectors, and for an item without one the mean of the
+    /// vectors of the items sharing its group (counted twice) and its tags.
+    /// An item sharing neither stays out of the ANN space; the build
+    /// report's ANN note counts the items that have a vector.
+    CatalogWithFallback,
 }
 
 setters!(BuildParams {
@@ -50,7 +74,8 @@ setters!(BuildParams {
     metric: Metric,
     covisit: CovisitParams,
     linear: LinearParams,
-    session_gap_secs: i64
+    session_gap_secs: i64,
+    vectors: Vectors
 });
 
 impl Default for BuildParams {
@@ -62,6 +87,7 @@ impl Default for BuildParams {
             covisit: CovisitParams::default(),
             linear: LinearParams::default(),
             session_gap_secs: crate::events::DEFAULT_SESSION_GAP_SECS,
+            vectors: Vectors::Auto,
         }
     }
 }

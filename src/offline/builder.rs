@@ -12,6 +12,7 @@ use crate::index::content;
 use crate::index::embeddings::{self, EmbeddingParams};
 use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
 use crate::index::writer::{self, NewIndex};
+use crate::index::Vectors;
 use crate::index::BuildParams;
 use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
 use crate::offline::training::TrainSummary;
@@ -100,6 +101,25 @@ pub struct RetrieverState {
     pub live: bool,
     /// Why it is off, or what limits it (e.g. only some items have a vector).
     pub note: Option<String>,
+}
+
+/// Refuses a catalog whose vectors the policy cannot use as given.
+fn check_vectors(catalog: &Catalog, policy: Vectors) -> Result<()> {
+    let with = catalog.items().iter().filter(|i| i.vector.is_some()).count();
+    let first_without = || catalog.items().iter().find(|i| i.vector.is_none()).map_or("", |i| i.id.as_str());
+    match policy {
+        Vectors::Auto if with > 0 && with < catalog.len() => Err(Error::InvalidConfig(format!(
+            "{with} of {} catalog items carry a `vector` (the first without one: `{}`): give every item a vector, \
+             or none (vectors are then learned from the log), or build with Vectors::CatalogWithFallback \
+             (build_index --vectors catalog-with-fallback) to give the others the mean vector of their group and tags",
+            catalog.len(),
+            first_without()
+        ))),
+        Vectors::CatalogWithFallback if with == 0 => Err(Error::InvalidConfig(
+            "Vectors::CatalogWithFallback, but no catalog item carries a `vector`".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The state of every retriever, from what the build found.
@@ -228,6 +248,14 @@ impl IndexBuilder {
         self
     }
 
+    /// Where the ANN space's vectors come from (default [`Vectors::Auto`]:
+    /// the catalog's when every item carries one, learned from the log when
+    /// none does, and an error naming the first item without one otherwise).
+    pub fn vectors(mut self, policy: Vectors) -> IndexBuilder {
+        self.params.vectors = policy;
+        self
+    }
+
     /// A builder that repeats a recorded build (its schema and parameters),
     /// for retraining an index's ranker.
     pub(super) fn with_params(schema: Schema, params: BuildParams) -> IndexBuilder {
@@ -267,6 +295,7 @@ impl IndexBuilder {
         if events.events().iter().any(|e| e.item as usize >= catalog.len()) {
             return bad("the events were loaded against another catalog (item ids out of range)");
         }
+        check_vectors(catalog, p.vectors)?;
         let mut schema = self.schema.clone().unwrap_or_else(|| Schema::infer(catalog));
         if let Some(g) = &self.group_key {
             schema.group_key = Some(g.clone());
@@ -421,9 +450,12 @@ impl IndexBuilder {
         // The store without vector rows first: content fallback needs its tags and groups.
         let mut store = ItemStore::build(catalog, schema, popularity, covisit, linear, vec![NONE; n], Vec::new());
         on_progress(&Progress::new("embeddings", 0, n, "items"));
-        let (mut vectors, source) = match catalog.vector_dim() {
-            Some(_) => (catalog.items().iter().map(|it| it.vector.clone()).collect::<Vec<_>>(), "catalog"),
-            None => (embeddings::learn(n, &pairs, &p.embedding), "learned"),
+        // `check_vectors` has refused a partial catalog unless a fallback was asked for.
+        let (mut vectors, source) = match (catalog.vector_dim(), p.vectors) {
+            (Some(_), Vectors::Auto | Vectors::CatalogWithFallback) => {
+                (catalog.items().iter().map(|it| it.vector.clone()).collect::<Vec<_>>(), "catalog")
+            }
+            _ => (embeddings::learn(n, &pairs, &p.embedding), "learned"),
         };
         if p.metric == Metric::Cosine {
             vectors = vectors.into_iter().map(|v| v.and_then(crate::vector::normalized)).collect();

@@ -10,15 +10,18 @@
 //!  "tags":{"genre":["synthpop"],"mood":["dreamy"]},"attributes":{"artist":"The Velvet Foxes","year":1987}}
 //! ```
 
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::jsonl::{self, kind, Record};
+
+mod load;
+
+pub(crate) use load::truncate_text;
+pub use load::{LoadOptions, LongText, Typing};
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_BYTES: usize = 512;
@@ -26,70 +29,6 @@ pub const MAX_ID_BYTES: usize = 512;
 pub const MAX_TEXT_BYTES: usize = 64 << 10;
 /// Largest accepted vector dimension.
 pub const MAX_DIM: usize = 4096;
-
-/// What the catalog loaders do with a text value (title, text field, tag or
-/// text attribute) longer than the limit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LongText {
-    /// Refuse the catalog, naming the item and the field (the default:
-    /// nothing is changed without the caller asking).
-    #[default]
-    Refuse,
-    /// Cut every longer value to at most `max_bytes` (at most
-    /// [`MAX_TEXT_BYTES`]), at a whitespace where there is one, and count it
-    /// ([`Catalog::truncated_fields`], and the build report).
-    Truncate {
-        /// The longest value kept, in bytes.
-        max_bytes: usize,
-    },
-}
-
-/// `text` cut to at most `max_bytes`, at the last whitespace before the cut
-/// when there is one (never inside a character).
-pub(crate) fn truncate_text(text: &str, max_bytes: usize) -> &str {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    match text[..end].rfind(char::is_whitespace) {
-        Some(ws) if ws > 0 => &text[..ws],
-        _ => &text[..end],
-    }
-}
-
-/// The long-text policy of one load, and what it cut.
-struct TextRule {
-    policy: LongText,
-    truncated: usize,
-}
-
-impl TextRule {
-    fn new(policy: LongText) -> Result<TextRule> {
-        if let LongText::Truncate { max_bytes } = policy {
-            if !(1..=MAX_TEXT_BYTES).contains(&max_bytes) {
-                return Err(Error::InvalidConfig(format!(
-                    "LongText::Truncate max_bytes = {max_bytes} is not in 1..={MAX_TEXT_BYTES}"
-                )));
-            }
-        }
-        Ok(TextRule { policy, truncated: 0 })
-    }
-
-    /// `s` as the catalog keeps it, or why it is refused.
-    fn apply(&mut self, s: &str) -> std::result::Result<String, String> {
-        match self.policy {
-            LongText::Truncate { max_bytes } if s.len() > max_bytes => {
-                self.truncated += 1;
-                Ok(truncate_text(s, max_bytes).to_string())
-            }
-            _ => check_text(s).map(|()| s.to_string()),
-        }
-    }
-}
 
 /// A scalar attribute value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,6 +158,8 @@ pub struct Catalog {
     dim: Option<usize>,
     /// Text values the loader cut under [`LongText::Truncate`].
     truncated: usize,
+    /// Attribute name → (it is a number, the item that fixed its type).
+    kinds: HashMap<String, (bool, u32)>,
 }
 
 impl Catalog {
@@ -264,73 +205,15 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Loads a JSON Lines catalog file.
-    pub fn from_jsonl_path(path: impl AsRef<Path>) -> Result<Catalog> {
-        Catalog::from_jsonl_path_with(path, LongText::Refuse)
+
+    /// Whether attribute `name` holds numbers (`Some(true)`) or strings, as
+    /// the first item with it fixed; `None` if no item has it.
+    pub fn attribute_is_number(&self, name: &str) -> Option<bool> {
+        self.kinds.get(name).map(|&(number, _)| number)
     }
 
-    /// [`Catalog::from_jsonl_path`] with a policy for over-long text:
-    ///
-    /// ```no_run
-    /// # fn main() -> twostage::Result<()> {
-    /// use twostage::{Catalog, LongText};
-    /// let catalog = Catalog::from_jsonl_path_with("items.jsonl", LongText::Truncate { max_bytes: 16 << 10 })?;
-    /// eprintln!("{} text values cut to 16 KiB", catalog.truncated_fields());
-    /// # Ok(()) }
-    /// ```
-    pub fn from_jsonl_path_with(path: impl AsRef<Path>, long_text: LongText) -> Result<Catalog> {
-        let path = path.as_ref();
-        Catalog::from_jsonl_reader_with(jsonl::open(path)?, path, long_text)
-    }
-
-    /// Loads a JSON Lines catalog from a reader; `source` names it in errors.
-    pub fn from_jsonl_reader(reader: impl BufRead, source: &Path) -> Result<Catalog> {
-        Catalog::from_jsonl_reader_with(reader, source, LongText::Refuse)
-    }
-
-    /// [`Catalog::from_jsonl_reader`] with a policy for over-long text.
-    pub fn from_jsonl_reader_with(reader: impl BufRead, source: &Path, long_text: LongText) -> Result<Catalog> {
-        Catalog::from_records(source, long_text, |each| jsonl::for_each_record(reader, source, each))
-    }
-
-    /// Loads a Parquet catalog file (feature `parquet`): the columns are the
-    /// JSON Lines fields (`id`, `title`, `text`, `tags`, `attributes`,
-    /// `vector`; see the README for the Arrow types) and every row meets the
-    /// same data contract. Errors name the file, row group, row and column.
-    #[cfg(feature = "parquet")]
-    pub fn from_parquet_path(path: impl AsRef<Path>) -> Result<Catalog> {
-        Catalog::from_parquet_path_with(path, LongText::Refuse)
-    }
-
-    /// [`Catalog::from_parquet_path`] with a policy for over-long text.
-    #[cfg(feature = "parquet")]
-    pub fn from_parquet_path_with(path: impl AsRef<Path>, long_text: LongText) -> Result<Catalog> {
-        let path = path.as_ref();
-        Catalog::from_records(path, long_text, |each| crate::parquet::for_each_record(path, each))
-    }
-
-    /// Validates the records `drive` produces, in order, into a catalog.
-    fn from_records(source: &Path, long_text: LongText, drive: impl FnOnce(jsonl::RecordSink<'_>) -> Result<usize>) -> Result<Catalog> {
-        let mut catalog = Catalog::default();
-        let mut rule = TextRule::new(long_text)?;
-        let n = drive(&mut |rec| {
-            let item = parse_item(&rec, &mut rule)?;
-            let line = rec.line;
-            catalog.push(item).map_err(|(field, reason)| Error::InvalidData {
-                path: source.into(),
-                line: Some(line),
-                field,
-                reason,
-            })
-        })?;
-        if n == 0 {
-            return Err(jsonl::file_error(source, "<file>", "the catalog has no items"));
-        }
-        catalog.truncated = rule.truncated;
-        Ok(catalog)
-    }
-
-    /// Adds a validated item, checking uniqueness and the vector dimension.
+    /// Adds a validated item, checking uniqueness, the vector dimension and
+    /// that each attribute keeps the type its first item gave it.
     fn push(&mut self, item: Item) -> std::result::Result<(), (String, String)> {
         if self.items.len() >= u32::MAX as usize - 1 {
             return Err(("id".into(), "too many items (at most 2^32 - 2)".into()));
@@ -352,13 +235,35 @@ impl Catalog {
                 ));
             }
         }
+        for (name, value) in &item.attributes {
+            let is_number = matches!(value, Attribute::Number(_));
+            if let Some(&(number, first)) = self.kinds.get(name) {
+                if number != is_number {
+                    let kind = |number: bool| if number { "a number" } else { "a string" };
+                    return Err((
+                        format!("attributes.{name}"),
+                        format!(
+                            "{} where item `{}` gave {}: an attribute has one type in every item \
+                             (a loader under Typing::Coerce converts it where the meaning is clear)",
+                            kind(is_number),
+                            self.items[first as usize].id,
+                            kind(number),
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(&first) = self.by_id.get(&item.id) {
             return Err((
                 "id".into(),
                 format!("duplicate id `{}` (first seen at item {})", item.id, first + 1),
             ));
         }
-        self.by_id.insert(item.id.clone(), self.items.len() as u32);
+        let next = self.items.len() as u32;
+        for (name, value) in &item.attributes {
+            self.kinds.entry(name.clone()).or_insert((matches!(value, Attribute::Number(_)), next));
+        }
+        self.by_id.insert(item.id.clone(), next);
         self.items.push(item);
         Ok(())
     }
@@ -432,84 +337,10 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn parse_item(rec: &Record<'_>, rule: &mut TextRule) -> Result<Item> {
-    rec.deny_unknown(&["id", "title", "text", "tags", "attributes", "vector"])?;
-    let id = rec.required_str("id")?;
-    check_id(id).map_err(|r| rec.error("id", r))?;
-    let title = rule.apply(rec.required_str("title")?).map_err(|r| rec.error("title", r))?;
-    let mut item = Item::new(id, title);
-
-    if let Some(map) = rec.optional_object("text")? {
-        for (name, value) in map {
-            let field = format!("text.{name}");
-            check_name(name).map_err(|r| rec.error(&field, r))?;
-            let Value::String(s) = value else {
-                return Err(rec.error(field, format!("expected a string, found {}", kind(value))));
-            };
-            let s = rule.apply(s).map_err(|r| rec.error(&field, r))?;
-            item.text.insert(name.clone(), s);
-        }
-    }
-    if let Some(map) = rec.optional_object("tags")? {
-        for (name, value) in map {
-            let field = format!("tags.{name}");
-            check_name(name).map_err(|r| rec.error(&field, r))?;
-            // A single string is accepted as a one-element list: it is what people write.
-            let raw: Vec<&String> = match value {
-                Value::String(s) => vec![s],
-                Value::Array(vs) => vs
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| match v {
-                        Value::String(s) => Ok(s),
-                        other => Err(rec.error(format!("{field}[{j}]"), format!("expected a string, found {}", kind(other)))),
-                    })
-                    .collect::<Result<_>>()?,
-                other => return Err(rec.error(field, format!("expected an array of strings, found {}", kind(other)))),
-            };
-            let values = raw
-                .into_iter()
-                .map(|v| rule.apply(v).map_err(|r| rec.error(&field, r)))
-                .collect::<Result<Vec<String>>>()?;
-            item.tags.insert(name.clone(), values);
-        }
-    }
-    if let Some(map) = rec.optional_object("attributes")? {
-        for (name, value) in map {
-            let field = format!("attributes.{name}");
-            check_name(name).map_err(|r| rec.error(&field, r))?;
-            let attr = match value {
-                Value::String(s) => Attribute::Text(rule.apply(s).map_err(|r| rec.error(&field, r))?),
-                Value::Number(n) => match n.as_f64() {
-                    Some(x) if x.is_finite() => Attribute::Number(x),
-                    _ => return Err(rec.error(field, "not a finite number")),
-                },
-                other => return Err(rec.error(field, format!("expected a string or a number, found {}", kind(other)))),
-            };
-            item.attributes.insert(name.clone(), attr);
-        }
-    }
-    match rec.obj.get("vector") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(xs)) => {
-            let mut v = Vec::with_capacity(xs.len());
-            for (j, x) in xs.iter().enumerate() {
-                // f64 -> f32 can overflow to infinity: check after the cast.
-                match x.as_f64().map(|x| x as f32) {
-                    Some(x) if x.is_finite() => v.push(x),
-                    _ => return Err(rec.error(format!("vector[{j}]"), "not a finite 32-bit number")),
-                }
-            }
-            item.vector = Some(v);
-        }
-        Some(other) => return Err(rec.error("vector", format!("expected an array of numbers, found {}", kind(other)))),
-    }
-    Ok(item)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn load(text: &str) -> Result<Catalog> {
         Catalog::from_jsonl_reader(text.as_bytes(), Path::new("items.jsonl"))
@@ -621,6 +452,41 @@ mod tests {
         assert_eq!(truncate_text("ab cd", 4), "ab");
         assert_eq!(truncate_text("abcd", 4), "abcd");
         assert_eq!(truncate_text("abcdef", 3), "abc");
+    }
+
+    #[test]
+    fn a_field_keeps_the_type_its_first_item_gave_it() {
+        let lines = concat!(
+            r#"{"id":"a","title":"t","tags":{"genre":["jazz"]},"attributes":{"year":1999,"artist":"X"}}"#,
+            "\n",
+            r#"{"id":"b","title":"t","tags":{"genre":"soul"},"attributes":{"year":"1950","artist":7}}"#,
+        );
+        let strict = |text: &str| load(text).unwrap_err().to_string();
+        let e = strict(lines);
+        assert!(e.contains("line 2") && e.contains("tags.genre") && e.contains("item `a` gave a list"), "{e}");
+        let e = strict(&lines.replace(r#""genre":"soul""#, r#""genre":["soul"]"#));
+        assert!(e.contains("line 2") && e.contains("attributes.artist") && e.contains("a number where item `a` gave a string"), "{e}");
+        let e = strict(&lines.replace(r#""genre":"soul""#, r#""genre":["soul"]"#).replace(r#""artist":7"#, r#""artist":"Y""#));
+        assert!(e.contains("attributes.year") && e.contains("a string where item `a` gave a number"), "{e}");
+
+        let coerce = LoadOptions::default().typing(Typing::Coerce);
+        let c = Catalog::from_jsonl_reader_with(lines.as_bytes(), Path::new("items.jsonl"), coerce).unwrap();
+        let b = c.get("b").unwrap();
+        assert_eq!(b.attributes["year"], Attribute::Number(1950.0));
+        assert_eq!(b.attributes["artist"], Attribute::Text("7".into()));
+        assert_eq!(b.tags["genre"], ["soul"]);
+        assert_eq!((c.attribute_is_number("year"), c.attribute_is_number("artist"), c.attribute_is_number("x")), (Some(true), Some(false), None));
+        // What has no clear meaning is refused even then.
+        let e = Catalog::from_jsonl_reader_with(lines.replace("1950", "the fifties").as_bytes(), Path::new("items.jsonl"), coerce).unwrap_err();
+        assert!(e.to_string().contains("`the fifties` is not a number"), "{e}");
+
+        // Items built in code meet the same rule.
+        let mut a = Item::new("a", "t");
+        a.attributes.insert("year".into(), Attribute::Number(1999.0));
+        let mut b = Item::new("b", "t");
+        b.attributes.insert("year".into(), Attribute::Text("1950".into()));
+        let e = Catalog::new(vec![a, b]).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("attributes.year"), "{e}");
     }
 
     #[test]
