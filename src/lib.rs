@@ -46,11 +46,11 @@
 //! let events = Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), &catalog)?;
 //!
 //! // Offline: build the index directory.
-//! let dir = tempfile::tempdir()?;
-//! IndexBuilder::new().group_key("artist").build(&catalog, &events, dir.path().join("index"))?;
+//! let dir = std::env::temp_dir().join(format!("twostage-tour-{}", std::process::id()));
+//! IndexBuilder::new().group_key("artist").build(&catalog, &events, &dir)?;
 //!
 //! // Online: open once, serve many requests from many threads.
-//! let engine = Engine::open(dir.path().join("index"))?;
+//! let engine = Engine::open(&dir)?;
 //! let recs = engine.recommend(&Request::new(Context::listening("t1")).k(2))?;
 //! assert_eq!(recs.items.len(), 2);
 //! assert!(recs.items.iter().all(|r| r.id != "t1"), "the context item is never recommended");
@@ -59,6 +59,7 @@
 //! let hits = engine.recommend(&Request::new(Context::search("back in black")).k(1))?;
 //! assert_eq!(hits.items[0].id, "t5");
 //! println!("{:?}", hits.timings); // per-stage latency
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(()) }
 //! ```
 //!
@@ -280,3 +281,9 @@ pub use request::{Context, Provenance, Recommendation, Recommendations, Request,
 pub use retrieval::ann::{AnnParams, Metric};
 pub use retrieval::{CovisitParams, LinearParams};
 pub use schema::{Analyzer, Schema, TextField};
+
+/// The README's Rust examples, compiled and run by `cargo test` (doctests),
+/// so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -18,6 +18,20 @@ pub const MAX_HISTORY: usize = 1_000;
 pub const MAX_FIELDS: usize = 64;
 
 /// The situation a request is made in.
+///
+/// ```
+/// use twostage::Context;
+/// let search = Context::search("late night jazz");
+/// let playing = Context::listening("trk-00042");
+/// let profile = Context::history(["trk-00001", "trk-00002"]); // most recent last
+/// let both = Context::personalized_search("late night jazz", ["trk-00001"]);
+/// assert_eq!(both.text(), Some("late night jazz"));
+/// assert_eq!(playing.text(), None);
+/// // In the service's JSON, the context is an object named by its kind:
+/// let json = r#"{"history":{"items":["trk-00001","trk-00002"]}}"#;
+/// assert_eq!(serde_json::from_str::<Context>(json).unwrap(), profile);
+/// # let _ = search;
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -455,7 +469,24 @@ impl Timings {
     }
 }
 
-/// The answer to a [`Request`].
+/// The answer to a [`Request`]: items best first, with where each came from,
+/// and what the request cost.
+///
+/// ```no_run
+/// # fn main() -> twostage::Result<()> {
+/// use twostage::{Context, Engine, Request};
+/// let engine = Engine::open("index")?;
+/// let recs = engine.recommend(&Request::new(Context::listening("trk-00042")).fields(["title"]))?;
+/// for r in &recs.items {
+///     let found_by: Vec<&str> = r.sources.iter().map(|s| s.retriever.name()).collect();
+///     println!("{} {:?} {:.3} {found_by:?}", r.id, r.fields, r.score);
+/// }
+/// for w in &recs.warnings {
+///     eprintln!("warning: {w}"); // e.g. a tag filter no item passes
+/// }
+/// println!("{} candidates, {:?} in all; as JSON: {}", recs.candidates, recs.timings.total, recs.to_json());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recommendations {
     /// Items, best first, at most `k`.

@@ -40,6 +40,26 @@ pub enum Analyzer {
 
 /// The roles of the catalog's fields. Stored in the manifest, so the engine
 /// serves with exactly the schema the index was built with.
+///
+/// Start from the inferred schema and change what you need, or write the
+/// whole schema as JSON (`build_index --schema FILE`, the shape
+/// `build_index` prints):
+///
+/// ```
+/// use twostage::{Catalog, Schema};
+/// use twostage::schema::{Analyzer, TextField};
+/// # fn main() -> twostage::Result<()> {
+/// let items = r#"{"id":"ls","title":"ls","text":{"description":"list directory contents"},"tags":{"section":["1"]}}"#;
+/// let catalog = Catalog::from_jsonl_reader(items.as_bytes(), "items.jsonl".as_ref())?;
+/// let mut schema = Schema::infer(&catalog);
+/// // Titles here are command names: match them as written, weigh them less.
+/// schema.text_fields[0] = TextField { source: "title".into(), boost: 2.0, analyzer: Analyzer::Words };
+/// schema.validate(&catalog)?;
+/// let json = serde_json::to_string(&schema).unwrap();
+/// assert_eq!(serde_json::from_str::<Schema>(&json).unwrap(), schema);
+/// // Then: IndexBuilder::new().schema(schema).build(..)
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schema {

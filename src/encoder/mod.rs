@@ -100,6 +100,18 @@ pub(crate) fn describe(info: &EncoderInfo) -> String {
 }
 
 /// A loaded sentence encoder. Cheap to clone (shared), `Send + Sync`.
+///
+/// ```no_run
+/// # fn main() -> twostage::Result<()> {
+/// use twostage::Encoder;
+/// // scripts/fetch_minilm.sh puts all-MiniLM-L6-v2 here.
+/// let encoder = Encoder::load("models/all-MiniLM-L6-v2")?;
+/// let v = encoder.encode("something gentle for a rainy evening")?;
+/// assert_eq!(v.len(), encoder.dim()); // unit length: a dot product is the cosine
+/// // Build with it (IndexBuilder::encoder) and serve with the same model
+/// // (Engine::with_encoder) for search by meaning and neighbours of cold items.
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Encoder {
     inner: Arc<Inner>,

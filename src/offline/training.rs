@@ -372,7 +372,7 @@ pub(crate) fn lists(engine: &Engine, targets: &[Target], listed: &(dyn Fn(usize)
         .map(|t| {
             let mut a = engine.retrieve(&t.request)?;
             let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 listed(n);
             }
             let grades: Vec<u32> = (0..a.len())

@@ -18,6 +18,19 @@ use crate::store::ItemStore;
 /// From [`Engine::retrieve`](crate::Engine::retrieve); ranked by
 /// [`Engine::rank`](crate::Engine::rank) with the index's model or with a
 /// [`Scorer`] of the caller's.
+///
+/// ```no_run
+/// # fn main() -> twostage::Result<()> {
+/// use twostage::{Context, Engine, Request};
+/// let engine = Engine::open("index")?;
+/// let req = Request::new(Context::search("melancholic jazz"));
+/// let candidates = engine.retrieve(&req)?;
+/// for i in 0..candidates.len().min(3) {
+///     println!("{:?} found by {:?}, BM25 reciprocal rank {:?}", candidates.id(i), candidates.sources(i), candidates.feature(i, "lexical_rank_rr"));
+/// }
+/// let recs = engine.rank(&req, candidates, None)?; // the index's own model: what recommend returns
+/// # let _ = recs; Ok(()) }
+/// ```
 pub struct Candidates {
     pub(crate) list: Vec<Candidate>,
     /// Row-major `[candidates × NUM_FEATURES]`.
