@@ -34,7 +34,7 @@ impl Server {
 
     fn start_with_token(index: &Path, token: Option<&str>) -> Server {
         let handle = EngineHandle::open(index).expect("open index");
-        let state = service::AppState::new(handle, index.to_path_buf(), token.map(str::to_string));
+        let state = service::AppState::new(handle, index.to_path_buf(), token.map(str::to_string)).expect("state");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -179,7 +179,6 @@ fn bad_requests_are_4xx_with_a_json_error() {
     let fx = common::music();
     let server = Server::start(&fx.dir);
     let agent = agent();
-    let oversized = format!(r#"{{"context":{{"search":{{"text":"{}"}}}}}}"#, "a".repeat(service::MAX_BODY_BYTES));
     let cases: [(&str, &str, Option<&str>, u16, &str); 9] = [
         ("POST", "/recommend", Some("{not json"), 400, "bad_json"),
         (
@@ -210,7 +209,14 @@ fn bad_requests_are_4xx_with_a_json_error() {
             400,
             "invalid_request",
         ),
-        ("POST", "/recommend", Some(&oversized), 413, "body_too_large"),
+        // k = 0 is the caller's mistake (Error::InvalidRequest), not an empty list.
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"context":{"listening":{"item":"trk-00042"}},"k":0}"#),
+            400,
+            "invalid_request",
+        ),
         ("GET", "/recommend", None, 405, "method_not_allowed"),
         ("GET", "/nowhere", None, 404, "not_found"),
         ("POST", "/admin/reload", Some(r#"{"dir":"x"}"#), 400, "bad_json"),
@@ -222,12 +228,133 @@ fn bad_requests_are_4xx_with_a_json_error() {
         assert_eq!(v["kind"], want_kind, "{method} {path}: {text}");
         assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
     }
+    // A body announced over the limit is refused before a byte of it is read.
+    let (status, text) = announce_oversized_body(server.addr, "/recommend");
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(json(&text)["kind"], "body_too_large", "{text}");
+
     let (_, text) = call(&agent, "GET", &server.url("/metrics"), None);
+    // The 405 is answered by the router, the 413 by the body limit: the
+    // counting middleware sits outside both and sees them all.
     assert!(
-        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 6"#),
+        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 8"#),
         "{text}"
     );
+    for (endpoint, status, n) in [
+        ("/recommend", 400, 6),
+        ("/recommend", 413, 1),
+        ("/recommend", 405, 1),
+        ("unmatched", 404, 1),
+        ("/admin/reload", 400, 1),
+    ] {
+        let line = format!(r#"twostage_http_requests_total{{endpoint="{endpoint}",status="{status}"}} {n}"#);
+        assert!(text.lines().any(|l| l == line), "{line}: {text}");
+    }
     assert!(!text.contains(r#"class="server""#), "no request was a server fault: {text}");
+}
+
+/// Writes `head` (a request line and headers, up to the blank line) and then
+/// `body` on a fresh connection, and returns the (status, body) of the
+/// answer. Raw, because the service answers an oversized body without
+/// reading all of it and closes: a client that insists on writing its whole
+/// request first (ureq does) can see a broken pipe instead of the answer.
+fn raw_post(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Announces a body over the limit in Content-Length and sends none of it:
+/// the service refuses it before reading a byte.
+fn announce_oversized_body(addr: SocketAddr, path: &str) -> (u16, String) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        service::MAX_BODY_BYTES + 1
+    );
+    raw_post(addr, &head, b"")
+}
+
+/// A too-large body sent chunked (no Content-Length to refuse up front)
+/// fails while it is read, and is a 413 with a JSON error all the same.
+#[test]
+fn a_chunked_body_over_the_limit_is_a_413() {
+    let fx = common::music();
+    let server = Server::start(&fx.dir);
+    let head = format!(
+        "POST /recommend HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        server.addr
+    );
+    // One chunk one byte over the limit: the service must read all of it to
+    // know, and answers before the (never sent) last chunk.
+    let size = service::MAX_BODY_BYTES + 1;
+    let mut chunk = format!("{size:x}\r\n").into_bytes();
+    chunk.extend(std::iter::repeat_n(b'a', size));
+    let (status, text) = raw_post(server.addr, &head, &chunk);
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(json(&text)["kind"], "body_too_large", "{text}");
+    let (_, metrics) = call(&agent(), "GET", &server.url("/metrics"), None);
+    assert!(
+        metrics.contains(r#"twostage_http_requests_total{endpoint="/recommend",status="413"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// A `tracing` writer into a shared buffer, for reading back what a fmt subscriber printed.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn each_request_is_traced_with_its_method_path_and_status() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // Global: the server answers on tokio's threads, not this one. Other tests
+    // in this binary log into the buffer too; this one looks for its own path.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("the only test here that installs a subscriber");
+    let fx = common::music();
+    let server = Server::start(&fx.dir);
+    let (status, _) = call(&agent(), "GET", &server.url("/traced-nowhere"), None);
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &agent(),
+        "POST",
+        &server.url("/recommend?traced"),
+        Some(r#"{"context":{"listening":{"item":"trk-00042"}},"k":3}"#),
+    );
+    assert_eq!(status, 200);
+    drop(server); // waits for the server, so its last lines are written
+    let text = captured.0.lock().map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+    for (method, uri, status) in [("GET", "/traced-nowhere", "404"), ("POST", "/recommend?traced", "200")] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("method={method}")) && l.contains(&format!("uri={uri}")) && l.contains("latency="))
+            .unwrap_or_else(|| panic!("no response line for {method} {uri} in:\n{text}"));
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains(&format!("status={status}")), "{line}");
+    }
 }
 
 #[test]
@@ -348,3 +475,4 @@ fn admin_routes_need_the_token_and_are_off_without_one() {
     );
     assert_eq!(status, 200);
 }
+

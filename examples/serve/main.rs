@@ -12,8 +12,9 @@
 //! ```
 //!
 //! The routes, their errors and metrics are documented in `service.rs`.
-//! Set `--log info` (or `debug` for every request stage) to print the
-//! library's tracing spans.
+//! Set `--log info` (or `debug` for every request stage) to print a line
+//! per HTTP request (method, path, status, latency) and the library's
+//! tracing spans.
 
 #[path = "../support/progress.rs"]
 mod progress;
@@ -40,9 +41,10 @@ struct Args {
     /// Threads running engine work (the blocking pool). Default: one per core.
     #[arg(long)]
     workers: Option<usize>,
-    /// Log the library's tracing spans to stderr as they close, with their
-    /// duration: `info` (a line per request and build phase) or `debug`
-    /// (also every request stage). Default: no subscriber.
+    /// Log to stderr: `info` (a line per HTTP request with its status and
+    /// latency, the library's spans per request and build phase as they
+    /// close, reloads) or `debug` (also every request stage). Default: no
+    /// subscriber.
     #[arg(long, value_parser = ["off", "info", "debug"], default_value = "off")]
     log: String,
     /// Sentence-encoder model directory: indexes built with it get semantic
@@ -98,11 +100,11 @@ fn main() -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
+        let addr = listener.local_addr()?;
         eprintln!(
-            "serving {} ({} items) on http://{}",
+            "serving {} ({} items) on http://{addr}",
             args.index.display(),
             handle.load().len(),
-            listener.local_addr()?
         );
         let token = match &args.admin_token_file {
             Some(path) => Some(
@@ -121,7 +123,7 @@ fn main() -> Result<()> {
                 "disabled (no admin token)"
             }
         );
-        let state = service::AppState::new(handle, args.index.clone(), token);
+        let state = service::AppState::new(handle, args.index.clone(), token)?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

@@ -1,4 +1,4 @@
-//! The HTTP service around an [`EngineHandle`]: router, handlers, metrics.
+//! The HTTP service around an [`EngineHandle`]: router, handlers, middleware.
 //!
 //! Shared by the `serve` example (`main.rs` beside this file) and its
 //! integration test (`tests/serve.rs` includes this file with `#[path]`), so
@@ -7,9 +7,9 @@
 //!
 //! | route                | what                                                              |
 //! |----------------------|-------------------------------------------------------------------|
-//! | `POST /recommend`    | a [`twostage::Request`] as JSON → [`Recommendations::to_json`]      |
+//! | `POST /recommend`    | a [`twostage::Request`] as JSON → [`Recommendations::to_json`](twostage::Recommendations::to_json) |
 //! | `GET /healthz`       | `{"status":"ok","index":..,"items":..}`                           |
-//! | `GET /metrics`       | Prometheus text: requests, errors, latency histograms per stage   |
+//! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
 //!
 //! Admin routes need `Authorization: Bearer <token>` with the token the
@@ -21,31 +21,50 @@
 //! the async worker threads: a request takes a millisecond or more of CPU,
 //! which would stall every other connection on that worker. Errors are JSON
 //! `{"error": message, "kind": kind}`: the caller's mistakes are 4xx, and only
-//! a real fault (a failed stage, a panicked task) is a 500.
+//! a real fault (a failed stage, a panicked task) or a timeout is a 5xx.
+//!
+//! Middleware (`tower-http`), outermost first: a `tracing` span and an
+//! info-level event per request (method, path, status, latency); the
+//! response counter of `telemetry.rs`; JSON bodies for the errors the layers
+//! below answer themselves; a [`REQUEST_TIMEOUT`] (503); a body limit of
+//! [`MAX_BODY_BYTES`] (413).
 
 #![allow(dead_code)] // main.rs and the test each use a different part.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+#[path = "telemetry.rs"]
+mod telemetry;
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
-use twostage::{EngineHandle, Error, Request, Timings};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use twostage::{EngineHandle, Error, Request};
+
+pub use telemetry::Telemetry;
 
 /// Largest accepted request body. A request is a context, a few filters and
 /// at most a 1,000-item history: 256 KiB is generous, and it bounds the
 /// memory one connection can make the service buffer.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Longest a request may take before the service answers 503. A recommend
+/// takes milliseconds and a reload seconds; past this the client is better
+/// told than kept waiting. (Engine work already started on the blocking
+/// pool still runs to its end; only the answer is dropped.)
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 pub struct AppState {
@@ -54,7 +73,7 @@ pub struct AppState {
     /// What `POST /admin/reload` opens when its body names no directory.
     pub index_dir: PathBuf,
     /// Counters and histograms for `/metrics`.
-    pub metrics: Metrics,
+    pub telemetry: Arc<Telemetry>,
     /// The bearer token admin routes require; `None` disables them.
     pub admin_token: Option<String>,
 }
@@ -62,13 +81,17 @@ pub struct AppState {
 impl AppState {
     /// State serving `handle`, reloading from `index_dir` by default, with
     /// admin routes behind `admin_token` (disabled when `None`).
-    pub fn new(handle: EngineHandle, index_dir: PathBuf, admin_token: Option<String>) -> Arc<AppState> {
-        Arc::new(AppState {
+    pub fn new(
+        handle: EngineHandle,
+        index_dir: PathBuf,
+        admin_token: Option<String>,
+    ) -> Result<Arc<AppState>, metrics_exporter_prometheus::BuildError> {
+        Ok(Arc::new(AppState {
             handle: Arc::new(handle),
             index_dir,
-            metrics: Metrics::default(),
+            telemetry: Arc::new(Telemetry::new()?),
             admin_token: admin_token.filter(|t| !t.is_empty()),
-        })
+        }))
     }
 
     /// Whether `headers` carry the admin token.
@@ -86,17 +109,24 @@ impl AppState {
 }
 
 /// Byte equality whose time does not depend on where the inputs differ (only
-/// on their lengths), so a token cannot be guessed byte by byte from timings.
+/// on the longer length), so a token cannot be guessed byte by byte from
+/// timings.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+        // Keeps the optimiser from turning the loop into an early exit once
+        // `diff` is non-zero, which would reintroduce the timing leak.
+        diff = std::hint::black_box(diff);
     }
     diff == 0
 }
 
-/// The service's routes over `state`.
+/// The service's routes over `state`, with its middleware.
 pub fn router(state: Arc<AppState>) -> Router {
+    // `Router::layer` wraps the routes and both fallbacks: the counter sees
+    // every response, and `MatchedPath` is known to it. The last layer added
+    // is the outermost.
     Router::new()
         .route("/recommend", post(recommend))
         .route("/healthz", get(healthz))
@@ -110,7 +140,25 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "method not allowed on this route".to_string(),
             )
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // One limit, tower-http's: it refuses a too-large Content-Length
+        // before reading a byte, and a chunked body fails the extractor.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.telemetry),
+            telemetry::count_responses,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                ),
+        )
         .with_state(state)
 }
 
@@ -135,6 +183,34 @@ fn error(status: StatusCode, kind: &str, message: String) -> Response {
 
 fn json_ok(body: String) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Gives a JSON error body to the errors the layers answer themselves (the
+/// body limit's 413, the timeout's 503), so every error a client sees has
+/// the same shape; handlers' own errors are JSON already.
+async fn json_errors(request: HttpRequest, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => error(
+            status,
+            "body_too_large",
+            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => error(
+            status,
+            "timeout",
+            format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+        ),
+        _ => error(status, "http", status.canonical_reason().unwrap_or("error").to_string()),
+    }
 }
 
 /// A library error as a response: 400 for what the caller can fix, 500 for a fault.
@@ -170,8 +246,7 @@ fn body_error(rejection: BytesRejection) -> Response {
 }
 
 async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let started = Instant::now();
-    let response = match body {
+    match body {
         Err(rejection) => body_error(rejection),
         Ok(bytes) => match serde_json::from_slice::<Request>(&bytes) {
             // Bad JSON, a wrong type and an unknown field (`Request` denies them) all land here.
@@ -182,7 +257,7 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, Bytes
                 let work = tokio::task::spawn_blocking(move || handle.recommend(&request).map(|r| (r.to_json(), r.timings)));
                 match work.await {
                     Ok(Ok((body, timings))) => {
-                        state.metrics.observe_stages(&timings);
+                        state.telemetry.observe_stages(&timings);
                         json_ok(body)
                     }
                     Ok(Err(e)) => engine_error(&e),
@@ -194,25 +269,21 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, Bytes
                 }
             }
         },
-    };
-    state.metrics.observe_request("/recommend", response.status(), started.elapsed());
-    response
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let engine = state.handle.load();
     let info = engine.info();
-    let response = json_ok(
+    json_ok(
         json!({"status": "ok", "index": info.path, "items": engine.len(), "format_version": info.format_version, "ranker": info.ranker.kind})
             .to_string(),
-    );
-    state.metrics.observe_request("/healthz", response.status(), Duration::ZERO);
-    response
+    )
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let engine = state.handle.load();
-    let text = state.metrics.render(engine.len(), &engine.query_cache_stats());
+    let text = state.telemetry.render(engine.len(), &engine.query_cache_stats());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -229,18 +300,16 @@ struct ReloadRequest {
 }
 
 async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let started = Instant::now();
     if !state.is_admin(&headers) {
         let why = if state.admin_token.is_some() {
             "admin routes need `Authorization: Bearer <token>` with the service's admin token"
         } else {
             "admin routes are disabled: start the service with an admin token (TWOSTAGE_ADMIN_TOKEN or --admin-token-file)"
         };
-        let response = error(StatusCode::UNAUTHORIZED, "unauthorized", why.to_string());
-        state.metrics.observe_request("/admin/reload", response.status(), started.elapsed());
-        return response;
+        tracing::warn!("admin request refused: missing or wrong bearer token");
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", why.to_string());
     }
-    let response = match body {
+    match body {
         Err(rejection) => body_error(rejection),
         Ok(bytes) => {
             let parsed = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -258,12 +327,12 @@ async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderM
                     match work.await {
                         Ok(Ok((dir, previous, items))) => {
                             tracing::info!(index = %dir.display(), items, previous_items = previous, "reloaded");
-                            state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                            state.telemetry.observe_reload(true);
                             json_ok(json!({"status": "reloaded", "index": dir, "items": items, "previous_items": previous}).to_string())
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(error = %e, "reload failed; still serving the previous index");
-                            state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                            state.telemetry.observe_reload(false);
                             match e {
                                 // The service is fine and keeps serving the previous index: the
                                 // directory it was pointed at cannot be served. Not a 500.
@@ -286,157 +355,5 @@ async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderM
                 }
             }
         }
-    };
-    state.metrics.observe_request("/admin/reload", response.status(), started.elapsed());
-    response
-}
-
-/// Histogram bucket upper bounds, microseconds (50 µs to 2.5 s).
-const BUCKETS_US: [u64; 15] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-];
-
-/// A Prometheus histogram over [`BUCKETS_US`], lock-free.
-#[derive(Default)]
-pub struct Histogram {
-    /// Non-cumulative counts per bucket; the last slot is `+Inf`.
-    counts: [AtomicU64; BUCKETS_US.len() + 1],
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let slot = BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(BUCKETS_US.len());
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            let le = BUCKETS_US
-                .get(i)
-                .map(|&b| format!("{}", b as f64 / 1e6))
-                .unwrap_or_else(|| "+Inf".into());
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
-
-/// The service's counters and histograms.
-#[derive(Default)]
-pub struct Metrics {
-    /// Responses by (endpoint, status). A mutex: one short insert per request.
-    responses: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    /// Whole-request latency of `/recommend` as the server saw it (parse,
-    /// wait for the blocking pool, engine, serialise).
-    request: Histogram,
-    /// The engine's own per-stage timings, in [`Timings::stages`] order.
-    stages: [Histogram; Timings::STAGES],
-    reloads_ok: AtomicU64,
-    reloads_failed: AtomicU64,
-}
-
-impl Metrics {
-    fn observe_request(&self, endpoint: &'static str, status: StatusCode, elapsed: Duration) {
-        // One line per answered request under `--log info`.
-        tracing::info!(endpoint, status = status.as_u16(), micros = elapsed.as_micros() as u64, "http");
-        if let Ok(mut map) = self.responses.lock() {
-            *map.entry((endpoint, status.as_u16())).or_insert(0) += 1;
-        }
-        if endpoint == "/recommend" {
-            self.request.observe(elapsed);
-        }
-    }
-
-    fn observe_stages(&self, timings: &Timings) {
-        for (h, (_, d)) in self.stages.iter().zip(timings.stages()) {
-            h.observe(d);
-        }
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self, items: usize, cache: &twostage::QueryCacheStats) -> String {
-        let mut out = String::new();
-        let responses = self.responses.lock().map(|m| m.clone()).unwrap_or_default();
-        out.push_str(
-            "# HELP twostage_http_requests_total HTTP requests by endpoint and status code.\n# TYPE twostage_http_requests_total counter\n",
-        );
-        for ((endpoint, status), n) in &responses {
-            let _ = writeln!(
-                out,
-                "twostage_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP twostage_http_errors_total HTTP errors by endpoint and class (client = 4xx, server = 5xx).\n# TYPE twostage_http_errors_total counter\n");
-        let mut errors: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        for ((endpoint, status), n) in &responses {
-            let class = match status {
-                400..=499 => "client",
-                500..=599 => "server",
-                _ => continue,
-            };
-            *errors.entry((endpoint, class)).or_insert(0) += n;
-        }
-        for ((endpoint, class), n) in &errors {
-            let _ = writeln!(out, "twostage_http_errors_total{{endpoint=\"{endpoint}\",class=\"{class}\"}} {n}");
-        }
-        out.push_str("# HELP twostage_request_duration_seconds Latency of POST /recommend as the server saw it.\n# TYPE twostage_request_duration_seconds histogram\n");
-        self.request
-            .render(&mut out, "twostage_request_duration_seconds", "endpoint=\"/recommend\"");
-        out.push_str("# HELP twostage_stage_duration_seconds Engine time per stage of successful recommend calls.\n# TYPE twostage_stage_duration_seconds histogram\n");
-        for (h, (stage, _)) in self.stages.iter().zip(Timings::default().stages()) {
-            h.render(&mut out, "twostage_stage_duration_seconds", &format!("stage=\"{stage}\""));
-        }
-        out.push_str("# HELP twostage_reloads_total Index reloads by result.\n# TYPE twostage_reloads_total counter\n");
-        let _ = writeln!(
-            out,
-            "twostage_reloads_total{{result=\"ok\"}} {}",
-            self.reloads_ok.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "twostage_reloads_total{{result=\"error\"}} {}",
-            self.reloads_failed.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP twostage_index_items Items in the index being served.\n# TYPE twostage_index_items gauge\n");
-        let _ = writeln!(out, "twostage_index_items {items}");
-        // The engine's own counters: they restart with each reload.
-        for (name, kind, help, value) in [
-            (
-                "query_cache_hits_total",
-                "counter",
-                "Search texts whose vector came from the query cache.",
-                cache.hits,
-            ),
-            (
-                "query_cache_misses_total",
-                "counter",
-                "Search texts that were encoded.",
-                cache.misses,
-            ),
-            (
-                "query_cache_entries",
-                "gauge",
-                "Search-text vectors in the query cache.",
-                cache.entries as u64,
-            ),
-            (
-                "query_cache_bytes",
-                "gauge",
-                "Bytes held by the query cache's vectors and keys.",
-                cache.bytes as u64,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP twostage_{name} {help}\n# TYPE twostage_{name} {kind}\ntwostage_{name} {value}"
-            );
-        }
-        out
     }
 }
