@@ -8,6 +8,8 @@
 mod common;
 #[path = "../examples/serve/service.rs"]
 mod service;
+#[path = "common/webdriver.rs"]
+mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -306,6 +308,19 @@ fn a_chunked_body_over_the_limit_is_a_413() {
     );
 }
 
+#[test]
+fn the_playground_page_is_served_at_the_root() {
+    let fx = common::music();
+    let server = Server::start(&fx.dir);
+    let resp = agent().get(&server.url("/")).call().expect("GET /");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.content_type().starts_with("text/html"), "{}", resp.content_type());
+    let page = resp.into_string().expect("body");
+    assert!(page.contains("twostage playground") && page.contains("/recommend"), "{page}");
+    // Self-contained: nothing is loaded from another host.
+    assert!(!page.contains("http://") && !page.contains("https://"), "the page links elsewhere");
+}
+
 /// A `tracing` writer into a shared buffer, for reading back what a fmt subscriber printed.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -476,3 +491,85 @@ fn admin_routes_need_the_token_and_are_off_without_one() {
     assert_eq!(status, 200);
 }
 
+/// The ids of the results the playground shows, and their titles, in order.
+const SHOWN: &str = r#"return Array.from(document.querySelectorAll('#results tbody tr')).map(tr =>
+    [tr.dataset.id, tr.querySelector('td.title').firstChild.textContent]);"#;
+
+/// Waits until the playground has finished its `run`-th request, and returns what it shows.
+fn shown_after(page: &webdriver::Session, run: u32) -> anyhow::Result<Vec<(String, String)>> {
+    let done = format!(
+        r#"const s = document.getElementById("status");
+           return Number(s.dataset.run) >= {run} && s.dataset.state !== "loading" ? s.dataset.state : null;"#
+    );
+    let state = page.wait_for(&done, Duration::from_secs(60))?;
+    anyhow::ensure!(state == "done", "the page ended in state {state}");
+    Ok(serde_json::from_value(page.script(SHOWN, json!([]))?)?)
+}
+
+/// The engine's own answer to `context`: (id, title) in order.
+fn expected(fx: &common::Fixture, context: Context) -> Vec<(String, String)> {
+    let recs = fx.engine.recommend(&Request::new(context).k(10)).expect("recommend");
+    recs.items
+        .iter()
+        .map(|r| (r.id.clone(), fx.engine.item(&r.id).expect("item").title.clone()))
+        .collect()
+}
+
+/// The playground in headless Chromium: a search from the URL shows the
+/// engine's results by title, and picking a "currently listening" item with
+/// the picker personalises them. Writes screenshots under target/playground/.
+#[test]
+fn playground_in_a_real_browser() {
+    let Some(browser) = webdriver::Browser::find() else {
+        eprintln!(
+            "SKIPPED playground_in_a_real_browser: no chromium and chromedriver on PATH \
+             (apt-get install chromium chromium-driver, or set TWOSTAGE_CHROMIUM and TWOSTAGE_CHROMEDRIVER)"
+        );
+        return;
+    };
+    if let Err(e) = drive_playground(&browser) {
+        panic!("{e:#}");
+    }
+}
+
+fn drive_playground(browser: &webdriver::Browser) -> anyhow::Result<()> {
+    let fx = common::music();
+    let server = Server::start(&fx.dir);
+    let page = webdriver::Session::start(browser, 1280, 1000)?;
+    let shots = PathBuf::from(option_env!("CARGO_TARGET_DIR").unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target")))
+        .join("playground");
+
+    page.goto(&server.url("/?q=jazz"))?;
+    let searched = shown_after(&page, 1)?;
+    assert_eq!(searched, expected(fx, Context::search("jazz")), "the page shows the engine's answer, by title");
+    assert!(searched.iter().all(|(_, title)| !title.is_empty()));
+    let timings = page.script(r#"return document.querySelectorAll('#timings tbody tr').length;"#, json!([]))?;
+    assert_eq!(timings, twostage::Timings::STAGES, "a row per stage");
+    let sources = page.script(r#"return document.querySelectorAll('#results .src').length;"#, json!([]))?;
+    assert!(sources.as_u64().is_some_and(|n| n >= searched.len() as u64), "provenance shown: {sources}");
+    page.screenshot(&shots.join("search.png"))?;
+
+    // Pick an item by its title with the "currently listening" picker.
+    let listened = fx.catalog.items().iter().find(|i| i.id == "trk-00042").expect("trk-00042");
+    let pick = page.find("#pick")?;
+    page.type_into(&pick, &listened.title)?;
+    let wanted = format!(r#"li[data-id="{}"]"#, listened.id);
+    page.wait_for(
+        &format!(r#"return document.querySelector('#suggestions {wanted}') !== null;"#),
+        Duration::from_secs(30),
+    )?;
+    page.click(&page.find(&format!("#suggestions {wanted}"))?)?;
+    let personalised = shown_after(&page, 2)?;
+    assert_eq!(
+        personalised,
+        expected(fx, Context::personalized_search("jazz", [listened.id.as_str()])),
+        "a search with a history"
+    );
+    assert_ne!(personalised, searched, "the listening item changed the results");
+    let url = page.script("return location.search;", json!([]))?;
+    assert_eq!(url, format!("?q=jazz&history={}", listened.id), "the URL links to this view");
+    let path = shots.join("playground.png");
+    page.screenshot(&path)?;
+    eprintln!("playground screenshots: {} and {}", shots.join("search.png").display(), path.display());
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! cargo run --release --example serve                      # builds target/quickstart-index from data/music if missing
 //! cargo run --release --example serve -- --index target/music-index --addr 127.0.0.1:8080
 //!
+//! open http://127.0.0.1:8080/                              # the playground page
 //! curl -s localhost:8080/recommend -d '{"context":{"listening":{"item":"trk-00042"}},"k":10}'
 //! curl -s localhost:8080/healthz
 //! curl -s localhost:8080/metrics
@@ -102,7 +103,7 @@ fn main() -> Result<()> {
             .with_context(|| format!("binding {}", args.addr))?;
         let addr = listener.local_addr()?;
         eprintln!(
-            "serving {} ({} items) on http://{addr}",
+            "serving {} ({} items) on http://{addr} (playground: http://{addr}/)",
             args.index.display(),
             handle.load().len(),
         );

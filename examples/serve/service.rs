@@ -7,6 +7,7 @@
 //!
 //! | route                | what                                                              |
 //! |----------------------|-------------------------------------------------------------------|
+//! | `GET /`              | the playground: a page to try searches and "listening" contexts   |
 //! | `POST /recommend`    | a [`twostage::Request`] as JSON → [`Recommendations::to_json`](twostage::Recommendations::to_json) |
 //! | `GET /healthz`       | `{"status":"ok","index":..,"items":..}`                           |
 //! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
@@ -43,7 +44,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
@@ -65,6 +66,9 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// told than kept waiting. (Engine work already started on the blocking
 /// pool still runs to its end; only the answer is dropped.)
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The playground page: plain HTML and JavaScript, no build step, no CDN.
+const PLAYGROUND: &str = include_str!("playground.html");
 
 /// What every handler shares.
 pub struct AppState {
@@ -128,6 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // every response, and `MatchedPath` is known to it. The last layer added
     // is the outermost.
     Router::new()
+        .route("/", get(playground))
         .route("/recommend", post(recommend))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -243,6 +248,10 @@ fn body_error(rejection: BytesRejection) -> Response {
         "bad_body"
     };
     error(status, kind, rejection.body_text())
+}
+
+async fn playground() -> Html<&'static str> {
+    Html(PLAYGROUND)
 }
 
 async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
