@@ -361,7 +361,11 @@ fn each_request_is_traced_with_its_method_path_and_status() {
     );
     assert_eq!(status, 200);
     drop(server); // waits for the server, so its last lines are written
-    let text = captured.0.lock().map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+    let text = captured
+        .0
+        .lock()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
     for (method, uri, status) in [("GET", "/traced-nowhere", "404"), ("POST", "/recommend?traced", "200")] {
         let line = text
             .lines()
@@ -536,17 +540,23 @@ fn drive_playground(browser: &webdriver::Browser) -> anyhow::Result<()> {
     let fx = common::music();
     let server = Server::start(&fx.dir);
     let page = webdriver::Session::start(browser, 1280, 1000)?;
-    let shots = PathBuf::from(option_env!("CARGO_TARGET_DIR").unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target")))
-        .join("playground");
+    let shots = PathBuf::from(option_env!("CARGO_TARGET_DIR").unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target"))).join("playground");
 
     page.goto(&server.url("/?q=jazz"))?;
     let searched = shown_after(&page, 1)?;
-    assert_eq!(searched, expected(fx, Context::search("jazz")), "the page shows the engine's answer, by title");
+    assert_eq!(
+        searched,
+        expected(fx, Context::search("jazz")),
+        "the page shows the engine's answer, by title"
+    );
     assert!(searched.iter().all(|(_, title)| !title.is_empty()));
     let timings = page.script(r#"return document.querySelectorAll('#timings tbody tr').length;"#, json!([]))?;
     assert_eq!(timings, twostage::Timings::STAGES, "a row per stage");
     let sources = page.script(r#"return document.querySelectorAll('#results .src').length;"#, json!([]))?;
-    assert!(sources.as_u64().is_some_and(|n| n >= searched.len() as u64), "provenance shown: {sources}");
+    assert!(
+        sources.as_u64().is_some_and(|n| n >= searched.len() as u64),
+        "provenance shown: {sources}"
+    );
     page.screenshot(&shots.join("search.png"))?;
 
     // Pick an item by its title with the "currently listening" picker.
@@ -570,6 +580,10 @@ fn drive_playground(browser: &webdriver::Browser) -> anyhow::Result<()> {
     assert_eq!(url, format!("?q=jazz&history={}", listened.id), "the URL links to this view");
     let path = shots.join("playground.png");
     page.screenshot(&path)?;
-    eprintln!("playground screenshots: {} and {}", shots.join("search.png").display(), path.display());
+    eprintln!(
+        "playground screenshots: {} and {}",
+        shots.join("search.png").display(),
+        path.display()
+    );
     Ok(())
 }

@@ -204,16 +204,8 @@ async fn json_errors(request: HttpRequest, next: Next) -> Response {
         return response;
     }
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => error(
-            status,
-            "body_too_large",
-            format!("the request body is over {MAX_BODY_BYTES} bytes"),
-        ),
-        StatusCode::SERVICE_UNAVAILABLE => error(
-            status,
-            "timeout",
-            format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => error(status, "body_too_large", format!("the request body is over {MAX_BODY_BYTES} bytes")),
+        StatusCode::SERVICE_UNAVAILABLE => error(status, "timeout", format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())),
         _ => error(status, "http", status.canonical_reason().unwrap_or("error").to_string()),
     }
 }

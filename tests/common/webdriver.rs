@@ -77,9 +77,7 @@ impl Session {
             },
         }}});
         let created = session.send("POST", "/session", Some(caps))?;
-        let id = created["sessionId"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no sessionId in {created}"))?;
+        let id = created["sessionId"].as_str().ok_or_else(|| anyhow!("no sessionId in {created}"))?;
         session.base = format!("{}/session/{id}", session.base);
         Ok(session)
     }
@@ -144,8 +142,7 @@ impl Session {
 
     /// Clicks the element.
     pub fn click(&self, element: &str) -> Result<()> {
-        self.send("POST", &format!("/element/{element}/click"), Some(json!({})))
-            .map(drop)
+        self.send("POST", &format!("/element/{element}/click"), Some(json!({}))).map(drop)
     }
 
     /// Polls `script` until it returns something truthy (not null, false,
