@@ -35,8 +35,13 @@ impl Server {
     }
 
     fn start_with_token(index: &Path, token: Option<&str>) -> Server {
+        Server::start_with(index, token, service::DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    fn start_with(index: &Path, token: Option<&str>, timeout: Duration) -> Server {
         let handle = EngineHandle::open(index).expect("open index");
-        let state = service::AppState::new(handle, index.to_path_buf(), token.map(str::to_string)).expect("state");
+        let state =
+            service::AppState::with_request_timeout(handle, index.to_path_buf(), token.map(str::to_string), timeout).expect("state");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -319,6 +324,36 @@ fn the_playground_page_is_served_at_the_root() {
     assert!(page.contains("twostage playground") && page.contains("/recommend"), "{page}");
     // Self-contained: nothing is loaded from another host.
     assert!(!page.contains("http://") && !page.contains("https://"), "the page links elsewhere");
+}
+
+/// A request the service cannot answer within its timeout is a 503 with a
+/// JSON error, counted as a server error. A reload (it opens and verifies
+/// every file of an index: tens of milliseconds at least) cannot finish in
+/// a millisecond; it still completes, and is counted, after the answer.
+#[test]
+fn a_request_over_the_timeout_is_a_503() {
+    let fx = common::music();
+    let server = Server::start_with(&fx.dir, Some(TOKEN), Duration::from_millis(1));
+    let agent = agent();
+    let (status, text) = call(&agent, "POST", &server.url("/admin/reload"), Some(""));
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(json(&text)["kind"], "timeout", "{text}");
+    let reloaded = r#"twostage_reloads_total{result="ok"} 1"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let (_, metrics) = call(&agent, "GET", &server.url("/metrics"), None);
+        if metrics.contains(reloaded) || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(metrics.contains(reloaded), "the reload ran to its end: {metrics}");
+    for line in [
+        r#"twostage_http_requests_total{endpoint="/admin/reload",status="503"} 1"#,
+        r#"twostage_http_errors_total{endpoint="/admin/reload",class="server"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+    }
 }
 
 /// A `tracing` writer into a shared buffer, for reading back what a fmt subscriber printed.

@@ -57,6 +57,9 @@ struct Args {
     /// TWOSTAGE_ADMIN_TOKEN; with neither, admin routes are disabled.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, default_value_t = service::DEFAULT_REQUEST_TIMEOUT.as_secs())]
+    timeout_secs: u64,
 }
 
 fn main() -> Result<()> {
@@ -124,7 +127,8 @@ fn main() -> Result<()> {
                 "disabled (no admin token)"
             }
         );
-        let state = service::AppState::new(handle, args.index.clone(), token)?;
+        let timeout = std::time::Duration::from_secs(args.timeout_secs.max(1));
+        let state = service::AppState::with_request_timeout(handle, args.index.clone(), token, timeout)?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

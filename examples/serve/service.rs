@@ -27,8 +27,8 @@
 //! Middleware (`tower-http`), outermost first: a `tracing` span and an
 //! info-level event per request (method, path, status, latency); the
 //! response counter of `telemetry.rs`; JSON bodies for the errors the layers
-//! below answer themselves; a [`REQUEST_TIMEOUT`] (503); a body limit of
-//! [`MAX_BODY_BYTES`] (413).
+//! below answer themselves; a request timeout ([`DEFAULT_REQUEST_TIMEOUT`],
+//! 503); a body limit of [`MAX_BODY_BYTES`] (413).
 
 #![allow(dead_code)] // main.rs and the test each use a different part.
 
@@ -61,11 +61,13 @@ pub use telemetry::Telemetry;
 /// memory one connection can make the service buffer.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// Longest a request may take before the service answers 503. A recommend
-/// takes milliseconds and a reload seconds; past this the client is better
-/// told than kept waiting. (Engine work already started on the blocking
-/// pool still runs to its end; only the answer is dropped.)
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a request may take, by default, before the service answers 503.
+/// A recommend takes milliseconds and a reload seconds; past this the
+/// client is better told than kept waiting. Engine work already started on
+/// the blocking pool still runs to its end, only the answer is dropped: a
+/// reload that times out still swaps the index in (and is logged and
+/// counted as usual).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The playground page: plain HTML and JavaScript, no build step, no CDN.
 const PLAYGROUND: &str = include_str!("playground.html");
@@ -80,21 +82,35 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// The bearer token admin routes require; `None` disables them.
     pub admin_token: Option<String>,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
 }
 
 impl AppState {
     /// State serving `handle`, reloading from `index_dir` by default, with
-    /// admin routes behind `admin_token` (disabled when `None`).
+    /// admin routes behind `admin_token` (disabled when `None`) and the
+    /// [`DEFAULT_REQUEST_TIMEOUT`].
     pub fn new(
         handle: EngineHandle,
         index_dir: PathBuf,
         admin_token: Option<String>,
+    ) -> Result<Arc<AppState>, metrics_exporter_prometheus::BuildError> {
+        AppState::with_request_timeout(handle, index_dir, admin_token, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// [`AppState::new`] with another request timeout.
+    pub fn with_request_timeout(
+        handle: EngineHandle,
+        index_dir: PathBuf,
+        admin_token: Option<String>,
+        request_timeout: Duration,
     ) -> Result<Arc<AppState>, metrics_exporter_prometheus::BuildError> {
         Ok(Arc::new(AppState {
             handle: Arc::new(handle),
             index_dir,
             telemetry: Arc::new(Telemetry::new()?),
             admin_token: admin_token.filter(|t| !t.is_empty()),
+            request_timeout,
         }))
     }
 
@@ -149,7 +165,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         // before reading a byte, and a chunked body fails the extractor.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.request_timeout,
+        ))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state.telemetry),
@@ -205,7 +224,7 @@ async fn json_errors(request: HttpRequest, next: Next) -> Response {
     }
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => error(status, "body_too_large", format!("the request body is over {MAX_BODY_BYTES} bytes")),
-        StatusCode::SERVICE_UNAVAILABLE => error(status, "timeout", format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())),
+        StatusCode::SERVICE_UNAVAILABLE => error(status, "timeout", "no answer within the service's request timeout".to_string()),
         _ => error(status, "http", status.canonical_reason().unwrap_or("error").to_string()),
     }
 }
@@ -324,16 +343,27 @@ async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderM
                     let dir = req.index.unwrap_or_else(|| state.index_dir.clone());
                     let handle = Arc::clone(&state.handle);
                     // Opening reads and verifies every file: seconds of blocking I/O and CPU.
-                    let work = tokio::task::spawn_blocking(move || handle.reload(&dir).map(|old| (dir, old.len(), handle.load().len())));
+                    let telemetry = Arc::clone(&state.telemetry);
+                    let span = tracing::Span::current();
+                    // Logged and counted in the task itself: a reload whose answer
+                    // timed out still happened.
+                    let work = tokio::task::spawn_blocking(move || {
+                        let _entered = span.enter();
+                        let result = handle.reload(&dir).map(|old| (dir, old.len(), handle.load().len()));
+                        match &result {
+                            Ok((dir, previous, items)) => {
+                                tracing::info!(index = %dir.display(), items, previous_items = previous, "reloaded");
+                            }
+                            Err(e) => tracing::warn!(error = %e, "reload failed; still serving the previous index"),
+                        }
+                        telemetry.observe_reload(result.is_ok());
+                        result
+                    });
                     match work.await {
                         Ok(Ok((dir, previous, items))) => {
-                            tracing::info!(index = %dir.display(), items, previous_items = previous, "reloaded");
-                            state.telemetry.observe_reload(true);
                             json_ok(json!({"status": "reloaded", "index": dir, "items": items, "previous_items": previous}).to_string())
                         }
                         Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "reload failed; still serving the previous index");
-                            state.telemetry.observe_reload(false);
                             match e {
                                 // The service is fine and keeps serving the previous index: the
                                 // directory it was pointed at cannot be served. Not a 500.
