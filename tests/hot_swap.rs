@@ -73,7 +73,7 @@ fn recommend_from_many_threads_while_swapping() {
                     assert!(via_handle.items.iter().all(|r| r.id.starts_with(p)));
                     seen[(prefix == "b") as usize].fetch_add(1, Ordering::Relaxed);
                     n += 1;
-                    if t == 0 && n % 50 == 0 {
+                    if t == 0 && n.is_multiple_of(50) {
                         std::thread::yield_now();
                     }
                 }

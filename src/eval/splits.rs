@@ -225,7 +225,7 @@ mod tests {
                 ratings.push(Rating {
                     user: format!("u{u}"),
                     item: i,
-                    rating: if (u + i as usize) % 7 == 0 { 2.0 } else { 4.0 },
+                    rating: if (u + i as usize).is_multiple_of(7) { 2.0 } else { 4.0 },
                     ts: (u * 100 + i as usize) as i64,
                 });
             }
