@@ -321,7 +321,10 @@ fn the_build_report_says_which_retrievers_are_live_and_why_one_is_off() {
         .without_ranker_training()
         .build(&catalog, &events, dir.path().join("c"))
         .unwrap_err();
-    assert!(e.is_caller_error() && e.to_string().contains("1 of 3") && e.to_string().contains("`t2`"), "{e}");
+    assert!(
+        e.is_caller_error() && e.to_string().contains("1 of 3") && e.to_string().contains("`t2`"),
+        "{e}"
+    );
     assert!(!dir.path().join("c").exists(), "nothing is written");
     let report = IndexBuilder::new()
         .without_ranker_training()

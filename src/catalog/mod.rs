@@ -10,7 +10,6 @@
 //!  "tags":{"genre":["synthpop"],"mood":["dreamy"]},"attributes":{"artist":"The Velvet Foxes","year":1987}}
 //! ```
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -205,7 +204,6 @@ impl Catalog {
         Ok(catalog)
     }
 
-
     /// Whether attribute `name` holds numbers (`Some(true)`) or strings, as
     /// the first item with it fixed; `None` if no item has it.
     pub fn attribute_is_number(&self, name: &str) -> Option<bool> {
@@ -261,7 +259,9 @@ impl Catalog {
         }
         let next = self.items.len() as u32;
         for (name, value) in &item.attributes {
-            self.kinds.entry(name.clone()).or_insert((matches!(value, Attribute::Number(_)), next));
+            self.kinds
+                .entry(name.clone())
+                .or_insert((matches!(value, Attribute::Number(_)), next));
         }
         self.by_id.insert(item.id.clone(), next);
         self.items.push(item);
@@ -463,11 +463,24 @@ mod tests {
         );
         let strict = |text: &str| load(text).unwrap_err().to_string();
         let e = strict(lines);
-        assert!(e.contains("line 2") && e.contains("tags.genre") && e.contains("item `a` gave a list"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("tags.genre") && e.contains("item `a` gave a list"),
+            "{e}"
+        );
         let e = strict(&lines.replace(r#""genre":"soul""#, r#""genre":["soul"]"#));
-        assert!(e.contains("line 2") && e.contains("attributes.artist") && e.contains("a number where item `a` gave a string"), "{e}");
-        let e = strict(&lines.replace(r#""genre":"soul""#, r#""genre":["soul"]"#).replace(r#""artist":7"#, r#""artist":"Y""#));
-        assert!(e.contains("attributes.year") && e.contains("a string where item `a` gave a number"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("attributes.artist") && e.contains("a number where item `a` gave a string"),
+            "{e}"
+        );
+        let e = strict(
+            &lines
+                .replace(r#""genre":"soul""#, r#""genre":["soul"]"#)
+                .replace(r#""artist":7"#, r#""artist":"Y""#),
+        );
+        assert!(
+            e.contains("attributes.year") && e.contains("a string where item `a` gave a number"),
+            "{e}"
+        );
 
         let coerce = LoadOptions::default().typing(Typing::Coerce);
         let c = Catalog::from_jsonl_reader_with(lines.as_bytes(), Path::new("items.jsonl"), coerce).unwrap();
@@ -475,9 +488,17 @@ mod tests {
         assert_eq!(b.attributes["year"], Attribute::Number(1950.0));
         assert_eq!(b.attributes["artist"], Attribute::Text("7".into()));
         assert_eq!(b.tags["genre"], ["soul"]);
-        assert_eq!((c.attribute_is_number("year"), c.attribute_is_number("artist"), c.attribute_is_number("x")), (Some(true), Some(false), None));
+        assert_eq!(
+            (
+                c.attribute_is_number("year"),
+                c.attribute_is_number("artist"),
+                c.attribute_is_number("x")
+            ),
+            (Some(true), Some(false), None)
+        );
         // What has no clear meaning is refused even then.
-        let e = Catalog::from_jsonl_reader_with(lines.replace("1950", "the fifties").as_bytes(), Path::new("items.jsonl"), coerce).unwrap_err();
+        let e =
+            Catalog::from_jsonl_reader_with(lines.replace("1950", "the fifties").as_bytes(), Path::new("items.jsonl"), coerce).unwrap_err();
         assert!(e.to_string().contains("`the fifties` is not a number"), "{e}");
 
         // Items built in code meet the same rule.

@@ -251,7 +251,11 @@ pub(crate) fn choose(held_out: &[HeldOut]) -> ServingPlan {
         // 0.987 to 0.904 and then ranked the real queries below every
         // retriever alone. Without logged lists to judge it, fusion is served.
         let judged_on_logs = lists.iter().all(|l| !l.generated);
-        let served = if judged_on_logs && ranker > cross_fitted { Served::Ranker } else { Served::Fusion };
+        let served = if judged_on_logs && ranker > cross_fitted {
+            Served::Ranker
+        } else {
+            Served::Fusion
+        };
         let weights = Retriever::ALL.into_iter().map(|r| (r, best[r.index()])).collect();
         contexts.insert(
             kind,
@@ -353,7 +357,11 @@ mod tests {
             (0..2 * MIN_PLAN_LISTS)
                 .map(|i| HeldOut {
                     generated,
-                    ..list(ContextKind::Search, if i % 2 == 0 { Retriever::Lexical } else { Retriever::Ann }, true)
+                    ..list(
+                        ContextKind::Search,
+                        if i % 2 == 0 { Retriever::Lexical } else { Retriever::Ann },
+                        true,
+                    )
                 })
                 .collect()
         };
