@@ -105,7 +105,14 @@ fn main() -> Result<()> {
             serving
                 .contexts
                 .get(&kind)
-                .map(|p| format!("{:?}", p.served).to_lowercase())
+                .map(|p| {
+                    let served = format!("{:?}", p.served).to_lowercase();
+                    if p.validation.is_empty() {
+                        format!("{served} (unjudged: {} held-out lists)", p.lists)
+                    } else {
+                        served
+                    }
+                })
                 .unwrap_or_else(|| "ranker (no plan)".into())
         };
         if !args.json {

@@ -82,7 +82,8 @@ pub struct ContextPlan {
     /// (equal weights), `weighted fusion`, each retriever alone, and
     /// `weighted fusion, cross-fitted`: the weighted fusion's figure on lists
     /// its weights were not fitted on (fitted on alternate halves), which
-    /// the ranker must beat to be served.
+    /// the ranker must beat to be served. Empty where there were fewer than
+    /// 30 lists: then equal-weight fusion is served, unjudged.
     pub validation: BTreeMap<String, f64>,
     /// Held-out lists the choice was made on: logged requests where there
     /// were at least 30, else logged and generated ones.
@@ -98,8 +99,9 @@ impl ContextPlan {
     }
 }
 
-/// The plan of every context kind that had enough held-out lists; the others
-/// are served by the ranker with equal fusion weights.
+/// The plan of every context kind, chosen when a ranker was trained. An
+/// index without one (the fixed-weight placeholder) has no plan and is
+/// served by that ranker with equal fusion weights.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServingPlan {
@@ -197,11 +199,12 @@ fn fit_weights(lists: &[&HeldOut], live: &[Retriever]) -> [f32; Retriever::ALL.l
     best.1
 }
 
-/// The plan for the kinds with at least [`MIN_PLAN_LISTS`] held-out lists:
-/// fusion weights by coordinate ascent on NDCG@10 (from the best of equal
-/// weights and each retriever alone), and the ranker served only where it
-/// beats that fusion as scored on lists its weights were not fitted on, and
-/// only when those lists are logged requests, not generated searches.
+/// The plan of every context kind. With at least [`MIN_PLAN_LISTS`] held-out
+/// lists: fusion weights by coordinate ascent on NDCG@10 (from the best of
+/// equal weights and each retriever alone), and the ranker served only where
+/// it beats that fusion as scored on lists its weights were not fitted on,
+/// and only when those lists are logged requests, not generated searches.
+/// With fewer, nothing validates the ranker there: equal-weight fusion.
 pub(crate) fn choose(held_out: &[HeldOut]) -> ServingPlan {
     let mut contexts = BTreeMap::new();
     for kind in [
@@ -218,6 +221,21 @@ pub(crate) fn choose(held_out: &[HeldOut]) -> ServingPlan {
         let logged = of_kind(false);
         let lists = if logged.len() >= MIN_PLAN_LISTS { logged } else { of_kind(true) };
         if lists.len() < MIN_PLAN_LISTS {
+            // Nothing to judge the ranker on for this kind: on a catalog with
+            // no plays it learned from searches alone, and served to
+            // more-like-this it swung between builds from 0.44 to 0.59
+            // Recall@10 on the man pages. Equal-weight fusion needs no
+            // validation to be safe.
+            contexts.insert(
+                kind,
+                ContextPlan {
+                    served: Served::Fusion,
+                    weights: Retriever::ALL.into_iter().map(|r| (r, 1.0)).collect(),
+                    validation: BTreeMap::new(),
+                    lists: lists.len(),
+                    generated_lists: lists.iter().filter(|l| l.generated).count(),
+                },
+            );
             continue;
         }
         let live: Vec<Retriever> = Retriever::ALL
@@ -317,9 +335,21 @@ mod tests {
         // Where the ranker is right and fusion can be too, a tie serves fusion;
         // the ranker must beat it.
         assert_eq!(plan.contexts[&ContextKind::History].served, Served::Fusion);
-        // Too few lists: no plan, the default order.
-        assert!(!plan.contexts.contains_key(&ContextKind::Listening));
-        assert_eq!(plan.order(ContextKind::Listening), (Served::Ranker, [1.0; Retriever::ALL.len()]));
+        // Too few lists to judge the ranker, though it is right on each:
+        // equal-weight fusion, unjudged; no lists at all, the same.
+        let listening = &plan.contexts[&ContextKind::Listening];
+        assert_eq!((listening.lists, listening.validation.len()), (MIN_PLAN_LISTS - 1, 0));
+        assert_eq!(plan.order(ContextKind::Listening), (Served::Fusion, [1.0; Retriever::ALL.len()]));
+        assert_eq!(plan.contexts[&ContextKind::PersonalizedSearch].lists, 0);
+        assert_eq!(
+            plan.order(ContextKind::PersonalizedSearch),
+            (Served::Fusion, [1.0; Retriever::ALL.len()])
+        );
+        // No plan at all (an untrained index): its placeholder ranker.
+        assert_eq!(
+            ServingPlan::default().order(ContextKind::Search),
+            (Served::Ranker, [1.0; Retriever::ALL.len()])
+        );
         // Fusion served: its weights order; the ranker served: equal weights cut.
         assert_eq!(plan.order(ContextKind::Search), (Served::Fusion, search.weight_array()));
         let mut ranked = plan.clone();
