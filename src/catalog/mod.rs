@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 
 mod load;
 
+#[cfg(any(test, feature = "encoder"))]
 pub(crate) use load::truncate_text;
 pub use load::{LoadOptions, LongText, Typing};
 

@@ -4,8 +4,7 @@
 
 use super::resolve::Resolved;
 use super::Engine;
-use crate::encoder;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::retrieval::ann::Metric;
 
 /// Weight of a personalised search's history vector against its query
@@ -42,16 +41,7 @@ impl Engine {
             return Ok(None);
         };
         let query = match text {
-            Some(t) => {
-                let Some(enc) = &self.encoder else {
-                    return Err(Error::EncoderMismatch {
-                        expected: self.manifest.encoder.as_ref().map(encoder::describe).unwrap_or_default(),
-                        found: None,
-                    });
-                };
-                let _span = tracing::debug_span!("encode", part = "query").entered();
-                Some(self.query_cache.get_or_encode(t, || enc.encode(t))?.to_vec())
-            }
+            Some(t) => Some(self.encode_query(t)?),
             None => None,
         };
         let items: Vec<(&[f32], f32)> = ctx.items.iter().filter_map(|&(i, w)| graph.vector(i).map(|v| (v, w))).collect();

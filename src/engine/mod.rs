@@ -195,6 +195,27 @@ impl Engine {
         self.encoder.as_ref()
     }
 
+    /// The vector of a search text by the attached encoder (through the
+    /// query cache), which an index with a content space needs.
+    pub(super) fn encode_query(&self, text: &str) -> Result<Vec<f32>> {
+        let built = || self.manifest.encoder.as_ref().map(encoder::describe).unwrap_or_default();
+        let Some(enc) = &self.encoder else {
+            if cfg!(not(feature = "encoder")) {
+                return Err(Error::InvalidConfig(format!(
+                    "the index at {} was built with the sentence encoder {}; its searches need twostage's feature `encoder`",
+                    self.path.display(),
+                    built()
+                )));
+            }
+            return Err(Error::EncoderMismatch {
+                expected: built(),
+                found: None,
+            });
+        };
+        let _span = tracing::debug_span!("encode", part = "query").entered();
+        Ok(self.query_cache.get_or_encode(text, || enc.encode(text))?.to_vec())
+    }
+
     /// Caches the vectors of at most `entries` search texts (rounded up to
     /// an even number; 0 turns caching off), replacing the cache and its
     /// counters. Default [`DEFAULT_QUERY_CACHE`](crate::DEFAULT_QUERY_CACHE)

@@ -21,9 +21,10 @@ use crate::events::Events;
 use crate::metrics::{Metrics, MetricsMean};
 use crate::offline::builder::IndexBuilder;
 use crate::ranking::dataset::Target;
+use crate::ranking::fit;
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::{self, ContextKind, HeldOut, Served};
-use crate::ranking::train::{self, EpochReport, TrainParams};
+use crate::ranking::train::{EpochReport, TrainParams};
 use crate::request::{Context, Retriever};
 use crate::retrieval::covisit;
 use crate::retrieval::linear::{LinearItemItem, LinearParams};
@@ -297,7 +298,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     for (name, params) in [("ranker_linear", TrainParams::linear()), ("ranker_mlp", TrainParams::default())] {
         let t = Instant::now();
         let mut epochs = 0;
-        let ranker = train::train(&train_lists, &valid_lists, &params, &mut |r: &EpochReport| {
+        let ranker = fit::train(&train_lists, &valid_lists, &params, &mut |r: &EpochReport| {
             epochs = r.epoch;
         })?;
         details.insert(format!("{name}_train_secs"), t.elapsed().as_secs_f64());

@@ -15,11 +15,10 @@ use crate::index::writer::{self, NewIndex};
 use crate::index::BuildParams;
 use crate::index::Vectors;
 use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
-use crate::offline::training::TrainSummary;
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::ServingPlan;
-use crate::ranking::train::TrainParams;
+use crate::ranking::train::{TrainParams, TrainSummary};
 use crate::request::Retriever;
 use crate::retrieval::ann::{AnnIndex, AnnParams, Metric};
 use crate::retrieval::covisit::{self, CoVisitation, CovisitParams};
@@ -28,6 +27,11 @@ use crate::retrieval::linear::{LinearItemItem, LinearParams};
 use crate::retrieval::popular::Popularity;
 use crate::schema::Schema;
 use crate::store::{ItemStore, NONE};
+
+/// Why a build asked to train a ranker fails in a build without `train`.
+#[cfg(not(feature = "train"))]
+const NO_TRAIN_FEATURE: &str = "ranker training needs twostage's feature `train` (on by default); \
+     without it, build with IndexBuilder::without_ranker_training (the fixed-weight ranker)";
 
 /// Builds an index directory from a catalog and an interaction log.
 ///
@@ -55,7 +59,9 @@ impl Default for IndexBuilder {
             schema: None,
             group_key: None,
             params: BuildParams::default(),
-            train: Some(TrainParams::default()),
+            // Without the feature there is nothing to train with; asking
+            // for training then is an error, not a silent placeholder.
+            train: cfg!(feature = "train").then(TrainParams::default),
             encoder: None,
         }
     }
@@ -159,7 +165,10 @@ impl IndexBuilder {
     /// ([`TrainParams::default`]) trained on the most recent 15% of the events (which builds
     /// retrieval a second time, over the older 85%, in a temporary directory:
     /// roughly doubles build time; [`IndexBuilder::without_ranker_training`]
-    /// skips it).
+    /// skips it). Without the crate feature `train` (on by default) the
+    /// default is the fixed-weight ranker, and asking for training
+    /// ([`IndexBuilder::ranker`]) makes the build fail with
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig).
     pub fn new() -> IndexBuilder {
         IndexBuilder::default()
     }
@@ -359,12 +368,15 @@ impl IndexBuilder {
             None => None,
         };
         let content = content.as_ref();
-        let (ranker, training) = match &self.train {
+        let (ranker, training): (Ranker, Option<TrainSummary>) = match &self.train {
+            #[cfg(feature = "train")]
             Some(params) => match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
                 Some((r, summary)) => (r, Some(summary)),
                 None => (Ranker::fixed_default()?, None),
             },
-            _ => (Ranker::fixed_default()?, None),
+            #[cfg(not(feature = "train"))]
+            Some(_) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
+            None => (Ranker::fixed_default()?, None),
         };
         let tmp = temp_sibling(out, "tmp")?;
         let built = self
@@ -537,5 +549,38 @@ impl IndexBuilder {
         lap("write", &mut phases);
         drop(phase);
         Ok((stats, phases))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A serving-only build (no feature `train`) builds with the fixed-weight
+    /// ranker by default and refuses, writing nothing, a build asked to train.
+    #[test]
+    #[cfg(not(feature = "train"))]
+    fn without_the_train_feature_a_build_asked_to_train_is_refused() {
+        use crate::catalog::Item;
+        let catalog = Catalog::new((0..4).map(|i| Item::new(format!("i{i}"), format!("item {i}"))).collect()).unwrap();
+        let events = Events::from_events(Vec::new(), Vec::new(), &catalog).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("index");
+        let report = IndexBuilder::new().build(&catalog, &events, &out).unwrap();
+        assert!(report.training.is_none());
+        let refused = dir.path().join("refused");
+        let e = IndexBuilder::new()
+            .ranker(TrainParams::default())
+            .build(&catalog, &events, &refused)
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidConfig(ref m) if m.contains("feature `train`")), "{e}");
+        assert!(!refused.exists());
+    }
+
+    /// The default build trains when it can: the feature is on.
+    #[test]
+    #[cfg(feature = "train")]
+    fn with_the_train_feature_the_default_build_trains_a_ranker() {
+        assert!(IndexBuilder::new().train.is_some());
     }
 }

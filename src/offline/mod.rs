@@ -12,4 +12,5 @@
 
 pub(crate) mod builder;
 pub(crate) mod publish;
+#[cfg(feature = "train")]
 pub(crate) mod training;

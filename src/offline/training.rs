@@ -19,9 +19,10 @@ use crate::offline::builder::{ContentVectors, IndexBuilder};
 use crate::offline::publish::{publish, temp_sibling};
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::dataset::{self, Target};
+use crate::ranking::fit;
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::{self, ContextKind, HeldOut, ServingPlan};
-use crate::ranking::train::{self, EpochReport, ListExample, TrainParams};
+use crate::ranking::train::{EpochReport, ListExample, TrainParams, TrainSummary};
 use crate::request::Retriever;
 use crate::schema::Schema;
 
@@ -37,32 +38,6 @@ pub(crate) const MIN_TRAINING_LISTS: usize = 50;
 /// ([`dataset::catalog_targets`]).
 pub const GENERATED_SEARCHES: usize = 2_000;
 const GENERATED_SEED: u64 = 0x7365_6172_6368;
-
-/// What ranker training did.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct TrainSummary {
-    /// `linear` or `mlp`.
-    pub kind: String,
-    /// One entry per epoch run.
-    pub epochs: Vec<EpochReport>,
-    /// Best validation NDCG@10 (over candidates).
-    pub valid_ndcg: f64,
-    /// Share of training targets whose item retrieval found.
-    pub train_candidate_recall: f64,
-    /// Share of validation targets whose item retrieval found.
-    pub valid_candidate_recall: f64,
-    /// Training lists with a relevant candidate.
-    pub train_lists: usize,
-    /// Validation lists with a relevant candidate.
-    pub valid_lists: usize,
-    /// Lists (training and validation) from searches generated from the
-    /// catalog (item titles), topping up the logged ones to 2,000.
-    pub generated_lists: usize,
-    /// The serving plan chosen on the validation lists.
-    pub serving: ServingPlan,
-    /// Wall time, seconds.
-    pub seconds: f64,
-}
 
 impl IndexBuilder {
     /// Trains a ranker on the most recent [`RANKER_HOLDOUT`] of `events`
@@ -153,7 +128,7 @@ impl IndexBuilder {
             // Every member may run max_epochs; early stopping skips ahead.
             let budget = params.max_epochs * params.ensemble;
             on_progress(&Progress::new("ranker training", 0, budget, "epochs"));
-            let mut ranker = train::train(&train_lists, &valid_lists, params, &mut |r| {
+            let mut ranker = fit::train(&train_lists, &valid_lists, params, &mut |r| {
                 epochs.push(r.clone());
                 on_epoch(r);
                 on_progress(&Progress::new(

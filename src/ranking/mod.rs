@@ -4,6 +4,8 @@
 mod candidates;
 pub(crate) mod dataset;
 pub mod features;
+#[cfg(feature = "train")]
+pub(crate) mod fit;
 pub(crate) mod model;
 pub mod plan;
 pub mod train;
@@ -11,4 +13,4 @@ pub mod train;
 pub use candidates::{Candidates, Scorer};
 pub use model::{RankerInfo, FIXED_DEFAULT_WEIGHTS};
 pub use plan::{ContextKind, ContextPlan, Served, ServingPlan};
-pub use train::{EpochReport, ModelKind, TrainParams};
+pub use train::{EpochReport, ModelKind, TrainParams, TrainSummary};

@@ -1,5 +1,6 @@
 //! The ranking model: scores a whole `[candidates × features]` matrix in one
-//! candle forward pass.
+//! forward pass of plain loops (no tensor library on the request path, so a
+//! serving-only build needs no candle; training, feature `train`, uses it).
 //!
 //! A model is a stack of dense layers with ReLU between them: one layer is
 //! the linear model, more make an MLP. Weights live in `ranker.safetensors`
@@ -8,10 +9,9 @@
 //! loading checks every tensor's presence, shape and values and names the
 //! one that is wrong.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -78,18 +78,11 @@ pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 19] = [
     ("content_sim", 1.0),
 ];
 
-/// A dense layer: `x · weight + bias`, as tensors (what is saved) and as
-/// plain rows (what scores).
-pub(crate) struct Layer {
-    pub weight: Tensor,
-    pub bias: Tensor,
-    dense: Dense,
-}
-
-/// A layer for scoring by plain loops: the request path's matrices are small
-/// (a few hundred rows, tens of columns), where a tensor library's set-up
-/// costs more than the arithmetic. Each input row's non-zero columns are one
-/// span, so an ensemble's block-diagonal layers cost only their blocks.
+/// A dense layer `x · weight + bias`, scored by plain loops: the request
+/// path's matrices are small (a few hundred rows, tens of columns), where a
+/// tensor library's set-up costs more than the arithmetic. Each input row's
+/// non-zero columns are one span, so an ensemble's block-diagonal layers
+/// cost only their blocks.
 struct Dense {
     fan_out: usize,
     /// Row-major `[fan_in × fan_out]`.
@@ -138,13 +131,13 @@ impl Dense {
 /// features `z = (x - mean) · inv_std`.
 pub(crate) struct Ranker {
     info: RankerInfo,
-    mean: Tensor,
-    inv_std: Tensor,
-    layers: Vec<Layer>,
-    /// `mean` and `inv_std` as plain arrays, for scoring.
+    /// The standardisation: `mean` and `inv_std`, one per feature.
     norm: (Vec<f32>, Vec<f32>),
+    layers: Vec<Dense>,
 }
 
+/// A candle failure during training, as the crate's error.
+#[cfg(feature = "train")]
 pub(crate) fn candle_error(e: candle_core::Error) -> Error {
     Error::internal_by("rank", e)
 }
@@ -153,7 +146,6 @@ impl Ranker {
     /// Assembles a ranker from plain arrays: `layers` are `(weight [in × out]
     /// row-major, bias [out])`; widths must chain from `NUM_FEATURES` to 1.
     pub fn from_parts(info: RankerInfo, mean: &[f32], inv_std: &[f32], layers: &[(Vec<f32>, Vec<f32>)]) -> Result<Ranker> {
-        let dev = Device::Cpu;
         if mean.len() != NUM_FEATURES || inv_std.len() != NUM_FEATURES || layers.is_empty() {
             return Err(Error::internal("rank", "standardisation or layers do not match the feature schema"));
         }
@@ -164,11 +156,7 @@ impl Ranker {
             if next == 0 || w.len() != width * next {
                 return Err(Error::internal("rank", "layer shapes do not chain"));
             }
-            out.push(Layer {
-                weight: Tensor::from_slice(w, (width, next), &dev).map_err(candle_error)?,
-                bias: Tensor::from_slice(b, (1, next), &dev).map_err(candle_error)?,
-                dense: Dense::new(w, b),
-            });
+            out.push(Dense::new(w, b));
             width = next;
         }
         if width != 1 {
@@ -176,10 +164,8 @@ impl Ranker {
         }
         Ok(Ranker {
             info,
-            mean: Tensor::from_slice(mean, (1, NUM_FEATURES), &dev).map_err(candle_error)?,
-            inv_std: Tensor::from_slice(inv_std, (1, NUM_FEATURES), &dev).map_err(candle_error)?,
-            layers: out,
             norm: (mean.to_vec(), inv_std.to_vec()),
+            layers: out,
         })
     }
 
@@ -211,16 +197,34 @@ impl Ranker {
         self.info.validation = metrics;
     }
 
-    /// Writes the weights as safetensors.
+    /// Writes the weights as safetensors (`F32`, little-endian).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        tensors.insert("norm.mean".into(), self.mean.clone());
-        tensors.insert("norm.inv_std".into(), self.inv_std.clone());
+        let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let (mean, inv_std) = &self.norm;
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
+            ("norm.mean".into(), vec![1, NUM_FEATURES], le(mean)),
+            ("norm.inv_std".into(), vec![1, NUM_FEATURES], le(inv_std)),
+        ];
         for (i, l) in self.layers.iter().enumerate() {
-            tensors.insert(format!("layers.{i}.weight"), l.weight.clone());
-            tensors.insert(format!("layers.{i}.bias"), l.bias.clone());
+            tensors.push((
+                format!("layers.{i}.weight"),
+                vec![l.weight.len() / l.fan_out, l.fan_out],
+                le(&l.weight),
+            ));
+            tensors.push((format!("layers.{i}.bias"), vec![1, l.fan_out], le(&l.bias)));
         }
-        candle_core::safetensors::save(&tensors, path).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+        let write_error = |e: safetensors::SafeTensorError| Error::io(path, std::io::Error::other(e.to_string()));
+        let views = tensors
+            .iter()
+            .map(|(name, shape, bytes)| {
+                Ok((
+                    name.as_str(),
+                    TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(write_error)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(views, None).map_err(write_error)?;
+        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
     }
 
     /// Loads weights written by [`Ranker::save`] from verified bytes, checking
@@ -246,18 +250,29 @@ impl Ranker {
                 format!("ranker kind `{}` with hidden layers {:?}", info.kind, info.hidden),
             ));
         }
-        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| Error::corrupt_by(source, e))?;
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| Error::corrupt_by(source, e))?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let t = tensors
-                .get(name)
-                .ok_or_else(|| Error::corrupt(source, format!("tensor `{name}` is missing")))?;
-            if t.dims() != shape || t.dtype() != DType::F32 {
+                .tensor(name)
+                .map_err(|_| Error::corrupt(source, format!("tensor `{name}` is missing")))?;
+            if t.shape() != shape || t.dtype() != Dtype::F32 {
                 return Err(Error::corrupt(
                     source,
-                    format!("tensor `{name}` is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.dims()),
+                    format!("tensor `{name}` is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape()),
                 ));
             }
-            let values = t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(candle_error)?;
+            // The header's offsets were checked against the shape on deserialize.
+            let values: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if values.len() != shape.iter().product::<usize>() {
+                return Err(Error::corrupt(
+                    source,
+                    format!("tensor `{name}` holds {} values for shape {shape:?}", values.len()),
+                ));
+            }
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(Error::corrupt(source, format!("tensor `{name}` holds non-finite values")));
             }
@@ -302,7 +317,7 @@ impl Ranker {
                 h.clear();
                 h.extend(row.iter().zip(mean).zip(inv_std).map(|((x, m), s)| (x - m) * s));
                 for (i, layer) in self.layers.iter().enumerate() {
-                    layer.dense.apply(&h, &mut next);
+                    layer.apply(&h, &mut next);
                     if i < last {
                         next.iter_mut().for_each(|v| *v = v.max(0.0));
                     }
@@ -316,17 +331,24 @@ impl Ranker {
 
     /// The same scores through candle's tensors (the training path's
     /// arithmetic): the reference the plain loops are tested against.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "train"))]
     fn score_tensors(&self, features: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let x = Tensor::from_slice(features, (rows, NUM_FEATURES), &Device::Cpu).map_err(candle_error)?;
+        use candle_core::{Device, Tensor};
+        let dev = Device::Cpu;
+        let x = Tensor::from_slice(features, (rows, NUM_FEATURES), &dev).map_err(candle_error)?;
+        let (mean, inv_std) = &self.norm;
+        let mean = Tensor::from_slice(mean, (1, NUM_FEATURES), &dev).map_err(candle_error)?;
+        let inv_std = Tensor::from_slice(inv_std, (1, NUM_FEATURES), &dev).map_err(candle_error)?;
         let mut h = x
-            .broadcast_sub(&self.mean)
-            .and_then(|x| x.broadcast_mul(&self.inv_std))
+            .broadcast_sub(&mean)
+            .and_then(|x| x.broadcast_mul(&inv_std))
             .map_err(candle_error)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = h
-                .matmul(&layer.weight)
-                .and_then(|h| h.broadcast_add(&layer.bias))
+            let weight = Tensor::from_slice(&layer.weight, (layer.weight.len() / layer.fan_out, layer.fan_out), &dev);
+            let bias = Tensor::from_slice(&layer.bias, (1, layer.fan_out), &dev);
+            h = weight
+                .and_then(|w| h.matmul(&w))
+                .and_then(|h| bias.and_then(|b| h.broadcast_add(&b)))
                 .map_err(candle_error)?;
             if i + 1 < self.layers.len() {
                 h = h.relu().map_err(candle_error)?;
@@ -341,6 +363,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "train")]
     fn plain_loops_score_as_candle_does() {
         let mut rng = crate::rng::SplitMix64::new(11);
         let mut random = |len: usize| -> Vec<f32> { (0..len).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect() };
