@@ -4,6 +4,7 @@
 //! by what the user did next; the model fitted on those lists; and the
 //! in-place retrain of an existing index.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -81,13 +82,20 @@ impl IndexBuilder {
         // the training reads counts: its logged searches are real queries,
         // which a top-up of titles would otherwise outnumber.
         let searches = |targets: &[Target]| targets.iter().filter(|t| t.request.context.text().is_some()).count();
-        let older_searches: usize = (1..params.windows)
+        let older: Vec<Target> = (1..params.windows)
             .map_while(|w| window_targets(events, &ids, w, params.max_lists))
-            .map(|(_, _, t)| searches(&t))
-            .sum();
-        let logged_searches = searches(&logged) + older_searches;
+            .flat_map(|(_, _, t)| t)
+            .collect();
+        let logged_searches = searches(&logged) + searches(&older);
         let generated = dataset::catalog_targets(catalog, GENERATED_SEARCHES.saturating_sub(logged_searches), GENERATED_SEED);
         let (logged_split, generated_split) = (logged.len() * 4 / 5, generated.len() * 4 / 5);
+        // What the plan may trust a ranker on: the kinds of context it
+        // learned from logged requests, not only from generated searches.
+        let mut logged_training = BTreeMap::new();
+        for t in logged[..logged_split].iter().chain(&older) {
+            *logged_training.entry(ContextKind::of(&t.request.context)).or_insert(0) += 1;
+        }
+        drop(older);
         let mut targets: Vec<Target> = logged[..logged_split].to_vec();
         targets.extend_from_slice(&generated[..generated_split]);
         let split = targets.len();
@@ -155,7 +163,7 @@ impl IndexBuilder {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let serving = plan::choose(&held_out);
+            let serving = plan::choose(&held_out, &logged_training);
             let mut validation = ranker.info().validation.clone();
             validation.insert("train_candidate_recall".into(), train_recall);
             validation.insert("valid_candidate_recall".into(), valid_recall);
