@@ -327,7 +327,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
         })
         .collect::<Result<Vec<_>>>()?;
     // Every list here is logged, so what training saw does not matter.
-    let serving = plan::choose(&held_out, &Default::default());
+    let serving = plan::choose(&held_out, 0);
     if let Some(h) = serving.contexts.get(&ContextKind::History) {
         details.insert("two_stage_serves_ranker".into(), f64::from(u8::from(h.served == Served::Ranker)));
         for (name, ndcg) in &h.validation {

@@ -4,7 +4,6 @@
 //! by what the user did next; the model fitted on those lists; and the
 //! in-place retrain of an existing index.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -89,12 +88,9 @@ impl IndexBuilder {
         let logged_searches = searches(&logged) + searches(&older);
         let generated = dataset::catalog_targets(catalog, GENERATED_SEARCHES.saturating_sub(logged_searches), GENERATED_SEED);
         let (logged_split, generated_split) = (logged.len() * 4 / 5, generated.len() * 4 / 5);
-        // What the plan may trust a ranker on: the kinds of context it
-        // learned from logged requests, not only from generated searches.
-        let mut logged_training = BTreeMap::new();
-        for t in logged[..logged_split].iter().chain(&older) {
-            *logged_training.entry(ContextKind::of(&t.request.context)).or_insert(0) += 1;
-        }
+        // Whether the plan may trust the ranker's figure on generated
+        // searches: it learned from real ones too (plain or personalised).
+        let logged_training_searches = searches(&logged[..logged_split]) + searches(&older);
         drop(older);
         let mut targets: Vec<Target> = logged[..logged_split].to_vec();
         targets.extend_from_slice(&generated[..generated_split]);
@@ -163,7 +159,7 @@ impl IndexBuilder {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let serving = plan::choose(&held_out, &logged_training);
+            let serving = plan::choose(&held_out, logged_training_searches);
             let mut validation = ranker.info().validation.clone();
             validation.insert("train_candidate_recall".into(), train_recall);
             validation.insert("valid_candidate_recall".into(), valid_recall);
