@@ -63,8 +63,8 @@ fn candidates_carry_ids_provenance_and_named_features() {
     assert_eq!(c.matrix().len(), c.len() * names.len());
     let ids: Vec<&str> = c.ids().collect();
     assert_eq!(ids.len(), c.len());
-    for i in 0..c.len() {
-        assert!(f.engine.item(ids[i]).is_some());
+    for (i, id) in ids.iter().enumerate() {
+        assert!(f.engine.item(id).is_some());
         let sources = c.sources(i);
         assert!(!sources.is_empty(), "every candidate was found by some retriever");
         let row = c.features(i).unwrap();

@@ -49,8 +49,11 @@ pub(crate) struct Entry {
     pub run: fn(&Engine, &mut Signals, usize) -> Result<Hits>,
     /// What later retrievers learn from its hits, run in an `encode` span
     /// and timed as encoding: the lexical hits give a search its vector.
-    pub then: Option<fn(&Engine, &mut Signals, &[(u32, f32)])>,
+    pub then: Option<Then>,
 }
+
+/// What a retriever's hits teach the retrievers after it (see [`Entry::then`]).
+pub(crate) type Then = fn(&Engine, &mut Signals, &[(u32, f32)]);
 
 /// Every retriever, in the order they run (the lexical one first: its hits
 /// give a search the vector the vector retrievers search with).
