@@ -107,10 +107,10 @@ fn main() -> Result<()> {
                 .get(&kind)
                 .map(|p| {
                     let served = format!("{:?}", p.served).to_lowercase();
-                    if p.validation.is_empty() {
-                        format!("{served} (unjudged: {} held-out lists)", p.lists)
-                    } else {
-                        served
+                    match p.borrowed_from {
+                        Some(k) => format!("{served} (as {k:?}: {} held-out lists of its own)", p.lists),
+                        None if p.validation.is_empty() => format!("{served} (unjudged: {} held-out lists)", p.lists),
+                        None => served,
                     }
                 })
                 .unwrap_or_else(|| "ranker (no plan)".into())

@@ -42,6 +42,17 @@ pub enum ContextKind {
 }
 
 impl ContextKind {
+    /// The kind whose plan this one follows when it has too few held-out
+    /// lists of its own: the same context with or without a history.
+    fn sibling(self) -> ContextKind {
+        match self {
+            ContextKind::Search => ContextKind::PersonalizedSearch,
+            ContextKind::PersonalizedSearch => ContextKind::Search,
+            ContextKind::Listening => ContextKind::History,
+            ContextKind::History => ContextKind::Listening,
+        }
+    }
+
     /// The kind of `context`.
     pub fn of(context: &Context) -> ContextKind {
         match context {
@@ -82,8 +93,9 @@ pub struct ContextPlan {
     /// (equal weights), `weighted fusion`, each retriever alone, and
     /// `weighted fusion, cross-fitted`: the weighted fusion's figure on lists
     /// its weights were not fitted on (fitted on alternate halves), which
-    /// the ranker must beat to be served. Empty where there were fewer than
-    /// 30 lists: then equal-weight fusion is served, unjudged.
+    /// the ranker must beat to be served. Where this kind had fewer than 30
+    /// lists, its sibling's figures ([`ContextPlan::borrowed_from`]), or
+    /// empty when equal-weight fusion is served unjudged.
     pub validation: BTreeMap<String, f64>,
     /// Held-out lists the choice was made on: logged requests where there
     /// were at least 30, else logged and generated ones.
@@ -95,6 +107,11 @@ pub struct ContextPlan {
     /// be served only if it learned from at least 30 real ones.
     #[serde(default)]
     pub logged_training_searches: usize,
+    /// Set where this kind had fewer than 30 held-out lists and follows the
+    /// judged plan of its sibling: a listening context is a history of one
+    /// item, a personalised search is a search with a history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrowed_from: Option<ContextKind>,
 }
 
 impl ContextPlan {
@@ -209,13 +226,15 @@ fn fit_weights(lists: &[&HeldOut], live: &[Retriever]) -> [f32; Retriever::ALL.l
 /// equal weights and each retriever alone), and the ranker served only where
 /// it beats that fusion as scored on lists its weights were not fitted on,
 /// and only when those lists are logged requests, not generated searches.
-/// With fewer, nothing validates the ranker there: equal-weight fusion.
+/// With fewer, the judged plan of its sibling kind ([`ContextPlan::borrowed_from`]),
+/// else (nothing validates the ranker there) equal-weight fusion.
 /// Judged partly on generated searches, the ranker is served only if it
 /// learned from at least [`MIN_PLAN_LISTS`] logged searches
 /// (`logged_training_searches`, plain or personalised: either teaches it
 /// what users type).
 pub(crate) fn choose(held_out: &[HeldOut], logged_training_searches: usize) -> ServingPlan {
     let mut contexts = BTreeMap::new();
+    let mut unjudged = Vec::new();
     for kind in [
         ContextKind::Search,
         ContextKind::PersonalizedSearch,
@@ -234,7 +253,8 @@ pub(crate) fn choose(held_out: &[HeldOut], logged_training_searches: usize) -> S
             // no plays it learned from searches alone, and served to
             // more-like-this it swung between builds from 0.44 to 0.59
             // Recall@10 on the man pages. Equal-weight fusion needs no
-            // validation to be safe.
+            // validation to be safe (unless the sibling kind has a plan).
+            unjudged.push(kind);
             contexts.insert(
                 kind,
                 ContextPlan {
@@ -244,6 +264,7 @@ pub(crate) fn choose(held_out: &[HeldOut], logged_training_searches: usize) -> S
                     lists: lists.len(),
                     generated_lists: lists.iter().filter(|l| l.generated).count(),
                     logged_training_searches,
+                    borrowed_from: None,
                 },
             );
             continue;
@@ -297,8 +318,24 @@ pub(crate) fn choose(held_out: &[HeldOut], logged_training_searches: usize) -> S
                 lists: lists.len(),
                 generated_lists: lists.iter().filter(|l| l.generated).count(),
                 logged_training_searches,
+                borrowed_from: None,
             },
         );
+    }
+    // A kind with too few lists of its own follows its sibling's judged
+    // plan: the same features score both (on data/music the ranker learned
+    // from histories, and a listening context is a history of one item).
+    for kind in unjudged {
+        let sibling = kind.sibling();
+        let Some(judged) = contexts.get(&sibling).filter(|p| !p.validation.is_empty()).cloned() else {
+            continue;
+        };
+        if let Some(own) = contexts.get_mut(&kind) {
+            own.served = judged.served;
+            own.weights = judged.weights;
+            own.validation = judged.validation;
+            own.borrowed_from = Some(sibling);
+        }
     }
     ServingPlan { contexts }
 }
@@ -349,16 +386,27 @@ mod tests {
         // Where the ranker is right and fusion can be too, a tie serves fusion;
         // the ranker must beat it.
         assert_eq!(plan.contexts[&ContextKind::History].served, Served::Fusion);
-        // Too few lists to judge the ranker, though it is right on each:
-        // equal-weight fusion, unjudged; no lists at all, the same.
+        // Too few lists of its own, though the ranker is right on each: the
+        // sibling's judged plan (listening follows history, personalised
+        // search follows search).
         let listening = &plan.contexts[&ContextKind::Listening];
-        assert_eq!((listening.lists, listening.validation.len()), (MIN_PLAN_LISTS - 1, 0));
-        assert_eq!(plan.order(ContextKind::Listening), (Served::Fusion, [1.0; Retriever::ALL.len()]));
-        assert_eq!(plan.contexts[&ContextKind::PersonalizedSearch].lists, 0);
+        let history = &plan.contexts[&ContextKind::History];
         assert_eq!(
-            plan.order(ContextKind::PersonalizedSearch),
-            (Served::Fusion, [1.0; Retriever::ALL.len()])
+            (listening.lists, listening.borrowed_from),
+            (MIN_PLAN_LISTS - 1, Some(ContextKind::History))
         );
+        assert_eq!((listening.served, &listening.weights), (history.served, &history.weights));
+        assert_eq!(plan.order(ContextKind::Listening), plan.order(ContextKind::History));
+        let personal = &plan.contexts[&ContextKind::PersonalizedSearch];
+        assert_eq!((personal.lists, personal.borrowed_from), (0, Some(ContextKind::Search)));
+        assert_eq!(plan.order(ContextKind::PersonalizedSearch), plan.order(ContextKind::Search));
+        // Neither it nor its sibling judged: equal-weight fusion, unjudged.
+        let searches_only = choose(&lists[..MIN_PLAN_LISTS], 0);
+        for kind in [ContextKind::Listening, ContextKind::History] {
+            let p = &searches_only.contexts[&kind];
+            assert_eq!((p.validation.len(), p.borrowed_from), (0, None), "{p:?}");
+            assert_eq!(searches_only.order(kind), (Served::Fusion, [1.0; Retriever::ALL.len()]));
+        }
         // No plan at all (an untrained index): its placeholder ranker.
         assert_eq!(
             ServingPlan::default().order(ContextKind::Search),
