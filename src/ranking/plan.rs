@@ -224,14 +224,13 @@ fn fit_weights(lists: &[&HeldOut], live: &[Retriever]) -> [f32; Retriever::ALL.l
 /// The plan of every context kind. With at least [`MIN_PLAN_LISTS`] held-out
 /// lists: fusion weights by coordinate ascent on NDCG@10 (from the best of
 /// equal weights and each retriever alone), and the ranker served only where
-/// it beats that fusion as scored on lists its weights were not fitted on,
-/// and only when those lists are logged requests, not generated searches.
-/// With fewer, the judged plan of its sibling kind ([`ContextPlan::borrowed_from`]),
-/// else (nothing validates the ranker there) equal-weight fusion.
-/// Judged partly on generated searches, the ranker is served only if it
+/// it beats that fusion as scored on lists its weights were not fitted on.
+/// Where those lists include generated searches, the ranker must also have
 /// learned from at least [`MIN_PLAN_LISTS`] logged searches
 /// (`logged_training_searches`, plain or personalised: either teaches it
-/// what users type).
+/// what users type). With fewer lists, the judged plan of its sibling kind
+/// ([`ContextPlan::borrowed_from`]), else (nothing validates the ranker
+/// there) equal-weight fusion.
 pub(crate) fn choose(held_out: &[HeldOut], logged_training_searches: usize) -> ServingPlan {
     let mut contexts = BTreeMap::new();
     let mut unjudged = Vec::new();
