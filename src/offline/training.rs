@@ -81,17 +81,16 @@ impl IndexBuilder {
         // the training reads counts: its logged searches are real queries,
         // which a top-up of titles would otherwise outnumber.
         let searches = |targets: &[Target]| targets.iter().filter(|t| t.request.context.text().is_some()).count();
-        let older: Vec<Target> = (1..params.windows)
+        let older_searches: usize = (1..params.windows)
             .map_while(|w| window_targets(events, &ids, w, params.max_lists))
-            .flat_map(|(_, _, t)| t)
-            .collect();
-        let logged_searches = searches(&logged) + searches(&older);
+            .map(|(_, _, t)| searches(&t))
+            .sum();
+        let logged_searches = searches(&logged) + older_searches;
         let generated = dataset::catalog_targets(catalog, GENERATED_SEARCHES.saturating_sub(logged_searches), GENERATED_SEED);
         let (logged_split, generated_split) = (logged.len() * 4 / 5, generated.len() * 4 / 5);
         // Whether the plan may trust the ranker's figure on generated
         // searches: it learned from real ones too (plain or personalised).
-        let logged_training_searches = searches(&logged[..logged_split]) + searches(&older);
-        drop(older);
+        let logged_training_searches = searches(&logged[..logged_split]) + older_searches;
         let mut targets: Vec<Target> = logged[..logged_split].to_vec();
         targets.extend_from_slice(&generated[..generated_split]);
         let split = targets.len();
