@@ -164,6 +164,77 @@ pub struct TagFilter {
     pub value: String,
 }
 
+/// A condition on a number attribute (`year`, `duration_s`): every
+/// returned item has a value there within the bounds set. At least one
+/// bound; at most one of `gte`/`gt` and one of `lte`/`lt`; finite. An item
+/// without the attribute (or with text there) never passes. Applied inside
+/// every retriever, not after it: where the filter lets through few items,
+/// the vector retrievers scan exactly those instead of walking their graph,
+/// so recall holds at any selectivity.
+///
+/// ```
+/// use twostage::{Context, RangeFilter, Request};
+/// let req = Request::new(Context::search("ambient")).range(RangeFilter::new("year").gte(2000.0).lt(2010.0));
+/// let json = r#"{"context":{"search":{"text":"ambient"}},"range":[{"attr":"year","gte":2000,"lt":2010}]}"#;
+/// assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeFilter {
+    /// The number attribute.
+    pub attr: String,
+    /// Value ≥ this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gte: Option<f64>,
+    /// Value > this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gt: Option<f64>,
+    /// Value ≤ this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lte: Option<f64>,
+    /// Value < this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lt: Option<f64>,
+}
+
+impl RangeFilter {
+    /// A condition on `attr` with no bound yet (add one: a range without
+    /// any is refused).
+    pub fn new(attr: impl Into<String>) -> RangeFilter {
+        RangeFilter {
+            attr: attr.into(),
+            gte: None,
+            gt: None,
+            lte: None,
+            lt: None,
+        }
+    }
+
+    /// Value ≥ `v`.
+    pub fn gte(mut self, v: f64) -> RangeFilter {
+        self.gte = Some(v);
+        self
+    }
+
+    /// Value > `v`.
+    pub fn gt(mut self, v: f64) -> RangeFilter {
+        self.gt = Some(v);
+        self
+    }
+
+    /// Value ≤ `v`.
+    pub fn lte(mut self, v: f64) -> RangeFilter {
+        self.lte = Some(v);
+        self
+    }
+
+    /// Value < `v`.
+    pub fn lt(mut self, v: f64) -> RangeFilter {
+        self.lt = Some(v);
+        self
+    }
+}
+
 /// One recommendation call: a context plus how many, which filters, and how
 /// deep each retriever digs.
 ///
@@ -197,6 +268,9 @@ pub struct Request {
     /// No returned item may carry any of these tags.
     #[serde(default)]
     pub exclude_tags: Vec<TagFilter>,
+    /// Every returned item must lie within all of these ranges.
+    #[serde(default)]
+    pub range: Vec<RangeFilter>,
     /// Candidates asked of each retriever; `None` keeps the engine default.
     #[serde(default)]
     pub candidates: CandidateCounts,
@@ -299,6 +373,7 @@ impl Request {
             exclude: Vec::new(),
             require_tags: Vec::new(),
             exclude_tags: Vec::new(),
+            range: Vec::new(),
             candidates: CandidateCounts::default(),
             rank_depth: default_rank_depth(),
             history_decay: default_history_decay(),
@@ -339,6 +414,12 @@ impl Request {
             field: field.into(),
             value: value.into(),
         });
+        self
+    }
+
+    /// Only return items within `filter`'s bounds (see [`RangeFilter`]).
+    pub fn range(mut self, filter: RangeFilter) -> Request {
+        self.range.push(filter);
         self
     }
 

@@ -359,3 +359,82 @@ fn listening_on_a_rarely_played_item_finds_items_by_its_text_and_a_popular_one_d
     let popular = popular_tracks(f, 1);
     assert_eq!(lexical_hits(&popular[0]), 0, "a well-played item is served by its plays");
 }
+
+fn year(f: &common::Fixture, id: &str) -> Option<f64> {
+    match f.catalog.get(id)?.attributes.get("year")? {
+        twostage::Attribute::Number(y) => Some(*y),
+        twostage::Attribute::Text(_) => None,
+    }
+}
+
+#[test]
+fn range_filters_hold_in_every_retriever_and_at_any_selectivity() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    let decade = twostage::RangeFilter::new("year").gte(2000.0).lt(2010.0);
+    for req in [
+        Request::new(Context::listening(ctx.clone())).k(30),
+        Request::new(Context::search("ambient")).k(30),
+        Request::new(Context::personalized_search("jazz", [ctx.clone()])).k(30),
+    ] {
+        let recs = f.engine.recommend(&req.range(decade.clone())).unwrap();
+        assert!(!recs.items.is_empty());
+        for r in &recs.items {
+            assert!(
+                year(f, &r.id).is_some_and(|y| (2000.0..2010.0).contains(&y)),
+                "{} {:?}",
+                r.id,
+                year(f, &r.id)
+            );
+        }
+    }
+
+    // One year lets through few items: the vector retriever scans exactly
+    // those instead of walking its graph, so it finds every one of them.
+    let y = year(f, &ctx).unwrap();
+    let one_year = twostage::RangeFilter::new("year").gte(y).lte(y);
+    let in_range: Vec<&str> = f
+        .catalog
+        .items()
+        .iter()
+        .filter(|i| i.id != ctx && year(f, &i.id) == Some(y))
+        .map(|i| i.id.as_str())
+        .collect();
+    assert!(!in_range.is_empty() && in_range.len() < 200, "{} items in {y}", in_range.len());
+    let mut ann_only = Request::new(Context::listening(ctx.clone()))
+        .k(in_range.len())
+        .rank_depth(in_range.len())
+        .range(one_year.clone());
+    for r in twostage::Retriever::ALL {
+        ann_only = ann_only.candidates(r, 0);
+    }
+    let recs = f.engine.recommend(&ann_only.candidates(twostage::Retriever::Ann, 1_000)).unwrap();
+    let mut got: Vec<&str> = recs.items.iter().map(|r| r.id.as_str()).collect();
+    got.sort_unstable();
+    let mut want = in_range.clone();
+    want.sort_unstable();
+    assert_eq!(got, want, "every item of {y} has a vector and is found");
+
+    // Bounds no item meets: nothing, with a warning; a bad range is the caller's error.
+    let none = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).range(twostage::RangeFilter::new("year").gt(1e9)))
+        .unwrap();
+    assert!(
+        none.items.is_empty() && none.warnings.iter().any(|w| w.contains("range")),
+        "{none:?}"
+    );
+    for (bad, says) in [
+        (twostage::RangeFilter::new("artist").gte(1.0), "`artist` is not a number attribute"),
+        (twostage::RangeFilter::new("no_such").lt(1.0), "`no_such` is not a number attribute"),
+        (twostage::RangeFilter::new("year"), "no bound"),
+        (twostage::RangeFilter::new("year").gte(1.0).gt(1.0), "not both"),
+        (twostage::RangeFilter::new("year").lt(f64::INFINITY), "not finite"),
+    ] {
+        let err = f
+            .engine
+            .recommend(&Request::new(Context::listening(ctx.clone())).range(bad))
+            .unwrap_err();
+        assert!(matches!(&err, Error::InvalidRequest(m) if m.contains(says)), "{err}");
+    }
+}

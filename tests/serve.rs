@@ -186,7 +186,7 @@ fn bad_requests_are_4xx_with_a_json_error() {
     let fx = common::music();
     let server = Server::start(&fx.dir);
     let agent = agent();
-    let cases: [(&str, &str, Option<&str>, u16, &str); 9] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 11] = [
         ("POST", "/recommend", Some("{not json"), 400, "bad_json"),
         (
             "POST",
@@ -224,6 +224,22 @@ fn bad_requests_are_4xx_with_a_json_error() {
             400,
             "invalid_request",
         ),
+        // A malformed range is refused by the JSON reader, one on a field
+        // that is not a number attribute by the engine, naming it.
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"context":{"search":{"text":"x"}},"range":[{"attr":"year","gte":"2000"}]}"#),
+            400,
+            "bad_json",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"context":{"search":{"text":"x"}},"range":[{"attr":"artist","gte":2000}]}"#),
+            400,
+            "invalid_request",
+        ),
         ("GET", "/recommend", None, 405, "method_not_allowed"),
         ("GET", "/nowhere", None, 404, "not_found"),
         ("POST", "/admin/reload", Some(r#"{"dir":"x"}"#), 400, "bad_json"),
@@ -244,11 +260,11 @@ fn bad_requests_are_4xx_with_a_json_error() {
     // The 405 is answered by the router, the 413 by the body limit: the
     // counting middleware sits outside both and sees them all.
     assert!(
-        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 8"#),
+        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 10"#),
         "{text}"
     );
     for (endpoint, status, n) in [
-        ("/recommend", 400, 6),
+        ("/recommend", 400, 8),
         ("/recommend", 413, 1),
         ("/recommend", 405, 1),
         ("unmatched", 404, 1),

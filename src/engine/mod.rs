@@ -1,6 +1,7 @@
 //! The online side: an opened index that answers requests.
 //!
 //! - `resolve`: request validation and id resolution, one compiled filter;
+//! - `ranges`: number attributes as sorted columns, for range filters;
 //! - `context`: the context vectors in the learned and the content space;
 //! - `retrievers`: the retriever table the pipeline walks;
 //! - `pipeline`: retrieval → fusion → features ([`Candidates`]) → ranking → top k;
@@ -28,6 +29,7 @@ use crate::store::ItemStore;
 
 mod context;
 mod pipeline;
+mod ranges;
 mod resolve;
 mod retrievers;
 mod trace;
@@ -65,6 +67,8 @@ pub struct Engine {
     by_id: HashMap<String, u32>,
     /// Every stored field name some item has, for checking `Request::fields`.
     field_names: FieldNames,
+    /// The number attributes as sorted columns, for range filters.
+    numbers: Arc<ranges::NumberColumns>,
     path: PathBuf,
 }
 
@@ -150,6 +154,7 @@ impl Engine {
         let dir = dir.as_ref();
         let parts = reader::read(dir)?;
         let field_names = FieldNames::of(&parts.store.items);
+        let numbers = Arc::new(ranges::NumberColumns::of(&parts.store.items));
         Ok(Engine {
             store: Arc::new(parts.store),
             ann: parts.ann,
@@ -161,6 +166,7 @@ impl Engine {
             manifest: parts.manifest,
             by_id: parts.by_id,
             field_names,
+            numbers,
             path: dir.to_path_buf(),
         })
     }

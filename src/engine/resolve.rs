@@ -10,10 +10,12 @@ use crate::error::{Error, Result};
 use crate::request::{Context, Request, Retriever, TagFilter, MAX_CANDIDATES, MAX_FIELDS, MAX_HISTORY, MAX_K};
 use crate::retrieval::lexical;
 
+use super::ranges::{Bounds, Span};
+
 /// Largest rank depth a request may ask for.
 const MAX_RANK_DEPTH: usize = 10_000;
 
-/// The filter every retriever applies: excluded ids, context items and tag conditions.
+/// The filter every retriever applies: excluded ids, context items, tag and range conditions.
 pub(crate) type Filter = Arc<dyn Fn(u32) -> bool + Send + Sync>;
 
 /// A request with every id resolved and every filter compiled.
@@ -31,6 +33,10 @@ pub(crate) struct Resolved {
     pub listening: bool,
     /// What limits the answer without being an error (see `Recommendations::warnings`).
     pub warnings: Vec<String>,
+    /// Where the request has range filters, the items inside the narrowest
+    /// one (a superset of those the filter passes): the rows the vector
+    /// retrievers scan exactly when there are few.
+    pub narrowest: Option<Span>,
 }
 
 /// `k` must ask for at least one item: `k = 0` is a caller's mistake (an
@@ -149,12 +155,26 @@ impl Engine {
             .into_iter()
             .flatten()
             .collect();
+        if req.range.len() > MAX_FIELDS {
+            return Err(Error::InvalidRequest(format!(
+                "{} range filters; at most {MAX_FIELDS}",
+                req.range.len()
+            )));
+        }
+        let ranges: Vec<Bounds> = req.range.iter().map(|f| self.numbers.bounds(f)).collect::<Result<_>>()?;
+        let narrowest = ranges.iter().map(|b| self.numbers.span(b)).min_by_key(Span::len);
+        if narrowest.is_some_and(|s| s.len() == 0) {
+            impossible = true;
+            warnings.push("no item lies within the range filters: nothing can pass".into());
+        }
         let store = Arc::clone(&self.store);
+        let numbers = Arc::clone(&self.numbers);
         let filter: Filter = Arc::new(move |item: u32| {
             !impossible
                 && excluded.binary_search(&item).is_err()
                 && require.iter().all(|&t| store.tags.has(item, t))
                 && !forbid.iter().any(|&t| store.tags.has(item, t))
+                && ranges.iter().all(|b| numbers.admits(b, item))
         });
         Ok(Resolved {
             terms,
@@ -164,6 +184,7 @@ impl Engine {
             has_text: text.is_some(),
             listening: matches!(req.context, Context::Listening { .. }),
             warnings,
+            narrowest,
         })
     }
 }

@@ -248,6 +248,23 @@ impl AnnIndex {
         search::search_exact(&self.g, query, k, accept)
     }
 
+    /// Exact search over `rows` only, with the contract of [`search`]:
+    /// for a filter that lets through so few rows that scanning them is
+    /// cheaper than walking the graph past every rejected one (the graph
+    /// walk's cost grows as `1 / selectivity`). Rows out of range are
+    /// skipped; a row listed twice may be returned twice.
+    ///
+    /// [`search`]: AnnIndex::search
+    pub fn search_rows(
+        &self,
+        query: &[f32],
+        k: usize,
+        rows: impl IntoIterator<Item = u32>,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<Vec<(u32, f32)>, AnnError> {
+        search::search_rows(&self.g, query, k, rows, accept)
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.g.n

@@ -176,6 +176,19 @@ pub(super) fn search(
 /// The body of [`AnnIndex::search_exact`] (see there for the contract), on
 /// the graph `g`.
 pub(super) fn search_exact(g: &Graph, query: &[f32], k: usize, accept: impl Fn(u32) -> bool) -> Result<Vec<(u32, f32)>, AnnError> {
+    // row < n <= i32::MAX, so the cast is lossless.
+    search_rows(g, query, k, (0..g.n).map(|r| r as u32), accept)
+}
+
+/// Exact search over `rows` only (rows out of range are skipped): what a
+/// filter that lets few rows through scans instead of walking the graph.
+pub(super) fn search_rows(
+    g: &Graph,
+    query: &[f32],
+    k: usize,
+    rows: impl IntoIterator<Item = u32>,
+    accept: impl Fn(u32) -> bool,
+) -> Result<Vec<(u32, f32)>, AnnError> {
     check_query(g, query)?;
     if k == 0 || g.n == 0 {
         return Ok(Vec::new());
@@ -186,9 +199,11 @@ pub(super) fn search_exact(g: &Graph, query: &[f32], k: usize, accept: impl Fn(u
         normalize(&mut q);
     }
     let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(g.n) + 1);
-    for (row, v) in g.vectors.chunks_exact(g.dim).enumerate() {
-        // row < n <= i32::MAX, so the cast is lossless.
-        let row = row as u32;
+    for row in rows {
+        let start = row as usize * g.dim;
+        let Some(v) = g.vectors.get(start..start + g.dim) else {
+            continue;
+        };
         if !accept(row) {
             continue;
         }
