@@ -278,7 +278,7 @@ pub use encoder::{Encoder, EncoderInfo, QueryCacheStats, DEFAULT_QUERY_CACHE};
 pub use engine::{Engine, IndexInfo};
 // Per-stage benchmark hooks (`Engine::trace`, `Engine::run_stage`), not part of the documented API.
 #[doc(hidden)]
-pub use engine::{Stage, StageTrace};
+pub use engine::{AnnSearch, Stage, StageTrace};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events};
 pub use handle::EngineHandle;

@@ -35,7 +35,7 @@ mod retrievers;
 mod trace;
 
 use pipeline::Model;
-pub use trace::{Stage, StageTrace};
+pub use trace::{AnnSearch, Stage, StageTrace};
 
 /// An opened index: immutable, `Send + Sync`, cheap to share behind an `Arc`.
 ///

@@ -36,6 +36,20 @@ pub enum Stage {
     },
 }
 
+/// How [`Engine::ann_hits`] searches the learned space.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AnnSearch {
+    /// As a request is served: the graph walk, or an exact scan of the
+    /// items inside a selective range filter.
+    Served,
+    /// The graph walk, whatever the filter.
+    Walk,
+    /// Brute force over every row: the ground truth.
+    Exact,
+}
+
 /// Every intermediate result of one request, from [`Engine::trace`]. Opaque:
 /// it only feeds [`Engine::run_stage`] (and says how many candidates there were).
 #[doc(hidden)]
@@ -76,6 +90,53 @@ impl Engine {
         let (recs, trace) = self.pipeline(req, true)?;
         let trace = trace.ok_or_else(|| Error::internal("trace", "the pipeline kept no trace"))?;
         Ok((recs, *trace))
+    }
+
+    /// The ids of the ANN retriever's `k` hits for a traced request (its
+    /// context vector and filter), searched as `how` says: filtered-recall
+    /// benchmarks compare the served search and the walk with the exact one.
+    ///
+    /// A benchmark hook, hidden from the documented API.
+    #[doc(hidden)]
+    pub fn ann_hits(&self, trace: &StageTrace, k: usize, how: AnnSearch) -> Result<Vec<String>> {
+        let s = &trace.signals;
+        let Some(v) = s.vector.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let store = &self.store;
+        let filter = &s.ctx.filter;
+        let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
+        let rows = match how {
+            AnnSearch::Served => {
+                let mut signals = Signals {
+                    ctx: s.ctx.clone(),
+                    vector: s.vector.clone(),
+                    content_vector: None,
+                    lexical_max: s.lexical_max,
+                    covisit: Default::default(),
+                    linear: Default::default(),
+                };
+                let hits = retrievers::entry(Retriever::Ann)
+                    .ok_or_else(|| Error::internal("trace", "no ANN entry"))
+                    .and_then(|e| (e.run)(self, &mut signals, k))?;
+                return Ok(hits
+                    .iter()
+                    .filter_map(|&(i, _)| store.items.get(i as usize).map(|it| it.id.clone()))
+                    .collect());
+            }
+            AnnSearch::Walk => self.ann.search(v, k, k.max(64), accept),
+            AnnSearch::Exact => self.ann.search_exact(v, k, accept),
+        }
+        .map_err(|e| Error::internal_by("ann", e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|&(row, _)| {
+                store
+                    .item_of_row(row)
+                    .and_then(|i| store.items.get(i as usize))
+                    .map(|it| it.id.clone())
+            })
+            .collect())
     }
 
     /// Re-runs one stage of a traced request on the inputs it saw and
