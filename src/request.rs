@@ -235,6 +235,34 @@ impl RangeFilter {
     }
 }
 
+/// At most `max` returned items per value of `key`: an attribute (`artist`,
+/// `album`) or a tag field (`genre`; an item counts once against each of its
+/// values), whether or not the build declared it a group key. Applied after
+/// ranking, before the cut to `k`, filling `k` from further down the ranking.
+/// In JSON: `"group_cap": {"key": "artist", "max": 1}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCap {
+    /// The attribute or tag field whose values are capped.
+    pub key: String,
+    /// Items per value; at least 1.
+    pub max: usize,
+}
+
+/// Maximal marginal relevance (Carbonell and Goldstein, 1998): the list is
+/// picked greedily, each next item maximising `lambda · relevance − (1 −
+/// lambda) · its highest similarity to the items already picked`, where
+/// relevance is the served score scaled to [0, 1] over the candidates and
+/// similarity the cosine of the items' vectors in the learned space (0 for
+/// items without one). `lambda = 1` is the plain ranking; lower trades
+/// relevance for variety. In JSON: `"mmr": {"lambda": 0.7}`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mmr {
+    /// Weight of relevance against novelty, in [0, 1].
+    pub lambda: f32,
+}
+
 /// One recommendation call: a context plus how many, which filters, and how
 /// deep each retriever digs.
 ///
@@ -271,6 +299,12 @@ pub struct Request {
     /// Every returned item must lie within all of these ranges.
     #[serde(default)]
     pub range: Vec<RangeFilter>,
+    /// At most so many items per artist, album, genre… (see [`GroupCap`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_cap: Option<GroupCap>,
+    /// Diversify the list by maximal marginal relevance (see [`Mmr`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmr: Option<Mmr>,
     /// Candidates asked of each retriever; `None` keeps the engine default.
     #[serde(default)]
     pub candidates: CandidateCounts,
@@ -374,6 +408,8 @@ impl Request {
             require_tags: Vec::new(),
             exclude_tags: Vec::new(),
             range: Vec::new(),
+            group_cap: None,
+            mmr: None,
             candidates: CandidateCounts::default(),
             rank_depth: default_rank_depth(),
             history_decay: default_history_decay(),
@@ -420,6 +456,20 @@ impl Request {
     /// Only return items within `filter`'s bounds (see [`RangeFilter`]).
     pub fn range(mut self, filter: RangeFilter) -> Request {
         self.range.push(filter);
+        self
+    }
+
+    /// At most `max` items per value of the attribute or tag field `key`
+    /// (see [`GroupCap`]).
+    pub fn group_cap(mut self, key: impl Into<String>, max: usize) -> Request {
+        self.group_cap = Some(GroupCap { key: key.into(), max });
+        self
+    }
+
+    /// Diversify by maximal marginal relevance with `lambda` in [0, 1]
+    /// (see [`Mmr`]).
+    pub fn mmr(mut self, lambda: f32) -> Request {
+        self.mmr = Some(Mmr { lambda });
         self
     }
 

@@ -438,3 +438,86 @@ fn range_filters_hold_in_every_retriever_and_at_any_selectivity() {
         assert!(matches!(&err, Error::InvalidRequest(m) if m.contains(says)), "{err}");
     }
 }
+
+/// How many artists a list holds.
+fn distinct_artists(f: &common::Fixture, ids: &[String]) -> usize {
+    ids.iter().map(|id| artist(f, id)).collect::<HashSet<_>>().len()
+}
+
+#[test]
+fn group_caps_and_mmr_diversify_and_fill_k_from_further_down() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    let plain = f.engine.recommend(&Request::new(Context::listening(ctx.clone())).k(10)).unwrap();
+    let ids = |r: &twostage::Recommendations| r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let plain_ids = ids(&plain);
+    assert!(
+        distinct_artists(f, &plain_ids) < 10,
+        "the fixture's plain list repeats an artist: {plain_ids:?}"
+    );
+
+    // One per artist: ten distinct artists, still ten items, and each item
+    // kept is in the order the ranking gave.
+    let capped = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).k(10).group_cap("artist", 1))
+        .unwrap();
+    let capped_ids = ids(&capped);
+    assert_eq!(capped_ids.len(), 10);
+    assert_eq!(distinct_artists(f, &capped_ids), 10, "{capped_ids:?}");
+    assert!(capped.items.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(capped_ids[0], plain_ids[0], "the best item always fits");
+    // A tag field works too (an item counts against each of its genres).
+    let by_genre = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).k(5).group_cap("genre", 2))
+        .unwrap();
+    let mut genre_counts: HashMap<String, usize> = HashMap::new();
+    for r in &by_genre.items {
+        for g in genres(f, &r.id) {
+            *genre_counts.entry(g).or_default() += 1;
+        }
+    }
+    assert!(genre_counts.values().all(|&n| n <= 2), "{genre_counts:?}");
+
+    // MMR: λ = 1 is the plain ranking; a low λ brings in more artists, and
+    // explain shows its two terms.
+    let same = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).k(10).mmr(1.0))
+        .unwrap();
+    assert_eq!(ids(&same), plain_ids);
+    let varied = f
+        .engine
+        .recommend(&Request::new(Context::listening(ctx.clone())).k(10).mmr(0.3).explain(true))
+        .unwrap();
+    assert_eq!(varied.items.len(), 10);
+    assert!(
+        distinct_artists(f, &ids(&varied)) > distinct_artists(f, &plain_ids),
+        "{:?}",
+        ids(&varied)
+    );
+    let first = varied.items[0].features.as_ref().unwrap();
+    assert!(
+        first.iter().any(|(n, v)| n == "mmr_relevance" && *v == 1.0),
+        "the top item is the most relevant: {first:?}"
+    );
+    let later = varied.items[1].features.as_ref().unwrap();
+    assert!(later.iter().any(|(n, v)| n == "mmr_max_similarity" && *v > 0.0), "{later:?}");
+
+    for (req, says) in [
+        (Request::new(Context::listening(ctx.clone())).group_cap("colour", 1), "`colour`"),
+        (Request::new(Context::listening(ctx.clone())).group_cap("artist", 0), "at least 1"),
+        (Request::new(Context::listening(ctx.clone())).mmr(1.5), "lambda"),
+        (Request::new(Context::listening(ctx.clone())).mmr(f32::NAN), "lambda"),
+    ] {
+        let err = f.engine.recommend(&req).unwrap_err();
+        assert!(matches!(&err, Error::InvalidRequest(m) if m.contains(says)), "{err}");
+    }
+    let json = r#"{"context":{"listening":{"item":"trk-00001"}},"group_cap":{"key":"artist","max":1},"mmr":{"lambda":0.7}}"#;
+    let parsed: Request = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        parsed,
+        Request::new(Context::listening("trk-00001")).group_cap("artist", 1).mmr(0.7)
+    );
+}

@@ -251,6 +251,22 @@ fn bad_requests_are_4xx_with_a_json_error() {
         assert_eq!(v["kind"], want_kind, "{method} {path}: {text}");
         assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
     }
+    // A control's bad value is named by its path in the body.
+    for (body, names) in [
+        (
+            r#"{"context":{"search":{"text":"x"}},"range":[{"attr":"year","gte":"2000"}]}"#,
+            "range[0].gte",
+        ),
+        (
+            r#"{"context":{"search":{"text":"x"}},"group_cap":{"key":"artist","max":-1}}"#,
+            "group_cap.max",
+        ),
+        (r#"{"context":{"search":{"text":"x"}},"mmr":{"lambda":0.5,"beta":1}}"#, "mmr"),
+    ] {
+        let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(body));
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(json(&text)["error"].as_str().is_some_and(|m| m.contains(names)), "{body}: {text}");
+    }
     // A body announced over the limit is refused before a byte of it is read.
     let (status, text) = announce_oversized_body(server.addr, "/recommend");
     assert_eq!(status, 413, "{text}");
@@ -260,11 +276,11 @@ fn bad_requests_are_4xx_with_a_json_error() {
     // The 405 is answered by the router, the 413 by the body limit: the
     // counting middleware sits outside both and sees them all.
     assert!(
-        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 10"#),
+        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 13"#),
         "{text}"
     );
     for (endpoint, status, n) in [
-        ("/recommend", 400, 8),
+        ("/recommend", 400, 11),
         ("/recommend", 413, 1),
         ("/recommend", 405, 1),
         ("unmatched", 404, 1),

@@ -268,9 +268,14 @@ async fn playground() -> Html<&'static str> {
 async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
     match body {
         Err(rejection) => body_error(rejection),
-        Ok(bytes) => match serde_json::from_slice::<Request>(&bytes) {
-            // Bad JSON, a wrong type and an unknown field (`Request` denies them) all land here.
-            Err(e) => error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+        Ok(bytes) => match serde_path_to_error::deserialize::<_, Request>(&mut serde_json::Deserializer::from_slice(&bytes)) {
+            // Bad JSON, a wrong type and an unknown field (`Request` denies
+            // them) all land here, the message prefixed with where
+            // (`range[0].gte: invalid type: string "2000", expected f64`).
+            Err(e) if e.path().iter().next().is_some() => {
+                error(StatusCode::BAD_REQUEST, "bad_json", format!("{}: {}", e.path(), e.inner()))
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, "bad_json", e.inner().to_string()),
             Ok(request) => {
                 let handle = Arc::clone(&state.handle);
                 // Serialising the answer is CPU work too: it stays on the blocking pool.

@@ -4,6 +4,7 @@
 //! - `ranges`: number attributes as sorted columns, for range filters;
 //! - `context`: the context vectors in the learned and the content space;
 //! - `retrievers`: the retriever table the pipeline walks;
+//! - `diversity`: group caps and maximal marginal relevance after ranking;
 //! - `pipeline`: retrieval → fusion → features ([`Candidates`]) → ranking → top k;
 //! - `trace`: per-stage benchmark hooks.
 //!
@@ -28,6 +29,7 @@ use crate::schema::Schema;
 use crate::store::ItemStore;
 
 mod context;
+mod diversity;
 mod pipeline;
 mod ranges;
 mod resolve;
@@ -317,6 +319,7 @@ impl Engine {
     /// [`Error::InvalidRequest`]: one answer never mixes two indexes.
     pub fn rank(&self, req: &Request, candidates: Candidates, scorer: Option<&dyn Scorer>) -> Result<Recommendations> {
         resolve::check_k(req.k)?;
+        diversity::check(self, req)?;
         let model = scorer.map_or(Model::Index, Model::Caller);
         self.rank_inner(req, candidates, model)
     }

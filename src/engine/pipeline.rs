@@ -1,6 +1,6 @@
 //! The online path of one request: resolve and encode the context, walk the
 //! retriever table, fuse, assemble features (the [`Candidates`] at the stage
-//! boundary), score, sort and cut to k. Every stage is timed by one helper,
+//! boundary), score, sort and pick k (diversity controls may skip some). Every stage is timed by one helper,
 //! [`stage`], which also opens its tracing span.
 
 use std::time::{Duration, Instant};
@@ -177,16 +177,22 @@ impl Engine {
         let mut order: Vec<usize> = (0..candidates.len().min(scores.len())).collect();
         // Ties fall back to fusion order, which is itself tie-broken by id.
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        order.truncate(req.k);
-        order
+        self.pick(req, candidates, scores, &order)
             .into_iter()
-            .filter_map(|i| {
+            .filter_map(|picked| {
+                let i = picked.index;
                 let item = candidates.item(i)?;
                 let fields =
                     (!req.fields.is_empty()).then(|| req.fields.iter().filter_map(|f| item.field(f).map(|v| (f.clone(), v))).collect());
                 let features = req.explain.then(|| {
                     let row = candidates.features(i).unwrap_or(&[]);
-                    FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect()
+                    let mut features: Vec<(String, f32)> = FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect();
+                    // MMR's two terms, beside the ranker's inputs.
+                    if let Some((relevance, likeness)) = picked.mmr {
+                        features.push(("mmr_relevance".into(), relevance));
+                        features.push(("mmr_max_similarity".into(), likeness));
+                    }
+                    features
                 });
                 Some(Recommendation {
                     id: item.id.clone(),

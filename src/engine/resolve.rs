@@ -73,6 +73,7 @@ impl Engine {
                 self.field_names.list()
             )));
         }
+        super::diversity::check(self, req)?;
         let (text, history): (Option<&str>, &[String]) = match &req.context {
             Context::Search { text } => (Some(text), &[]),
             Context::Listening { item } => (None, std::slice::from_ref(item)),
