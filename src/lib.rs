@@ -289,7 +289,9 @@ pub use offline::builder::{BuildReport, IndexBuilder, RetrieverState};
 pub use offline::training::retrain_ranker;
 pub use progress::Progress;
 pub use ranking::{Candidates, ContextKind, ContextPlan, ModelKind, Scorer, Served, ServingPlan, TrainParams, TrainSummary};
-pub use request::{Context, GroupCap, Mmr, Provenance, RangeFilter, Recommendation, Recommendations, Request, Retriever, Timings};
+pub use request::{
+    Boost, Context, GroupCap, Mmr, Pin, Provenance, RangeFilter, Recency, Recommendation, Recommendations, Request, Retriever, Timings,
+};
 pub use retrieval::ann::{AnnParams, Metric};
 pub use retrieval::{CovisitParams, LinearParams};
 pub use schema::{Analyzer, Schema, TextField};

@@ -14,7 +14,8 @@ pub const MAX_K: usize = 10_000;
 pub const MAX_CANDIDATES: usize = 10_000;
 /// Longest history a request may carry; older items are the caller's to drop.
 pub const MAX_HISTORY: usize = 1_000;
-/// Most stored fields a request may ask for.
+/// Most stored fields a request may ask for, and most range filters or
+/// boosts it may carry.
 pub const MAX_FIELDS: usize = 64;
 
 /// The situation a request is made in.
@@ -263,6 +264,57 @@ pub struct Mmr {
     pub lambda: f32,
 }
 
+/// A rule after the ranker: raise (`weight` > 0) or lower (< 0) the items
+/// whose tag field or attribute `field` holds `value`. Where a request has
+/// boosts or [`Recency`], each candidate's served score is scaled to [0, 1]
+/// over the candidates and the rules' terms are added to it, so a weight of
+/// 0.5 is half the list's score range whatever the ranker's scale. In JSON:
+/// `"boosts": [{"field": "genre", "value": "jazz", "weight": 0.3}]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boost {
+    /// A tag field or attribute.
+    pub field: String,
+    /// The value, compared exactly (a number attribute as written, `1999`).
+    pub value: String,
+    /// Added to the scaled score of a matching item; finite.
+    pub weight: f32,
+}
+
+/// A rule after the ranker: favour recent items by a number attribute (a
+/// release year or date), adding `weight · 2^(−age / half_life)` to the
+/// scaled score (see [`Boost`]), where `age = now − value` in the
+/// attribute's units and `now` defaults to the newest value in the index.
+/// Items without the attribute get nothing. In JSON:
+/// `"recency": {"attr": "year", "half_life": 5, "weight": 0.5}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recency {
+    /// The number attribute.
+    pub attr: String,
+    /// Age at which the term halves; positive.
+    pub half_life: f64,
+    /// The term for an item of age 0; finite.
+    pub weight: f32,
+    /// The reference point; the newest value in the index when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<f64>,
+}
+
+/// A rule after everything else: item `id` at 0-based `position` of the
+/// list (or last, if the list is shorter). The item joins the candidates
+/// even if no retriever found it, but only if it passes the request's
+/// filters (else a warning says it was not pinned). In JSON:
+/// `"pins": [{"id": "trk-00042", "position": 0}]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// The item's external id.
+    pub id: String,
+    /// Its 0-based position; below `k`.
+    pub position: usize,
+}
+
 /// One recommendation call: a context plus how many, which filters, and how
 /// deep each retriever digs.
 ///
@@ -305,6 +357,16 @@ pub struct Request {
     /// Diversify the list by maximal marginal relevance (see [`Mmr`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mmr: Option<Mmr>,
+    /// Raise or lower items by tag or attribute after the ranker (see
+    /// [`Boost`]). At most [`MAX_FIELDS`].
+    #[serde(default)]
+    pub boosts: Vec<Boost>,
+    /// Favour recent items after the ranker (see [`Recency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recency: Option<Recency>,
+    /// Items put at fixed positions, after everything else (see [`Pin`]).
+    #[serde(default)]
+    pub pins: Vec<Pin>,
     /// Candidates asked of each retriever; `None` keeps the engine default.
     #[serde(default)]
     pub candidates: CandidateCounts,
@@ -410,6 +472,9 @@ impl Request {
             range: Vec::new(),
             group_cap: None,
             mmr: None,
+            boosts: Vec::new(),
+            recency: None,
+            pins: Vec::new(),
             candidates: CandidateCounts::default(),
             rank_depth: default_rank_depth(),
             history_decay: default_history_decay(),
@@ -470,6 +535,34 @@ impl Request {
     /// (see [`Mmr`]).
     pub fn mmr(mut self, lambda: f32) -> Request {
         self.mmr = Some(Mmr { lambda });
+        self
+    }
+
+    /// Add `weight` to the scaled score of items whose tag field or
+    /// attribute `field` holds `value` (see [`Boost`]).
+    pub fn boost(mut self, field: impl Into<String>, value: impl Into<String>, weight: f32) -> Request {
+        self.boosts.push(Boost {
+            field: field.into(),
+            value: value.into(),
+            weight,
+        });
+        self
+    }
+
+    /// Favour recent items by the number attribute `attr` (see [`Recency`]).
+    pub fn recency(mut self, attr: impl Into<String>, half_life: f64, weight: f32) -> Request {
+        self.recency = Some(Recency {
+            attr: attr.into(),
+            half_life,
+            weight,
+            now: None,
+        });
+        self
+    }
+
+    /// Put item `id` at 0-based `position` (see [`Pin`]).
+    pub fn pin(mut self, id: impl Into<String>, position: usize) -> Request {
+        self.pins.push(Pin { id: id.into(), position });
         self
     }
 

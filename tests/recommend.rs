@@ -521,3 +521,83 @@ fn group_caps_and_mmr_diversify_and_fill_k_from_further_down() {
         Request::new(Context::listening("trk-00001")).group_cap("artist", 1).mmr(0.7)
     );
 }
+
+#[test]
+fn boosts_recency_and_pins_apply_after_the_ranker_and_show_in_explain() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    let base = || Request::new(Context::listening(ctx.clone())).k(10);
+    let plain = f.engine.recommend(&base()).unwrap();
+    let ids = |r: &twostage::Recommendations| r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+
+    // Boosting a genre that is not at the top brings its items up; burying
+    // it keeps them out of the top 10; the terms are in explain.
+    let genre = ids(&plain)
+        .iter()
+        .flat_map(|id| genres(f, id))
+        .min()
+        .expect("the plain list has genres");
+    let count = |r: &twostage::Recommendations| r.items.iter().filter(|i| genres(f, &i.id).contains(&genre)).count();
+    let boosted = f
+        .engine
+        .recommend(&base().boost("genre", genre.clone(), 2.0).explain(true))
+        .unwrap();
+    assert!(count(&boosted) >= count(&plain), "{genre}");
+    assert_eq!(count(&boosted), boosted.items.len(), "a boost of 2 outweighs the whole score range");
+    let top = boosted.items[0].features.as_ref().unwrap();
+    assert!(top.iter().any(|(n, v)| n == "rule_boost" && *v == 2.0), "{top:?}");
+    assert!(boosted.items.windows(2).all(|w| w[0].score >= w[1].score));
+    let buried = f.engine.recommend(&base().boost("genre", genre.clone(), -2.0)).unwrap();
+    assert!(count(&buried) <= count(&plain));
+
+    // Recency: a strong weight on `year` raises the mean year of the list.
+    let mean_year = |r: &twostage::Recommendations| r.items.iter().filter_map(|i| year(f, &i.id)).sum::<f64>() / r.items.len() as f64;
+    let recent = f.engine.recommend(&base().recency("year", 2.0, 1.0).explain(true)).unwrap();
+    assert!(
+        mean_year(&recent) > mean_year(&plain),
+        "{} vs {}",
+        mean_year(&recent),
+        mean_year(&plain)
+    );
+    let t = recent.items[0].features.as_ref().unwrap();
+    assert!(t.iter().any(|(n, v)| n == "rule_recency" && *v > 0.0), "{t:?}");
+
+    // Pins: an item from the bottom of the catalog, found by no retriever, at
+    // position 0; the plain list's first item at position 3.
+    let stranger = f.catalog.items().last().unwrap().id.clone();
+    let pinned = f
+        .engine
+        .recommend(&base().pin(stranger.clone(), 0).pin(plain.items[0].id.clone(), 3).explain(true))
+        .unwrap();
+    let got = ids(&pinned);
+    assert_eq!(
+        (got[0].as_str(), got[3].as_str()),
+        (stranger.as_str(), plain.items[0].id.as_str()),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 10);
+    assert!(pinned.items[0].features.as_ref().unwrap().iter().any(|(n, _)| n == "pinned"));
+    // A pinned item the filters reject is not pinned, and says so.
+    let rejected = f
+        .engine
+        .recommend(&base().pin(stranger.clone(), 0).exclude([stranger.clone()]))
+        .unwrap();
+    assert!(!ids(&rejected).contains(&stranger));
+    assert!(
+        rejected.warnings.iter().any(|w| w.contains("not pinned")),
+        "{:?}",
+        rejected.warnings
+    );
+
+    for (req, err_says) in [
+        (base().boost("colour", "red", 1.0), "`colour`"),
+        (base().boost("genre", "jazz", f32::NAN), "not finite"),
+        (base().recency("artist", 5.0, 1.0), "not a number attribute"),
+        (base().recency("year", 0.0, 1.0), "half_life"),
+        (base().pin("trk-00001", 0).pin("trk-00001", 1), "pinned twice"),
+    ] {
+        let err = f.engine.recommend(&req).unwrap_err();
+        assert!(matches!(&err, Error::InvalidRequest(m) if m.contains(err_says)), "{err}");
+    }
+    assert!(matches!(f.engine.recommend(&base().pin("trk-nope", 0)), Err(Error::UnknownItem(_))));
+}

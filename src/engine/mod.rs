@@ -5,6 +5,7 @@
 //! - `context`: the context vectors in the learned and the content space;
 //! - `retrievers`: the retriever table the pipeline walks;
 //! - `diversity`: group caps and maximal marginal relevance after ranking;
+//! - `rules`: boosts, recency and pins after the ranker;
 //! - `pipeline`: retrieval → fusion → features ([`Candidates`]) → ranking → top k;
 //! - `trace`: per-stage benchmark hooks.
 //!
@@ -34,6 +35,7 @@ mod pipeline;
 mod ranges;
 mod resolve;
 mod retrievers;
+mod rules;
 mod trace;
 
 use pipeline::Model;
@@ -320,6 +322,7 @@ impl Engine {
     pub fn rank(&self, req: &Request, candidates: Candidates, scorer: Option<&dyn Scorer>) -> Result<Recommendations> {
         resolve::check_k(req.k)?;
         diversity::check(self, req)?;
+        rules::check(self, req)?;
         let model = scorer.map_or(Model::Index, Model::Caller);
         self.rank_inner(req, candidates, model)
     }

@@ -82,6 +82,8 @@ impl Engine {
             || tracing::debug_span!("fusion"),
             || fuse(&lists, req.rank_depth, &weights),
         );
+        let mut candidates = candidates;
+        self.add_pinned(req, &mut signals, &mut candidates)?;
         let matrix = stage(
             &mut timings.features,
             || tracing::debug_span!("features"),
@@ -176,21 +178,40 @@ impl Engine {
     fn top_k(&self, candidates: &Candidates, scores: &[f32], req: &Request) -> Vec<Recommendation> {
         let mut order: Vec<usize> = (0..candidates.len().min(scores.len())).collect();
         // Ties fall back to fusion order, which is itself tie-broken by id.
+        let terms = self.apply_rules(req, candidates, scores);
+        let adjusted: Vec<f32>;
+        let scores = match &terms {
+            Some(t) => {
+                adjusted = t.iter().map(|t| t.total()).collect();
+                &adjusted
+            }
+            None => scores,
+        };
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        self.pick(req, candidates, scores, &order)
+        let picked = self.pick(req, candidates, scores, &order);
+        let mmr: std::collections::HashMap<usize, (f32, f32)> = picked.iter().filter_map(|p| p.mmr.map(|m| (p.index, m))).collect();
+        let picked = self.place_pins(req, candidates, picked.into_iter().map(|p| p.index).collect());
+        picked
             .into_iter()
-            .filter_map(|picked| {
-                let i = picked.index;
+            .filter_map(|i| {
                 let item = candidates.item(i)?;
                 let fields =
                     (!req.fields.is_empty()).then(|| req.fields.iter().filter_map(|f| item.field(f).map(|v| (f.clone(), v))).collect());
                 let features = req.explain.then(|| {
                     let row = candidates.features(i).unwrap_or(&[]);
                     let mut features: Vec<(String, f32)> = FEATURES.iter().zip(row).map(|(n, v)| (n.to_string(), *v)).collect();
-                    // MMR's two terms, beside the ranker's inputs.
-                    if let Some((relevance, likeness)) = picked.mmr {
+                    // The rules' and MMR's terms, beside the ranker's inputs.
+                    if let Some(t) = terms.as_ref().and_then(|t| t.get(i)) {
+                        features.push(("rule_relevance".into(), t.relevance));
+                        features.push(("rule_boost".into(), t.boost));
+                        features.push(("rule_recency".into(), t.recency));
+                    }
+                    if let Some(&(relevance, likeness)) = mmr.get(&i) {
                         features.push(("mmr_relevance".into(), relevance));
                         features.push(("mmr_max_similarity".into(), likeness));
+                    }
+                    if req.pins.iter().any(|p| p.id == item.id) {
+                        features.push(("pinned".into(), 1.0));
                     }
                     features
                 });

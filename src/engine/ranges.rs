@@ -145,6 +145,31 @@ impl NumberColumns {
         Ok(Bounds { column, lower, upper })
     }
 
+    /// The column of number attribute `attr`.
+    pub fn column(&self, attr: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == attr)
+    }
+
+    /// `item`'s value in `column`, if it has one.
+    pub fn value(&self, column: usize, item: u32) -> Option<f64> {
+        self.columns.get(column)?.values.get(item as usize).copied().filter(|v| !v.is_nan())
+    }
+
+    /// The largest value in `column`.
+    pub fn newest(&self, column: usize) -> Option<f64> {
+        let c = self.columns.get(column)?;
+        c.sorted.last().map(|&i| c.values[i as usize])
+    }
+
+    /// The number attributes, for error messages.
+    pub fn names(&self) -> String {
+        if self.names.is_empty() {
+            "none".to_string()
+        } else {
+            self.names.join(", ")
+        }
+    }
+
     /// Whether `item`'s value lies within `b` (an item without one never does).
     pub fn admits(&self, b: &Bounds, item: u32) -> bool {
         self.columns[b.column].values.get(item as usize).is_some_and(|&v| b.admits(v))
