@@ -294,19 +294,19 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     let (valid_lists, valid_meta): (Vec<_>, Vec<_>) = valid_lists.into_iter().unzip();
     progress("training lists assembled");
 
+    // As in a build: early stopping on a tenth of the training lists, so the
+    // validation lists judge the ranker against fusion on equal terms.
+    let (train_lists, stop_lists) = crate::offline::training::early_stopping_split(train_lists);
     let mut rankers: Vec<(&str, Ranker)> = vec![("ranker_fixed", Ranker::fixed_default()?)];
     for (name, params) in [("ranker_linear", TrainParams::linear()), ("ranker_mlp", TrainParams::default())] {
         let t = Instant::now();
         let mut epochs = 0;
-        let ranker = fit::train(&train_lists, &valid_lists, &params, &mut |r: &EpochReport| {
+        let ranker = fit::train(&train_lists, &stop_lists, &params, &mut |r: &EpochReport| {
             epochs = r.epoch;
         })?;
         details.insert(format!("{name}_train_secs"), t.elapsed().as_secs_f64());
         details.insert(format!("{name}_epochs"), epochs as f64);
-        details.insert(
-            format!("{name}_valid_ndcg_candidates"),
-            ranker.info().validation.get("ndcg@10").copied().unwrap_or(0.0),
-        );
+        details.insert(format!("{name}_valid_ndcg_candidates"), fit::list_ndcg(&ranker, &valid_lists)?);
         progress(&format!("{name} trained in {epochs} epochs"));
         rankers.push((name, ranker));
     }

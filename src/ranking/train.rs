@@ -52,7 +52,7 @@ pub struct TrainParams {
     pub max_lists: usize,
     /// Windows of the log the training lists come from, newest first: the
     /// most recent 15% of the log against retrieval built on the rest
-    /// (validation is the later fifth of this window), then each older 15%
+    /// (the later fifth of each window is held out for validation), then each older 15%
     /// against retrieval built on what precedes it. Each window costs one
     /// more build of the retrieval stage; on the music demo's next-track
     /// evaluation, three windows of training lists instead of one raised
@@ -151,7 +151,8 @@ pub struct EpochReport {
     pub epoch: usize,
     /// Mean training loss.
     pub train_loss: f64,
-    /// Validation NDCG@10 over the candidates.
+    /// NDCG@10 over the candidates of the early-stopping lists (a tenth of
+    /// the training lists, kept out of fitting).
     pub valid_ndcg: f64,
     /// Whether this epoch is this member's best so far (its weights are kept).
     pub best: bool,
@@ -164,7 +165,8 @@ pub struct TrainSummary {
     pub kind: String,
     /// One entry per epoch run.
     pub epochs: Vec<EpochReport>,
-    /// Best validation NDCG@10 (over candidates).
+    /// The trained ranker's NDCG@10 (over candidates) on the held-out
+    /// validation lists, which neither fitting nor early stopping saw.
     pub valid_ndcg: f64,
     /// Share of training targets whose item retrieval found.
     pub train_candidate_recall: f64,
