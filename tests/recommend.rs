@@ -601,3 +601,69 @@ fn boosts_recency_and_pins_apply_after_the_ranker_and_show_in_explain() {
     }
     assert!(matches!(f.engine.recommend(&base().pin("trk-nope", 0)), Err(Error::UnknownItem(_))));
 }
+
+#[test]
+fn negatives_are_never_returned_and_move_retrieval_away_from_what_they_share() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    // The vector retriever alone, every candidate returned: the list is
+    // what retrieval found, whatever the ranker makes of it.
+    let ann_only = || {
+        Retriever::ALL
+            .iter()
+            .fold(Request::new(Context::listening(ctx.clone())).k(60), |r, &x| {
+                r.candidates(x, if x == Retriever::Ann { 60 } else { 0 })
+            })
+    };
+    let plain = f.engine.recommend(&ann_only()).unwrap();
+    let ids = |r: &twostage::Recommendations| r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    // The negatives: up to five of the list's items of its second most
+    // common genre (the first is usually the context's own).
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for id in ids(&plain) {
+        for g in genres(f, &id) {
+            *counts.entry(g).or_default() += 1;
+        }
+    }
+    let mut by_count: Vec<(usize, String)> = counts.into_iter().map(|(g, n)| (n, g)).collect();
+    by_count.sort_unstable_by(|a, b| b.cmp(a));
+    let genre = by_count.get(1).expect("two genres in the list").1.clone();
+    let negatives: Vec<String> = ids(&plain)
+        .into_iter()
+        .filter(|id| genres(f, id).contains(&genre))
+        .take(5)
+        .collect();
+    let count = |r: &twostage::Recommendations| r.items.iter().filter(|i| genres(f, &i.id).contains(&genre)).count();
+
+    // Excluding them only drops them; as negatives, the context moves away
+    // from them, so retrieval finds fewer items of their genre.
+    let excluded = f.engine.recommend(&ann_only().exclude(negatives.clone())).unwrap();
+    let moved = f.engine.recommend(&ann_only().negatives(negatives.clone()).explain(true)).unwrap();
+    assert!(ids(&moved).iter().all(|id| !negatives.contains(id)), "a negative came back");
+    assert!(
+        count(&moved) < count(&excluded),
+        "{genre}: {} with negatives, {} excluded",
+        count(&moved),
+        count(&excluded)
+    );
+    // The ranker sees each candidate's closeness to them.
+    let sims: Vec<f32> = moved
+        .items
+        .iter()
+        .filter_map(|i| i.features.as_ref()?.iter().find(|(n, _)| n == "negative_sim").map(|x| x.1))
+        .collect();
+    assert_eq!(sims.len(), moved.items.len());
+    assert!(sims.iter().any(|&s| s > 0.0), "{sims:?}");
+
+    // Every context kind takes them; unknown ids are ignored, as in `exclude`.
+    for context in [Context::search(artist(f, &ctx)), Context::history([ctx.clone()])] {
+        let got = f
+            .engine
+            .recommend(&Request::new(context).k(20).negatives(negatives.clone()))
+            .unwrap();
+        assert!(ids(&got).iter().all(|id| !negatives.contains(id)));
+    }
+    assert!(f.engine.recommend(&ann_only().negatives(["trk-nope"])).is_ok());
+    let too_many = ann_only().negatives(vec![ctx.clone(); twostage::request::MAX_HISTORY + 1]);
+    assert!(matches!(f.engine.recommend(&too_many), Err(Error::InvalidRequest(m)) if m.contains("negatives")));
+}

@@ -262,11 +262,32 @@ fn bad_requests_are_4xx_with_a_json_error() {
             "group_cap.max",
         ),
         (r#"{"context":{"search":{"text":"x"}},"mmr":{"lambda":0.5,"beta":1}}"#, "mmr"),
+        (r#"{"context":{"search":{"text":"x"}},"negatives":"trk-00001"}"#, "negatives"),
+        (
+            r#"{"context":{"search":{"text":"x"}},"boosts":[{"field":"genre","value":"jazz","weight":"high"}]}"#,
+            "boosts[0].weight",
+        ),
+        (
+            r#"{"context":{"search":{"text":"x"}},"recency":{"attr":"year","half_life":-1,"weight":1}}"#,
+            "half_life",
+        ),
+        (
+            r#"{"context":{"search":{"text":"x"}},"pins":[{"id":"trk-00001","position":-1}]}"#,
+            "pins[0].position",
+        ),
     ] {
         let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(body));
         assert_eq!(status, 400, "{body}: {text}");
         assert!(json(&text)["error"].as_str().is_some_and(|m| m.contains(names)), "{body}: {text}");
     }
+    // Every control at once is a good request.
+    let every = r#"{"context":{"history":{"items":["trk-00042"]}},"k":5,"negatives":["trk-00043"],
+        "range":[{"attr":"year","gte":1950}],"group_cap":{"key":"artist","max":2},"mmr":{"lambda":0.8},
+        "boosts":[{"field":"genre","value":"jazz","weight":0.2}],"recency":{"attr":"year","half_life":10,"weight":0.1},
+        "pins":[{"id":"trk-00044","position":1}]}"#;
+    let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(every));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["items"][1]["id"], "trk-00044", "{text}");
     // A body announced over the limit is refused before a byte of it is read.
     let (status, text) = announce_oversized_body(server.addr, "/recommend");
     assert_eq!(status, 413, "{text}");
@@ -276,11 +297,11 @@ fn bad_requests_are_4xx_with_a_json_error() {
     // The 405 is answered by the router, the 413 by the body limit: the
     // counting middleware sits outside both and sees them all.
     assert!(
-        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 13"#),
+        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 17"#),
         "{text}"
     );
     for (endpoint, status, n) in [
-        ("/recommend", 400, 11),
+        ("/recommend", 400, 15),
         ("/recommend", 413, 1),
         ("/recommend", 405, 1),
         ("unmatched", 404, 1),

@@ -12,6 +12,12 @@ use crate::retrieval::ann::Metric;
 const HISTORY_WEIGHT: f32 = 0.5;
 /// Lexical hits whose vectors form a search's pseudo-relevance vector.
 const PRF_HITS: usize = 5;
+/// Weight of the mean of a request's negatives, subtracted from its context
+/// vector (weight 1) in both spaces: the negative term of Rocchio's
+/// relevance feedback.
+const NEGATIVE_WEIGHT: f32 = 0.5;
+/// Most recent negatives a context vector moves away from.
+pub(super) const NEGATIVE_ITEMS: usize = 50;
 
 impl Engine {
     pub(super) fn vector_of(&self, item: u32) -> Option<&[f32]> {
@@ -26,6 +32,24 @@ impl Engine {
             // Inner-product spaces keep magnitude; the others compare directions.
             Metric::Dot => Some(acc),
             Metric::Cosine | Metric::L2 => crate::vector::normalized(acc),
+        }
+    }
+
+    /// `v`, a learned-space context vector, moved away from the mean of
+    /// the `negatives`' vectors (most recent first); `v` itself where none
+    /// has a vector.
+    pub(super) fn away_from_negatives(&self, v: Option<Vec<f32>>, negatives: &[u32]) -> Option<Vec<f32>> {
+        let v = v?;
+        let recent = &negatives[..negatives.len().min(NEGATIVE_ITEMS)];
+        let share = 1.0 / recent.len().max(1) as f32;
+        let parts: Vec<(u32, f32)> = recent.iter().map(|&i| (i, share)).collect();
+        let Some(away) = self.mean_vector(&parts) else {
+            return Some(v);
+        };
+        let moved = weighted_sum(&[(&v, 1.0), (&away, -NEGATIVE_WEIGHT)])?;
+        match self.ann.metric() {
+            Metric::Dot => Some(moved),
+            Metric::Cosine | Metric::L2 => crate::vector::normalized(moved).or(Some(v)),
         }
     }
 
@@ -46,9 +70,19 @@ impl Engine {
         };
         let items: Vec<(&[f32], f32)> = ctx.items.iter().filter_map(|&(i, w)| graph.vector(i).map(|v| (v, w))).collect();
         let history = blend(&items);
-        Ok(match (query, history) {
+        let context = match (query, history) {
             (Some(q), Some(h)) => blend(&[(&q, 1.0), (&h, HISTORY_WEIGHT)]),
             (q, h) => q.or(h),
+        };
+        let negatives: Vec<(&[f32], f32)> = ctx
+            .negatives
+            .iter()
+            .take(NEGATIVE_ITEMS)
+            .filter_map(|&i| graph.vector(i).map(|v| (v, 1.0)))
+            .collect();
+        Ok(match (context, blend(&negatives)) {
+            (Some(c), Some(away)) => blend(&[(&c, 1.0), (&away, -NEGATIVE_WEIGHT)]).or(Some(c)),
+            (c, _) => c,
         })
     }
 

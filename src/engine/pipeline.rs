@@ -48,6 +48,12 @@ impl Engine {
             || -> Result<Signals> {
                 let ctx = self.resolve(req)?;
                 let vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+                // A search's vector is moved once it is known (`search_vector`).
+                let vector = if ctx.has_text {
+                    vector
+                } else {
+                    self.away_from_negatives(vector, &ctx.negatives)
+                };
                 let content_vector = self.content_context(&ctx, req.context.text())?;
                 Ok(Signals {
                     ctx,
@@ -126,6 +132,7 @@ impl Engine {
             terms: &signals.ctx.terms,
             content_vector: signals.content_vector.as_deref(),
             content_of: &content_of,
+            negatives: &signals.ctx.negatives,
         };
         features::assemble(&context, candidates, &self.store)
     }

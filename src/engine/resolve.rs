@@ -27,6 +27,8 @@ pub(crate) struct Resolved {
     pub search_terms: Vec<String>,
     /// Context items with recency weights, most recent weight 1.
     pub items: Vec<(u32, f32)>,
+    /// The request's negatives this index holds, most recent first, once each.
+    pub negatives: Vec<u32>,
     pub filter: Filter,
     pub has_text: bool,
     /// A `listening` context (one item, more like it).
@@ -96,6 +98,20 @@ impl Engine {
                 history.len()
             )));
         }
+        if req.negatives.len() > MAX_HISTORY {
+            return Err(Error::InvalidRequest(format!(
+                "{} negatives; at most {MAX_HISTORY}",
+                req.negatives.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let negatives: Vec<u32> = req
+            .negatives
+            .iter()
+            .rev()
+            .filter_map(|id| self.by_id.get(id).copied())
+            .filter(|&item| seen.insert(item))
+            .collect();
         let (terms, search_terms) = match text {
             Some(t) if t.trim().is_empty() => return Err(Error::InvalidRequest("the search text is empty".into())),
             Some(t) => (lexical::analyze(t), self.text.query_terms(t)),
@@ -115,6 +131,7 @@ impl Engine {
 
         let mut excluded: Vec<u32> = req.exclude.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
         excluded.extend(items.iter().map(|&(i, _)| i));
+        excluded.extend(&negatives);
         excluded.sort_unstable();
         excluded.dedup();
         let tag_id = |f: &TagFilter| -> Result<Option<u32>> {
@@ -182,6 +199,7 @@ impl Engine {
             terms,
             search_terms,
             items,
+            negatives,
             filter,
             has_text: text.is_some(),
             listening: matches!(req.context, Context::Listening { .. }),

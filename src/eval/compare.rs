@@ -378,6 +378,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
         .test
         .iter()
         .any(|t| matches!(t.request.context, Context::Search { .. } | Context::PersonalizedSearch { .. }));
+    let uses_negatives = p.test.iter().any(|t| !t.request.negatives.is_empty());
     let score_one = |target: &Target| -> Result<Row> {
         let mut m: HashMap<String, (Metrics, Vec<u32>)> = HashMap::new();
         let mut put = |name: &str, items: Vec<u32>| {
@@ -408,25 +409,42 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
         let recall = found as f64 / target.relevant.len().max(1) as f64;
         let fusion_order: Vec<usize> = (0..a.len()).collect();
         put("retrieval", top(&a, &fusion_order));
-        let by = |scores: &[f32]| {
-            let mut order: Vec<usize> = (0..a.len()).collect();
+        let by = |c: &crate::ranking::Candidates, scores: &[f32]| {
+            let mut order: Vec<usize> = (0..c.len()).collect();
             order.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]).then(x.cmp(&y)));
             order
         };
         for (name, ranker) in &rankers {
             let scores = ranker.score(a.matrix(), a.len())?;
-            put(name, top(&a, &by(&scores)));
+            put(name, top(&a, &by(&a, &scores)));
         }
         let kind = ContextKind::of(&target.request.context);
-        let served = match serving.order(kind) {
-            (Served::Ranker, _) => mlp.score(a.matrix(), a.len())?,
-            (Served::Fusion, w) => a
-                .list
-                .iter()
-                .map(|c| plan::fusion_score(&c.hits.map(|h| h.map(|h| h.rank)), &w))
-                .collect(),
+        let serve = |c: &crate::ranking::Candidates| -> Result<Vec<u32>> {
+            let scores = match serving.order(kind) {
+                (Served::Ranker, _) => mlp.score(c.matrix(), c.len())?,
+                (Served::Fusion, w) => c
+                    .list
+                    .iter()
+                    .map(|x| plan::fusion_score(&x.hits.map(|h| h.map(|h| h.rank)), &w))
+                    .collect(),
+            };
+            Ok(top(c, &by(c, &scores)))
         };
-        put("two_stage", top(&a, &by(&served)));
+        let served = serve(&a)?;
+        // The same request without its negatives (the user's recent skips),
+        // served the same way: what they add at request time. Over every
+        // request, so the two rows compare (where there are negatives at all).
+        if uses_negatives {
+            let without = if target.request.negatives.is_empty() {
+                served.clone()
+            } else {
+                let mut plain = target.request.clone();
+                plain.negatives.clear();
+                serve(&engine.retrieve(&plain)?)?
+            };
+            put("two_stage_without_negatives", without);
+        }
+        put("two_stage", served);
         Ok((m, recall, is_cold(target)))
     };
     let t = Instant::now();
@@ -482,7 +500,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
 }
 
 /// Systems in report order.
-const ORDER: [&str; 13] = [
+const ORDER: [&str; 14] = [
     "popularity",
     "itemknn",
     "ease",
@@ -496,4 +514,5 @@ const ORDER: [&str; 13] = [
     "ranker_linear",
     "ranker_mlp",
     "two_stage",
+    "two_stage_without_negatives",
 ];

@@ -27,20 +27,27 @@ pub const TARGET_HISTORY: usize = 10;
 /// - a search becomes a `Search` (or, with a history, `PersonalizedSearch`)
 ///   request whose relevant item is the one played from the results; the
 ///   play that follows a search belongs to the search and is not a target
-///   of its own.
+///   of its own;
+/// - both carry the user's last [`TARGET_HISTORY`] skips before it as
+///   negatives.
 ///
 /// `ids` maps internal item ids to external ids. Histories look back into
 /// all of `events`, also before `from`.
 pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<Target> {
     let mut history: Vec<Vec<u32>> = vec![Vec::new(); events.users().len()];
+    let mut skipped: Vec<Vec<u32>> = vec![Vec::new(); events.users().len()];
     let mut after_search: Vec<Option<(u32, i64)>> = vec![None; events.users().len()];
     let mut out = Vec::new();
     let ext = |i: u32| ids.get(i as usize).cloned();
     for e in events.events() {
         let u = e.user as usize;
-        let (Some(hist), Some(pending)) = (history.get_mut(u), after_search.get_mut(u)) else {
+        let (Some(hist), Some(pending), Some(skips)) = (history.get_mut(u), after_search.get_mut(u), skipped.get_mut(u)) else {
             continue;
         };
+        // The user's recent skips, as a service would send them (the target
+        // among them too: the engine then cannot return it, and the
+        // evaluation counts that).
+        let negatives = |skips: &[u32]| -> Vec<String> { skips.iter().rev().take(TARGET_HISTORY).rev().filter_map(|&i| ext(i)).collect() };
         let in_window = (from..to).contains(&e.ts);
         match e.kind {
             EventKind::Search => {
@@ -54,7 +61,7 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                         };
                         if !q.trim().is_empty() {
                             out.push(Target {
-                                request: Request::new(context),
+                                request: Request::new(context).negatives(negatives(skips)),
                                 relevant: HashMap::from([(item, 1)]),
                             });
                         }
@@ -70,7 +77,7 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                         // Replays of the recent history are not discovery: the engine excludes them by design.
                         if !recent.contains(&item) {
                             out.push(Target {
-                                request: Request::new(Context::history(recent)),
+                                request: Request::new(Context::history(recent)).negatives(negatives(skips)),
                                 relevant: HashMap::from([(item, 1)]),
                             });
                         }
@@ -78,7 +85,7 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                 }
                 hist.push(e.item);
             }
-            EventKind::Skip => {}
+            EventKind::Skip => skips.push(e.item),
         }
     }
     out

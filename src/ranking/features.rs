@@ -61,6 +61,9 @@ columns!(
     max_item_sim,
     played_at,
     time_gap,
+    negative_sim,
+    negative_content_sim,
+    negative_tag_overlap,
 );
 
 /// Most recent context items a candidate is compared with one by one
@@ -125,6 +128,8 @@ pub(crate) struct ContextSignals<'a> {
     pub content_vector: Option<&'a [f32]>,
     /// `content_of(item)` gives the item's unit content vector.
     pub content_of: &'a dyn Fn(u32) -> Option<&'a [f32]>,
+    /// The request's negatives (disliked or skipped), most recent first.
+    pub negatives: &'a [u32],
 }
 
 /// Share of `terms` found in `text` once analysed, and whether the two are
@@ -136,6 +141,14 @@ fn coverage(terms: &[String], text: &str) -> (f32, bool) {
     let words = crate::retrieval::lexical::analyze(text);
     let found = terms.iter().filter(|t| words.contains(t)).count();
     (found as f32 / terms.len() as f32, words == terms)
+}
+
+/// The largest inner product of `v` with any of `others`; `None` without others.
+fn max_dot(others: &[&[f32]], v: &[f32]) -> Option<f32> {
+    others
+        .iter()
+        .map(|o| o.iter().zip(v).map(|(a, b)| a * b).sum::<f32>())
+        .reduce(f32::max)
 }
 
 fn rr(rank: u32) -> f32 {
@@ -179,6 +192,18 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
         .filter_map(|&(i, _)| (ctx.vector_of)(i))
         .collect();
 
+    // The negatives' vectors in both spaces and their tags, each tag
+    // counted once per negative that carries it.
+    let recent_negatives = &ctx.negatives[..ctx.negatives.len().min(MAX_SIM_ITEMS)];
+    let negative_vectors: Vec<&[f32]> = recent_negatives.iter().filter_map(|&i| (ctx.vector_of)(i)).collect();
+    let negative_contents: Vec<&[f32]> = recent_negatives.iter().filter_map(|&i| (ctx.content_of)(i)).collect();
+    let mut negative_tags: HashMap<u32, f32> = HashMap::new();
+    for &item in recent_negatives {
+        for &t in store.tags.of(item) {
+            *negative_tags.entry(t).or_insert(0.0) += 1.0 / recent_negatives.len() as f32;
+        }
+    }
+
     let mut out = vec![0.0f32; candidates.len() * NUM_FEATURES];
     for (c, row) in candidates.iter().zip(out.chunks_exact_mut(NUM_FEATURES)) {
         let Ok(row) = <&mut [f32; NUM_FEATURES]>::try_from(row) else {
@@ -208,13 +233,15 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row.set(Col::context_sim, q.iter().zip(v).map(|(a, b)| a * b).sum());
         }
         if let Some(v) = item_vec {
-            let max = recent
-                .iter()
-                .map(|h| h.iter().zip(v).map(|(a, b)| a * b).sum::<f32>())
-                .fold(f32::NEG_INFINITY, f32::max);
-            if max.is_finite() {
+            if let Some(max) = max_dot(&recent, v) {
                 row.set(Col::max_item_sim, max);
             }
+            if let Some(max) = max_dot(&negative_vectors, v) {
+                row.set(Col::negative_sim, max);
+            }
+        }
+        if let Some(max) = (ctx.content_of)(c.item).and_then(|v| max_dot(&negative_contents, v)) {
+            row.set(Col::negative_content_sim, max);
         }
         row.set(
             Col::covisit_context,
@@ -239,6 +266,10 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
         if !tags.is_empty() {
             let s: f32 = tags.iter().map(|t| tag_w.get(t).copied().unwrap_or(0.0)).sum();
             row.set(Col::tag_overlap, s * norm / tags.len() as f32);
+        }
+        if !tags.is_empty() && !negative_tags.is_empty() {
+            let s: f32 = tags.iter().map(|t| negative_tags.get(t).copied().unwrap_or(0.0)).sum();
+            row.set(Col::negative_tag_overlap, s / tags.len() as f32);
         }
         let g = store.group(c.item);
         if g != NONE {

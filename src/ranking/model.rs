@@ -56,7 +56,7 @@ impl RankerInfo {
 /// or with too few to learn from): a linear blend of normalised retrieval
 /// signals (similarity, BM25, co-visitation, fusion rank, text match) with a
 /// small popularity prior and a skip penalty.
-pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 19] = [
+pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 22] = [
     ("ann_rank_rr", 0.5),
     ("ann_sim", 1.0),
     ("lexical_rank_rr", 1.0),
@@ -76,6 +76,10 @@ pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 19] = [
     ("exact_match", 1.0),
     ("content_rank_rr", 0.5),
     ("content_sim", 1.0),
+    // Closeness to what the user disliked or skipped counts against.
+    ("negative_sim", -0.5),
+    ("negative_content_sim", -0.5),
+    ("negative_tag_overlap", -0.5),
 ];
 
 /// A dense layer `x · weight + bias`, scored by plain loops: the request
