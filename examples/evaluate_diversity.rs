@@ -37,6 +37,9 @@ struct Args {
     index: PathBuf,
 }
 
+/// How a system changes the served request.
+type Variant = Box<dyn Fn(Request) -> Request>;
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;
@@ -68,7 +71,7 @@ fn main() -> Result<()> {
             })
             .unwrap_or_default()
     };
-    let mut systems: Vec<(String, Box<dyn Fn(Request) -> Request>)> = vec![
+    let mut systems: Vec<(String, Variant)> = vec![
         ("served".into(), Box::new(|r| r)),
         ("artist cap 1".into(), Box::new(|r: Request| r.group_cap("artist", 1))),
         ("artist cap 2".into(), Box::new(|r: Request| r.group_cap("artist", 2))),

@@ -290,7 +290,8 @@ pub use offline::training::retrain_ranker;
 pub use progress::Progress;
 pub use ranking::{Candidates, ContextKind, ContextPlan, ModelKind, Scorer, Served, ServingPlan, TrainParams, TrainSummary};
 pub use request::{
-    Boost, Context, GroupCap, Mmr, Pin, Provenance, RangeFilter, Recency, Recommendation, Recommendations, Request, Retriever, Timings,
+    Boost, BudgetReport, Context, GroupCap, Mmr, Pin, Provenance, RangeFilter, Recency, Recommendation, Recommendations, Request,
+    Retriever, Timings,
 };
 pub use retrieval::ann::{AnnParams, Metric};
 pub use retrieval::{CovisitParams, LinearParams};

@@ -667,3 +667,58 @@ fn negatives_are_never_returned_and_move_retrieval_away_from_what_they_share() {
     let too_many = ann_only().negatives(vec![ctx.clone(); twostage::request::MAX_HISTORY + 1]);
     assert!(matches!(f.engine.recommend(&too_many), Err(Error::InvalidRequest(m)) if m.contains("negatives")));
 }
+
+#[test]
+fn a_latency_budget_is_shared_out_and_cuts_work_in_order_when_tight() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    let req = || Request::new(Context::history([ctx.clone()])).k(10);
+    // Without a budget there is no report; the engine learns the stage costs.
+    let plain = f.engine.recommend(&req()).unwrap();
+    assert!(plain.budget.is_none());
+    for _ in 0..5 {
+        f.engine.recommend(&req()).unwrap();
+    }
+
+    // A generous budget cuts nothing and gives each stage that ran a share.
+    let loose = f.engine.recommend(&req().budget_ms(10_000.0)).unwrap();
+    let report = loose.budget.as_ref().expect("a budget report");
+    assert!(report.cut.is_empty(), "{:?}", report.cut);
+    assert!(report.met);
+    assert_eq!(report.allotted.total, std::time::Duration::from_secs(10));
+    assert!(report.allotted.ann > std::time::Duration::ZERO && report.allotted.covisit > std::time::Duration::ZERO);
+    let ids = |r: &twostage::Recommendations| r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&loose), ids(&plain));
+
+    // One microsecond: beams narrowed first, then retrievers skipped (one
+    // that answers is kept), then candidates cut to k; still k items.
+    let tight = f.engine.recommend(&req().budget_ms(0.001)).unwrap();
+    let report = tight.budget.as_ref().unwrap();
+    assert!(report.cut[0].contains("narrowed"), "{:?}", report.cut);
+    assert!(report.cut.iter().any(|c| c.starts_with("skipped the")), "{:?}", report.cut);
+    assert!(report.cut.last().unwrap().contains("candidates"), "{:?}", report.cut);
+    assert!(!report.met);
+    assert_eq!(tight.items.len(), 10);
+    assert_eq!(tight.candidates, 10);
+    let ran = tight
+        .timings
+        .stages()
+        .iter()
+        .filter(|(n, d)| !["encode", "fusion", "features", "rank", "total"].contains(n) && !d.is_zero())
+        .count();
+    assert!(
+        ran >= 1
+            && ran
+                < plain
+                    .timings
+                    .stages()
+                    .iter()
+                    .filter(|(n, d)| !["encode", "fusion", "features", "rank", "total"].contains(n) && !d.is_zero())
+                    .count()
+    );
+
+    for bad in [0.0, -1.0, f64::NAN, 1e9] {
+        let err = f.engine.recommend(&req().budget_ms(bad)).unwrap_err();
+        assert!(matches!(&err, Error::InvalidRequest(m) if m.contains("budget_ms")), "{err}");
+    }
+}

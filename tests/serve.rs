@@ -284,10 +284,11 @@ fn bad_requests_are_4xx_with_a_json_error() {
     let every = r#"{"context":{"history":{"items":["trk-00042"]}},"k":5,"negatives":["trk-00043"],
         "range":[{"attr":"year","gte":1950}],"group_cap":{"key":"artist","max":2},"mmr":{"lambda":0.8},
         "boosts":[{"field":"genre","value":"jazz","weight":0.2}],"recency":{"attr":"year","half_life":10,"weight":0.1},
-        "pins":[{"id":"trk-00044","position":1}]}"#;
+        "pins":[{"id":"trk-00044","position":1}],"budget_ms":50}"#;
     let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(every));
     assert_eq!(status, 200, "{text}");
     assert_eq!(json(&text)["items"][1]["id"], "trk-00044", "{text}");
+    assert_eq!(json(&text)["budget"]["budget_us"], 50_000, "{text}");
     // A body announced over the limit is refused before a byte of it is read.
     let (status, text) = announce_oversized_body(server.addr, "/recommend");
     assert_eq!(status, 413, "{text}");

@@ -6,6 +6,7 @@
 //! - `retrievers`: the retriever table the pipeline walks;
 //! - `diversity`: group caps and maximal marginal relevance after ranking;
 //! - `rules`: boosts, recency and pins after the ranker;
+//! - `budget`: a request's latency budget, shared out over the stages;
 //! - `pipeline`: retrieval → fusion → features ([`Candidates`]) → ranking → top k;
 //! - `trace`: per-stage benchmark hooks.
 //!
@@ -29,6 +30,7 @@ use crate::retrieval::lexical::LexicalIndex;
 use crate::schema::Schema;
 use crate::store::ItemStore;
 
+mod budget;
 mod context;
 mod diversity;
 mod pipeline;
@@ -38,6 +40,7 @@ mod retrievers;
 mod rules;
 mod trace;
 
+pub(crate) use budget::Plan as BudgetPlan;
 use pipeline::Model;
 pub use trace::{AnnSearch, Stage, StageTrace};
 
@@ -73,6 +76,8 @@ pub struct Engine {
     field_names: FieldNames,
     /// The number attributes as sorted columns, for range filters.
     numbers: Arc<ranges::NumberColumns>,
+    /// What each stage has cost recently, for latency budgets.
+    costs: budget::StageCosts,
     path: PathBuf,
 }
 
@@ -171,6 +176,7 @@ impl Engine {
             by_id: parts.by_id,
             field_names,
             numbers,
+            costs: budget::StageCosts::default(),
             path: dir.to_path_buf(),
         })
     }

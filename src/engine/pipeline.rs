@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::budget;
 use super::retrievers::{Hits, Signals, RETRIEVERS};
 use super::trace::StageTrace;
 use super::Engine;
@@ -42,6 +43,13 @@ impl Engine {
     pub(super) fn retrieve_inner(&self, req: &Request, keep: bool) -> Result<(Candidates, Option<Box<StageTrace>>)> {
         let started = Instant::now();
         let mut timings = Timings::default();
+        let kind = ContextKind::of(&req.context);
+        budget::check(req)?;
+        let mut plan = req.budget_ms.map(|ms| budget::Plan::new(req, ms, started, &self.costs));
+        let skips = |plan: &Option<budget::Plan>, r: Retriever| plan.as_ref().is_some_and(|p| p.skip[r.index()]);
+        // Encoding the search text counts towards the content retriever's
+        // cost: skipping that retriever skips the encoder too.
+        let mut content_encode = Duration::ZERO;
         let mut signals = stage(
             &mut timings.encode,
             || tracing::debug_span!("encode"),
@@ -54,7 +62,13 @@ impl Engine {
                 } else {
                     self.away_from_negatives(vector, &ctx.negatives)
                 };
-                let content_vector = self.content_context(&ctx, req.context.text())?;
+                let t = Instant::now();
+                let content_vector = if skips(&plan, Retriever::Content) {
+                    None
+                } else {
+                    self.content_context(&ctx, req.context.text())?
+                };
+                content_encode = t.elapsed();
                 Ok(Signals {
                     ctx,
                     vector,
@@ -62,17 +76,35 @@ impl Engine {
                     lexical_max: 0.0,
                     covisit: Default::default(),
                     linear: Default::default(),
+                    narrow: plan.as_ref().is_some_and(|p| p.narrow),
                 })
             },
         )?;
+        self.costs
+            .observe(kind, budget::Slot::Encode, timings.encode.saturating_sub(content_encode));
 
         // Indexed by `Retriever::index`: fusion sums each candidate's
         // reciprocal ranks in that fixed order, whatever order the table runs in.
         let mut lists: [Hits; Retriever::ALL.len()] = Default::default();
         for entry in &RETRIEVERS {
             let r = entry.retriever;
-            let depth = req.candidates.get(r);
-            let hits = stage(timings.retriever_mut(r), entry.span, || (entry.run)(self, &mut signals, depth))?;
+            let mut depth = req.candidates.get(r);
+            let have_candidates = lists.iter().any(|l| !l.is_empty());
+            let runs = plan.as_mut().is_none_or(|p| depth == 0 || p.runs(r, have_candidates));
+            if signals.narrow && matches!(r, Retriever::Ann | Retriever::Content) {
+                depth = (depth / 2).max(depth.min(req.k));
+            }
+            let t = Instant::now();
+            let hits = if runs {
+                stage(timings.retriever_mut(r), entry.span, || (entry.run)(self, &mut signals, depth))?
+            } else {
+                Hits::new()
+            };
+            if runs && depth > 0 && !(signals.narrow && matches!(r, Retriever::Ann | Retriever::Content)) {
+                let extra = if r == Retriever::Content { content_encode } else { Duration::ZERO };
+                self.costs.observe(kind, budget::Slot::Retriever(r), t.elapsed() + extra);
+                self.costs.observe_hits(kind, r, hits.len());
+            }
             if let Some(then) = entry.then {
                 let span = || tracing::debug_span!("encode", part = "search vector");
                 stage(&mut timings.encode, span, || then(self, &mut signals, &hits));
@@ -82,13 +114,17 @@ impl Engine {
             }
         }
 
-        let weights = self.manifest.serving.order(ContextKind::of(&req.context)).1;
-        let candidates = stage(
+        let weights = self.manifest.serving.order(kind).1;
+        let mut candidates = stage(
             &mut timings.fusion,
             || tracing::debug_span!("fusion"),
             || fuse(&lists, req.rank_depth, &weights),
         );
-        let mut candidates = candidates;
+        self.costs.observe(kind, budget::Slot::Fusion, timings.fusion);
+        if let Some(p) = plan.as_mut() {
+            // Fusion order is best first: the cut keeps the best-fused.
+            candidates.truncate(p.candidates_to_score(candidates.len(), req.k));
+        }
         self.add_pinned(req, &mut signals, &mut candidates)?;
         let matrix = stage(
             &mut timings.features,
@@ -114,6 +150,7 @@ impl Engine {
             warnings,
             started,
             store: std::sync::Arc::clone(&self.store),
+            budget: plan,
         };
         Ok((candidates, trace))
     }
@@ -174,11 +211,14 @@ impl Engine {
             },
         )?;
         timings.total = candidates.started.elapsed();
+        self.costs
+            .observe_per_candidate(ContextKind::of(&req.context), timings.features + timings.rank, candidates.len());
         Ok(Recommendations {
             items,
             candidates: candidates.len(),
             timings,
             warnings: candidates.warnings,
+            budget: candidates.budget.as_ref().map(|p| p.report(timings.total)),
         })
     }
 

@@ -35,6 +35,9 @@ pub(crate) struct Signals {
     /// Linear item-item score of every item the context items' weights
     /// reach (the linear retriever's by-product, read by the features).
     pub linear: HashMap<u32, f32>,
+    /// The vector retrievers search with a beam no wider than their depth
+    /// (a latency budget's first cut).
+    pub narrow: bool,
 }
 
 /// Hits of one retriever, best first: (internal item id, its score).
@@ -151,7 +154,7 @@ fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     let store = &engine.store;
     let filter = &s.ctx.filter;
     let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
-    let ef = depth.max(64);
+    let ef = if s.narrow { depth } else { depth.max(64) };
     let hits = match exact_scan(engine, s, ef, engine.ann.len()) {
         Some(items) => engine.ann.search_rows(v, depth, items.iter().filter_map(|&i| store.row(i)), accept),
         None => engine.ann.search(v, depth, ef, accept),
@@ -187,23 +190,6 @@ fn scan_is_cheaper(allowed: usize, ef: usize, n: usize) -> bool {
     a.saturating_mul(a) <= (ef as u128).saturating_mul(WALK_DEGREE).saturating_mul(n as u128)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selective_filters_scan_and_loose_ones_walk() {
-        let n = 1_000_000;
-        // The selectivities the range-filter benchmark measures, at a beam of 200.
-        assert!(scan_is_cheaper(n / 2_000, 200, n), "0.05%");
-        assert!(scan_is_cheaper(n / 200, 200, n), "0.5%");
-        assert!(scan_is_cheaper(n / 20, 200, n), "5%");
-        assert!(!scan_is_cheaper(n / 2, 200, n), "50%");
-        // Every row allowed, on a tiny graph: the scan is as cheap as a walk.
-        assert!(scan_is_cheaper(100, 64, 100));
-        assert!(scan_is_cheaper(usize::MAX, usize::MAX, usize::MAX), "no overflow");
-    }
-}
 
 /// Items played after the context items, summed over them by recency weight.
 fn covisit(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
@@ -233,7 +219,7 @@ fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
         return Ok(Vec::new());
     }
     let filter = &s.ctx.filter;
-    let ef = depth.max(64);
+    let ef = if s.narrow { depth } else { depth.max(64) };
     // Row i of the content space is item i.
     let hits = match exact_scan(engine, s, ef, graph.len()) {
         Some(items) => graph.search_rows(v, depth, items.iter().copied(), |row| filter(row)),
@@ -253,4 +239,22 @@ fn popular(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
         return Ok(Vec::new());
     }
     Ok(engine.store.popularity.top(depth, |i| (s.ctx.filter)(i)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selective_filters_scan_and_loose_ones_walk() {
+        let n = 1_000_000;
+        // The selectivities the range-filter benchmark measures, at a beam of 200.
+        assert!(scan_is_cheaper(n / 2_000, 200, n), "0.05%");
+        assert!(scan_is_cheaper(n / 200, 200, n), "0.5%");
+        assert!(scan_is_cheaper(n / 20, 200, n), "5%");
+        assert!(!scan_is_cheaper(n / 2, 200, n), "50%");
+        // Every row allowed, on a tiny graph: the scan is as cheap as a walk.
+        assert!(scan_is_cheaper(100, 64, 100));
+        assert!(scan_is_cheaper(usize::MAX, usize::MAX, usize::MAX), "no overflow");
+    }
 }

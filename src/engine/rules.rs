@@ -58,7 +58,8 @@ pub(super) fn check(engine: &Engine, req: &Request) -> Result<()> {
                 engine.numbers.names()
             ));
         }
-        if !(half_life.is_finite() && *half_life > 0.0) || !weight.is_finite() || now.is_some_and(|n| !n.is_finite()) {
+        let valid = half_life.is_finite() && *half_life > 0.0 && weight.is_finite() && now.is_none_or(f64::is_finite);
+        if !valid {
             return bad(format!("recency on `{attr}`: half_life must be positive and weight and now finite"));
         }
     }

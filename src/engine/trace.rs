@@ -115,6 +115,7 @@ impl Engine {
                     lexical_max: s.lexical_max,
                     covisit: Default::default(),
                     linear: Default::default(),
+                    narrow: false,
                 };
                 let hits = retrievers::entry(Retriever::Ann)
                     .ok_or_else(|| Error::internal("trace", "no ANN entry"))
@@ -181,6 +182,7 @@ impl Engine {
             lexical_max: s.lexical_max,
             covisit: Default::default(),
             linear: Default::default(),
+            narrow: false,
         };
         Ok((entry.run)(self, &mut signals, trace.counts.get(retriever))?.len())
     }

@@ -261,7 +261,7 @@ impl IndexBuilder {
         params: &TrainParams,
         window: usize,
         started: Instant,
-    ) -> Result<Option<(Vec<(ListExample, ListMeta)>, f64, usize)>> {
+    ) -> Result<Option<WindowLists>> {
         let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
         let Some((from, _, targets)) = window_targets(events, &ids, window, params.max_lists) else {
             return Ok(None);
@@ -279,6 +279,10 @@ impl IndexBuilder {
         result
     }
 }
+
+/// A log window's lists with their context kinds and retriever ranks, its
+/// candidate recall, and how many requests it had.
+type WindowLists = (Vec<(ListExample, ListMeta)>, f64, usize);
 
 /// Every this many training lists, one is kept out of fitting and early
 /// stopping is judged on it.

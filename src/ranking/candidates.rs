@@ -41,6 +41,8 @@ pub struct Candidates {
     /// When the request that retrieved them started (for the total).
     pub(crate) started: std::time::Instant,
     pub(crate) store: Arc<ItemStore>,
+    /// The request's latency budget plan, with what it cut so far.
+    pub(crate) budget: Option<crate::engine::BudgetPlan>,
 }
 
 impl Candidates {

@@ -231,6 +231,15 @@ pub struct Request {
     /// profile evenly. Must be in (0, 1].
     #[serde(default = "default_history_decay")]
     pub history_decay: f32,
+    /// A latency budget in milliseconds: the engine shares it out over the
+    /// stages by what each has cost on recent requests of the same kind,
+    /// and where the request would run over, it narrows the vector
+    /// retrievers' beams, skips the slowest retrievers and scores fewer
+    /// candidates, in that order; [`Recommendations::budget`] says what each
+    /// stage was given and what was cut. Positive, at most 60,000. `None`
+    /// (the default) runs every stage in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_ms: Option<f64>,
     /// Attach the feature values the ranker saw to every returned item.
     #[serde(default)]
     pub explain: bool,
@@ -331,6 +340,7 @@ impl Request {
             candidates: CandidateCounts::default(),
             rank_depth: default_rank_depth(),
             history_decay: default_history_decay(),
+            budget_ms: None,
             explain: false,
             fields: Vec::new(),
         }
@@ -362,8 +372,8 @@ impl Request {
         self
     }
 
-    /// Items the user disliked or skipped, most recent last (see the
-    /// field `negatives`).
+    /// Items the user disliked or skipped, most recent last (see
+    /// [`Request::negatives`](Request#structfield.negatives)).
     pub fn negatives<I, S>(mut self, ids: I) -> Request
     where
         I: IntoIterator<Item = S>,
@@ -451,6 +461,13 @@ impl Request {
     /// Attach the ranker's feature values to each result.
     pub fn explain(mut self, on: bool) -> Request {
         self.explain = on;
+        self
+    }
+
+    /// Answer within about `ms` milliseconds, cutting work where needed (see
+    /// [`Request::budget_ms`](Request#structfield.budget_ms)).
+    pub fn budget_ms(mut self, ms: f64) -> Request {
+        self.budget_ms = Some(ms);
         self
     }
 
@@ -588,6 +605,27 @@ pub struct Recommendations {
     /// requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How a request's latency budget was shared out and kept; `None`
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetReport>,
+}
+
+/// How a latency budget ([`Request::budget_ms`](Request#structfield.budget_ms))
+/// was shared out over the stages and what was cut to keep it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BudgetReport {
+    /// The budget.
+    pub budget: Duration,
+    /// Each stage's share of it (zero for a stage that did not run), from
+    /// what the stage has cost on recent requests of the same kind; `total`
+    /// is the budget. Compare with [`Recommendations::timings`].
+    pub allotted: Timings,
+    /// What was cut, in the order it was cut: narrowed beams, skipped
+    /// retrievers, fewer candidates scored. Empty when nothing was.
+    pub cut: Vec<String>,
+    /// Whether the call returned within the budget.
+    pub met: bool,
 }
 
 impl Recommendations {
@@ -620,15 +658,14 @@ impl Recommendations {
                 item
             })
             .collect();
-        let timings: Map<String, Value> = self
-            .timings
-            .stages()
-            .iter()
-            .map(|(n, d)| (n.to_string(), json!(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))))
-            .collect();
-        let mut out = json!({"items": items, "candidates": self.candidates, "timings_us": timings});
+        let micros = |d: &Duration| json!(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let per_stage = |t: &Timings| -> Map<String, Value> { t.stages().iter().map(|(n, d)| (n.to_string(), micros(d))).collect() };
+        let mut out = json!({"items": items, "candidates": self.candidates, "timings_us": per_stage(&self.timings)});
         if !self.warnings.is_empty() {
             out["warnings"] = json!(self.warnings);
+        }
+        if let Some(b) = &self.budget {
+            out["budget"] = json!({"budget_us": micros(&b.budget), "allotted_us": per_stage(&b.allotted), "cut": b.cut, "met": b.met});
         }
         out.to_string()
     }
@@ -731,6 +768,15 @@ mod tests {
                 ..Timings::default()
             },
             warnings: vec!["k = 300 is above rank_depth = 200".into()],
+            budget: Some(BudgetReport {
+                budget: Duration::from_micros(2000),
+                allotted: Timings {
+                    ann: Duration::from_micros(300),
+                    ..Timings::default()
+                },
+                cut: vec!["skipped the covisit retriever".into()],
+                met: true,
+            }),
         };
         let v: serde_json::Value = serde_json::from_str(&recs.to_json()).unwrap();
         assert_eq!(v["items"][0]["id"], "t2");
@@ -745,5 +791,9 @@ mod tests {
         assert_eq!(v["timings_us"]["ann"], 42);
         assert_eq!(v["timings_us"]["total"], 100);
         assert_eq!(v["timings_us"].as_object().unwrap().len(), Timings::STAGES);
+        assert_eq!(v["budget"]["budget_us"], 2000);
+        assert_eq!(v["budget"]["allotted_us"]["ann"], 300);
+        assert_eq!(v["budget"]["cut"][0], "skipped the covisit retriever");
+        assert_eq!(v["budget"]["met"], true);
     }
 }
