@@ -14,18 +14,18 @@
 //! reported beside it. The data and the index (no trained ranker: ANN
 //! recall does not depend on it) are kept in `--work-dir` and reused.
 
+#[path = "common/music_index.rs"]
+mod music_index;
 #[path = "common/report.rs"]
 mod report;
 
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
 use serde_json::json;
-use twostage::synth::music::{generate_to, MusicConfig};
-use twostage::{AnnSearch, Attribute, Catalog, Context, Engine, Events, IndexBuilder, RangeFilter, Request, Retriever};
+use twostage::{AnnSearch, Attribute, Catalog, Context, Engine, RangeFilter, Request, Retriever};
 
 /// Filtered ANN recall benchmark.
 #[derive(Parser)]
@@ -39,7 +39,8 @@ struct Args {
     /// Target selectivities (shares of the catalog that pass), comma separated.
     #[arg(long, value_delimiter = ',', default_value = "0.5,0.05,0.005,0.0005")]
     selectivities: Vec<f64>,
-    /// Where the generated data and the index are kept (and reused).
+    /// Where the generated data and the index are kept (and reused; the
+    /// default, target/bench/music-SIZE, is shared with bench_budget).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Print one JSON object on stdout (the table goes to stderr).
@@ -49,28 +50,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("target/bench/filters-{}", args.size)));
-    let index = dir.join("index");
-    if !index.join("manifest.json").exists() {
-        std::fs::create_dir_all(&dir)?;
-        let t = Instant::now();
-        {
-            let mut items = BufWriter::new(std::fs::File::create(dir.join("items.jsonl"))?);
-            let mut events = BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
-            let mut queries = BufWriter::new(std::fs::File::create(dir.join("queries.jsonl"))?);
-            generate_to(&MusicConfig::scaled(args.size), &mut items, &mut events, &mut queries)?;
-        }
-        let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;
-        let events = Events::from_jsonl_path(dir.join("events.jsonl"), &catalog)?;
-        IndexBuilder::new()
-            .group_key("artist")
-            .without_ranker_training()
-            .build(&catalog, &events, &index)?;
-        eprintln!("[{}] generated and built in {:.1} s", args.size, t.elapsed().as_secs_f64());
-    }
+    let dir = args.work_dir.clone().unwrap_or_else(|| music_index::default_dir(args.size));
+    let index = music_index::music_index(args.size, &dir)?;
     let engine = Engine::open(&index)?;
     let n = engine.len();
     let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;

@@ -10,8 +10,9 @@
 //! 1. the vector retrievers' beams (`ef` down to the depth asked for, the
 //!    depth halved);
 //! 2. whole retrievers, the slowest first, but never the last one that has
-//!    been finding candidates for this kind of context (skipping the content
-//!    retriever also skips encoding the search text);
+//!    been finding candidates for this kind of context, nor a search's
+//!    lexical retriever (skipping the content retriever also skips encoding
+//!    the search text);
 //! 3. the candidates scored: fewer of them reach the features and the ranker
 //!    (the best-fused ones, and never fewer than `k`).
 //!
@@ -32,6 +33,10 @@ pub const MAX_BUDGET_MS: f64 = 60_000.0;
 
 /// Weight of the newest observation in a running estimate.
 const SMOOTHING: f32 = 0.1;
+
+/// Share of the budget below which a retriever's expected cost is not
+/// worth skipping it for.
+const MIN_SKIP_SHARE: f32 = 0.02;
 
 /// What a narrowed beam is expected to save of the ANN retriever's cost.
 const NARROW_SAVING: f32 = 0.5;
@@ -183,17 +188,23 @@ impl Plan {
             narrow = true;
             cut.push("the ANN and content beams were narrowed (ef = depth, depth halved)".to_string());
         }
-        // 2. The slowest retrievers, keeping one that answers.
+        // 2. The slowest retrievers, keeping one that answers, and a
+        // search's lexical retriever: its hits give the search its
+        // learned-space vector, so the ANN would go with it.
+        let searches = matches!(kind, ContextKind::Search | ContextKind::PersonalizedSearch);
         while predict(&skip, narrow, scored) > budget_us {
             let running: Vec<Retriever> = Retriever::ALL.iter().copied().filter(|&r| active(r, &skip)).collect();
             let answering = running.iter().filter(|&&r| costs.answers(kind, r)).count();
             let slowest = running
                 .iter()
                 .copied()
+                .filter(|&r| !(searches && r == Retriever::Lexical))
                 .filter(|&r| answering > 1 || !costs.answers(kind, r))
                 .max_by(|&a, &b| est(Slot::Retriever(a)).total_cmp(&est(Slot::Retriever(b))));
             match slowest {
-                Some(r) if est(Slot::Retriever(r)) > 0.0 => {
+                // One that costs next to nothing frees nothing: the cut
+                // falls on the candidates instead.
+                Some(r) if est(Slot::Retriever(r)) > MIN_SKIP_SHARE * budget_us => {
                     skip[r.index()] = true;
                     cut.push(format!(
                         "skipped the {} retriever (about {:.0} µs)",
@@ -389,6 +400,12 @@ mod tests {
         // The ANN finds nothing for searches here: it goes, lexical stays.
         assert!(!p.skip[Retriever::Lexical.index()] && p.skip[Retriever::Ann.index()], "{:?}", p.cut);
         assert_eq!(p.score_at_most, 20);
+        // Where the ANN answers too, a search still keeps its lexical retriever.
+        for _ in 0..100 {
+            c.observe_hits(ContextKind::Search, Retriever::Ann, 50);
+        }
+        let p = Plan::new(&req, 2.0, Instant::now(), &c);
+        assert!(!p.skip[Retriever::Lexical.index()] && p.skip[Retriever::Ann.index()], "{:?}", p.cut);
     }
 
     #[test]

@@ -190,7 +190,6 @@ fn scan_is_cheaper(allowed: usize, ef: usize, n: usize) -> bool {
     a.saturating_mul(a) <= (ef as u128).saturating_mul(WALK_DEGREE).saturating_mul(n as u128)
 }
 
-
 /// Items played after the context items, summed over them by recency weight.
 fn covisit(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     s.covisit = engine.store.covisit.aggregate(&s.ctx.items);

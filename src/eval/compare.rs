@@ -431,18 +431,19 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
             Ok(top(c, &by(c, &scores)))
         };
         let served = serve(&a)?;
-        // The same request without its negatives (the user's recent skips),
-        // served the same way: what they add at request time. Over every
-        // request, so the two rows compare (where there are negatives at all).
+        // The same request with its negatives (the user's recent skips)
+        // only excluded, served the same way: what moving away from them
+        // adds, beyond never returning them. Over every request, so the two
+        // rows compare (where there are negatives at all).
         if uses_negatives {
             let without = if target.request.negatives.is_empty() {
                 served.clone()
             } else {
                 let mut plain = target.request.clone();
-                plain.negatives.clear();
+                plain.exclude.append(&mut plain.negatives);
                 serve(&engine.retrieve(&plain)?)?
             };
-            put("two_stage_without_negatives", without);
+            put("two_stage_negatives_only_excluded", without);
         }
         put("two_stage", served);
         Ok((m, recall, is_cold(target)))
@@ -514,5 +515,5 @@ const ORDER: [&str; 14] = [
     "ranker_linear",
     "ranker_mlp",
     "two_stage",
-    "two_stage_without_negatives",
+    "two_stage_negatives_only_excluded",
 ];

@@ -1,0 +1,59 @@
+//! The synthetic music catalog and its index, generated and built once into
+//! a work directory and reused by the benchmarks that share it
+//! (`bench_filters`, `bench_budget`): the default builder without ranker
+//! training (the placeholder ranker scores; training would build the
+//! retrieval stage again for every log window).
+
+use std::io::{BufRead, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use twostage::synth::music::{generate_to, MusicConfig};
+use twostage::{Catalog, Events, IndexBuilder};
+
+/// The default work directory for `size` tracks.
+pub fn default_dir(size: usize) -> PathBuf {
+    PathBuf::from(format!("target/bench/music-{size}"))
+}
+
+/// The index of the `size`-track catalog in `dir` (`dir/index`), generated
+/// and built there unless a finished one is already there.
+pub fn music_index(size: usize, dir: &Path) -> Result<PathBuf> {
+    let index = dir.join("index");
+    if index.join("manifest.json").exists() {
+        return Ok(index);
+    }
+    std::fs::create_dir_all(dir)?;
+    let t = Instant::now();
+    {
+        let mut items = BufWriter::new(std::fs::File::create(dir.join("items.jsonl"))?);
+        let mut events = BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
+        let mut queries = BufWriter::new(std::fs::File::create(dir.join("queries.jsonl"))?);
+        generate_to(&MusicConfig::scaled(size), &mut items, &mut events, &mut queries)?;
+    }
+    let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;
+    let events = Events::from_jsonl_path(dir.join("events.jsonl"), &catalog)?;
+    IndexBuilder::new()
+        .group_key("artist")
+        .without_ranker_training()
+        .build(&catalog, &events, &index)?;
+    eprintln!("[{size}] generated and built in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(index)
+}
+
+/// The generator's search texts in `dir` (`queries.jsonl`).
+#[allow(dead_code)] // not every benchmark searches
+pub fn queries(dir: &Path) -> Result<Vec<String>> {
+    Ok(std::io::BufReader::new(std::fs::File::open(dir.join("queries.jsonl"))?)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(&l)
+                .ok()?
+                .get("query")?
+                .as_str()
+                .map(String::from)
+        })
+        .collect())
+}
