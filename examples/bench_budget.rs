@@ -99,12 +99,15 @@ struct Run {
     cuts: BTreeMap<String, usize>,
 }
 
+/// One answer under load: wall ms, the ids, the budget's cuts, which request.
+type Answer = (f64, Vec<String>, Vec<String>, usize);
+
 /// Every client sends every request of `reqs` once, in a closed loop.
 fn under_load(engine: &Engine, reqs: &[Request], reference: &[Vec<String>], clients: usize, budget_ms: f64) -> Result<Run> {
-    let per_client: Vec<Result<Vec<(f64, Vec<String>, Vec<String>, usize)>>> = std::thread::scope(|s| {
+    let per_client: Vec<Result<Vec<Answer>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
-                s.spawn(move || -> Result<Vec<(f64, Vec<String>, Vec<String>, usize)>> {
+                s.spawn(move || -> Result<Vec<Answer>> {
                     // Clients start at different requests, so they do not
                     // ask for the same thing at the same time.
                     let start = c * reqs.len() / clients.max(1);
