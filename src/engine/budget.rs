@@ -135,6 +135,8 @@ impl StageCosts {
 /// A budgeted request's plan, and what was cut while it ran.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
+    /// Set where no cut can meet the budget: the request then runs uncut.
+    pub warning: Option<String>,
     pub budget: Duration,
     /// When the retrieval share (encoding, retrievers, fusion) runs out.
     pub retrieval_deadline: Instant,
@@ -222,6 +224,20 @@ impl Plan {
             let fewer = (over / per_candidate).ceil() as usize;
             scored = scored.saturating_sub(fewer).max(req.k).min(req.rank_depth);
         }
+        // Where even every cut leaves the request over its budget (a search
+        // whose lexical retriever alone takes longer), cutting would cost
+        // quality and still miss it: the request runs in full and says so.
+        let at_best = predict(&skip, narrow, scored);
+        let mut warning = None;
+        // (1% over is rounding in the estimates, not a miss.)
+        if at_best > budget_us * 1.01 {
+            warning = Some(format!(
+                "budget_ms = {budget_ms}: no cut can meet it (about {:.0} µs expected with every cut allowed), so nothing was cut",
+                at_best
+            ));
+            (skip, narrow, scored) = ([false; Retriever::ALL.len()], false, req.rank_depth);
+            cut.clear();
+        }
         // Each stage's share: its expected cost, scaled to fill the budget.
         let expected = predict(&skip, narrow, scored).max(1.0);
         let scale = budget_us / expected;
@@ -251,6 +267,7 @@ impl Plan {
             budget
         };
         Plan {
+            warning,
             budget,
             retrieval_deadline: started + retrieval_share,
             deadline: started + budget,
@@ -270,7 +287,7 @@ impl Plan {
         if self.skip[r.index()] {
             return false;
         }
-        if have_candidates && Instant::now() >= self.retrieval_deadline {
+        if self.warning.is_none() && have_candidates && Instant::now() >= self.retrieval_deadline {
             self.skip[r.index()] = true;
             self.cut
                 .push(format!("skipped the {} retriever: the retrieval share was spent", r.name()));
@@ -282,6 +299,9 @@ impl Plan {
     /// How many of `n` fused candidates to score now: the plan's limit, and
     /// what the time left can score at the expected cost; at least `k`.
     pub fn candidates_to_score(&mut self, n: usize, k: usize) -> usize {
+        if self.warning.is_some() {
+            return n;
+        }
         let mut keep = n.min(self.score_at_most);
         if self.per_candidate > 0.0 {
             let left = self.deadline.saturating_duration_since(Instant::now()).as_secs_f32() * 1e6;
@@ -382,11 +402,11 @@ mod tests {
     }
 
     #[test]
-    fn the_last_retriever_that_answers_is_kept_and_k_candidates_always_scored() {
+    fn the_last_retriever_that_answers_is_kept_and_a_budget_no_cut_can_meet_cuts_nothing() {
         let c = costs(
             ContextKind::Search,
             &[
-                (Slot::Retriever(Retriever::Lexical), 5000.0),
+                (Slot::Retriever(Retriever::Lexical), 1500.0),
                 (Slot::Retriever(Retriever::Ann), 300.0),
             ],
             2.0,
@@ -396,16 +416,25 @@ mod tests {
             c.observe_hits(ContextKind::Search, Retriever::Ann, 0);
         }
         let req = Request::new(Context::search("x")).k(20);
-        let p = Plan::new(&req, 2.0, Instant::now(), &c);
-        // The ANN finds nothing for searches here: it goes, lexical stays.
+        // 1500 + 300 + 200 × 2 = 2200 µs against 1.6 ms. The ANN finds
+        // nothing for searches here: it goes, lexical stays, and 150
+        // candidates fewer are scored.
+        let p = Plan::new(&req, 1.6, Instant::now(), &c);
         assert!(!p.skip[Retriever::Lexical.index()] && p.skip[Retriever::Ann.index()], "{:?}", p.cut);
-        assert_eq!(p.score_at_most, 20);
+        assert_eq!(p.score_at_most, 50);
         // Where the ANN answers too, a search still keeps its lexical retriever.
         for _ in 0..100 {
             c.observe_hits(ContextKind::Search, Retriever::Ann, 50);
         }
-        let p = Plan::new(&req, 2.0, Instant::now(), &c);
+        let p = Plan::new(&req, 1.6, Instant::now(), &c);
         assert!(!p.skip[Retriever::Lexical.index()] && p.skip[Retriever::Ann.index()], "{:?}", p.cut);
+        assert!(p.warning.is_none());
+        // Under 1.5 ms nothing can meet it: nothing is cut, and it says so.
+        let mut p = Plan::new(&req, 1.0, Instant::now(), &c);
+        assert!(p.cut.is_empty() && !p.narrow && !p.skip.iter().any(|&s| s), "{:?}", p.cut);
+        assert!(p.warning.as_deref().is_some_and(|w| w.contains("no cut can meet it")));
+        assert_eq!(p.candidates_to_score(200, 20), 200);
+        assert!(p.runs(Retriever::Ann, true));
     }
 
     #[test]

@@ -82,6 +82,9 @@ impl Engine {
         )?;
         self.costs
             .observe(kind, budget::Slot::Encode, timings.encode.saturating_sub(content_encode));
+        if let Some(w) = plan.as_ref().and_then(|p| p.warning.clone()) {
+            signals.ctx.warnings.push(w);
+        }
 
         // Indexed by `Retriever::index`: fusion sums each candidate's
         // reciprocal ranks in that fixed order, whatever order the table runs in.
