@@ -1,6 +1,7 @@
 //! The latency budget of a request (`Request::budget_ms`).
 //!
-//! The engine keeps, per kind of context, a running estimate of what each
+//! The engine keeps, per kind of context (a listening context on a rarely
+//! played item apart), a running estimate of what each
 //! stage costs on this machine and this index (every request updates it,
 //! budgeted or not). A budgeted request is planned from those estimates
 //! before it starts: each stage is allotted a share of the budget in
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ranking::ContextKind;
-use crate::request::{BudgetReport, Request, Retriever, Timings};
+use crate::request::{BudgetReport, Context, Request, Retriever, Timings};
 
 /// Largest budget a request may ask for, in milliseconds.
 pub const MAX_BUDGET_MS: f64 = 60_000.0;
@@ -54,7 +55,7 @@ pub(crate) enum Slot {
 }
 
 const SLOTS: usize = 3 + Retriever::ALL.len();
-const KINDS: usize = 4;
+const CLASSES: usize = 5;
 
 impl Slot {
     fn index(self) -> usize {
@@ -67,23 +68,53 @@ impl Slot {
     }
 }
 
-fn kind_index(kind: ContextKind) -> usize {
-    match kind {
-        ContextKind::Search => 0,
-        ContextKind::PersonalizedSearch => 1,
-        ContextKind::Listening => 2,
-        ContextKind::History => 3,
+/// What a request's stage costs are estimated from: its kind of context,
+/// with a listening context on a rarely played item apart (its lexical
+/// more-like-this costs milliseconds, where a popular item's costs nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Class(usize);
+
+impl Class {
+    /// The class of a request of `kind`; `rare` for a listening context on
+    /// an item that gets more-like-this.
+    pub fn of(kind: ContextKind, rare: bool) -> Class {
+        Class(match kind {
+            ContextKind::Search => 0,
+            ContextKind::PersonalizedSearch => 1,
+            ContextKind::Listening if rare => 4,
+            ContextKind::Listening => 2,
+            ContextKind::History => 3,
+        })
+    }
+
+    fn searches(self) -> bool {
+        self.0 <= 1
     }
 }
 
-/// Running estimates, per kind of context, of each slot's cost (µs) and of
+impl super::Engine {
+    /// The cost class of `req` (an unknown listening item is not rare: the
+    /// request fails at resolution anyway).
+    pub(super) fn cost_class(&self, req: &Request) -> Class {
+        let rare = match &req.context {
+            Context::Listening { item } => self
+                .by_id
+                .get(item)
+                .is_some_and(|&i| self.store.popularity.plays(i) < super::retrievers::MORE_LIKE_THIS_MAX_PLAYS),
+            _ => false,
+        };
+        Class::of(ContextKind::of(&req.context), rare)
+    }
+}
+
+/// Running estimates, per [`Class`] of request, of each slot's cost (µs) and of
 /// how many hits each retriever returns; shared by every thread serving the
 /// engine. Updates are lock-free and may lose a race now and then, which an
 /// estimate can afford.
 #[derive(Default)]
 pub(crate) struct StageCosts {
-    micros: [[AtomicU32; SLOTS]; KINDS],
-    hits: [[AtomicU32; SLOTS]; KINDS],
+    micros: [[AtomicU32; SLOTS]; CLASSES],
+    hits: [[AtomicU32; SLOTS]; CLASSES],
 }
 
 fn load(a: &AtomicU32) -> f32 {
@@ -100,35 +131,35 @@ fn blend(a: &AtomicU32, x: f32) {
 }
 
 impl StageCosts {
-    /// The estimated cost of `slot` for `kind`, in µs (0 before any observation).
-    pub fn micros(&self, kind: ContextKind, slot: Slot) -> f32 {
-        load(&self.micros[kind_index(kind)][slot.index()])
+    /// The estimated cost of `slot` for `class`, in µs (0 before any observation).
+    pub fn micros(&self, class: Class, slot: Slot) -> f32 {
+        load(&self.micros[class.0][slot.index()])
     }
 
-    /// Records that `slot` took `took` on a request of `kind`.
-    pub fn observe(&self, kind: ContextKind, slot: Slot, took: Duration) {
-        blend(&self.micros[kind_index(kind)][slot.index()], took.as_secs_f32() * 1e6);
+    /// Records that `slot` took `took` on a request of `class`.
+    pub fn observe(&self, class: Class, slot: Slot, took: Duration) {
+        blend(&self.micros[class.0][slot.index()], took.as_secs_f32() * 1e6);
     }
 
     /// Records the per-candidate cost of features and ranking.
-    pub fn observe_per_candidate(&self, kind: ContextKind, took: Duration, candidates: usize) {
+    pub fn observe_per_candidate(&self, class: Class, took: Duration, candidates: usize) {
         if candidates > 0 {
             blend(
-                &self.micros[kind_index(kind)][Slot::PerCandidate.index()],
+                &self.micros[class.0][Slot::PerCandidate.index()],
                 took.as_secs_f32() * 1e6 / candidates as f32,
             );
         }
     }
 
     /// Records how many hits retriever `r` returned.
-    pub fn observe_hits(&self, kind: ContextKind, r: Retriever, hits: usize) {
-        blend(&self.hits[kind_index(kind)][Slot::Retriever(r).index()], hits as f32);
+    pub fn observe_hits(&self, class: Class, r: Retriever, hits: usize) {
+        blend(&self.hits[class.0][Slot::Retriever(r).index()], hits as f32);
     }
 
-    /// Whether `r` has been finding candidates for `kind` (about one or more
+    /// Whether `r` has been finding candidates for `class` (about one or more
     /// hits a request).
-    fn answers(&self, kind: ContextKind, r: Retriever) -> bool {
-        load(&self.hits[kind_index(kind)][Slot::Retriever(r).index()]) >= 1.0
+    fn answers(&self, class: Class, r: Retriever) -> bool {
+        load(&self.hits[class.0][Slot::Retriever(r).index()]) >= 1.0
     }
 }
 
@@ -158,11 +189,10 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Plans `req` (which has a budget of `budget_ms`), started at `started`, from `costs`.
-    pub fn new(req: &Request, budget_ms: f64, started: Instant, costs: &StageCosts) -> Plan {
-        let kind = ContextKind::of(&req.context);
+    pub fn new(req: &Request, class: Class, budget_ms: f64, started: Instant, costs: &StageCosts) -> Plan {
         let budget = Duration::from_secs_f64(budget_ms / 1e3);
         let budget_us = (budget_ms * 1e3) as f32;
-        let est = |slot: Slot| costs.micros(kind, slot);
+        let est = |slot: Slot| costs.micros(class, slot);
         let mut skip = [false; Retriever::ALL.len()];
         let active = |r: Retriever, skip: &[bool; Retriever::ALL.len()]| req.candidates.get(r) > 0 && !skip[r.index()];
         let per_candidate = est(Slot::PerCandidate);
@@ -193,15 +223,15 @@ impl Plan {
         // 2. The slowest retrievers, keeping one that answers, and a
         // search's lexical retriever: its hits give the search its
         // learned-space vector, so the ANN would go with it.
-        let searches = matches!(kind, ContextKind::Search | ContextKind::PersonalizedSearch);
+        let searches = class.searches();
         while predict(&skip, narrow, scored) > budget_us {
             let running: Vec<Retriever> = Retriever::ALL.iter().copied().filter(|&r| active(r, &skip)).collect();
-            let answering = running.iter().filter(|&&r| costs.answers(kind, r)).count();
+            let answering = running.iter().filter(|&&r| costs.answers(class, r)).count();
             let slowest = running
                 .iter()
                 .copied()
                 .filter(|&r| !(searches && r == Retriever::Lexical))
-                .filter(|&r| answering > 1 || !costs.answers(kind, r))
+                .filter(|&r| answering > 1 || !costs.answers(class, r))
                 .max_by(|&a, &b| est(Slot::Retriever(a)).total_cmp(&est(Slot::Retriever(b))));
             match slowest {
                 // One that costs next to nothing frees nothing: the cut
@@ -338,9 +368,13 @@ pub(super) fn check(req: &Request) -> crate::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Context;
+
+    fn class_of(req: &Request) -> Class {
+        Class::of(ContextKind::of(&req.context), false)
+    }
 
     fn costs(kind: ContextKind, slots: &[(Slot, f32)], per_candidate: f32) -> StageCosts {
+        let kind = Class::of(kind, false);
         let c = StageCosts::default();
         for &(slot, us) in slots {
             c.observe(kind, slot, Duration::from_secs_f32(us / 1e6));
@@ -360,7 +394,7 @@ mod tests {
             1.0,
         );
         let req = Request::new(Context::history(["a"]));
-        let p = Plan::new(&req, 10.0, Instant::now(), &c);
+        let p = Plan::new(&req, class_of(&req), 10.0, Instant::now(), &c);
         assert!(p.cut.is_empty(), "{:?}", p.cut);
         assert_eq!(p.score_at_most, req.rank_depth);
         // 50 + 200 + 50 + 200 candidates × 1 µs = 500 µs, scaled to 10 ms.
@@ -384,13 +418,13 @@ mod tests {
         let req = Request::new(Context::history(["a"]));
         // 20 + 400 + 600 + 100 + 30 + 400 = 1550 µs against 1 ms: narrowing
         // saves 200, skipping co-visitation 600 → 750 µs.
-        let p = Plan::new(&req, 1.0, Instant::now(), &c);
+        let p = Plan::new(&req, class_of(&req), 1.0, Instant::now(), &c);
         assert!(p.narrow);
         assert!(p.skip[Retriever::Covisit.index()] && !p.skip[Retriever::Ann.index()]);
         assert_eq!(p.cut.len(), 2, "{:?}", p.cut);
         assert_eq!(p.score_at_most, req.rank_depth);
         // At 0.4 ms, the ANN goes too (200 narrowed against linear's 100), and then candidates.
-        let p = Plan::new(&req, 0.4, Instant::now(), &c);
+        let p = Plan::new(&req, class_of(&req), 0.4, Instant::now(), &c);
         assert!(p.skip[Retriever::Ann.index()] && !p.skip[Retriever::Linear.index()], "{:?}", p.cut);
         // 20 + 100 + 30 = 150 µs left for 400 of scoring: 125 candidates at 2 µs.
         assert_eq!(p.score_at_most, 125, "{:?}", p.cut);
@@ -411,26 +445,26 @@ mod tests {
             ],
             2.0,
         );
-        c.observe_hits(ContextKind::Search, Retriever::Popular, 0);
+        c.observe_hits(Class::of(ContextKind::Search, false), Retriever::Popular, 0);
         for _ in 0..100 {
-            c.observe_hits(ContextKind::Search, Retriever::Ann, 0);
+            c.observe_hits(Class::of(ContextKind::Search, false), Retriever::Ann, 0);
         }
         let req = Request::new(Context::search("x")).k(20);
         // 1500 + 300 + 200 × 2 = 2200 µs against 1.6 ms. The ANN finds
         // nothing for searches here: it goes, lexical stays, and 150
         // candidates fewer are scored.
-        let p = Plan::new(&req, 1.6, Instant::now(), &c);
+        let p = Plan::new(&req, class_of(&req), 1.6, Instant::now(), &c);
         assert!(!p.skip[Retriever::Lexical.index()] && p.skip[Retriever::Ann.index()], "{:?}", p.cut);
         assert_eq!(p.score_at_most, 50);
         // Where the ANN answers too, a search still keeps its lexical retriever.
         for _ in 0..100 {
-            c.observe_hits(ContextKind::Search, Retriever::Ann, 50);
+            c.observe_hits(Class::of(ContextKind::Search, false), Retriever::Ann, 50);
         }
-        let p = Plan::new(&req, 1.6, Instant::now(), &c);
+        let p = Plan::new(&req, class_of(&req), 1.6, Instant::now(), &c);
         assert!(!p.skip[Retriever::Lexical.index()] && p.skip[Retriever::Ann.index()], "{:?}", p.cut);
         assert!(p.warning.is_none());
         // Under 1.5 ms nothing can meet it: nothing is cut, and it says so.
-        let mut p = Plan::new(&req, 1.0, Instant::now(), &c);
+        let mut p = Plan::new(&req, class_of(&req), 1.0, Instant::now(), &c);
         assert!(p.cut.is_empty() && !p.narrow && !p.skip.iter().any(|&s| s), "{:?}", p.cut);
         assert!(p.warning.as_deref().is_some_and(|w| w.contains("no cut can meet it")));
         assert_eq!(p.candidates_to_score(200, 20), 200);
@@ -440,7 +474,7 @@ mod tests {
     #[test]
     fn unknown_costs_plan_nothing_and_bad_budgets_are_refused() {
         let req = Request::new(Context::search("x"));
-        let p = Plan::new(&req, 2.0, Instant::now(), &StageCosts::default());
+        let p = Plan::new(&req, class_of(&req), 2.0, Instant::now(), &StageCosts::default());
         assert!(p.cut.is_empty() && !p.narrow && p.score_at_most == req.rank_depth);
         for ms in [0.0, -1.0, f64::NAN, f64::INFINITY, MAX_BUDGET_MS * 2.0] {
             let mut r = req.clone();

@@ -44,8 +44,9 @@ impl Engine {
         let started = Instant::now();
         let mut timings = Timings::default();
         let kind = ContextKind::of(&req.context);
+        let class = self.cost_class(req);
         budget::check(req)?;
-        let mut plan = req.budget_ms.map(|ms| budget::Plan::new(req, ms, started, &self.costs));
+        let mut plan = req.budget_ms.map(|ms| budget::Plan::new(req, class, ms, started, &self.costs));
         let skips = |plan: &Option<budget::Plan>, r: Retriever| plan.as_ref().is_some_and(|p| p.skip[r.index()]);
         // Encoding the search text counts towards the content retriever's
         // cost: skipping that retriever skips the encoder too.
@@ -81,7 +82,7 @@ impl Engine {
             },
         )?;
         self.costs
-            .observe(kind, budget::Slot::Encode, timings.encode.saturating_sub(content_encode));
+            .observe(class, budget::Slot::Encode, timings.encode.saturating_sub(content_encode));
         if let Some(w) = plan.as_ref().and_then(|p| p.warning.clone()) {
             signals.ctx.warnings.push(w);
         }
@@ -105,8 +106,8 @@ impl Engine {
             };
             if runs && depth > 0 && !(signals.narrow && matches!(r, Retriever::Ann | Retriever::Content)) {
                 let extra = if r == Retriever::Content { content_encode } else { Duration::ZERO };
-                self.costs.observe(kind, budget::Slot::Retriever(r), t.elapsed() + extra);
-                self.costs.observe_hits(kind, r, hits.len());
+                self.costs.observe(class, budget::Slot::Retriever(r), t.elapsed() + extra);
+                self.costs.observe_hits(class, r, hits.len());
             }
             if let Some(then) = entry.then {
                 let span = || tracing::debug_span!("encode", part = "search vector");
@@ -123,7 +124,7 @@ impl Engine {
             || tracing::debug_span!("fusion"),
             || fuse(&lists, req.rank_depth, &weights),
         );
-        self.costs.observe(kind, budget::Slot::Fusion, timings.fusion);
+        self.costs.observe(class, budget::Slot::Fusion, timings.fusion);
         if let Some(p) = plan.as_mut() {
             // Fusion order is best first: the cut keeps the best-fused.
             candidates.truncate(p.candidates_to_score(candidates.len(), req.k));
@@ -215,7 +216,7 @@ impl Engine {
         )?;
         timings.total = candidates.started.elapsed();
         self.costs
-            .observe_per_candidate(ContextKind::of(&req.context), timings.features + timings.rank, candidates.len());
+            .observe_per_candidate(self.cost_class(req), timings.features + timings.rank, candidates.len());
         Ok(Recommendations {
             items,
             candidates: candidates.len(),

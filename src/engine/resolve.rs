@@ -25,7 +25,7 @@ pub(crate) struct Resolved {
     pub terms: Vec<String>,
     /// The search's terms through the text index's analyzers (BM25F).
     pub search_terms: Vec<String>,
-    /// Context items with recency weights, most recent weight 1.
+    /// Context items with recency weights, most recent first (weight 1).
     pub items: Vec<(u32, f32)>,
     /// The request's negatives this index holds, most recent first, once each.
     pub negatives: Vec<u32>,
@@ -117,17 +117,20 @@ impl Engine {
             Some(t) => (lexical::analyze(t), self.text.query_terms(t)),
             None => (Vec::new(), Vec::new()),
         };
-        // Most recent last: weight decays towards the past; a repeated item keeps its most recent weight.
-        let mut weights: HashMap<u32, f32> = HashMap::new();
+        // Most recent last: weight decays towards the past; a repeated item
+        // keeps its most recent weight and place.
+        let mut last: HashMap<u32, (usize, f32)> = HashMap::new();
         let len = history.len();
         for (pos, id) in history.iter().enumerate() {
             let item = self.resolve_id(id)?;
             let w = req.history_decay.powi(i32::try_from(len - 1 - pos).unwrap_or(i32::MAX));
-            let slot = weights.entry(item).or_insert(0.0);
-            *slot = slot.max(w);
+            last.insert(item, (pos, w));
         }
-        let mut items: Vec<(u32, f32)> = weights.into_iter().collect();
-        items.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Most recent first, also when the weights tie (a decay of 1): the
+        // features compare candidates with the most recent items.
+        let mut items: Vec<(usize, u32, f32)> = last.into_iter().map(|(item, (pos, w))| (pos, item, w)).collect();
+        items.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let items: Vec<(u32, f32)> = items.into_iter().map(|(_, item, w)| (item, w)).collect();
 
         let mut excluded: Vec<u32> = req.exclude.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
         excluded.extend(items.iter().map(|&(i, _)| i));

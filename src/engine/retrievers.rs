@@ -178,10 +178,28 @@ const WALK_DEGREE: u128 = 32;
 /// when `a² ≤ ef · WALK_DEGREE · n` (at 1M rows and a beam of 200, below
 /// about 8% selectivity), as Lucene and Qdrant also fall back to exact
 /// search under selective filters. The scan is exact, so recall holds.
+///
+/// The narrowest range alone may be loose where the ranges together are
+/// not (two ranges passing 7% each may pass 0.5% together): when the span
+/// is within [`COUNT_MARGIN`] of the threshold, the items in it that pass
+/// every filter are counted (one filter check each, far cheaper than a
+/// distance) and the count decides.
 fn exact_scan<'e>(engine: &'e Engine, s: &Signals, ef: usize, n: usize) -> Option<&'e [u32]> {
     let span = s.ctx.narrowest?;
-    scan_is_cheaper(span.len(), ef, n).then(|| engine.numbers.items(&span))
+    let items = engine.numbers.items(&span);
+    if scan_is_cheaper(items.len(), ef, n) {
+        return Some(items);
+    }
+    if !scan_is_cheaper(items.len() / COUNT_MARGIN, ef, n) {
+        return None;
+    }
+    let passing = items.iter().filter(|&&i| (s.ctx.filter)(i)).count();
+    scan_is_cheaper(passing, ef, n).then_some(items)
 }
+
+/// How far above [`exact_scan`]'s threshold a range's span may lie and
+/// still have its passing items counted.
+const COUNT_MARGIN: usize = 3;
 
 /// [`exact_scan`]'s cost model: scanning `allowed` rows against walking a
 /// graph of `n` with beam `ef` under a filter that admits them.

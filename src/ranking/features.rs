@@ -111,7 +111,7 @@ pub(crate) struct ContextSignals<'a> {
     /// Unit context vector (history/listening mean, or the search's
     /// pseudo-relevance vector), if one could be built.
     pub vector: Option<&'a [f32]>,
-    /// Context items with recency weights (most recent 1.0).
+    /// Context items with recency weights, most recent first (weight 1.0).
     pub items: &'a [(u32, f32)],
     /// Co-visitation score of every item reachable from the context items.
     pub covisit: &'a HashMap<u32, f32>,
@@ -187,7 +187,6 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
     let recent: Vec<&[f32]> = ctx
         .items
         .iter()
-        .rev()
         .take(MAX_SIM_ITEMS)
         .filter_map(|&(i, _)| (ctx.vector_of)(i))
         .collect();
