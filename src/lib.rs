@@ -275,7 +275,7 @@ pub mod vector;
 
 pub use catalog::{Attribute, Catalog, FieldValue, Item, LoadOptions, LongText, Typing};
 pub use encoder::{Encoder, EncoderInfo, QueryCacheStats, DEFAULT_QUERY_CACHE};
-pub use engine::{Engine, IndexInfo};
+pub use engine::{Engine, IndexInfo, VARIANTS};
 // Per-stage benchmark hooks (`Engine::trace`, `Engine::run_stage`), not part of the documented API.
 #[doc(hidden)]
 pub use engine::{AnnSearch, Stage, StageTrace};

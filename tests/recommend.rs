@@ -745,3 +745,38 @@ fn a_latency_budget_is_shared_out_and_cuts_work_in_order_when_tight() {
         assert!(matches!(&err, Error::InvalidRequest(m) if m.contains("budget_ms")), "{err}");
     }
 }
+
+#[test]
+fn a_request_names_a_variant_or_a_user_and_the_answer_says_which_served_it() {
+    let f = common::music();
+    let ctx = popular_tracks(f, 1).remove(0);
+    let req = || Request::new(Context::history([ctx.clone()])).k(10);
+    let ids = |r: &twostage::Recommendations| r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let plain = f.engine.recommend(&req()).unwrap();
+    assert_eq!(plain.variant, None, "a request without an experiment reports none");
+
+    // `fusion` is the fused order itself; `ranker` is the ranker's order.
+    let fusion = f.engine.recommend(&req().variant("fusion")).unwrap();
+    assert_eq!(fusion.variant.as_deref(), Some("fusion"));
+    let fused: Vec<String> = f.engine.retrieve(&req()).unwrap().ids().take(10).map(str::to_string).collect();
+    assert_eq!(ids(&fusion), fused);
+    let ranker = f.engine.recommend(&req().variant("ranker")).unwrap();
+    assert_eq!(ranker.variant.as_deref(), Some("ranker"));
+    assert_ne!(ids(&ranker), ids(&fusion), "the two variants rank differently");
+    let served = f.engine.recommend(&req().variant("served")).unwrap();
+    assert_eq!(ids(&served), ids(&plain));
+
+    // A user keeps one variant; users spread over all of them.
+    let mut seen = HashSet::new();
+    for u in 0..60 {
+        let user = format!("usr-{u:05}");
+        let a = f.engine.recommend(&req().user(user.clone())).unwrap();
+        let b = f.engine.recommend(&req().user(user.clone())).unwrap();
+        assert_eq!((a.variant.clone(), ids(&a)), (b.variant.clone(), ids(&b)));
+        seen.insert(a.variant.unwrap());
+    }
+    assert_eq!(seen.len(), twostage::VARIANTS.len(), "{seen:?}");
+
+    let err = f.engine.recommend(&req().variant("b")).unwrap_err();
+    assert!(matches!(&err, Error::InvalidRequest(m) if m.contains("`b`")), "{err}");
+}

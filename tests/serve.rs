@@ -263,6 +263,7 @@ fn bad_requests_are_4xx_with_a_json_error() {
         ),
         (r#"{"context":{"search":{"text":"x"}},"mmr":{"lambda":0.5,"beta":1}}"#, "mmr"),
         (r#"{"context":{"search":{"text":"x"}},"negatives":"trk-00001"}"#, "negatives"),
+        (r#"{"context":{"search":{"text":"x"}},"variant":"b"}"#, "variant"),
         (
             r#"{"context":{"search":{"text":"x"}},"boosts":[{"field":"genre","value":"jazz","weight":"high"}]}"#,
             "boosts[0].weight",
@@ -284,11 +285,12 @@ fn bad_requests_are_4xx_with_a_json_error() {
     let every = r#"{"context":{"history":{"items":["trk-00042"]}},"k":5,"negatives":["trk-00043"],
         "range":[{"attr":"year","gte":1950}],"group_cap":{"key":"artist","max":2},"mmr":{"lambda":0.8},
         "boosts":[{"field":"genre","value":"jazz","weight":0.2}],"recency":{"attr":"year","half_life":10,"weight":0.1},
-        "pins":[{"id":"trk-00044","position":1}],"budget_ms":50}"#;
+        "pins":[{"id":"trk-00044","position":1}],"budget_ms":50,"user":"usr-00001","variant":"ranker"}"#;
     let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(every));
     assert_eq!(status, 200, "{text}");
     assert_eq!(json(&text)["items"][1]["id"], "trk-00044", "{text}");
     assert_eq!(json(&text)["budget"]["budget_us"], 50_000, "{text}");
+    assert_eq!(json(&text)["variant"], "ranker", "{text}");
     // A body announced over the limit is refused before a byte of it is read.
     let (status, text) = announce_oversized_body(server.addr, "/recommend");
     assert_eq!(status, 413, "{text}");
@@ -298,11 +300,11 @@ fn bad_requests_are_4xx_with_a_json_error() {
     // The 405 is answered by the router, the 413 by the body limit: the
     // counting middleware sits outside both and sees them all.
     assert!(
-        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 17"#),
+        text.contains(r#"twostage_http_errors_total{endpoint="/recommend",class="client"} 18"#),
         "{text}"
     );
     for (endpoint, status, n) in [
-        ("/recommend", 400, 15),
+        ("/recommend", 400, 16),
         ("/recommend", 413, 1),
         ("/recommend", 405, 1),
         ("unmatched", 404, 1),

@@ -7,6 +7,7 @@
 //! - `diversity`: group caps and maximal marginal relevance after ranking;
 //! - `rules`: boosts, recency and pins after the ranker;
 //! - `budget`: a request's latency budget, shared out over the stages;
+//! - `variants`: the ranking variants an experiment chooses between;
 //! - `pipeline`: retrieval → fusion → features ([`Candidates`]) → ranking → top k;
 //! - `trace`: per-stage benchmark hooks.
 //!
@@ -39,10 +40,12 @@ mod resolve;
 mod retrievers;
 mod rules;
 mod trace;
+mod variants;
 
 pub(crate) use budget::Plan as BudgetPlan;
 use pipeline::Model;
 pub use trace::{AnnSearch, Stage, StageTrace};
+pub use variants::VARIANTS;
 
 /// An opened index: immutable, `Send + Sync`, cheap to share behind an `Arc`.
 ///

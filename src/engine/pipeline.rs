@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::budget;
 use super::retrievers::{Hits, Signals, RETRIEVERS};
 use super::trace::StageTrace;
+use super::variants::{self, Variant};
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::ranking::features::{self, ContextSignals, FEATURES};
@@ -186,15 +187,21 @@ impl Engine {
                 "these candidates were retrieved from another index (rank them with the engine that retrieved them)".into(),
             ));
         }
+        let (variant, variant_name) = variants::choose(req)?;
         let mut timings = candidates.timings;
         let items = stage(
             &mut timings.rank,
             || tracing::debug_span!("rank"),
             || -> Result<_> {
                 let (served, _) = self.manifest.serving.order(ContextKind::of(&req.context));
-                let scores = match model {
+                let fusion = match variant {
                     // The plan found fusion better than the ranker here: its order is served.
-                    Model::Index if served == Served::Fusion => candidates.list.iter().map(|c| c.rrf).collect(),
+                    Variant::Served => served == Served::Fusion,
+                    Variant::Ranker => false,
+                    Variant::Fusion => true,
+                };
+                let scores = match model {
+                    Model::Index if fusion => candidates.list.iter().map(|c| c.rrf).collect(),
                     Model::Index => self.ranker.score(&candidates.matrix, candidates.len())?,
                     Model::Caller(scorer) => {
                         let scores = scorer.score(&candidates).map_err(|e| Error::internal_by("rank", e))?;
@@ -223,6 +230,7 @@ impl Engine {
             timings,
             warnings: candidates.warnings,
             budget: candidates.budget.as_ref().map(|p| p.report(timings.total)),
+            variant: variant_name.map(str::to_string),
         })
     }
 

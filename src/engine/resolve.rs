@@ -77,6 +77,7 @@ impl Engine {
         }
         super::diversity::check(self, req)?;
         super::rules::check(self, req)?;
+        super::variants::choose(req)?;
         let (text, history): (Option<&str>, &[String]) = match &req.context {
             Context::Search { text } => (Some(text), &[]),
             Context::Listening { item } => (None, std::slice::from_ref(item)),

@@ -240,6 +240,19 @@ pub struct Request {
     /// (the default) runs every stage in full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_ms: Option<f64>,
+    /// The ranking variant to serve, for experiments: `served` (the build's
+    /// plan), `ranker` (the learned ranker everywhere) or `fusion` (the
+    /// weighted fusion everywhere); see [`VARIANTS`](crate::VARIANTS). The
+    /// answer says which served it ([`Recommendations::variant`]). A
+    /// [`Scorer`](crate::Scorer) given to [`Engine::rank`](crate::Engine::rank)
+    /// ranks whatever the variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The user's id, for experiments: without `variant`, it is hashed
+    /// deterministically into one of the variants, so a user keeps theirs
+    /// across requests, replicas and restarts. Nothing else reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Attach the feature values the ranker saw to every returned item.
     #[serde(default)]
     pub explain: bool,
@@ -341,6 +354,8 @@ impl Request {
             rank_depth: default_rank_depth(),
             history_decay: default_history_decay(),
             budget_ms: None,
+            variant: None,
+            user: None,
             explain: false,
             fields: Vec::new(),
         }
@@ -468,6 +483,19 @@ impl Request {
     /// [`Request::budget_ms`](Request#structfield.budget_ms)).
     pub fn budget_ms(mut self, ms: f64) -> Request {
         self.budget_ms = Some(ms);
+        self
+    }
+
+    /// Serve this ranking variant (see [`Request::variant`](Request#structfield.variant)).
+    pub fn variant(mut self, name: impl Into<String>) -> Request {
+        self.variant = Some(name.into());
+        self
+    }
+
+    /// The user's id, hashed into a variant when none is named (see
+    /// [`Request::user`](Request#structfield.user)).
+    pub fn user(mut self, id: impl Into<String>) -> Request {
+        self.user = Some(id.into());
         self
     }
 
@@ -609,6 +637,10 @@ pub struct Recommendations {
     /// without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetReport>,
+    /// The variant that ranked this answer, where the request named one or
+    /// a user (see [`Request::variant`](Request#structfield.variant)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// How a latency budget ([`Request::budget_ms`](Request#structfield.budget_ms))
@@ -663,6 +695,9 @@ impl Recommendations {
         let mut out = json!({"items": items, "candidates": self.candidates, "timings_us": per_stage(&self.timings)});
         if !self.warnings.is_empty() {
             out["warnings"] = json!(self.warnings);
+        }
+        if let Some(v) = &self.variant {
+            out["variant"] = json!(v);
         }
         if let Some(b) = &self.budget {
             out["budget"] = json!({"budget_us": micros(&b.budget), "allotted_us": per_stage(&b.allotted), "cut": b.cut, "met": b.met});
@@ -777,6 +812,7 @@ mod tests {
                 cut: vec!["skipped the covisit retriever".into()],
                 met: true,
             }),
+            variant: Some("fusion".into()),
         };
         let v: serde_json::Value = serde_json::from_str(&recs.to_json()).unwrap();
         assert_eq!(v["items"][0]["id"], "t2");
@@ -795,5 +831,6 @@ mod tests {
         assert_eq!(v["budget"]["allotted_us"]["ann"], 300);
         assert_eq!(v["budget"]["cut"][0], "skipped the covisit retriever");
         assert_eq!(v["budget"]["met"], true);
+        assert_eq!(v["variant"], "fusion");
     }
 }
