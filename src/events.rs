@@ -60,6 +60,28 @@ pub struct Event {
     pub session: Option<u32>,
 }
 
+/// An item shown to a user in an answer (`"type": "impression"` in the
+/// log, as the service example writes them with `--impressions`): kept apart
+/// from the events, so shown items never count as plays, skips or activity.
+/// Builds do not read them yet; they are loaded and validated so a log that
+/// carries them can be built from, and so a later build can learn from what
+/// was shown and not played.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Impression {
+    /// Interned user.
+    pub user: u32,
+    /// Internal item id.
+    pub item: u32,
+    /// Unix seconds.
+    pub ts: i64,
+    /// The answer it was shown in (the service's request id).
+    pub request: String,
+    /// The ranking variant that produced the answer, when it was recorded.
+    pub variant: Option<String>,
+    /// Its 0-based position in the answer.
+    pub position: u32,
+}
+
 /// A validated, time-ordered interaction log over one catalog.
 ///
 /// ```
@@ -77,6 +99,7 @@ pub struct Event {
 pub struct Events {
     users: Vec<String>,
     events: Vec<Event>,
+    impressions: Vec<Impression>,
 }
 
 /// One session: a user's consecutive events, in time order.
@@ -95,6 +118,43 @@ impl<'a> Session<'a> {
     pub fn played(&self) -> impl Iterator<Item = u32> + '_ {
         self.events.iter().filter(|e| e.kind == EventKind::Play).map(|e| e.item)
     }
+}
+
+/// The interned id of user `name`, interning it if new.
+fn intern(ids: &mut HashMap<String, u32>, names: &mut Vec<String>, name: &str) -> u32 {
+    let next = ids.len() as u32;
+    *ids.entry(name.to_owned()).or_insert_with(|| {
+        names.push(name.to_owned());
+        next
+    })
+}
+
+/// The fields of an impression record beside its user, item and time
+/// (its user is filled in by the caller).
+fn impression(rec: &jsonl::Record<'_>, item: u32, ts: i64) -> Result<Impression> {
+    if rec.obj.contains_key("query") {
+        return Err(rec.error("query", "only search events carry a query"));
+    }
+    let request = rec.required_str("request")?;
+    if request.is_empty() || request.len() > crate::catalog::MAX_ID_BYTES {
+        return Err(rec.error("request", "must be a non-empty id of at most 512 bytes"));
+    }
+    let position = match rec.obj.get("position") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .ok_or_else(|| rec.error("position", "expected a non-negative integer"))?,
+        Some(other) => return Err(rec.error("position", format!("expected an integer, found {}", kind(other)))),
+        None => return Err(rec.error("position", "missing required field")),
+    };
+    Ok(Impression {
+        user: 0,
+        item,
+        ts,
+        request: request.to_owned(),
+        variant: rec.optional_str("variant")?.map(str::to_owned),
+        position,
+    })
 }
 
 impl Events {
@@ -126,7 +186,7 @@ impl Events {
         let mut sessions: HashMap<String, u32> = HashMap::new();
         let mut out = Events::default();
         drive(&mut |rec| {
-            rec.deny_unknown(&["user", "item", "ts", "type", "query", "session"])?;
+            rec.deny_unknown(&["user", "item", "ts", "type", "query", "session", "request", "variant", "position"])?;
             let user_name = rec.required_str("user")?;
             if user_name.trim().is_empty() || user_name.len() > crate::catalog::MAX_ID_BYTES {
                 return Err(rec.error("user", "must be a non-empty id of at most 512 bytes"));
@@ -148,8 +208,17 @@ impl Events {
                 None | Some("play") => EventKind::Play,
                 Some("skip") => EventKind::Skip,
                 Some("search") => EventKind::Search,
-                Some(other) => return Err(rec.error("type", format!("`{other}` is not one of play, skip, search"))),
+                Some("impression") => {
+                    let impression = impression(&rec, item, ts)?;
+                    let user = intern(&mut users, &mut out.users, user_name);
+                    out.impressions.push(Impression { user, ..impression });
+                    return Ok(());
+                }
+                Some(other) => return Err(rec.error("type", format!("`{other}` is not one of play, skip, search, impression"))),
             };
+            if let Some(field) = ["request", "variant", "position"].into_iter().find(|f| rec.obj.contains_key(*f)) {
+                return Err(rec.error(field, "only impression events carry it"));
+            }
             let query = rec.optional_str("query")?.map(str::to_owned);
             match (&event_kind, &query) {
                 (EventKind::Search, None) => return Err(rec.error("query", "a search event needs a query")),
@@ -166,11 +235,7 @@ impl Events {
                     Some(*sessions.entry(s.to_owned()).or_insert(next))
                 }
             };
-            let next = users.len() as u32;
-            let user = *users.entry(user_name.to_owned()).or_insert_with(|| {
-                out.users.push(user_name.to_owned());
-                next
-            });
+            let user = intern(&mut users, &mut out.users, user_name);
             out.events.push(Event {
                 user,
                 item,
@@ -209,14 +274,24 @@ impl Events {
                 return Err(err("query", "search events, and only they, carry a query".into()));
             }
         }
-        let mut out = Events { users, events };
+        let mut out = Events {
+            users,
+            events,
+            impressions: Vec::new(),
+        };
         out.sort();
         Ok(out)
+    }
+
+    /// The impressions the log carries, oldest first (see [`Impression`]).
+    pub fn impressions(&self) -> &[Impression] {
+        &self.impressions
     }
 
     /// Stable sort by time, so equal timestamps keep file order.
     fn sort(&mut self) {
         self.events.sort_by_key(|e| e.ts);
+        self.impressions.sort_by_key(|e| e.ts);
     }
 
     /// Number of events.
@@ -309,6 +384,48 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].played().collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(s[1].events[0].query.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn impressions_are_loaded_apart_from_the_events() {
+        let ev = load(concat!(
+            "{\"user\":\"u\",\"item\":\"a\",\"ts\":100}\n",
+            "{\"user\":\"w\",\"item\":\"b\",\"ts\":90,\"type\":\"impression\",\"request\":\"r-1\",\"variant\":\"ranker\",\"position\":0}\n",
+            "{\"user\":\"u\",\"item\":\"c\",\"ts\":50,\"type\":\"impression\",\"request\":\"r-0\",\"position\":3}\n",
+        ))
+        .unwrap();
+        assert_eq!(ev.len(), 1, "an impression is not an event");
+        assert_eq!(ev.sessions(DEFAULT_SESSION_GAP_SECS).len(), 1);
+        let imp = ev.impressions();
+        assert_eq!(imp.len(), 2);
+        assert_eq!(
+            (imp[0].item, imp[0].position, imp[0].request.as_str(), imp[0].variant.as_deref()),
+            (2, 3, "r-0", None)
+        );
+        assert_eq!(
+            (ev.users()[imp[1].user as usize].as_str(), imp[1].variant.as_deref()),
+            ("w", Some("ranker"))
+        );
+        for (text, field, needle) in [
+            (
+                "{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"type\":\"impression\",\"position\":0}",
+                "`request`",
+                "missing",
+            ),
+            (
+                "{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"type\":\"impression\",\"request\":\"r\",\"position\":-1}",
+                "`position`",
+                "non-negative",
+            ),
+            (
+                "{\"user\":\"u\",\"item\":\"a\",\"ts\":1,\"request\":\"r\"}",
+                "`request`",
+                "only impression",
+            ),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(needle), "{text} -> {e}");
+        }
     }
 
     #[test]

@@ -280,7 +280,7 @@ pub use engine::{Engine, IndexInfo, VARIANTS};
 #[doc(hidden)]
 pub use engine::{AnnSearch, Stage, StageTrace};
 pub use error::{Error, Result};
-pub use events::{Event, EventKind, Events};
+pub use events::{Event, EventKind, Events, Impression};
 pub use handle::EngineHandle;
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
 pub use index::{BuildParams, EmbeddingParams, Vectors};

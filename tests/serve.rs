@@ -39,9 +39,14 @@ impl Server {
     }
 
     fn start_with(index: &Path, token: Option<&str>, timeout: Duration) -> Server {
+        Server::start_full(index, token, timeout, None)
+    }
+
+    fn start_full(index: &Path, token: Option<&str>, timeout: Duration, impressions: Option<&Path>) -> Server {
         let handle = EngineHandle::open(index).expect("open index");
+        let log = impressions.map(|p| service::ImpressionLog::open(p).expect("impression log"));
         let state =
-            service::AppState::with_request_timeout(handle, index.to_path_buf(), token.map(str::to_string), timeout).expect("state");
+            service::AppState::with_impressions(handle, index.to_path_buf(), token.map(str::to_string), timeout, log).expect("state");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -677,4 +682,52 @@ fn drive_playground(browser: &webdriver::Browser) -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+#[test]
+fn answers_to_a_user_are_logged_as_impressions_the_events_loader_reads() {
+    let fx = common::music();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("impressions.jsonl");
+    let server = Server::start_full(&fx.dir, Some(TOKEN), service::DEFAULT_REQUEST_TIMEOUT, Some(&path));
+    let agent = agent();
+    let mut shown = Vec::new();
+    for user in ["usr-00001", "usr-00002"] {
+        let body = format!(r#"{{"context":{{"listening":{{"item":"trk-00042"}}}},"k":5,"user":"{user}"}}"#);
+        let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(&body));
+        assert_eq!(status, 200, "{text}");
+        let v = json(&text);
+        let id = v["request_id"].as_str().expect("a request id").to_string();
+        let items: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
+        shown.push((id, user, v["variant"].as_str().unwrap().to_string(), items));
+    }
+    // Without a user nothing is logged, and no request id is given.
+    let (_, text) = call(
+        &agent,
+        "POST",
+        &server.url("/recommend"),
+        Some(r#"{"context":{"listening":{"item":"trk-00042"}},"k":5}"#),
+    );
+    assert!(json(&text).get("request_id").is_none(), "{text}");
+    assert_ne!(shown[0].0, shown[1].0, "request ids are unique");
+
+    // The log is an events file: loaded beside the events, apart from them.
+    let events = twostage::Events::from_jsonl_path(&path, &fx.catalog).expect("the impression log loads as events");
+    assert_eq!(events.len(), 0);
+    let got = events.impressions();
+    assert_eq!(got.len(), 10);
+    for (id, user, variant, items) in &shown {
+        let mine: Vec<_> = got.iter().filter(|i| &i.request == id).collect();
+        assert_eq!(mine.len(), items.len());
+        for imp in mine {
+            assert_eq!(&events.users()[imp.user as usize], user);
+            assert_eq!(imp.variant.as_deref(), Some(variant.as_str()));
+            assert_eq!(fx.catalog.items()[imp.item as usize].id, items[imp.position as usize]);
+        }
+    }
 }

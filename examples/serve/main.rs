@@ -60,6 +60,11 @@ struct Args {
     /// Seconds a request may take before it is answered 503.
     #[arg(long, default_value_t = service::DEFAULT_REQUEST_TIMEOUT.as_secs())]
     timeout_secs: u64,
+    /// Append the items each answer shows to this JSON Lines file, in the
+    /// events format (`"type": "impression"`), for requests that carry a
+    /// `user`; each such answer gets a `request_id`.
+    #[arg(long)]
+    impressions: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -128,7 +133,8 @@ fn main() -> Result<()> {
             }
         );
         let timeout = std::time::Duration::from_secs(args.timeout_secs.max(1));
-        let state = service::AppState::with_request_timeout(handle, args.index.clone(), token, timeout)?;
+        let impressions = args.impressions.as_deref().map(service::ImpressionLog::open).transpose()?;
+        let state = service::AppState::with_impressions(handle, args.index.clone(), token, timeout, impressions)?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

@@ -32,6 +32,8 @@
 
 #![allow(dead_code)] // main.rs and the test each use a different part.
 
+#[path = "impressions.rs"]
+mod impressions;
 #[path = "telemetry.rs"]
 mod telemetry;
 
@@ -54,6 +56,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use twostage::{EngineHandle, Error, Request};
 
+pub use impressions::ImpressionLog;
 pub use telemetry::Telemetry;
 
 /// Largest accepted request body. A request is a context, a few filters and
@@ -84,6 +87,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// Where the items shown to users are logged (`--impressions`), if anywhere.
+    pub impressions: Option<ImpressionLog>,
 }
 
 impl AppState {
@@ -105,12 +110,25 @@ impl AppState {
         admin_token: Option<String>,
         request_timeout: Duration,
     ) -> Result<Arc<AppState>, metrics_exporter_prometheus::BuildError> {
+        AppState::with_impressions(handle, index_dir, admin_token, request_timeout, None)
+    }
+
+    /// [`AppState::with_request_timeout`] that also logs what each answer to
+    /// a request with a `user` showed to `impressions`.
+    pub fn with_impressions(
+        handle: EngineHandle,
+        index_dir: PathBuf,
+        admin_token: Option<String>,
+        request_timeout: Duration,
+        impressions: Option<ImpressionLog>,
+    ) -> Result<Arc<AppState>, metrics_exporter_prometheus::BuildError> {
         Ok(Arc::new(AppState {
             handle: Arc::new(handle),
             index_dir,
             telemetry: Arc::new(Telemetry::new()?),
             admin_token: admin_token.filter(|t| !t.is_empty()),
             request_timeout,
+            impressions,
         }))
     }
 
@@ -277,9 +295,18 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, Bytes
             }
             Err(e) => error(StatusCode::BAD_REQUEST, "bad_json", e.inner().to_string()),
             Ok(request) => {
-                let handle = Arc::clone(&state.handle);
-                // Serialising the answer is CPU work too: it stays on the blocking pool.
-                let work = tokio::task::spawn_blocking(move || handle.recommend(&request).map(|r| (r.to_json(), r.timings)));
+                let shared = Arc::clone(&state);
+                // Serialising the answer (and logging what it shows) is
+                // work too: it stays on the blocking pool.
+                let work = tokio::task::spawn_blocking(move || {
+                    shared.handle.recommend(&request).map(|r| {
+                        let body = match (&shared.impressions, &request.user) {
+                            (Some(log), Some(user)) => with_impressions(log, user, &r),
+                            _ => r.to_json(),
+                        };
+                        (body, r.timings)
+                    })
+                });
                 match work.await {
                     Ok(Ok((body, timings))) => {
                         state.telemetry.observe_stages(&timings);
@@ -294,6 +321,23 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Result<Bytes, Bytes
                 }
             }
         },
+    }
+}
+
+/// The answer's JSON with a request id, its items logged as impressions
+/// (a failed write is logged and does not fail the answer).
+fn with_impressions(log: &ImpressionLog, user: &str, r: &twostage::Recommendations) -> String {
+    let id = log.request_id();
+    let items: Vec<String> = r.items.iter().map(|i| i.id.clone()).collect();
+    if let Err(e) = log.record(&id, user, r.variant.as_deref(), &items) {
+        tracing::warn!(error = %e, "could not write impressions");
+    }
+    match serde_json::from_str::<serde_json::Value>(&r.to_json()) {
+        Ok(mut v) => {
+            v["request_id"] = json!(id);
+            v.to_string()
+        }
+        Err(_) => r.to_json(),
     }
 }
 

@@ -130,7 +130,7 @@ impl Engine {
         // Most recent first, also when the weights tie (a decay of 1): the
         // features compare candidates with the most recent items.
         let mut items: Vec<(usize, u32, f32)> = last.into_iter().map(|(item, (pos, w))| (pos, item, w)).collect();
-        items.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        items.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
         let items: Vec<(u32, f32)> = items.into_iter().map(|(_, item, w)| (item, w)).collect();
 
         let mut excluded: Vec<u32> = req.exclude.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
