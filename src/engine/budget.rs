@@ -344,13 +344,14 @@ impl Plan {
         keep
     }
 
-    /// The report of a request that took `total`.
-    pub fn report(&self, total: Duration) -> BudgetReport {
+    /// The report: the budget, its shares and the cuts; `met` is the
+    /// caller's to set once the request is answered.
+    pub fn report(self) -> BudgetReport {
         BudgetReport {
             budget: self.budget,
             allotted: self.allotted,
-            cut: self.cut.clone(),
-            met: total <= self.budget,
+            cut: self.cut,
+            met: false,
         }
     }
 }

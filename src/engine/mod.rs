@@ -42,7 +42,6 @@ mod rules;
 mod trace;
 mod variants;
 
-pub(crate) use budget::Plan as BudgetPlan;
 use pipeline::Model;
 pub use trace::{AnnSearch, Stage, StageTrace};
 pub use variants::VARIANTS;

@@ -13,7 +13,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::ranking::features::{self, ContextSignals, FEATURES};
 use crate::ranking::{Candidates, ContextKind, Scorer, Served};
-use crate::request::{Recommendation, Recommendations, Request, Retriever, Timings};
+use crate::request::{BudgetReport, Recommendation, Recommendations, Request, Retriever, Timings};
 use crate::retrieval::fusion::{self, Candidate};
 
 /// Runs `f` inside the span `span()` opens, adding its wall time to `slot`
@@ -155,7 +155,7 @@ impl Engine {
             warnings,
             started,
             store: std::sync::Arc::clone(&self.store),
-            budget: plan,
+            budget: plan.map(|p| p.report()),
         };
         Ok((candidates, trace))
     }
@@ -229,7 +229,10 @@ impl Engine {
             candidates: candidates.len(),
             timings,
             warnings: candidates.warnings,
-            budget: candidates.budget.as_ref().map(|p| p.report(timings.total)),
+            budget: candidates.budget.map(|b| BudgetReport {
+                met: timings.total <= b.budget,
+                ..b
+            }),
             variant: variant_name.map(str::to_string),
         })
     }

@@ -41,8 +41,9 @@ pub struct Candidates {
     /// When the request that retrieved them started (for the total).
     pub(crate) started: std::time::Instant,
     pub(crate) store: Arc<ItemStore>,
-    /// The request's latency budget plan, with what it cut so far.
-    pub(crate) budget: Option<crate::engine::BudgetPlan>,
+    /// The request's latency budget: its plan and every cut (all made by
+    /// the end of retrieval); `met` is set once the request is ranked.
+    pub(crate) budget: Option<crate::request::BudgetReport>,
 }
 
 impl Candidates {
