@@ -791,3 +791,73 @@ fn a_request_names_a_variant_or_a_user_and_the_answer_says_which_served_it() {
     let err = f.engine.recommend(&req().variant("b")).unwrap_err();
     assert!(matches!(&err, Error::InvalidRequest(m) if m.contains("`b`")), "{err}");
 }
+
+#[test]
+fn a_session_context_carries_a_text_the_item_playing_and_the_history_at_once() {
+    let f = common::music();
+    let tracks = popular_tracks(f, 4);
+    let (playing, history) = (tracks[0].clone(), tracks[1..].to_vec());
+    let text = artist(f, &tracks[0]);
+    let ids = |r: &twostage::Recommendations| r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let run = |c: Context| f.engine.recommend(&Request::new(c).k(10)).unwrap();
+
+    // Every signal: the same as a personalised search whose history ends
+    // with the item playing (its weight 1, the history decaying from it).
+    let all = run(Context::session(Some(&text), Some(&playing), history.clone()));
+    let mut with_playing = history.clone();
+    with_playing.push(playing.clone());
+    assert_eq!(
+        ids(&all),
+        ids(&run(Context::personalized_search(text.clone(), with_playing.clone())))
+    );
+    assert!(!ids(&all).contains(&playing) && history.iter().all(|h| !ids(&all).contains(h)));
+    assert!(all
+        .items
+        .iter()
+        .any(|i| i.sources.iter().any(|s| s.retriever == Retriever::Lexical)));
+
+    // Fewer signals: the playing item alone is listening; the text alone a search.
+    assert_eq!(
+        ids(&run(Context::session(None, Some(&playing), Vec::<String>::new()))),
+        ids(&run(Context::listening(playing.clone())))
+    );
+    assert_eq!(
+        ids(&run(Context::session(Some(&text), None, Vec::<String>::new()))),
+        ids(&run(Context::search(text.clone())))
+    );
+
+    // The item playing and a history, no text: the history's retrievers,
+    // and more like the playing item where it is rarely played.
+    let rare = f
+        .catalog
+        .items()
+        .iter()
+        .map(|i| i.id.clone())
+        .find(|id| {
+            let r = run(Context::listening(id.clone()));
+            r.items.iter().any(|i| i.sources.iter().any(|s| s.retriever == Retriever::Lexical))
+        })
+        .expect("a rarely played item gets more-like-this");
+    let session = run(Context::session(None, Some(&rare), history.clone()));
+    assert!(
+        session
+            .items
+            .iter()
+            .any(|i| i.sources.iter().any(|s| s.retriever == Retriever::Lexical)),
+        "more like the playing item"
+    );
+    let mut plain_history = history.clone();
+    plain_history.push(rare.clone());
+    let as_history = run(Context::history(plain_history));
+    assert!(as_history
+        .items
+        .iter()
+        .all(|i| i.sources.iter().all(|s| s.retriever != Retriever::Lexical)));
+
+    let empty = f
+        .engine
+        .recommend(&Request::new(Context::session(None, None, Vec::<String>::new())));
+    assert!(matches!(empty, Err(Error::InvalidRequest(m)) if m.contains("session")));
+    let json = r#"{"context":{"session":{"playing":"trk-00042","history":["trk-00001"]}},"k":3}"#;
+    assert!(f.engine.recommend(&serde_json::from_str::<Request>(json).unwrap()).is_ok());
+}

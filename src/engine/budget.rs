@@ -97,7 +97,12 @@ impl super::Engine {
     /// request fails at resolution anyway).
     pub(super) fn cost_class(&self, req: &Request) -> Class {
         let rare = match &req.context {
-            Context::Listening { item } => self
+            Context::Listening { item }
+            | Context::Session {
+                text: None,
+                playing: Some(item),
+                ..
+            } => self
                 .by_id
                 .get(item)
                 .is_some_and(|&i| self.store.popularity.plays(i) < super::retrievers::MORE_LIKE_THIS_MAX_PLAYS),

@@ -78,11 +78,22 @@ impl Engine {
         super::diversity::check(self, req)?;
         super::rules::check(self, req)?;
         super::variants::choose(req)?;
+        let session_items: Vec<String>;
         let (text, history): (Option<&str>, &[String]) = match &req.context {
             Context::Search { text } => (Some(text), &[]),
             Context::Listening { item } => (None, std::slice::from_ref(item)),
             Context::History { items } => (None, items),
             Context::PersonalizedSearch { text, history } => (Some(text), history),
+            Context::Session { text, playing, history } => {
+                if text.is_none() && playing.is_none() && history.is_empty() {
+                    return Err(Error::InvalidRequest(
+                        "a session context needs a text, a playing item or a history".into(),
+                    ));
+                }
+                // The playing item is the most recent context item.
+                session_items = history.iter().chain(playing).cloned().collect();
+                (text.as_deref(), &session_items[..])
+            }
         };
         if matches!(req.context, Context::History { .. }) && history.is_empty() {
             return Err(Error::InvalidRequest("a history context needs at least one item".into()));
@@ -206,7 +217,12 @@ impl Engine {
             negatives,
             filter,
             has_text: text.is_some(),
-            listening: matches!(req.context, Context::Listening { .. }),
+            // More like the item playing now, where there is no text.
+            listening: match &req.context {
+                Context::Listening { .. } => true,
+                Context::Session { text, playing, .. } => text.is_none() && playing.is_some(),
+                _ => false,
+            },
             warnings,
             narrowest,
         })

@@ -374,10 +374,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
                 .is_some_and(|i| plays.get(i as usize).is_some_and(|&n| n < COLD_PLAYS))
         })
     };
-    let uses_text = p
-        .test
-        .iter()
-        .any(|t| matches!(t.request.context, Context::Search { .. } | Context::PersonalizedSearch { .. }));
+    let uses_text = p.test.iter().any(|t| t.request.context.text().is_some());
     let uses_negatives = p.test.iter().any(|t| !t.request.negatives.is_empty());
     let score_one = |target: &Target| -> Result<Row> {
         let mut m: HashMap<String, (Metrics, Vec<u32>)> = HashMap::new();

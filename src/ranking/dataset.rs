@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::events::{EventKind, Events};
+use crate::events::{EventKind, Events, DEFAULT_SESSION_GAP_SECS};
 use crate::request::{Context, Request};
 
 /// A request rebuilt from the log and the items that answer it.
@@ -24,8 +24,11 @@ pub const TARGET_HISTORY: usize = 10;
 /// - a play by a user with earlier plays becomes a `History` request (the
 ///   user's last [`TARGET_HISTORY`] plays before it, across sessions) whose
 ///   relevant item is the one played;
-/// - a search becomes a `Search` (or, with a history, `PersonalizedSearch`)
-///   request whose relevant item is the one played from the results; the
+/// - a search becomes a `Search` request (with a history, a
+///   `PersonalizedSearch`; typed within a session gap of the user's last
+///   play, a `Session` with that play as the item playing now and the
+///   earlier ones as its history) whose relevant item is the one played
+///   from the results; the
 ///   play that follows a search belongs to the search and is not a target
 ///   of its own;
 /// - both carry the user's last [`TARGET_HISTORY`] skips before it as
@@ -36,6 +39,7 @@ pub const TARGET_HISTORY: usize = 10;
 pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<Target> {
     let mut history: Vec<Vec<u32>> = vec![Vec::new(); events.users().len()];
     let mut skipped: Vec<Vec<u32>> = vec![Vec::new(); events.users().len()];
+    let mut last_play: Vec<i64> = vec![i64::MIN / 2; events.users().len()];
     let mut after_search: Vec<Option<(u32, i64)>> = vec![None; events.users().len()];
     let mut out = Vec::new();
     let ext = |i: u32| ids.get(i as usize).cloned();
@@ -53,9 +57,14 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
             EventKind::Search => {
                 if in_window {
                     if let (Some(q), Some(item)) = (&e.query, ext(e.item)) {
-                        let recent: Vec<String> = hist.iter().rev().take(TARGET_HISTORY).rev().filter_map(|&i| ext(i)).collect();
+                        let mut recent: Vec<String> = hist.iter().rev().take(TARGET_HISTORY).rev().filter_map(|&i| ext(i)).collect();
+                        let playing = last_play.get(u).is_some_and(|&t| e.ts - t <= DEFAULT_SESSION_GAP_SECS);
                         let context = if recent.is_empty() || q.trim().is_empty() {
                             Context::search(q.clone())
+                        } else if playing {
+                            // Typed while a track played: every signal at once.
+                            let now = recent.pop();
+                            Context::session(Some(q), now.as_deref(), recent)
                         } else {
                             Context::personalized_search(q.clone(), recent)
                         };
@@ -84,6 +93,9 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
                     }
                 }
                 hist.push(e.item);
+                if let Some(t) = last_play.get_mut(u) {
+                    *t = e.ts;
+                }
             }
             EventKind::Skip => skips.push(e.item),
         }
@@ -137,6 +149,34 @@ pub(crate) fn catalog_targets(catalog: &crate::catalog::Catalog, n: usize, seed:
 mod tests {
     use super::*;
     use crate::catalog::{Catalog, Item};
+
+    #[test]
+    fn a_search_typed_while_a_track_plays_is_a_session_with_the_skips_as_negatives() {
+        let catalog = Catalog::new((0..4).map(|i| Item::new(format!("t{i}"), format!("T{i}"))).collect()).unwrap();
+        let log = concat!(
+            "{\"user\":\"u\",\"item\":\"t0\",\"ts\":100}\n",
+            "{\"user\":\"u\",\"item\":\"t1\",\"ts\":200}\n",
+            "{\"user\":\"u\",\"item\":\"t3\",\"ts\":250,\"type\":\"skip\"}\n",
+            "{\"user\":\"u\",\"item\":\"t2\",\"ts\":300,\"type\":\"search\",\"query\":\"two\"}\n",
+            "{\"user\":\"u\",\"item\":\"t2\",\"ts\":301}\n",
+            "{\"user\":\"u\",\"item\":\"t3\",\"ts\":99999,\"type\":\"search\",\"query\":\"three\"}\n",
+        );
+        let events = Events::from_jsonl_reader(log.as_bytes(), std::path::Path::new("e.jsonl"), &catalog).unwrap();
+        let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+        let targets = log_targets(&events, &ids, 0, i64::MAX);
+        let contexts: Vec<&Context> = targets.iter().map(|t| &t.request.context).collect();
+        assert_eq!(
+            contexts,
+            [
+                &Context::history(["t0"]),
+                &Context::session(Some("two"), Some("t1"), ["t0"]),
+                // A day later nothing is playing any more.
+                &Context::personalized_search("three", ["t0", "t1", "t2"]),
+            ]
+        );
+        assert!(targets[0].request.negatives.is_empty());
+        assert_eq!(targets[1].request.negatives, ["t3"]);
+    }
 
     #[test]
     fn generated_searches_are_their_items_titles() {

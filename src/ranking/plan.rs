@@ -60,6 +60,12 @@ impl ContextKind {
             Context::PersonalizedSearch { .. } => ContextKind::PersonalizedSearch,
             Context::Listening { .. } => ContextKind::Listening,
             Context::History { .. } => ContextKind::History,
+            Context::Session { text, playing, history } => match (text.is_some(), playing.is_some(), history.is_empty()) {
+                (true, false, true) => ContextKind::Search,
+                (true, _, _) => ContextKind::PersonalizedSearch,
+                (false, true, true) => ContextKind::Listening,
+                (false, _, _) => ContextKind::History,
+            },
         }
     }
 }

@@ -63,6 +63,25 @@ pub enum Context {
         /// External ids, oldest first.
         history: Vec<String>,
     },
+    /// Every signal at once: a search text, the item playing now and the
+    /// user's history before it, each optional (at least one given). The
+    /// playing item is the most recent context item (weight 1), the history
+    /// decays from there; without a text, a rarely played playing item also
+    /// gets more-like-this from its own text, as `listening` does. Served
+    /// by the plan of the kind it amounts to: a personalised search with a
+    /// text and items, a search with a text alone, listening with a playing
+    /// item alone, history otherwise.
+    Session {
+        /// The text typed, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// External id of the item playing now, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        playing: Option<String>,
+        /// External ids played before it, oldest first.
+        #[serde(default)]
+        history: Vec<String>,
+    },
 }
 
 impl Context {
@@ -99,10 +118,33 @@ impl Context {
         }
     }
 
+    /// A search text, the item playing now and the history before it
+    /// (most recent last), together: see [`Context::Session`].
+    ///
+    /// ```
+    /// use twostage::Context;
+    /// let now = Context::session(Some("late night jazz"), Some("trk-00042"), ["trk-00001", "trk-00002"]);
+    /// assert_eq!(now.text(), Some("late night jazz"));
+    /// let json = r#"{"session":{"text":"late night jazz","playing":"trk-00042","history":["trk-00001","trk-00002"]}}"#;
+    /// assert_eq!(serde_json::from_str::<Context>(json).unwrap(), now);
+    /// ```
+    pub fn session<I, S>(text: Option<&str>, playing: Option<&str>, history: I) -> Context
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Context::Session {
+            text: text.map(str::to_string),
+            playing: playing.map(str::to_string),
+            history: history.into_iter().map(Into::into).collect(),
+        }
+    }
+
     /// The search text, for the contexts that have one.
     pub fn text(&self) -> Option<&str> {
         match self {
             Context::Search { text } | Context::PersonalizedSearch { text, .. } => Some(text),
+            Context::Session { text, .. } => text.as_deref(),
             Context::Listening { .. } | Context::History { .. } => None,
         }
     }
