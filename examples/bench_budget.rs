@@ -27,7 +27,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use serde_json::json;
-use twostage::{Catalog, Context, Engine, Request};
+use twostage::{Catalog, Engine, Request};
 
 /// Latency budget benchmark.
 #[derive(Parser)]
@@ -50,26 +50,6 @@ struct Args {
     /// Print one JSON object on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
-}
-
-const KINDS: [&str; 4] = ["search", "listening", "history", "personalized_search"];
-
-fn requests(kind: &str, ids: &[String], texts: &[String], n: usize) -> Vec<Request> {
-    let step = (ids.len() / n.max(1)).max(1);
-    (0..n)
-        .map(|i| {
-            let id = |j: usize| ids[(i * step + j * 7919) % ids.len()].clone();
-            let text = texts[i % texts.len()].clone();
-            let history: Vec<String> = (0..10).map(id).collect();
-            let ctx = match kind {
-                "search" => Context::search(text),
-                "listening" => Context::listening(id(0)),
-                "history" => Context::history(history),
-                _ => Context::personalized_search(text, history),
-            };
-            Request::new(ctx).k(10)
-        })
-        .collect()
 }
 
 /// NDCG@10 of `got` against `reference` (gain 10 − rank in the reference).
@@ -181,8 +161,8 @@ fn main() -> Result<()> {
         "context", "budget", "p50 ms", "p99 ms", "within", "ndcg", "overlap", "n"
     );
     let mut rows = Vec::new();
-    for kind in KINDS {
-        let reqs = requests(kind, &ids, &texts, args.requests);
+    for kind in music_index::KINDS {
+        let reqs = music_index::requests(kind, &ids, &texts, args.requests);
         // The reference answers, one thread, no budget; they also teach the
         // engine what each stage costs for this kind.
         let reference: Vec<Vec<String>> = reqs

@@ -15,10 +15,12 @@
 //! wall-clock per request; the machine may be shared, so read medians and
 //! compare figures from one run.
 
+#[path = "common/music_index.rs"]
+mod music_index;
 #[path = "common/report.rs"]
 mod report;
 
-use std::io::{BufRead, BufWriter};
+use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use serde_json::json;
 use twostage::synth::music::{generate_to, MusicConfig};
-use twostage::{Catalog, Context, Engine, Events, IndexBuilder, Request};
+use twostage::{Catalog, Engine, Events, IndexBuilder, Request};
 
 /// recommend() latency benchmark.
 #[derive(Parser)]
@@ -68,7 +70,7 @@ struct Args {
     query_cache: usize,
 }
 
-const CONTEXTS: [&str; 4] = ["search", "listening", "history", "personalized_search"];
+const CONTEXTS: [&str; 4] = music_index::KINDS;
 
 /// Latency summary in milliseconds.
 #[derive(Clone, Copy)]
@@ -90,24 +92,6 @@ fn summarize(mut ms: Vec<f64>) -> Summary {
 }
 
 /// Requests of one context type, varied over the catalog.
-fn requests(kind: &str, ids: &[String], texts: &[String], n: usize, depth: usize) -> Vec<Request> {
-    let step = (ids.len() / n.max(1)).max(1);
-    (0..n)
-        .map(|i| {
-            let id = |j: usize| ids[(i * step + j * 7919) % ids.len()].clone();
-            let text = texts[i % texts.len()].clone();
-            let history: Vec<String> = (0..10).map(id).collect();
-            let ctx = match kind {
-                "search" => Context::search(text),
-                "listening" => Context::listening(id(0)),
-                "history" => Context::history(history),
-                _ => Context::personalized_search(text, history),
-            };
-            Request::new(ctx).k(10).rank_depth(depth)
-        })
-        .collect()
-}
-
 struct SizeResult {
     items: usize,
     events: usize,
@@ -164,17 +148,7 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     let engine = Engine::open_with_encoder(dir.join("index"), encoder.as_ref())?.with_query_cache(args.query_cache);
     let rss_after_open = report::rss_bytes().unwrap_or(0);
     // Search texts: the generator's graded queries.
-    let texts: Vec<String> = std::io::BufReader::new(std::fs::File::open(dir.join("queries.jsonl"))?)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| {
-            serde_json::from_str::<serde_json::Value>(&l)
-                .ok()?
-                .get("query")?
-                .as_str()
-                .map(String::from)
-        })
-        .collect();
+    let texts = music_index::queries(&dir)?;
     let texts = if texts.is_empty() { vec!["indie folk".to_string()] } else { texts };
 
     let mut rows = Vec::new();
@@ -182,7 +156,10 @@ fn run_size(args: &Args, size: usize, root: &std::path::Path) -> Result<SizeResu
     let mut cand_sum = 0usize;
     let mut cand_n = 0usize;
     for kind in CONTEXTS {
-        let reqs = requests(kind, &ids, &texts, args.requests, args.rank_depth);
+        let reqs: Vec<Request> = music_index::requests(kind, &ids, &texts, args.requests)
+            .into_iter()
+            .map(|r| r.rank_depth(args.rank_depth))
+            .collect();
         // Warm-up (caches, lazy statics, the rayon pool).
         for r in reqs.iter().take(20) {
             engine.recommend(r)?;

@@ -2,7 +2,10 @@
 //! a work directory and reused by the benchmarks that share it
 //! (`bench_filters`, `bench_budget`): the default builder without ranker
 //! training (the placeholder ranker scores; training would build the
-//! retrieval stage again for every log window).
+//! retrieval stage again for every log window). Also the benchmark
+//! requests of each context kind, and the generator's search texts.
+
+#![allow(dead_code)] // each benchmark that includes this uses a part of it
 
 use std::io::{BufRead, BufWriter};
 use std::path::{Path, PathBuf};
@@ -10,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use twostage::synth::music::{generate_to, MusicConfig};
-use twostage::{Catalog, Events, IndexBuilder};
+use twostage::{Catalog, Context, Events, IndexBuilder, Request};
 
 /// The default work directory for `size` tracks.
 pub fn default_dir(size: usize) -> PathBuf {
@@ -43,7 +46,6 @@ pub fn music_index(size: usize, dir: &Path) -> Result<PathBuf> {
 }
 
 /// The generator's search texts in `dir` (`queries.jsonl`).
-#[allow(dead_code)] // not every benchmark searches
 pub fn queries(dir: &Path) -> Result<Vec<String>> {
     Ok(std::io::BufReader::new(std::fs::File::open(dir.join("queries.jsonl"))?)
         .lines()
@@ -56,4 +58,27 @@ pub fn queries(dir: &Path) -> Result<Vec<String>> {
                 .map(String::from)
         })
         .collect())
+}
+
+/// The context kinds the latency benchmarks measure.
+pub const KINDS: [&str; 4] = ["search", "listening", "history", "personalized_search"];
+
+/// `n` requests of context kind `kind` (one of [`KINDS`]) for `k = 10`:
+/// items spread evenly over `ids`, histories of ten, texts in turn.
+pub fn requests(kind: &str, ids: &[String], texts: &[String], n: usize) -> Vec<Request> {
+    let step = (ids.len() / n.max(1)).max(1);
+    (0..n)
+        .map(|i| {
+            let id = |j: usize| ids[(i * step + j * 7919) % ids.len()].clone();
+            let text = texts[i % texts.len()].clone();
+            let history: Vec<String> = (0..10).map(id).collect();
+            let ctx = match kind {
+                "search" => Context::search(text),
+                "listening" => Context::listening(id(0)),
+                "history" => Context::history(history),
+                _ => Context::personalized_search(text, history),
+            };
+            Request::new(ctx).k(10)
+        })
+        .collect()
 }
