@@ -8,7 +8,7 @@
 //! when its last in-flight request drops the snapshot.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
@@ -20,7 +20,7 @@ use crate::request::{Recommendations, Request};
 ///
 /// ```no_run
 /// # fn main() -> twostage::Result<()> {
-/// use std::sync::Arc;
+/// use std::sync::{Arc, Mutex, MutexGuard};
 /// use twostage::{Context, EngineHandle, Request};
 ///
 /// let handle = Arc::new(EngineHandle::open("index")?);
@@ -34,6 +34,9 @@ use crate::request::{Recommendations, Request};
 /// ```
 pub struct EngineHandle {
     current: ArcSwap<Engine>,
+    /// Held by writes and reloads, so a write never lands on an engine a
+    /// reload is replacing (the new one replays the log it has read).
+    writes: Mutex<()>,
 }
 
 impl EngineHandle {
@@ -41,6 +44,7 @@ impl EngineHandle {
     pub fn new(engine: Engine) -> EngineHandle {
         EngineHandle {
             current: ArcSwap::from_pointee(engine),
+            writes: Mutex::new(()),
         }
     }
 
@@ -60,6 +64,21 @@ impl EngineHandle {
         self.current.load().recommend(req)
     }
 
+    /// Deletes items from the current engine ([`Engine::delete_items`]),
+    /// never at the same time as a [`reload`](EngineHandle::reload): a
+    /// deletion acknowledged before a reload is in the engine it loads, and
+    /// one made after it goes to that engine.
+    pub fn delete_items<S: AsRef<str>>(&self, ids: &[S]) -> Result<usize> {
+        let _writes = self.lock_writes()?;
+        self.current.load().delete_items(ids)
+    }
+
+    fn lock_writes(&self) -> Result<MutexGuard<'_, ()>> {
+        self.writes
+            .lock()
+            .map_err(|_| crate::Error::internal("live writes", "a writer panicked during a write or reload"))
+    }
+
     /// Makes `engine` current and returns the previous one. Requests already
     /// running keep their snapshot of the previous engine.
     pub fn swap(&self, engine: Engine) -> Arc<Engine> {
@@ -76,6 +95,7 @@ impl EngineHandle {
     /// The new engine's query cache has the current one's capacity and
     /// starts empty (the new index may hold other items).
     pub fn reload(&self, dir: impl AsRef<Path>) -> Result<Arc<Engine>> {
+        let _writes = self.lock_writes()?;
         let current = self.current.load();
         let mut engine = Engine::open(dir)?.with_query_cache(current.query_cache_stats().capacity);
         if engine.has_content_space() {

@@ -41,6 +41,7 @@ mod retrievers;
 mod rules;
 mod trace;
 mod variants;
+mod writes;
 
 use pipeline::Model;
 pub use trace::{AnnSearch, Stage, StageTrace};
@@ -80,6 +81,8 @@ pub struct Engine {
     numbers: Arc<ranges::NumberColumns>,
     /// What each stage has cost recently, for latency budgets.
     costs: budget::StageCosts,
+    /// Deletions since the build, and the log that keeps them.
+    live: crate::live::Live,
     path: PathBuf,
 }
 
@@ -160,13 +163,17 @@ pub struct IndexInfo {
 
 impl Engine {
     /// Opens the index in `dir`, verifying the format version and the
-    /// checksum of every file before decoding anything.
+    /// checksum of every file before decoding anything, and replays its
+    /// live log (the deletions made since the build, see
+    /// [`Engine::delete_items`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
         let dir = dir.as_ref();
         let parts = reader::read(dir)?;
         let field_names = FieldNames::of(&parts.store.items);
         let numbers = Arc::new(ranges::NumberColumns::of(&parts.store.items));
+        let live = crate::live::Live::open(dir, parts.store.items.len(), |id| parts.by_id.get(id).copied())?;
         Ok(Engine {
+            live,
             store: Arc::new(parts.store),
             ann: parts.ann,
             content: parts.content,

@@ -15,7 +15,7 @@ use super::ranges::{Bounds, Span};
 /// Largest rank depth a request may ask for.
 const MAX_RANK_DEPTH: usize = 10_000;
 
-/// The filter every retriever applies: excluded ids, context items, tag and range conditions.
+/// The filter every retriever applies: deleted items, excluded ids, context items, tag and range conditions.
 pub(crate) type Filter = Arc<dyn Fn(u32) -> bool + Send + Sync>;
 
 /// A request with every id resolved and every filter compiled.
@@ -203,8 +203,11 @@ impl Engine {
         }
         let store = Arc::clone(&self.store);
         let numbers = Arc::clone(&self.numbers);
+        // The deletions as of now: the request keeps this view throughout.
+        let deleted = self.live.snapshot();
         let filter: Filter = Arc::new(move |item: u32| {
             !impossible
+                && !deleted.contains(item)
                 && excluded.binary_search(&item).is_err()
                 && require.iter().all(|&t| store.tags.has(item, t))
                 && !forbid.iter().any(|&t| store.tags.has(item, t))

@@ -99,6 +99,9 @@ const TEXT_DIR: &str = "text";
 const CONTENT_DIR: &str = "content";
 const CONTENT_FILE: &str = "content/graph.bin";
 const RANKER_FILE: &str = "ranker.safetensors";
+/// The live log of deletions made after the build (see `crate::live`):
+/// beside the index's files, outside the manifest, checked by its own records.
+pub(crate) const LIVE_LOG_FILE: &str = "live.wal";
 
 /// bincode settings for every binary file (fixed, so files are portable).
 pub(crate) fn bincode_config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint> {

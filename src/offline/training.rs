@@ -391,7 +391,7 @@ pub fn retrain_ranker(
         )));
     };
     let tmp = temp_sibling(dir, "tmp")?;
-    let result = writer::write_with_ranker(&tmp, &files, manifest, &ranker);
+    let result = writer::write_with_ranker(&tmp, &files, manifest, &ranker).and_then(|()| crate::live::Live::carry_over(dir, &tmp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);

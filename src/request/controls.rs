@@ -1,8 +1,10 @@
-//! The request's controls beside its context: filters on tags and number
-//! ranges, and what happens after the ranker (group caps, maximal marginal
-//! relevance, boosts, recency and pins).
+//! The request's controls beside its context: candidate counts, filters on
+//! tags and number ranges, and what happens after the ranker (group caps,
+//! maximal marginal relevance, boosts, recency and pins).
 
 use serde::{Deserialize, Serialize};
+
+use super::Retriever;
 
 /// A tag condition: `field` (e.g. `genre`) has `value` (e.g. `jazz`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,4 +164,62 @@ pub struct Pin {
     pub id: String,
     /// Its 0-based position; below `k`.
     pub position: usize,
+}
+
+/// How many candidates each retriever is asked for. In JSON every count is
+/// optional: a missing one keeps its default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CandidateCounts {
+    /// ANN neighbours. Default 200.
+    pub ann: usize,
+    /// BM25 hits. Default 100.
+    pub lexical: usize,
+    /// Co-visited items. Default 200.
+    pub covisit: usize,
+    /// Popular items. Default 50 (only for contexts with items, as cold-start cover).
+    pub popular: usize,
+    /// Content-space neighbours. Default 100 (only for indexes with a content space).
+    pub content: usize,
+    /// Linear item-item (EASE) items. Default 200 (only for history and listening contexts).
+    pub linear: usize,
+}
+
+impl Default for CandidateCounts {
+    fn default() -> Self {
+        CandidateCounts {
+            ann: 200,
+            lexical: 100,
+            covisit: 200,
+            popular: 50,
+            content: 100,
+            linear: 200,
+        }
+    }
+}
+
+impl CandidateCounts {
+    /// The count for one retriever.
+    pub fn get(&self, r: Retriever) -> usize {
+        match r {
+            Retriever::Ann => self.ann,
+            Retriever::Lexical => self.lexical,
+            Retriever::Covisit => self.covisit,
+            Retriever::Popular => self.popular,
+            Retriever::Content => self.content,
+            Retriever::Linear => self.linear,
+        }
+    }
+
+    /// Sets the count for one retriever.
+    pub fn set(&mut self, r: Retriever, n: usize) {
+        match r {
+            Retriever::Ann => self.ann = n,
+            Retriever::Lexical => self.lexical = n,
+            Retriever::Covisit => self.covisit = n,
+            Retriever::Popular => self.popular = n,
+            Retriever::Content => self.content = n,
+            Retriever::Linear => self.linear = n,
+        }
+    }
 }

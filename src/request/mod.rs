@@ -10,7 +10,7 @@ use crate::catalog::FieldValue;
 
 mod controls;
 
-pub use controls::{Boost, GroupCap, Mmr, Pin, RangeFilter, Recency, TagFilter};
+pub use controls::{Boost, CandidateCounts, GroupCap, Mmr, Pin, RangeFilter, Recency, TagFilter};
 
 /// Largest `k` a request may ask for.
 pub const MAX_K: usize = 10_000;
@@ -304,64 +304,6 @@ pub struct Request {
     /// at no cost. At most [`MAX_FIELDS`].
     #[serde(default)]
     pub fields: Vec<String>,
-}
-
-/// How many candidates each retriever is asked for. In JSON every count is
-/// optional: a missing one keeps its default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CandidateCounts {
-    /// ANN neighbours. Default 200.
-    pub ann: usize,
-    /// BM25 hits. Default 100.
-    pub lexical: usize,
-    /// Co-visited items. Default 200.
-    pub covisit: usize,
-    /// Popular items. Default 50 (only for contexts with items, as cold-start cover).
-    pub popular: usize,
-    /// Content-space neighbours. Default 100 (only for indexes with a content space).
-    pub content: usize,
-    /// Linear item-item (EASE) items. Default 200 (only for history and listening contexts).
-    pub linear: usize,
-}
-
-impl Default for CandidateCounts {
-    fn default() -> Self {
-        CandidateCounts {
-            ann: 200,
-            lexical: 100,
-            covisit: 200,
-            popular: 50,
-            content: 100,
-            linear: 200,
-        }
-    }
-}
-
-impl CandidateCounts {
-    /// The count for one retriever.
-    pub fn get(&self, r: Retriever) -> usize {
-        match r {
-            Retriever::Ann => self.ann,
-            Retriever::Lexical => self.lexical,
-            Retriever::Covisit => self.covisit,
-            Retriever::Popular => self.popular,
-            Retriever::Content => self.content,
-            Retriever::Linear => self.linear,
-        }
-    }
-
-    /// Sets the count for one retriever.
-    pub fn set(&mut self, r: Retriever, n: usize) {
-        match r {
-            Retriever::Ann => self.ann = n,
-            Retriever::Lexical => self.lexical = n,
-            Retriever::Covisit => self.covisit = n,
-            Retriever::Popular => self.popular = n,
-            Retriever::Content => self.content = n,
-            Retriever::Linear => self.linear = n,
-        }
-    }
 }
 
 fn default_k() -> usize {
