@@ -10,7 +10,7 @@
 //! 2. stage components: retrieval, the per-item store, ranking, the encoder,
 //!    the learned and content embeddings
 //! 3. the index format: manifest, reader, writer, file names
-//! 4. online: the engine and the hot-swap handle
+//! 4. online: the engine, its live writes and the hot-swap handle
 //! 5. offline orchestration: the builder, training lists, retrain, publish
 //! 6. the evaluation harness (feature `harness`): eval, synth, movielens
 //!
@@ -41,6 +41,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("index::content", 2),
     ("index", 3),
     ("engine", 4),
+    ("live", 4),
     ("handle", 4),
     ("offline", 5),
     ("eval", 6),

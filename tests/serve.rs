@@ -558,6 +558,41 @@ fn reload_under_concurrent_load_drops_no_request() {
 }
 
 #[test]
+fn delete_needs_the_token_is_durable_and_leaves_every_answer() {
+    // A private copy: the deletion must not reach the other tests' index.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    common::copy_dir(&common::music().dir, &dir);
+    let agent = agent();
+    let search = r#"{"context":{"search":{"text":"ambient soft drones"}},"k":20}"#;
+    let top = |server: &Server| -> Vec<String> {
+        let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(search));
+        assert_eq!(status, 200, "{text}");
+        json(&text)["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    };
+    let server = Server::start(&dir);
+    let victim = top(&server)[0].clone();
+    let url = server.url(&format!("/items/{victim}"));
+    for token in [None, Some("wrong")] {
+        let (status, text) = call_as(&agent, "DELETE", &url, None, token);
+        assert_eq!(status, 401, "{token:?}: {text}");
+    }
+    assert_eq!(top(&server)[0], victim, "a refused delete changes nothing");
+    let (status, text) = call(&agent, "DELETE", &url, None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["already_deleted"], false);
+    assert!(!top(&server).contains(&victim), "visible from the answer on");
+    let (status, text) = call(&agent, "DELETE", &server.url("/items/no-such-track"), None);
+    assert_eq!((status, json(&text)["kind"].as_str().unwrap()), (404, "unknown_item"), "{text}");
+    // A restarted service on the same directory still has it deleted.
+    drop(server);
+    let again = Server::start(&dir);
+    assert!(!top(&again).contains(&victim));
+    let (status, text) = call(&agent, "DELETE", &again.url(&format!("/items/{victim}")), None);
+    assert_eq!((status, json(&text)["already_deleted"].as_bool()), (200, Some(true)), "{text}");
+}
+
+#[test]
 fn admin_routes_need_the_token_and_are_off_without_one() {
     let fx = common::music();
     let server = Server::start(&fx.dir);

@@ -12,8 +12,9 @@
 //! | `GET /healthz`       | `{"status":"ok","index":..,"items":..}`                           |
 //! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
+//! | `DELETE /items/{id}` | delete the item from every result, durably ([`EngineHandle::delete_items`]) |
 //!
-//! Admin routes need `Authorization: Bearer <token>` with the token the
+//! Admin routes (reload and deletes) need `Authorization: Bearer <token>` with the token the
 //! service was started with (compared in constant time); without a
 //! configured token they are disabled. Either way a missing or wrong token
 //! is a 401.
@@ -43,11 +44,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request as HttpRequest, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde_json::json;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -171,6 +172,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(reload))
+        .route("/items/{id}", delete(delete_item))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".to_string()) })
         .method_not_allowed_fallback(|| async {
             error(
@@ -368,15 +370,48 @@ struct ReloadRequest {
     index: Option<PathBuf>,
 }
 
+/// The 401 for a request to an admin route without the admin token; `None` when it has it.
+fn refuse_unless_admin(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Response> {
+    if state.is_admin(headers) {
+        return None;
+    }
+    let why = if state.admin_token.is_some() {
+        "admin routes need `Authorization: Bearer <token>` with the service's admin token"
+    } else {
+        "admin routes are disabled: start the service with an admin token (TWOSTAGE_ADMIN_TOKEN or --admin-token-file)"
+    };
+    tracing::warn!("admin request refused: missing or wrong bearer token");
+    Some(error(StatusCode::UNAUTHORIZED, "unauthorized", why.to_string()))
+}
+
+/// `DELETE /items/{id}`: answers once the deletion is durable and every
+/// later request sees it.
+async fn delete_item(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+    if let Some(refused) = refuse_unless_admin(&state, &headers) {
+        return refused;
+    }
+    let handle = Arc::clone(&state.handle);
+    let span = tracing::Span::current();
+    // An fsync: blocking I/O.
+    let work = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let result = handle.delete_items(&[id.as_str()]);
+        if let Ok(n) = &result {
+            tracing::info!(id = %id, newly_deleted = n, "item deleted");
+        }
+        result.map(|n| (id, n))
+    });
+    match work.await {
+        Ok(Ok((id, n))) => json_ok(json!({"status": "deleted", "id": id, "already_deleted": n == 0}).to_string()),
+        Ok(Err(e @ Error::UnknownItem(_))) => error(StatusCode::NOT_FOUND, "unknown_item", e.to_string()),
+        Ok(Err(e)) => engine_error(&e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the delete task failed: {e}")),
+    }
+}
+
 async fn reload(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    if !state.is_admin(&headers) {
-        let why = if state.admin_token.is_some() {
-            "admin routes need `Authorization: Bearer <token>` with the service's admin token"
-        } else {
-            "admin routes are disabled: start the service with an admin token (TWOSTAGE_ADMIN_TOKEN or --admin-token-file)"
-        };
-        tracing::warn!("admin request refused: missing or wrong bearer token");
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", why.to_string());
+    if let Some(refused) = refuse_unless_admin(&state, &headers) {
+        return refused;
     }
     match body {
         Err(rejection) => body_error(rejection),
