@@ -568,7 +568,12 @@ fn delete_needs_the_token_is_durable_and_leaves_every_answer() {
     let top = |server: &Server| -> Vec<String> {
         let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(search));
         assert_eq!(status, 200, "{text}");
-        json(&text)["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+        json(&text)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
     };
     let server = Server::start(&dir);
     let victim = top(&server)[0].clone();

@@ -405,7 +405,11 @@ async fn delete_item(State(state): State<Arc<AppState>>, headers: axum::http::He
         Ok(Ok((id, n))) => json_ok(json!({"status": "deleted", "id": id, "already_deleted": n == 0}).to_string()),
         Ok(Err(e @ Error::UnknownItem(_))) => error(StatusCode::NOT_FOUND, "unknown_item", e.to_string()),
         Ok(Err(e)) => engine_error(&e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the delete task failed: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the delete task failed: {e}"),
+        ),
     }
 }
 
