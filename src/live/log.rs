@@ -145,33 +145,27 @@ pub(crate) struct Appender {
 }
 
 impl Appender {
-    /// Opens the log at `path` for appending after its first `valid_len`
-    /// bytes (cutting off a torn tail), creating it with its magic if it
-    /// does not exist.
-    pub fn open(path: &Path, valid_len: u64) -> Result<Appender> {
+    /// Opens the log at `path` for appending, creating it with its magic if
+    /// it does not exist. The log is read again first, so that only a torn
+    /// tail found now is cut off: records another engine on the same
+    /// directory appended since this one replayed are kept (they are
+    /// acknowledged). Every write goes to the end of the file (append mode).
+    pub fn open(path: &Path) -> Result<Appender> {
         let io = |e| Error::io(path, e);
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io)?;
-        let on_disk = file.metadata().map_err(io)?.len();
-        if !existed || valid_len < MAGIC.len() as u64 {
+        let now = read(path)?;
+        let file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
+        if now.valid_len < MAGIC.len() as u64 {
+            // New, or a crash cut its creation short.
             file.set_len(0).map_err(io)?;
-            file.write_all(MAGIC).map_err(io)?;
+            (&file).write_all(MAGIC).map_err(io)?;
             file.sync_all().map_err(io)?;
             if let Some(dir) = path.parent() {
                 crate::index::writer::sync_dir(dir)?;
             }
-        } else if on_disk != valid_len {
-            file.set_len(valid_len).map_err(io)?;
+        } else if now.torn.is_some() {
+            file.set_len(now.valid_len).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::End(0)).map_err(io)?;
         Ok(Appender {
             file,
             path: path.to_path_buf(),
@@ -212,7 +206,7 @@ mod tests {
     fn log_of(records: &[Record]) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOG_FILE);
-        let mut a = Appender::open(&path, 0).unwrap();
+        let mut a = Appender::open(&path).unwrap();
         for r in records {
             a.append(r).unwrap();
         }
@@ -276,9 +270,20 @@ mod tests {
         drop(f);
         let r = read(&path).unwrap();
         assert_eq!(r.torn.map(|t| t.bytes), Some(5));
-        Appender::open(&path, r.valid_len).unwrap().append(&rec(&["b"])).unwrap();
+        Appender::open(&path).unwrap().append(&rec(&["b"])).unwrap();
         let again = read(&path).unwrap();
         assert_eq!(again.records, [rec(&["a"]), rec(&["b"])]);
         assert!(again.torn.is_none());
+    }
+
+    #[test]
+    fn a_second_appender_keeps_what_the_first_wrote_after_it_was_replayed() {
+        let (_d, path) = log_of(&[rec(&["a"])]);
+        let mut first = Appender::open(&path).unwrap();
+        let mut second = Appender::open(&path).unwrap();
+        first.append(&rec(&["b"])).unwrap();
+        second.append(&rec(&["c"])).unwrap();
+        first.append(&rec(&["d"])).unwrap();
+        assert_eq!(read(&path).unwrap().records, [rec(&["a"]), rec(&["b"]), rec(&["c"]), rec(&["d"])]);
     }
 }

@@ -85,7 +85,6 @@ pub(crate) struct Live {
 
 struct Writer {
     appender: Option<log::Appender>,
-    valid_len: u64,
     status: LiveStatus,
 }
 
@@ -118,11 +117,7 @@ impl Live {
         };
         Ok(Live {
             tombstones: ArcSwap::from_pointee(dead),
-            writer: Mutex::new(Writer {
-                appender: None,
-                valid_len: replay.valid_len,
-                status,
-            }),
+            writer: Mutex::new(Writer { appender: None, status }),
             path,
         })
     }
@@ -153,7 +148,7 @@ impl Live {
             return Ok(0);
         }
         if w.appender.is_none() {
-            w.appender = Some(log::Appender::open(&self.path, w.valid_len)?);
+            w.appender = Some(log::Appender::open(&self.path)?);
         }
         let Some(appender) = w.appender.as_mut() else {
             return Err(Error::internal("live writes", "the log's appender was not opened"));
