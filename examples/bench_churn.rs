@@ -1,0 +1,230 @@
+//! Live writes under load — so far the one live write twostage has,
+//! deletions: recommend latency while deletions stream in, against idle in
+//! the same run; deletion throughput, one id per call (one fsync each) and
+//! in batches; whether a deleted item is ever served by a request that
+//! started after its deletion returned; and the time `Engine::open` takes
+//! to replay the log afterwards.
+//!
+//! ```text
+//! cargo run --release --features harness --example bench_churn -- --size 100000
+//! ```
+//!
+//! One reader thread sends requests of the four context kinds in turn at a
+//! fixed rate (`--rate`); a writer thread deletes `--deletes` items, each
+//! one the top answer of a search, and after every call asks that search
+//! again and counts a violation if the item is still there. The catalog
+//! and its index are kept in `--work-dir` (shared with bench_filters and
+//! bench_budget); the deletions go to a copy of the index, removed at the end.
+//! Inserts, updates and live events are not implemented yet, so this
+//! benchmark does not measure them.
+
+#[path = "common/music_index.rs"]
+mod music_index;
+#[path = "common/report.rs"]
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use serde_json::json;
+use twostage::{Catalog, Context, Engine, Request};
+
+/// Deletion churn benchmark.
+#[derive(Parser)]
+struct Args {
+    /// Catalog size (tracks).
+    #[arg(long, default_value_t = 100_000)]
+    size: usize,
+    /// Items deleted one id per call.
+    #[arg(long, default_value_t = 2_000)]
+    deletes: usize,
+    /// Items deleted afterwards in calls of `--batch` ids.
+    #[arg(long, default_value_t = 10_000)]
+    batched_deletes: usize,
+    /// Ids per call in the batched phase.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Requests per second the reader sends, idle and during churn.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Seconds of the idle phase.
+    #[arg(long, default_value_t = 10.0)]
+    idle_secs: f64,
+    /// Where the generated data and the index are kept (and reused).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Print one JSON object on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends `reqs` in turn at `rate` per second until `stop`; wall ms of each.
+fn reader(engine: &Engine, reqs: &[Request], rate: f64, stop: &AtomicBool) -> Result<Vec<f64>> {
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut ms = Vec::new();
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        // Open loop: each request has its slot; a late one is sent at once.
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = Instant::now();
+        engine.recommend(&reqs[i % reqs.len()])?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        i += 1;
+    }
+    Ok(ms)
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (report::percentile(&v, 50.0), report::percentile(&v, 99.0))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = args.work_dir.clone().unwrap_or_else(|| music_index::default_dir(args.size));
+    let base = music_index::music_index(args.size, &dir)?;
+    let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;
+    let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+    if args.deletes + args.batched_deletes > ids.len() / 2 {
+        bail!("delete at most half of the {} items", ids.len());
+    }
+    let texts = music_index::queries(&dir)?;
+    let scratch = dir.join("churn-index");
+    let _ = std::fs::remove_dir_all(&scratch);
+    copy_dir(&base, &scratch)?;
+    let engine = Engine::open(&scratch)?;
+
+    let mut reqs = Vec::new();
+    for kind in music_index::KINDS {
+        reqs.extend(music_index::requests(kind, &ids, &texts, 200));
+    }
+    // Interleave the kinds, so each phase sees the same mix.
+    let n = reqs.len() / music_index::KINDS.len();
+    let reqs: Vec<Request> = (0..reqs.len()).map(|i| reqs[(i % 4) * n + i / 4].clone()).collect();
+    for r in reqs.iter().take(50) {
+        engine.recommend(r)?; // warm caches
+    }
+
+    // Idle.
+    let stop = AtomicBool::new(false);
+    let idle = std::thread::scope(|s| {
+        let h = s.spawn(|| reader(&engine, &reqs, args.rate, &stop));
+        std::thread::sleep(Duration::from_secs_f64(args.idle_secs));
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap_or_else(|_| bail!("the reader panicked"))
+    })?;
+
+    // Churn: one id per call, each the top answer of a search, checked after.
+    let stop = AtomicBool::new(false);
+    let (churn, single_ms, violations, single_secs) = std::thread::scope(|s| -> Result<_> {
+        let h = s.spawn(|| reader(&engine, &reqs, args.rate, &stop));
+        let t = Instant::now();
+        let mut call_ms = Vec::with_capacity(args.deletes);
+        let mut violations = 0usize;
+        let mut done = 0usize;
+        let mut q = 0usize;
+        while done < args.deletes {
+            let search = Request::new(Context::search(texts[q % texts.len()].clone())).k(1);
+            q += 1;
+            let Some(top) = engine.recommend(&search)?.items.into_iter().next() else {
+                continue;
+            };
+            let c = Instant::now();
+            engine.delete_items(&[top.id.as_str()])?;
+            call_ms.push(c.elapsed().as_secs_f64() * 1e3);
+            if engine.recommend(&search.clone().k(50))?.items.iter().any(|i| i.id == top.id) {
+                violations += 1;
+            }
+            done += 1;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let churn = h.join().unwrap_or_else(|_| bail!("the reader panicked"))?;
+        Ok((churn, call_ms, violations, secs))
+    })?;
+
+    // Batched deletions of ids spread over the catalog (no reader: throughput).
+    let step = (ids.len() / args.batched_deletes.max(1)).max(1);
+    let batched: Vec<&str> = (0..args.batched_deletes)
+        .map(|i| ids[(i * step + 1) % ids.len()].as_str())
+        .collect();
+    let t = Instant::now();
+    for chunk in batched.chunks(args.batch.max(1)) {
+        engine.delete_items(chunk)?;
+    }
+    let batched_secs = t.elapsed().as_secs_f64();
+    let status = engine.live_status()?;
+    let log_bytes = std::fs::metadata(scratch.join("live.wal"))?.len();
+    drop(engine);
+    let t = Instant::now();
+    let reopened = Engine::open(&scratch)?;
+    let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
+    let replayed = reopened.live_status()?.deleted;
+    drop(reopened);
+    std::fs::remove_dir_all(&scratch)?;
+
+    let (idle_p50, idle_p99) = percentiles(idle.clone());
+    let (churn_p50, churn_p99) = percentiles(churn.clone());
+    let (call_p50, call_p99) = percentiles(single_ms.clone());
+    let out = json!({
+        "size": args.size,
+        "rate": args.rate,
+        "recommend_ms": {
+            "idle": {"p50": idle_p50, "p99": idle_p99, "requests": idle.len()},
+            "during_deletes": {"p50": churn_p50, "p99": churn_p99, "requests": churn.len()},
+            "p99_ratio": churn_p99 / idle_p99,
+        },
+        "deletes_one_per_call": {"items": args.deletes, "items_per_s": args.deletes as f64 / single_secs,
+                                 "call_ms_p50": call_p50, "call_ms_p99": call_p99,
+                                 "served_after_return": violations},
+        "deletes_batched": {"items": args.batched_deletes, "batch": args.batch,
+                            "items_per_s": args.batched_deletes as f64 / batched_secs},
+        "log_bytes": log_bytes,
+        "deleted": status.deleted,
+        "reopen_ms": reopen_ms,
+        "replayed_deleted": replayed,
+    });
+    eprintln!(
+        "{} items, reader at {} requests/s (the four context kinds in turn)",
+        args.size, args.rate
+    );
+    eprintln!("recommend p50 / p99: idle {idle_p50:.2} / {idle_p99:.2} ms ({} requests); during deletions {churn_p50:.2} / {churn_p99:.2} ms ({} requests); p99 ratio {:.2}",
+        idle.len(), churn.len(), churn_p99 / idle_p99);
+    eprintln!("one id per call: {} deletions at {:.0}/s (the loop also runs two searches per deletion), call p50 {call_p50:.2} ms, p99 {call_p99:.2} ms; served after return: {violations}",
+        args.deletes, args.deletes as f64 / single_secs);
+    eprintln!(
+        "batches of {}: {} deletions at {:.0}/s",
+        args.batch,
+        args.batched_deletes,
+        args.batched_deletes as f64 / batched_secs
+    );
+    eprintln!(
+        "log {log_bytes} bytes for {} deletions; Engine::open with it {reopen_ms:.0} ms, replayed {replayed}",
+        status.deleted
+    );
+    if args.json {
+        println!("{out}");
+    }
+    Ok(())
+}
