@@ -73,6 +73,13 @@ impl EngineHandle {
         self.current.load().delete_items(ids)
     }
 
+    /// Records events on the current engine ([`Engine::record_events`]),
+    /// never at the same time as a reload (see [`delete_items`](EngineHandle::delete_items)).
+    pub fn record_events(&self, events: &[crate::LiveEvent]) -> Result<()> {
+        let _writes = self.lock_writes()?;
+        self.current.load().record_events(events)
+    }
+
     fn lock_writes(&self) -> Result<MutexGuard<'_, ()>> {
         self.writes
             .lock()

@@ -285,7 +285,7 @@ pub use events::{Event, EventKind, Events, Impression};
 pub use handle::EngineHandle;
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
 pub use index::{BuildParams, EmbeddingParams, Vectors};
-pub use live::{LiveStatus, TornTail, MAX_WRITE_BATCH};
+pub use live::{LiveEvent, LiveStatus, TornTail, MAX_WRITE_BATCH};
 pub use offline::builder::{BuildReport, IndexBuilder, RetrieverState};
 #[cfg(feature = "train")]
 pub use offline::training::retrain_ranker;

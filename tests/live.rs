@@ -1,6 +1,7 @@
-//! Live deletions: gone from every retriever and every context from the
-//! call's return on, atomic per batch, durable across reopen, reload and
-//! SIGKILL (a child process killed mid-write loses no acknowledged delete).
+//! Live writes. Deletions: gone from every retriever and every context from
+//! the call's return on, atomic per batch, durable across reopen, reload
+//! and SIGKILL (a child process killed mid-write loses no acknowledged
+//! delete). Events: plays move popularity at once, durably.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use twostage::{Context, Engine, EngineHandle, Error, Request, Retriever};
+use twostage::{Context, Engine, EngineHandle, Error, LiveEvent, Request, Retriever};
 
 /// A private copy of the shared music index (deletions must not leak into
 /// other tests).
@@ -223,4 +224,76 @@ fn deletions_acknowledged_before_sigkill_survive() {
         assert!(status.deleted >= acked.len() && status.deleted <= next, "round {round}: {status:?}");
     }
     assert!(acked.len() > kills, "the children acknowledged {} deletions", acked.len());
+}
+
+/// The popularity retriever alone, for a history it cannot otherwise serve.
+fn popular_only(k: usize) -> Request {
+    let mut req = Request::new(Context::history(["trk-00001"])).k(k);
+    for r in Retriever::ALL {
+        if r != Retriever::Popular {
+            req = req.candidates(r, 0);
+        }
+    }
+    req
+}
+
+#[test]
+fn live_plays_move_popularity_at_once_and_durably() {
+    let (_tmp, dir) = private_index();
+    let engine = Engine::open(&dir).unwrap();
+    // The popularity retriever's own order (retrieval, before the ranker).
+    let popular = |e: &Engine| -> Vec<String> { e.retrieve(&popular_only(10)).unwrap().ids().map(String::from).collect() };
+    let before = popular(&engine);
+    // The least played item that popularity does not serve today.
+    let quiet = (2..=6000)
+        .map(|i| format!("trk-{i:05}"))
+        .filter(|id| !before.contains(id))
+        .min_by_key(|id| engine.plays(id).unwrap())
+        .unwrap();
+    let top_plays = engine.plays(&before[0]).unwrap();
+    let base = engine.plays(&quiet).unwrap();
+    let burst: Vec<LiveEvent> = (0..=top_plays)
+        .map(|n| LiveEvent::play(format!("u{n}"), &quiet, 1_800_000_000 + i64::from(n)))
+        .collect();
+    engine.record_events(&burst).unwrap();
+    assert_eq!(engine.plays(&quiet).unwrap(), base + top_plays + 1);
+    assert_eq!(popular(&engine)[0], quiet, "the most played item now");
+    // The ranker's features read the same counts.
+    let recs = engine.recommend(&popular_only(50).explain(true)).unwrap();
+    let row = recs.items.iter().find(|i| i.id == quiet).expect("served");
+    let log_popularity = row
+        .features
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|(n, _)| n == "log_popularity")
+        .unwrap()
+        .1;
+    assert!((log_popularity - 1.0).abs() < 1e-6, "{log_popularity}");
+
+    // A bad event refuses its batch whole, naming it.
+    let bad = vec![
+        LiveEvent::play("u", &quiet, 1_800_000_000),
+        LiveEvent::play("u", "no-such-track", 1_800_000_000),
+    ];
+    let err = engine.record_events(&bad).unwrap_err().to_string();
+    assert!(err.contains("events[1].item") && err.contains("no-such-track"), "{err}");
+    let skip = LiveEvent {
+        query: Some("q".into()),
+        ..LiveEvent::play("u", &quiet, 1_800_000_000)
+    };
+    assert!(engine.record_events(&[skip]).unwrap_err().to_string().contains("events[0].query"));
+    assert_eq!(
+        engine.plays(&quiet).unwrap(),
+        base + top_plays + 1,
+        "nothing of a refused batch applied"
+    );
+
+    // Durable: replayed by open, beside deletions.
+    engine.delete_items(&[before[0].as_str()]).unwrap();
+    let reopened = Engine::open(&dir).unwrap();
+    assert_eq!(reopened.plays(&quiet).unwrap(), base + top_plays + 1);
+    let s = reopened.live_status().unwrap();
+    assert_eq!((s.events, s.deleted, s.records), (burst.len(), 1, 2));
+    assert_eq!(popular(&reopened)[0], quiet);
 }

@@ -102,10 +102,12 @@ impl super::Engine {
                 text: None,
                 playing: Some(item),
                 ..
-            } => self
-                .by_id
-                .get(item)
-                .is_some_and(|&i| self.store.popularity.plays(i) < super::retrievers::MORE_LIKE_THIS_MAX_PLAYS),
+            } => {
+                let counts = &self.live.view().popularity;
+                self.by_id
+                    .get(item)
+                    .is_some_and(|&i| counts.plays(i) < super::retrievers::MORE_LIKE_THIS_MAX_PLAYS)
+            }
             _ => false,
         };
         Class::of(ContextKind::of(&req.context), rare)

@@ -81,7 +81,7 @@ pub struct Engine {
     numbers: Arc<ranges::NumberColumns>,
     /// What each stage has cost recently, for latency budgets.
     costs: budget::StageCosts,
-    /// Deletions since the build, and the log that keeps them.
+    /// Deletions and events since the build, and the log that keeps them.
     live: crate::live::Live,
     path: PathBuf,
 }
@@ -171,7 +171,9 @@ impl Engine {
         let parts = reader::read(dir)?;
         let field_names = FieldNames::of(&parts.store.items);
         let numbers = Arc::new(ranges::NumberColumns::of(&parts.store.items));
-        let live = crate::live::Live::open(dir, parts.store.items.len(), |id| parts.by_id.get(id).copied())?;
+        let live = crate::live::Live::open(dir, parts.store.items.len(), &parts.store.popularity, |id| {
+            parts.by_id.get(id).copied()
+        })?;
         Ok(Engine {
             live,
             store: Arc::new(parts.store),

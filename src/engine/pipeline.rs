@@ -169,6 +169,7 @@ impl Engine {
             items: &signals.ctx.items,
             covisit: &signals.covisit,
             linear: &signals.linear,
+            popularity: &signals.ctx.popularity,
             lexical_max: signals.lexical_max,
             vector_of: &vector_of,
             terms: &signals.ctx.terms,

@@ -35,6 +35,9 @@ pub(crate) struct Resolved {
     pub listening: bool,
     /// What limits the answer without being an error (see `Recommendations::warnings`).
     pub warnings: Vec<String>,
+    /// Play and skip counts, with the events recorded live up to the
+    /// request's start.
+    pub popularity: Arc<crate::retrieval::popular::Popularity>,
     /// Where the request has range filters, the items inside the narrowest
     /// one (a superset of those the filter passes): the rows the vector
     /// retrievers scan exactly when there are few.
@@ -203,8 +206,9 @@ impl Engine {
         }
         let store = Arc::clone(&self.store);
         let numbers = Arc::clone(&self.numbers);
-        // The deletions as of now: the request keeps this view throughout.
-        let deleted = self.live.snapshot();
+        // The live writes as of now: the request keeps this view throughout.
+        let view = self.live.view();
+        let deleted = Arc::clone(&view.deleted);
         let filter: Filter = Arc::new(move |item: u32| {
             !impossible
                 && !deleted.contains(item)
@@ -228,6 +232,7 @@ impl Engine {
             },
             warnings,
             narrowest,
+            popularity: Arc::clone(&view.popularity),
         })
     }
 }

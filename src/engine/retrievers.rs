@@ -123,7 +123,7 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
         return engine.text.search(&s.ctx.search_terms, depth, std::sync::Arc::clone(&s.ctx.filter));
     }
     match (s.ctx.listening, s.ctx.items.first()) {
-        (true, Some(&(item, _))) if engine.store.popularity.plays(item) < MORE_LIKE_THIS_MAX_PLAYS => {
+        (true, Some(&(item, _))) if s.ctx.popularity.plays(item) < MORE_LIKE_THIS_MAX_PLAYS => {
             let Some(record) = engine.store.items.get(item as usize) else {
                 return Ok(Vec::new());
             };
@@ -251,11 +251,11 @@ fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
 
 /// The most played items: cold-start cover for contexts with items (a pure
 /// search wants matches, not hits).
-fn popular(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
+fn popular(_engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     if s.ctx.items.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(engine.store.popularity.top(depth, |i| (s.ctx.filter)(i)))
+    Ok(s.ctx.popularity.top(depth, |i| (s.ctx.filter)(i)))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Live writes: deleting items from a built index without a rebuild.
+//! Live writes on a built index without a rebuild: deleting items and
+//! recording events.
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::live::{LiveStatus, MAX_WRITE_BATCH};
+use crate::live::{LiveEvent, LiveStatus, MAX_WRITE_BATCH};
 
 impl Engine {
     /// Deletes the items with these ids from every result, from this call's
@@ -34,19 +35,72 @@ impl Engine {
             )));
         }
         let items = ids.iter().map(|id| self.resolve_id(id.as_ref())).collect::<Result<Vec<u32>>>()?;
-        let names = ids.iter().map(|id| id.as_ref().to_string()).collect();
-        self.live.delete(&items, names)
+        let record = crate::live::log::Record {
+            delete: ids.iter().map(|id| id.as_ref().to_string()).collect(),
+            ..Default::default()
+        };
+        self.live.write(record, &items, &[])
+    }
+
+    /// Records interactions that happened after the build: from this call's
+    /// return on, plays (and the plays that follow searches) count towards
+    /// popularity — the popularity retriever, the `log_popularity`,
+    /// `recent_share` and `played_at` features, and which items count as
+    /// rarely played — and skips towards `skip_rate`. Durable and atomic as
+    /// [`Engine::delete_items`] is: an event that breaks the events file's
+    /// contract ([`LiveEvent`]; an unknown item, an empty user, a timestamp
+    /// outside 1970..2100, a search without its query) refuses the batch
+    /// whole, naming `events[i].field`, and nothing is applied.
+    ///
+    /// Not yet: co-visitation, the linear model and the ranker learn from
+    /// these events only at the next build, which must read them from the
+    /// events file; a live play counts as recent, with no decay until then.
+    /// At most [`MAX_WRITE_BATCH`] events per call.
+    pub fn record_events(&self, events: &[LiveEvent]) -> Result<()> {
+        if events.len() > MAX_WRITE_BATCH {
+            return Err(Error::InvalidRequest(format!(
+                "{} events in one write; at most {MAX_WRITE_BATCH}",
+                events.len()
+            )));
+        }
+        let mut items = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            if let Err((field, why)) = e.check() {
+                return Err(Error::InvalidRequest(format!("events[{i}].{field}: {why}")));
+            }
+            let Some(&item) = self.by_id.get(&e.item) else {
+                return Err(Error::InvalidRequest(format!(
+                    "events[{i}].item: unknown item id `{}` (not in the index)",
+                    e.item
+                )));
+            };
+            items.push(item);
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let record = crate::live::log::Record {
+            events: events.to_vec(),
+            ..Default::default()
+        };
+        self.live.write(record, &[], &items).map(|_| ())
+    }
+
+    /// Plays of the item with this id, counting those recorded live.
+    pub fn plays(&self, id: &str) -> Result<u32> {
+        let item = self.resolve_id(id)?;
+        Ok(self.live.view().popularity.plays(item))
     }
 
     /// Whether the item with this id has been deleted since the build
     /// ([`Engine::delete_items`]).
     pub fn is_deleted(&self, id: &str) -> Result<bool> {
         let item = self.resolve_id(id)?;
-        Ok(self.live.snapshot().contains(item))
+        Ok(self.live.view().deleted.contains(item))
     }
 
-    /// The live log's state: deletions since the build, acknowledged write
-    /// batches, and what replaying it at open dropped.
+    /// The live log's state: deletions and events since the build,
+    /// acknowledged write batches, and what replaying it at open dropped.
     pub fn live_status(&self) -> Result<LiveStatus> {
         self.live.status()
     }

@@ -29,12 +29,15 @@ const RECORD_HEADER: usize = 8;
 pub(crate) const MAX_PAYLOAD: usize = 64 << 20;
 
 /// One acknowledged batch of writes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Record {
     /// External ids of the items deleted by this batch.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete: Vec<String>,
+    /// Events recorded by this batch, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<super::LiveEvent>,
 }
 
 /// What a crash left at the end of the log: dropped when it was read, and
@@ -200,6 +203,7 @@ mod tests {
     fn rec(ids: &[&str]) -> Record {
         Record {
             delete: ids.iter().map(|s| s.to_string()).collect(),
+            ..Record::default()
         }
     }
 

@@ -1,9 +1,10 @@
-//! Live writes on a built index, without a rebuild: for now, deletions
-//! (takedowns). A deletion is appended to the index directory's
-//! write-ahead log ([`log`]) and fsynced, then published as a new
-//! [`Tombstones`] snapshot that every request resolves its filter against,
-//! so every retriever drops the item from the call's return on, while
-//! requests already running finish on the snapshot they started with.
+//! Live writes on a built index, without a rebuild: deletions (takedowns)
+//! and events (plays, skips, searches), which move popularity. A batch is
+//! appended to the index directory's write-ahead log ([`log`]) and
+//! fsynced, then published as a new [`View`] (tombstones and popularity)
+//! that every request takes when it starts: every retriever drops a deleted
+//! item and reads the counts from the call's return on, while requests
+//! already running finish on the view they started with.
 //! [`Engine::open`](crate::Engine::open) replays the log.
 
 pub(crate) mod log;
@@ -13,11 +14,101 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::retrieval::popular::Popularity;
 pub use log::TornTail;
 
-/// Largest number of ids one write call may carry.
+/// Largest number of ids or events one write call may carry.
 pub const MAX_WRITE_BATCH: usize = 100_000;
+
+/// An interaction recorded after the build ([`Engine::record_events`](crate::Engine::record_events)),
+/// in the events file's shape: `{"user", "item", "ts", "type"}` (`type`
+/// `play`, the default, `skip` or `search`; a search carries its `query`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveEvent {
+    /// The user's id.
+    pub user: String,
+    /// The item's external id.
+    pub item: String,
+    /// Unix seconds.
+    pub ts: i64,
+    /// What happened.
+    #[serde(rename = "type", default = "play", with = "kind_name")]
+    pub kind: EventKind,
+    /// The query, for a search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+fn play() -> EventKind {
+    EventKind::Play
+}
+
+/// `type` as the events file writes it.
+mod kind_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::events::EventKind;
+
+    pub fn serialize<S: Serializer>(k: &EventKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match k {
+            EventKind::Skip => "skip",
+            EventKind::Search => "search",
+            _ => "play",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EventKind, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "play" => Ok(EventKind::Play),
+            "skip" => Ok(EventKind::Skip),
+            "search" => Ok(EventKind::Search),
+            other => Err(serde::de::Error::custom(format!("`{other}` is not one of play, skip, search"))),
+        }
+    }
+}
+
+impl LiveEvent {
+    /// A play of `item` by `user` at `ts`.
+    pub fn play(user: impl Into<String>, item: impl Into<String>, ts: i64) -> LiveEvent {
+        LiveEvent {
+            user: user.into(),
+            item: item.into(),
+            ts,
+            kind: EventKind::Play,
+            query: None,
+        }
+    }
+
+    /// The builder's data contract for one event; the message names the field.
+    pub(crate) fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.user.trim().is_empty() || self.user.len() > crate::catalog::MAX_ID_BYTES {
+            return Err(("user", "must be a non-empty id of at most 512 bytes".into()));
+        }
+        if !(0..crate::events::MAX_TS).contains(&self.ts) {
+            return Err(("ts", format!("timestamp {} is outside 1970..2100 (unix seconds expected)", self.ts)));
+        }
+        match (self.kind, &self.query) {
+            (EventKind::Search, None) => Err(("query", "a search event needs a query".into())),
+            (EventKind::Search, Some(q)) if q.len() > crate::catalog::MAX_TEXT_BYTES => {
+                Err(("query", "query longer than the text limit".into()))
+            }
+            (EventKind::Play | EventKind::Skip, Some(_)) => Err(("query", "only search events carry a query".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a request sees of the live writes: one consistent snapshot.
+#[derive(Clone)]
+pub(crate) struct View {
+    pub deleted: Arc<Tombstones>,
+    pub popularity: Arc<Popularity>,
+}
 
 /// The deleted items of an index, by internal id: one bit each.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +156,8 @@ impl Tombstones {
 pub struct LiveStatus {
     /// Items deleted since the index was built.
     pub deleted: usize,
+    /// Events recorded since the index was built.
+    pub events: usize,
     /// Acknowledged write batches in the log.
     pub records: usize,
     /// Ids in the log that this index does not hold (deleted in another
@@ -75,10 +168,10 @@ pub struct LiveStatus {
     pub torn_tail: Option<TornTail>,
 }
 
-/// An engine's live state: the tombstones requests read, and the log's
+/// An engine's live state: the view requests read, and the log's
 /// appending end, which one writer at a time holds.
 pub(crate) struct Live {
-    tombstones: ArcSwap<Tombstones>,
+    view: ArcSwap<View>,
     writer: Mutex<Writer>,
     path: PathBuf,
 }
@@ -89,13 +182,14 @@ struct Writer {
 }
 
 impl Live {
-    /// Replays the log in `dir` over an index of `items` items, `index_of`
-    /// resolving external ids.
-    pub fn open(dir: &Path, items: usize, index_of: impl Fn(&str) -> Option<u32>) -> Result<Live> {
+    /// Replays the log in `dir` over an index of `items` items whose built
+    /// counts are `popularity`, `index_of` resolving external ids.
+    pub fn open(dir: &Path, items: usize, popularity: &Popularity, index_of: impl Fn(&str) -> Option<u32>) -> Result<Live> {
         let path = dir.join(log::LOG_FILE);
         let replay = log::read(&path)?;
         let mut dead = Tombstones::sized(items);
-        let mut unknown_ids = 0;
+        let mut counts = popularity.clone();
+        let (mut unknown_ids, mut events) = (0, 0);
         for record in &replay.records {
             for id in &record.delete {
                 match index_of(id) {
@@ -105,26 +199,37 @@ impl Live {
                     None => unknown_ids += 1,
                 }
             }
+            for e in &record.events {
+                match index_of(&e.item) {
+                    Some(i) => counts.count_live(i, e.kind),
+                    None => unknown_ids += 1,
+                }
+                events += 1;
+            }
         }
         if let Some(t) = replay.torn {
             tracing::warn!(path = %path.display(), offset = t.offset, bytes = t.bytes, "live log: dropped an incomplete last record (a crash during a write)");
         }
         let status = LiveStatus {
             deleted: dead.count,
+            events,
             records: replay.records.len(),
             unknown_ids,
             torn_tail: replay.torn,
         };
         Ok(Live {
-            tombstones: ArcSwap::from_pointee(dead),
+            view: ArcSwap::from_pointee(View {
+                deleted: Arc::new(dead),
+                popularity: Arc::new(counts),
+            }),
             writer: Mutex::new(Writer { appender: None, status }),
             path,
         })
     }
 
-    /// The tombstones as of now (a request keeps this snapshot throughout).
-    pub fn snapshot(&self) -> Arc<Tombstones> {
-        self.tombstones.load_full()
+    /// The live writes as of now (a request keeps this view throughout).
+    pub fn view(&self) -> Arc<View> {
+        self.view.load_full()
     }
 
     /// What the log holds.
@@ -138,13 +243,13 @@ impl Live {
             .map_err(|_| Error::internal("live writes", "a writer panicked while holding the log"))
     }
 
-    /// Deletes `items` (internal ids, with their external `ids` for the
-    /// log): durable in the log before they are published. Returns how many
-    /// were not deleted already.
-    pub fn delete(&self, items: &[u32], ids: Vec<String>) -> Result<usize> {
+    /// Writes `record`, whose deleted ids resolve to `deleted` and whose
+    /// events' items to `event_items`: durable in the log before its view
+    /// is published. Returns how many items were not deleted already.
+    pub fn write(&self, record: log::Record, deleted: &[u32], event_items: &[u32]) -> Result<usize> {
         let mut w = self.lock()?;
-        let current = self.tombstones.load();
-        if items.iter().all(|&i| current.contains(i)) {
+        let current = self.view.load_full();
+        if event_items.is_empty() && deleted.iter().all(|&i| current.deleted.contains(i)) {
             return Ok(0);
         }
         if w.appender.is_none() {
@@ -153,14 +258,27 @@ impl Live {
         let Some(appender) = w.appender.as_mut() else {
             return Err(Error::internal("live writes", "the log's appender was not opened"));
         };
-        appender.append(&log::Record { delete: ids })?;
-        let mut next = Tombstones::clone(&current);
-        let added = items.iter().filter(|&&i| next.insert(i)).count();
+        appender.append(&record)?;
+        let mut next = View::clone(&current);
+        let mut added = 0;
+        if !deleted.is_empty() {
+            let mut dead = Tombstones::clone(&current.deleted);
+            added = deleted.iter().filter(|&&i| dead.insert(i)).count();
+            next.deleted = Arc::new(dead);
+        }
+        if !event_items.is_empty() {
+            let mut counts = Popularity::clone(&current.popularity);
+            for (&item, e) in event_items.iter().zip(&record.events) {
+                counts.count_live(item, e.kind);
+            }
+            next.popularity = Arc::new(counts);
+        }
         w.status.records += 1;
-        w.status.deleted = next.count;
+        w.status.deleted = next.deleted.count;
+        w.status.events += record.events.len();
         // A torn tail is cut off by the first append.
         w.status.torn_tail = None;
-        self.tombstones.store(Arc::new(next));
+        self.view.store(Arc::new(next));
         Ok(added)
     }
 
@@ -194,27 +312,50 @@ mod tests {
         assert!(t.contains(0) && t.contains(129) && !t.contains(64) && !t.contains(9999));
     }
 
+    fn delete(live: &Live, items: &[u32]) -> usize {
+        let record = log::Record {
+            delete: items.iter().map(|i| format!("i{i}")).collect(),
+            ..log::Record::default()
+        };
+        live.write(record, items, &[]).unwrap()
+    }
+
     #[test]
-    fn deletes_are_durable_and_replayed() {
+    fn writes_are_durable_and_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
-        let live = Live::open(dir.path(), 10, index_of).unwrap();
-        assert_eq!(live.delete(&[3, 4], vec!["i3".into(), "i4".into()]).unwrap(), 2);
-        assert_eq!(live.delete(&[4], vec!["i4".into()]).unwrap(), 0, "already deleted: nothing written");
-        assert_eq!(live.delete(&[4, 5], vec!["i4".into(), "i5".into()]).unwrap(), 1);
-        let before = live.snapshot();
-        let again = Live::open(dir.path(), 10, index_of).unwrap();
+        let empty = Popularity::default();
+        let live = Live::open(dir.path(), 10, &empty, index_of).unwrap();
+        assert_eq!(delete(&live, &[3, 4]), 2);
+        assert_eq!(delete(&live, &[4]), 0, "already deleted: nothing written");
+        assert_eq!(delete(&live, &[4, 5]), 1);
+        let before = live.view();
+        let again = Live::open(dir.path(), 10, &empty, index_of).unwrap();
         let s = again.status().unwrap();
         assert_eq!((s.deleted, s.records, s.unknown_ids), (3, 2, 0));
-        assert!((0..10).all(|i| again.snapshot().contains(i) == before.contains(i)));
+        assert!((0..10).all(|i| again.view().deleted.contains(i) == before.deleted.contains(i)));
         // A smaller catalog: ids it does not hold are counted, not fatal.
+        let smaller = Live::open(dir.path(), 4, &empty, |id| index_of(id).filter(|&i| i < 4)).unwrap();
+        assert_eq!(smaller.status().unwrap().unknown_ids, 3);
+    }
+
+    #[test]
+    fn a_live_event_reads_and_writes_the_events_file_shape() {
+        let e: LiveEvent = serde_json::from_str(r#"{"user":"u","item":"a","ts":5}"#).unwrap();
+        assert_eq!(e, LiveEvent::play("u", "a", 5));
+        let s: LiveEvent = serde_json::from_str(r#"{"user":"u","item":"a","ts":5,"type":"search","query":"q"}"#).unwrap();
+        assert_eq!((s.kind, s.check()), (EventKind::Search, Ok(())));
         assert_eq!(
-            Live::open(dir.path(), 4, |id| index_of(id).filter(|&i| i < 4))
-                .unwrap()
-                .status()
-                .unwrap()
-                .unknown_ids,
-            3
+            serde_json::to_string(&s).unwrap(),
+            r#"{"user":"u","item":"a","ts":5,"type":"search","query":"q"}"#
         );
+        assert!(serde_json::from_str::<LiveEvent>(r#"{"user":"u","item":"a","ts":5,"type":"like"}"#).is_err());
+        assert_eq!(LiveEvent::play("", "a", 5).check().unwrap_err().0, "user");
+        assert_eq!(LiveEvent::play("u", "a", -1).check().unwrap_err().0, "ts");
+        let search = LiveEvent {
+            kind: EventKind::Search,
+            ..LiveEvent::play("u", "a", 5)
+        };
+        assert_eq!(search.check().unwrap_err().0, "query");
     }
 }

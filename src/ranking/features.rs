@@ -117,6 +117,8 @@ pub(crate) struct ContextSignals<'a> {
     pub covisit: &'a HashMap<u32, f32>,
     /// Linear item-item score of every item the context items reach.
     pub linear: &'a HashMap<u32, f32>,
+    /// Play and skip counts as the request sees them (built and live).
+    pub popularity: &'a crate::retrieval::popular::Popularity,
     /// The best BM25 score of this request, to put lexical scores on [0, 1].
     pub lexical_max: f32,
     /// `vector_of(item)` gives the item's unit vector, if it has one.
@@ -180,7 +182,7 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
     let times: Vec<(f32, f32)> = ctx
         .items
         .iter()
-        .filter_map(|&(i, w)| store.popularity.played_at(i).map(|t| (t, w)))
+        .filter_map(|&(i, w)| ctx.popularity.played_at(i).map(|t| (t, w)))
         .collect();
     let weight: f32 = times.iter().map(|x| x.1).sum();
     let context_time = (weight > 0.0).then(|| times.iter().map(|(t, w)| t * w).sum::<f32>() / weight);
@@ -252,15 +254,15 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row.set(Col::linear_relative, linear / linear_best);
         }
         row.set(Col::history_size, history_size);
-        if let Some(t) = store.popularity.played_at(c.item) {
+        if let Some(t) = ctx.popularity.played_at(c.item) {
             row.set(Col::played_at, t);
             if let Some(ct) = context_time {
                 row.set(Col::time_gap, (t - ct).abs());
             }
         }
-        row.set(Col::log_popularity, store.popularity.log_popularity(c.item));
-        row.set(Col::recent_share, store.popularity.recent_share(c.item));
-        row.set(Col::skip_rate, store.popularity.skip_rate(c.item));
+        row.set(Col::log_popularity, ctx.popularity.log_popularity(c.item));
+        row.set(Col::recent_share, ctx.popularity.recent_share(c.item));
+        row.set(Col::skip_rate, ctx.popularity.skip_rate(c.item));
         let tags = store.tags.of(c.item);
         if !tags.is_empty() {
             let s: f32 = tags.iter().map(|t| tag_w.get(t).copied().unwrap_or(0.0)).sum();

@@ -65,6 +65,39 @@ impl Popularity {
         p
     }
 
+    /// Counts one event that happened after the build (a live write): a
+    /// play or a search's play adds a play, recent by definition and timed
+    /// at the end of the build's log; a skip adds a skip. The most-played
+    /// order is kept by moving the item, never by sorting again, so an
+    /// event costs two binary searches and one shift. Out-of-range items
+    /// are ignored (the caller resolved them).
+    pub fn count_live(&mut self, item: u32, kind: EventKind) {
+        let i = item as usize;
+        if i >= self.plays.len() {
+            return;
+        }
+        if kind == EventKind::Skip {
+            self.skips[i] = self.skips[i].saturating_add(1);
+            return;
+        }
+        let old = self.plays[i];
+        let new = old.saturating_add(1);
+        // The order is sorted by (plays descending, id ascending).
+        let key = |plays: u32, id: u32| (std::cmp::Reverse(plays), id);
+        let Ok(at) = self
+            .order
+            .binary_search_by_key(&key(old, item), |&j| key(self.plays[j as usize], j))
+        else {
+            return;
+        };
+        let to = self.order[..at].partition_point(|&j| key(self.plays[j as usize], j) < key(new, item));
+        self.order[to..=at].rotate_right(1);
+        self.plays[i] = new;
+        self.recent_plays[i] = self.recent_plays[i].saturating_add(1);
+        self.mean_time[i] = ((f64::from(self.mean_time[i]) * f64::from(old) + 1.0) / f64::from(new)) as f32;
+        self.max_plays = self.max_plays.max(new);
+    }
+
     /// The `n` most played items `accept` lets through, as (item, plays).
     /// Never played items are not popular: a catalog without plays has none.
     pub fn top(&self, n: usize, accept: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
@@ -155,5 +188,38 @@ mod tests {
         assert!((p.played_at(0).unwrap() - 2.0 / 3.0).abs() < 1e-6);
         assert_eq!(p.played_at(2), None, "skipped only");
         assert!(p.validate(3).is_ok() && p.validate(4).is_err());
+    }
+
+    #[test]
+    fn live_plays_keep_the_order_a_rebuild_would_give() {
+        let items: Vec<Item> = (0..50).map(|i| Item::new(format!("i{i}"), "t")).collect();
+        let c = Catalog::new(items).unwrap();
+        let mut rng = crate::rng::SplitMix64::new(3);
+        let mut log = String::new();
+        let mut live = Vec::new();
+        for n in 0..2000 {
+            let item = (rng.next_u64() % 50).min(rng.next_u64() % 50);
+            let kind = if rng.next_u64().is_multiple_of(5) { "skip" } else { "play" };
+            let line = format!("{{\"user\":\"u\",\"item\":\"i{item}\",\"ts\":{n},\"type\":\"{kind}\"}}\n");
+            if n < 800 {
+                log += &line;
+            } else {
+                live.push((item as u32, if kind == "skip" { EventKind::Skip } else { EventKind::Play }, line));
+            }
+        }
+        let base = Events::from_jsonl_reader(log.as_bytes(), Path::new("e"), &c).unwrap();
+        let mut p = Popularity::build(50, &base);
+        let mut all = log.clone();
+        for (item, kind, line) in &live {
+            p.count_live(*item, *kind);
+            all += line;
+        }
+        let rebuilt = Popularity::build(50, &Events::from_jsonl_reader(all.as_bytes(), Path::new("e"), &c).unwrap());
+        assert_eq!(p.order, rebuilt.order);
+        assert_eq!(
+            (&p.plays, &p.skips, p.max_plays),
+            (&rebuilt.plays, &rebuilt.skips, rebuilt.max_plays)
+        );
+        assert!(p.validate(50).is_ok());
     }
 }
