@@ -589,6 +589,27 @@ fn delete_needs_the_token_is_durable_and_leaves_every_answer() {
     assert!(!top(&server).contains(&victim), "visible from the answer on");
     let (status, text) = call(&agent, "DELETE", &server.url("/items/no-such-track"), None);
     assert_eq!((status, json(&text)["kind"].as_str().unwrap()), (404, "unknown_item"), "{text}");
+    // Events: refused without the token, whole when one is bad, counted when good.
+    let events = server.url("/events");
+    let one = format!(r#"{{"events":[{{"user":"u1","item":"{victim}","ts":1800000000}}]}}"#);
+    assert_eq!(call_as(&agent, "POST", &events, Some(&one), None).0, 401);
+    let (status, text) = call(
+        &agent,
+        "POST",
+        &events,
+        Some(
+            r#"{"events":[{"user":"u1","item":"trk-00002","ts":1800000000},{"user":"u1","item":"trk-00003","ts":1800000000,"type":"search"}]}"#,
+        ),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(json(&text)["error"].as_str().unwrap().contains("events[1].query"), "{text}");
+    let (status, text) = call(
+        &agent,
+        "POST",
+        &events,
+        Some(r#"{"events":[{"user":"u1","item":"trk-00002","ts":1800000000,"type":"skip"}]}"#),
+    );
+    assert_eq!((status, json(&text)["events"].as_u64()), (200, Some(1)), "{text}");
     // A restarted service on the same directory still has it deleted.
     drop(server);
     let again = Server::start(&dir);

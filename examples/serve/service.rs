@@ -13,8 +13,9 @@
 //! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
 //! | `DELETE /items/{id}` | delete the item from every result, durably ([`EngineHandle::delete_items`]) |
+//! | `POST /events`       | `{"events": [...]}` (events-file records): count them, durably ([`EngineHandle::record_events`]) |
 //!
-//! Admin routes (reload and deletes) need `Authorization: Bearer <token>` with the token the
+//! Admin routes (reload, deletes and events) need `Authorization: Bearer <token>` with the token the
 //! service was started with (compared in constant time); without a
 //! configured token they are disabled. Either way a missing or wrong token
 //! is a 401.
@@ -173,6 +174,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(reload))
         .route("/items/{id}", delete(delete_item))
+        .route("/events", post(record_events))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".to_string()) })
         .method_not_allowed_fallback(|| async {
             error(
@@ -409,6 +411,45 @@ async fn delete_item(State(state): State<Arc<AppState>>, headers: axum::http::He
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("the delete task failed: {e}"),
+        ),
+    }
+}
+
+/// Body of `POST /events`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsRequest {
+    events: Vec<twostage::LiveEvent>,
+}
+
+/// `POST /events`: answers once the batch is durable and counted; a batch
+/// with one bad event is refused whole (400 naming `events[i].field`).
+async fn record_events(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Some(refused) = refuse_unless_admin(&state, &headers) {
+        return refused;
+    }
+    let req = match body.map(|b| serde_json::from_slice::<EventsRequest>(&b)) {
+        Err(rejection) => return body_error(rejection),
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+        Ok(Ok(req)) => req,
+    };
+    let handle = Arc::clone(&state.handle);
+    let span = tracing::Span::current();
+    let work = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        handle.record_events(&req.events).map(|()| req.events.len())
+    });
+    match work.await {
+        Ok(Ok(n)) => json_ok(json!({"status": "recorded", "events": n}).to_string()),
+        Ok(Err(e)) => engine_error(&e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the events task failed: {e}"),
         ),
     }
 }
