@@ -42,7 +42,11 @@ pub struct LinearParams {
     /// NeurIPS 2020: dropout on the input with probability p is α = p/(1−p)).
     /// It damps the weights that popular items give and get. Default 0 (plain EASE).
     pub alpha: f32,
-    /// Weights kept per item. Default 200.
+    /// Weights kept per item, strongest first. Default 1,000: on
+    /// MovieLens-100K (1,016 items, fitted exactly) keeping 200 lost the
+    /// retriever 0.002 NDCG@10 against EASE with every weight (0.2941
+    /// against 0.2961); a restricted fit stores about `neighbourhood`
+    /// weights per item on average whatever this is.
     pub top_k: usize,
     /// Items each item is regressed on when the catalog is above
     /// `max_dense_items`. Default 128.
@@ -65,7 +69,7 @@ impl Default for LinearParams {
         LinearParams {
             lambda: 500.0,
             alpha: 0.0,
-            top_k: 200,
+            top_k: 1_000,
             neighbourhood: 128,
             max_dense_items: 4_000,
         }
