@@ -1,9 +1,10 @@
-//! Live writes under load — so far the one live write twostage has,
-//! deletions: recommend latency while deletions stream in, against idle in
-//! the same run; deletion throughput, one id per call (one fsync each) and
-//! in batches; whether a deleted item is ever served by a request that
-//! started after its deletion returned; and the time `Engine::open` takes
-//! to replay the log afterwards.
+//! Live writes under load — deletions and events, the live writes twostage
+//! has: recommend latency while deletions stream in and while events
+//! stream in, against idle in the same run; deletion throughput, one id
+//! per call (one fsync each) and in batches; event throughput in batches;
+//! whether a deleted item is ever served by a request that started after
+//! its deletion returned; and the time `Engine::open` takes to replay the
+//! log afterwards.
 //!
 //! ```text
 //! cargo run --release --features harness --example bench_churn -- --size 100000
@@ -15,8 +16,8 @@
 //! again and counts a violation if the item is still there. The catalog
 //! and its index are kept in `--work-dir` (shared with bench_filters and
 //! bench_budget); the deletions go to a copy of the index, removed at the end.
-//! Inserts, updates and live events are not implemented yet, so this
-//! benchmark does not measure them.
+//! Inserts and updates are not implemented yet, so this benchmark does not
+//! measure them.
 
 #[path = "common/music_index.rs"]
 mod music_index;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Parser;
 use serde_json::json;
-use twostage::{Catalog, Context, Engine, Request};
+use twostage::{Catalog, Context, Engine, LiveEvent, Request};
 
 /// Deletion churn benchmark.
 #[derive(Parser)]
@@ -47,6 +48,12 @@ struct Args {
     /// Ids per call in the batched phase.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Events recorded while the reader runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Events per call.
+    #[arg(long, default_value_t = 10_000)]
+    event_batch: usize,
     /// Requests per second the reader sends, idle and during churn.
     #[arg(long, default_value_t = 200.0)]
     rate: f64,
@@ -164,6 +171,32 @@ fn main() -> Result<()> {
         Ok((churn, call_ms, violations, secs))
     })?;
 
+    // Events in batches while the reader runs: plays of items drawn with a
+    // skew towards the start of the catalog (a few items get most plays).
+    let stop = AtomicBool::new(false);
+    let (during_events, events_secs) = std::thread::scope(|s| -> Result<_> {
+        let h = s.spawn(|| reader(&engine, &reqs, args.rate, &stop));
+        let mut rng = twostage::rng::SplitMix64::new(11);
+        let t = Instant::now();
+        let mut sent = 0usize;
+        while sent < args.events {
+            let n = args.event_batch.max(1).min(args.events - sent);
+            let batch: Vec<LiveEvent> = (0..n)
+                .map(|j| {
+                    let u = rng.next_f64();
+                    let item = &ids[((u * u * u) * ids.len() as f64) as usize % ids.len()];
+                    LiveEvent::play(format!("u{}", (sent + j) % 50_000), item, 1_900_000_000 + (sent + j) as i64)
+                })
+                .collect();
+            engine.record_events(&batch)?;
+            sent += n;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let ms = h.join().unwrap_or_else(|_| bail!("the reader panicked"))?;
+        Ok((ms, secs))
+    })?;
+
     // Batched deletions of ids spread over the catalog (no reader: throughput).
     let step = (ids.len() / args.batched_deletes.max(1)).max(1);
     let batched: Vec<&str> = (0..args.batched_deletes)
@@ -187,6 +220,7 @@ fn main() -> Result<()> {
     let (idle_p50, idle_p99) = percentiles(idle.clone());
     let (churn_p50, churn_p99) = percentiles(churn.clone());
     let (call_p50, call_p99) = percentiles(single_ms.clone());
+    let (events_p50, events_p99) = percentiles(during_events.clone());
     let out = json!({
         "size": args.size,
         "rate": args.rate,
@@ -194,7 +228,10 @@ fn main() -> Result<()> {
             "idle": {"p50": idle_p50, "p99": idle_p99, "requests": idle.len()},
             "during_deletes": {"p50": churn_p50, "p99": churn_p99, "requests": churn.len()},
             "p99_ratio": churn_p99 / idle_p99,
+            "during_events": {"p50": events_p50, "p99": events_p99, "requests": during_events.len()},
+            "events_p99_ratio": events_p99 / idle_p99,
         },
+        "events": {"items": args.events, "batch": args.event_batch, "events_per_s": args.events as f64 / events_secs},
         "deletes_one_per_call": {"items": args.deletes, "items_per_s": args.deletes as f64 / single_secs,
                                  "call_ms_p50": call_p50, "call_ms_p99": call_p99,
                                  "served_after_return": violations},
@@ -202,6 +239,7 @@ fn main() -> Result<()> {
                             "items_per_s": args.batched_deletes as f64 / batched_secs},
         "log_bytes": log_bytes,
         "deleted": status.deleted,
+        "events_logged": status.events,
         "reopen_ms": reopen_ms,
         "replayed_deleted": replayed,
     });
@@ -219,9 +257,11 @@ fn main() -> Result<()> {
         args.batched_deletes,
         args.batched_deletes as f64 / batched_secs
     );
+    eprintln!("events in batches of {}: {} at {:.0}/s; recommend p50 / p99 meanwhile {events_p50:.2} / {events_p99:.2} ms ({} requests); p99 ratio {:.2}",
+        args.event_batch, args.events, args.events as f64 / events_secs, during_events.len(), events_p99 / idle_p99);
     eprintln!(
-        "log {log_bytes} bytes for {} deletions; Engine::open with it {reopen_ms:.0} ms, replayed {replayed}",
-        status.deleted
+        "log {log_bytes} bytes for {} deletions and {} events; Engine::open with it {reopen_ms:.0} ms, replayed {replayed} deletions",
+        status.deleted, status.events
     );
     if args.json {
         println!("{out}");
