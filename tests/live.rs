@@ -297,3 +297,45 @@ fn live_plays_move_popularity_at_once_and_durably() {
     assert_eq!((s.events, s.deleted, s.records), (burst.len(), 1, 2));
     assert_eq!(popular(&reopened)[0], quiet);
 }
+
+#[test]
+fn live_sessions_feed_co_visitation_at_once_and_durably() {
+    let (_tmp, dir) = private_index();
+    let engine = Engine::open(&dir).unwrap();
+    let covisit_only = |item: &str| {
+        let mut req = Request::new(Context::listening(item)).k(10);
+        for r in Retriever::ALL {
+            if r != Retriever::Covisit {
+                req = req.candidates(r, 0);
+            }
+        }
+        req
+    };
+    let next_to = |e: &Engine, item: &str| -> Vec<String> { e.retrieve(&covisit_only(item)).unwrap().ids().map(String::from).collect() };
+    let (a, b) = ("trk-00010", "trk-05990");
+    assert!(!next_to(&engine, a).contains(&b.to_string()), "not co-visited in the built log");
+    // Fifty users play a then b, a minute apart, in new sessions.
+    let events: Vec<LiveEvent> = (0..50)
+        .flat_map(|u| {
+            let t = 1_900_000_000 + u * 10_000;
+            [
+                LiveEvent::play(format!("live-{u}"), a, t),
+                LiveEvent::play(format!("live-{u}"), b, t + 60),
+            ]
+        })
+        .collect();
+    engine.record_events(&events).unwrap();
+    assert_eq!(next_to(&engine, a)[0], b, "b is what follows a now");
+    assert!(next_to(&engine, b).contains(&a.to_string()), "and a is what precedes b");
+    // Two plays a session gap apart are not a pair.
+    let (c, d) = ("trk-00020", "trk-05980");
+    engine
+        .record_events(&[
+            LiveEvent::play("late", c, 1_950_000_000),
+            LiveEvent::play("late", d, 1_950_000_000 + 86_400),
+        ])
+        .unwrap();
+    assert!(!next_to(&engine, c).contains(&d.to_string()));
+    let reopened = Engine::open(&dir).unwrap();
+    assert_eq!(next_to(&reopened, a)[0], b, "replayed by open");
+}

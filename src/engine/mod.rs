@@ -171,7 +171,11 @@ impl Engine {
         let parts = reader::read(dir)?;
         let field_names = FieldNames::of(&parts.store.items);
         let numbers = Arc::new(ranges::NumberColumns::of(&parts.store.items));
-        let live = crate::live::Live::open(dir, parts.store.items.len(), &parts.store.popularity, |id| {
+        let rules = crate::live::SessionRules {
+            gap_secs: parts.manifest.build.session_gap_secs,
+            window: parts.manifest.build.covisit.window,
+        };
+        let live = crate::live::Live::open(dir, parts.store.items.len(), &parts.store.popularity, rules, |id| {
             parts.by_id.get(id).copied()
         })?;
         Ok(Engine {

@@ -38,6 +38,8 @@ pub(crate) struct Resolved {
     /// Play and skip counts, with the events recorded live up to the
     /// request's start.
     pub popularity: Arc<crate::retrieval::popular::Popularity>,
+    /// Co-visitation counted from live plays, added to the built lists.
+    pub live_covisit: Arc<crate::live::covisit::LiveCovisit>,
     /// Where the request has range filters, the items inside the narrowest
     /// one (a superset of those the filter passes): the rows the vector
     /// retrievers scan exactly when there are few.
@@ -233,6 +235,7 @@ impl Engine {
             warnings,
             narrowest,
             popularity: Arc::clone(&view.popularity),
+            live_covisit: Arc::clone(&view.covisit),
         })
     }
 }

@@ -211,6 +211,7 @@ fn scan_is_cheaper(allowed: usize, ef: usize, n: usize) -> bool {
 /// Items played after the context items, summed over them by recency weight.
 fn covisit(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     s.covisit = engine.store.covisit.aggregate(&s.ctx.items);
+    s.ctx.live_covisit.add_to(&s.ctx.items, &mut s.covisit);
     Ok(covisit::top_n(&s.covisit, depth, |i| (s.ctx.filter)(i)))
 }
 

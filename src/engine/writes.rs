@@ -46,16 +46,23 @@ impl Engine {
     /// return on, plays (and the plays that follow searches) count towards
     /// popularity — the popularity retriever, the `log_popularity`,
     /// `recent_share` and `played_at` features, and which items count as
-    /// rarely played — and skips towards `skip_rate`. Durable and atomic as
-    /// [`Engine::delete_items`] is: an event that breaks the events file's
-    /// contract ([`LiveEvent`]; an unknown item, an empty user, a timestamp
-    /// outside 1970..2100, a search without its query) refuses the batch
-    /// whole, naming `events[i].field`, and nothing is applied.
+    /// rarely played — and towards co-visitation: a user's plays within the
+    /// index's session gap of each other are paired as the build pairs them
+    /// (within its window; `a→b` gains `1/distance`, `b→a` half), and the
+    /// pairs are added to the built lists for every request. Skips count
+    /// towards `skip_rate`. Durable and atomic as [`Engine::delete_items`]
+    /// is: an event that breaks the events file's contract ([`LiveEvent`];
+    /// an unknown item, an empty user, a timestamp outside 1970..2100, a
+    /// search without its query) refuses the batch whole, naming
+    /// `events[i].field`, and nothing is applied.
     ///
-    /// Not yet: co-visitation, the linear model and the ranker learn from
-    /// these events only at the next build, which must read them from the
-    /// events file; a live play counts as recent, with no decay until then.
-    /// At most [`MAX_WRITE_BATCH`] events per call.
+    /// Events are taken in the order given (a user's plays in time order).
+    /// Sessions start after the build: a user's first live play is not
+    /// paired with plays in the built log, and explicit session ids are not
+    /// read. The linear model and the ranker learn from these events at the
+    /// next build, which must read them from the events file; a live play
+    /// counts as recent, with no decay until then. At most
+    /// [`MAX_WRITE_BATCH`] events per call.
     pub fn record_events(&self, events: &[LiveEvent]) -> Result<()> {
         if events.len() > MAX_WRITE_BATCH {
             return Err(Error::InvalidRequest(format!(

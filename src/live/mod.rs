@@ -1,12 +1,14 @@
 //! Live writes on a built index, without a rebuild: deletions (takedowns)
-//! and events (plays, skips, searches), which move popularity. A batch is
-//! appended to the index directory's write-ahead log ([`log`]) and
-//! fsynced, then published as a new [`View`] (tombstones and popularity)
+//! and events (plays, skips, searches), which move popularity and
+//! co-visitation ([`covisit`]). A batch is appended to the index
+//! directory's write-ahead log ([`log`]) and fsynced, then published as a
+//! new [`View`] (tombstones, popularity, live co-visitation)
 //! that every request takes when it starts: every retriever drops a deleted
 //! item and reads the counts from the call's return on, while requests
 //! already running finish on the view they started with.
 //! [`Engine::open`](crate::Engine::open) replays the log.
 
+pub(crate) mod covisit;
 pub(crate) mod log;
 
 use std::path::{Path, PathBuf};
@@ -108,6 +110,7 @@ impl LiveEvent {
 pub(crate) struct View {
     pub deleted: Arc<Tombstones>,
     pub popularity: Arc<Popularity>,
+    pub covisit: Arc<covisit::LiveCovisit>,
 }
 
 /// The deleted items of an index, by internal id: one bit each.
@@ -178,17 +181,34 @@ pub(crate) struct Live {
 
 struct Writer {
     appender: Option<log::Appender>,
+    /// Each user's live session, for co-visitation.
+    sessions: covisit::Sessions,
     status: LiveStatus,
+}
+
+/// How the index counted co-visitation, for live plays to count the same.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SessionRules {
+    pub gap_secs: i64,
+    pub window: usize,
 }
 
 impl Live {
     /// Replays the log in `dir` over an index of `items` items whose built
     /// counts are `popularity`, `index_of` resolving external ids.
-    pub fn open(dir: &Path, items: usize, popularity: &Popularity, index_of: impl Fn(&str) -> Option<u32>) -> Result<Live> {
+    pub fn open(
+        dir: &Path,
+        items: usize,
+        popularity: &Popularity,
+        rules: SessionRules,
+        index_of: impl Fn(&str) -> Option<u32>,
+    ) -> Result<Live> {
         let path = dir.join(log::LOG_FILE);
         let replay = log::read(&path)?;
         let mut dead = Tombstones::sized(items);
         let mut counts = popularity.clone();
+        let mut pairs = covisit::LiveCovisit::default();
+        let mut sessions = covisit::Sessions::new(rules.gap_secs, rules.window);
         let (mut unknown_ids, mut events) = (0, 0);
         for record in &replay.records {
             for id in &record.delete {
@@ -201,7 +221,12 @@ impl Live {
             }
             for e in &record.events {
                 match index_of(&e.item) {
-                    Some(i) => counts.count_live(i, e.kind),
+                    Some(i) => {
+                        counts.count_live(i, e.kind);
+                        if e.kind != EventKind::Skip {
+                            sessions.play(&e.user, i, e.ts, &mut pairs);
+                        }
+                    }
                     None => unknown_ids += 1,
                 }
                 events += 1;
@@ -221,8 +246,13 @@ impl Live {
             view: ArcSwap::from_pointee(View {
                 deleted: Arc::new(dead),
                 popularity: Arc::new(counts),
+                covisit: Arc::new(pairs),
             }),
-            writer: Mutex::new(Writer { appender: None, status }),
+            writer: Mutex::new(Writer {
+                appender: None,
+                sessions,
+                status,
+            }),
             path,
         })
     }
@@ -268,10 +298,15 @@ impl Live {
         }
         if !event_items.is_empty() {
             let mut counts = Popularity::clone(&current.popularity);
+            let mut pairs = covisit::LiveCovisit::clone(&current.covisit);
             for (&item, e) in event_items.iter().zip(&record.events) {
                 counts.count_live(item, e.kind);
+                if e.kind != EventKind::Skip {
+                    w.sessions.play(&e.user, item, e.ts, &mut pairs);
+                }
             }
             next.popularity = Arc::new(counts);
+            next.covisit = Arc::new(pairs);
         }
         w.status.records += 1;
         w.status.deleted = next.deleted.count;
@@ -312,6 +347,8 @@ mod tests {
         assert!(t.contains(0) && t.contains(129) && !t.contains(64) && !t.contains(9999));
     }
 
+    const RULES: SessionRules = SessionRules { gap_secs: 1800, window: 5 };
+
     fn delete(live: &Live, items: &[u32]) -> usize {
         let record = log::Record {
             delete: items.iter().map(|i| format!("i{i}")).collect(),
@@ -325,17 +362,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
         let empty = Popularity::default();
-        let live = Live::open(dir.path(), 10, &empty, index_of).unwrap();
+        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
         assert_eq!(delete(&live, &[3, 4]), 2);
         assert_eq!(delete(&live, &[4]), 0, "already deleted: nothing written");
         assert_eq!(delete(&live, &[4, 5]), 1);
         let before = live.view();
-        let again = Live::open(dir.path(), 10, &empty, index_of).unwrap();
+        let again = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
         let s = again.status().unwrap();
         assert_eq!((s.deleted, s.records, s.unknown_ids), (3, 2, 0));
         assert!((0..10).all(|i| again.view().deleted.contains(i) == before.deleted.contains(i)));
         // A smaller catalog: ids it does not hold are counted, not fatal.
-        let smaller = Live::open(dir.path(), 4, &empty, |id| index_of(id).filter(|&i| i < 4)).unwrap();
+        let smaller = Live::open(dir.path(), 4, &empty, RULES, |id| index_of(id).filter(|&i| i < 4)).unwrap();
         assert_eq!(smaller.status().unwrap().unknown_ids, 3);
     }
 
