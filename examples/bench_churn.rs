@@ -172,7 +172,8 @@ fn main() -> Result<()> {
     })?;
 
     // Events in batches while the reader runs: plays of items drawn with a
-    // skew towards the start of the catalog (a few items get most plays).
+    // skew towards the start of the catalog (a few items get most plays),
+    // in sessions of 20 plays a second apart (each paired for co-visitation).
     let stop = AtomicBool::new(false);
     let (during_events, events_secs) = std::thread::scope(|s| -> Result<_> {
         let h = s.spawn(|| reader(&engine, &reqs, args.rate, &stop));
@@ -185,7 +186,7 @@ fn main() -> Result<()> {
                 .map(|j| {
                     let u = rng.next_f64();
                     let item = &ids[((u * u * u) * ids.len() as f64) as usize % ids.len()];
-                    LiveEvent::play(format!("u{}", (sent + j) % 50_000), item, 1_900_000_000 + (sent + j) as i64)
+                    LiveEvent::play(format!("u{}", (sent + j) / 20), item, 1_900_000_000 + (sent + j) as i64)
                 })
                 .collect();
             engine.record_events(&batch)?;

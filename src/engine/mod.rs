@@ -174,6 +174,7 @@ impl Engine {
         let rules = crate::live::SessionRules {
             gap_secs: parts.manifest.build.session_gap_secs,
             window: parts.manifest.build.covisit.window,
+            keep: parts.manifest.build.covisit.top_k,
         };
         let live = crate::live::Live::open(dir, parts.store.items.len(), &parts.store.popularity, rules, |id| {
             parts.by_id.get(id).copied()

@@ -181,8 +181,13 @@ pub(crate) struct Live {
 
 struct Writer {
     appender: Option<log::Appender>,
-    /// Each user's live session, for co-visitation.
+    /// Each user's live session, and every live pair, for co-visitation.
     sessions: covisit::Sessions,
+    pairs: covisit::PairCounts,
+    /// Views replaced by later writes, freed here once no request holds
+    /// them: a request that outlived its view would otherwise free it,
+    /// and freeing a large view took milliseconds from that request.
+    retired: Vec<Arc<View>>,
     status: LiveStatus,
 }
 
@@ -191,6 +196,8 @@ struct Writer {
 pub(crate) struct SessionRules {
     pub gap_secs: i64,
     pub window: usize,
+    /// Neighbours the built lists keep per item; live lists keep as many.
+    pub keep: usize,
 }
 
 impl Live {
@@ -207,7 +214,7 @@ impl Live {
         let replay = log::read(&path)?;
         let mut dead = Tombstones::sized(items);
         let mut counts = popularity.clone();
-        let mut pairs = covisit::LiveCovisit::default();
+        let mut pairs = covisit::PairCounts::new(rules.keep);
         let mut sessions = covisit::Sessions::new(rules.gap_secs, rules.window);
         let (mut unknown_ids, mut events) = (0, 0);
         for record in &replay.records {
@@ -235,6 +242,8 @@ impl Live {
         if let Some(t) = replay.torn {
             tracing::warn!(path = %path.display(), offset = t.offset, bytes = t.bytes, "live log: dropped an incomplete last record (a crash during a write)");
         }
+        let mut live_covisit = covisit::LiveCovisit::default();
+        pairs.publish(&mut live_covisit);
         let status = LiveStatus {
             deleted: dead.count,
             events,
@@ -246,11 +255,13 @@ impl Live {
             view: ArcSwap::from_pointee(View {
                 deleted: Arc::new(dead),
                 popularity: Arc::new(counts),
-                covisit: Arc::new(pairs),
+                covisit: Arc::new(live_covisit),
             }),
             writer: Mutex::new(Writer {
                 appender: None,
                 sessions,
+                pairs,
+                retired: Vec::new(),
                 status,
             }),
             path,
@@ -298,22 +309,26 @@ impl Live {
         }
         if !event_items.is_empty() {
             let mut counts = Popularity::clone(&current.popularity);
-            let mut pairs = covisit::LiveCovisit::clone(&current.covisit);
+            let Writer { sessions, pairs, .. } = &mut *w;
             for (&item, e) in event_items.iter().zip(&record.events) {
                 counts.count_live(item, e.kind);
                 if e.kind != EventKind::Skip {
-                    w.sessions.play(&e.user, item, e.ts, &mut pairs);
+                    sessions.play(&e.user, item, e.ts, pairs);
                 }
             }
+            let mut published = covisit::LiveCovisit::clone(&current.covisit);
+            pairs.publish(&mut published);
             next.popularity = Arc::new(counts);
-            next.covisit = Arc::new(pairs);
+            next.covisit = Arc::new(published);
         }
         w.status.records += 1;
         w.status.deleted = next.deleted.count;
         w.status.events += record.events.len();
         // A torn tail is cut off by the first append.
         w.status.torn_tail = None;
-        self.view.store(Arc::new(next));
+        let old = self.view.swap(Arc::new(next));
+        w.retired.push(old);
+        w.retired.retain(|v| Arc::strong_count(v) > 1);
         Ok(added)
     }
 
@@ -347,7 +362,11 @@ mod tests {
         assert!(t.contains(0) && t.contains(129) && !t.contains(64) && !t.contains(9999));
     }
 
-    const RULES: SessionRules = SessionRules { gap_secs: 1800, window: 5 };
+    const RULES: SessionRules = SessionRules {
+        gap_secs: 1800,
+        window: 5,
+        keep: 100,
+    };
 
     fn delete(live: &Live, items: &[u32]) -> usize {
         let record = log::Record {
