@@ -299,7 +299,12 @@ impl Live {
         let Some(appender) = w.appender.as_mut() else {
             return Err(Error::internal("live writes", "the log's appender was not opened"));
         };
-        appender.append(&record)?;
+        if let Err(e) = appender.append(&record) {
+            // It may have left part of the record: the next write opens the
+            // log again, which reads it and cuts that tail off first.
+            w.appender = None;
+            return Err(e);
+        }
         let mut next = View::clone(&current);
         let mut added = 0;
         if !deleted.is_empty() {
