@@ -145,11 +145,12 @@ fn a_torn_last_record_is_dropped_and_reported_and_damage_is_an_error() {
     assert!(err.contains("live.wal") && err.contains("offset 8"), "{err}");
 }
 
-/// Child side of the kill test: deletes the ids given on stdin one per
-/// call, printing each id once its call returned. Run only by the parent.
+/// Child side of the kill tests: deletes the ids given on stdin one per
+/// call (or, for a line `play ID`, records one play of ID), printing each
+/// line once its call returned. Run only by the parents.
 #[test]
-#[ignore = "run as a child process by deletions_acknowledged_before_sigkill_survive"]
-fn child_deleter() {
+#[ignore = "run as a child process by the *_before_sigkill_survive tests"]
+fn child_writer() {
     let Ok(dir) = std::env::var("TWOSTAGE_LIVE_CHILD_INDEX") else {
         return;
     };
@@ -157,10 +158,17 @@ fn child_deleter() {
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
-    for line in std::io::stdin().lock().lines() {
-        let id = line.unwrap();
-        engine.delete_items(&[id.as_str()]).unwrap();
-        writeln!(out, "acked {id}").unwrap();
+    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.unwrap();
+        match line.strip_prefix("play ") {
+            Some(item) => engine
+                .record_events(&[LiveEvent::play("killed", item, 1_900_000_000 + n as i64)])
+                .unwrap(),
+            None => {
+                engine.delete_items(&[line.as_str()]).unwrap();
+            }
+        }
+        writeln!(out, "acked {line}").unwrap();
         out.flush().unwrap();
     }
 }
@@ -178,7 +186,7 @@ fn deletions_acknowledged_before_sigkill_survive() {
     let mut next = 0;
     for round in 0..kills {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_deleter", "--ignored", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
             .env("TWOSTAGE_LIVE_CHILD_INDEX", &dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -188,7 +196,7 @@ fn deletions_acknowledged_before_sigkill_survive() {
         let mut stdin = child.stdin.take().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         while let Some(Ok(l)) = lines.next() {
-            // libtest prints "test child_deleter ... " before it, on the same line.
+            // libtest prints "test child_writer ... " before it, on the same line.
             if l.ends_with("ready") {
                 break;
             }
@@ -338,4 +346,53 @@ fn live_sessions_feed_co_visitation_at_once_and_durably() {
     assert!(!next_to(&engine, c).contains(&d.to_string()));
     let reopened = Engine::open(&dir).unwrap();
     assert_eq!(next_to(&reopened, a)[0], b, "replayed by open");
+}
+
+#[cfg(unix)]
+#[test]
+fn plays_acknowledged_before_sigkill_survive() {
+    let (_tmp, dir) = private_index();
+    let item = "trk-00077";
+    let base = Engine::open(&dir).unwrap().plays(item).unwrap();
+    let mut rng = twostage::rng::SplitMix64::new(9);
+    let (mut acked, mut sent) = (0u32, 0u32);
+    for round in 0..10 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("TWOSTAGE_LIVE_CHILD_INDEX", &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        while let Some(Ok(l)) = lines.next() {
+            if l.ends_with("ready") {
+                break;
+            }
+        }
+        for _ in 0..20 {
+            writeln!(stdin, "play {item}").unwrap();
+        }
+        stdin.flush().unwrap();
+        sent += 20;
+        let wait_for = rng.next_u64() % 20;
+        let mut got = 0;
+        while got < wait_for {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("acked ") => got += 1,
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        acked += got as u32;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let plays = Engine::open(&dir).unwrap().plays(item).unwrap() - base;
+        assert!(
+            plays >= acked && plays <= sent,
+            "round {round}: {plays} plays after {acked} acknowledged of {sent} sent"
+        );
+    }
 }
