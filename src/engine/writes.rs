@@ -43,14 +43,16 @@ impl Engine {
     }
 
     /// Records interactions that happened after the build: from this call's
-    /// return on, plays (and the plays that follow searches) count towards
+    /// return on, plays count towards
     /// popularity — the popularity retriever, the `log_popularity`,
     /// `recent_share` and `played_at` features, and which items count as
     /// rarely played — and towards co-visitation: a user's plays within the
     /// index's session gap of each other are paired as the build pairs them
     /// (within its window; `a→b` gains `1/distance`, `b→a` half), and the
     /// pairs are added to the built lists for every request. Skips count
-    /// towards `skip_rate`. Durable and atomic as [`Engine::delete_items`]
+    /// towards `skip_rate`. A search (with the play that followed it logged
+    /// as its own play event, as in the events file) is kept in the log and
+    /// counts towards nothing live, as a build counts it. Durable and atomic as [`Engine::delete_items`]
     /// is: an event that breaks the events file's contract ([`LiveEvent`];
     /// an unknown item, an empty user, a timestamp outside 1970..2100, a
     /// search without its query) refuses the batch whole, naming

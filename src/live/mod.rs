@@ -230,7 +230,7 @@ impl Live {
                 match index_of(&e.item) {
                     Some(i) => {
                         counts.count_live(i, e.kind);
-                        if e.kind != EventKind::Skip {
+                        if e.kind == EventKind::Play {
                             sessions.play(&e.user, i, e.ts, &mut pairs);
                         }
                     }
@@ -317,7 +317,7 @@ impl Live {
             let Writer { sessions, pairs, .. } = &mut *w;
             for (&item, e) in event_items.iter().zip(&record.events) {
                 counts.count_live(item, e.kind);
-                if e.kind != EventKind::Skip {
+                if e.kind == EventKind::Play {
                     sessions.play(&e.user, item, e.ts, pairs);
                 }
             }

@@ -66,8 +66,9 @@ impl Popularity {
     }
 
     /// Counts one event that happened after the build (a live write): a
-    /// play or a search's play adds a play, recent by definition and timed
-    /// at the end of the build's log; a skip adds a skip. The most-played
+    /// play adds a play, recent by definition and timed at the end of the
+    /// build's log; a skip adds a skip; a search adds nothing (as in
+    /// [`Popularity::build`]: the play that follows it is its own event). The most-played
     /// order is kept by moving the item, never by sorting again, so an
     /// event costs two binary searches and one shift. Out-of-range items
     /// are ignored (the caller resolved them).
@@ -76,9 +77,13 @@ impl Popularity {
         if i >= self.plays.len() {
             return;
         }
-        if kind == EventKind::Skip {
-            self.skips[i] = self.skips[i].saturating_add(1);
-            return;
+        match kind {
+            EventKind::Play => {}
+            EventKind::Skip => {
+                self.skips[i] = self.skips[i].saturating_add(1);
+                return;
+            }
+            _ => return,
         }
         let old = self.plays[i];
         let new = old.saturating_add(1);
@@ -215,6 +220,9 @@ mod tests {
             all += line;
         }
         let rebuilt = Popularity::build(50, &Events::from_jsonl_reader(all.as_bytes(), Path::new("e"), &c).unwrap());
+        let (plays, skips) = (p.plays.clone(), p.skips.clone());
+        p.count_live(3, EventKind::Search);
+        assert_eq!((&p.plays, &p.skips), (&plays, &skips), "a search counts nothing, as in a build");
         assert_eq!(p.order, rebuilt.order);
         assert_eq!(
             (&p.plays, &p.skips, p.max_plays),
