@@ -1,6 +1,6 @@
 //! Live writes on a built index, without a rebuild: deletions (takedowns)
-//! and events (plays, skips, searches), which move popularity and
-//! co-visitation ([`covisit`]). A batch is appended to the index
+//! and events — plays move popularity and co-visitation ([`covisit`]),
+//! skips the skip rate, and searches are kept for the next build. A batch is appended to the index
 //! directory's write-ahead log ([`log`]) and fsynced, then published as a
 //! new [`View`] (tombstones, popularity, live co-visitation)
 //! that every request takes when it starts: every retriever drops a deleted
