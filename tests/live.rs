@@ -173,6 +173,47 @@ fn child_writer() {
     }
 }
 
+/// Runs [`child_writer`] on `dir`, sends it `lines`, reads `wait_for` of
+/// its acknowledgements and kills it with SIGKILL while the rest of the
+/// lines are being written; returns the acknowledged lines.
+#[cfg(unix)]
+fn write_then_kill(dir: &std::path::Path, lines: &[String], wait_for: usize) -> Vec<String> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("TWOSTAGE_LIVE_CHILD_INDEX", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(l)) = out.next() {
+        // libtest prints "test child_writer ... " before it, on the same line.
+        if l.ends_with("ready") {
+            break;
+        }
+    }
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut acked = Vec::new();
+    while acked.len() < wait_for {
+        match out.next() {
+            Some(Ok(l)) => {
+                if let Some(line) = l.strip_prefix("acked ") {
+                    acked.push(line.to_string());
+                }
+            }
+            _ => break,
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    acked
+}
+
 #[cfg(unix)]
 #[test]
 fn deletions_acknowledged_before_sigkill_survive() {
@@ -185,44 +226,11 @@ fn deletions_acknowledged_before_sigkill_survive() {
     let mut acked: Vec<String> = Vec::new();
     let mut next = 0;
     for round in 0..kills {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("TWOSTAGE_LIVE_CHILD_INDEX", &dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        while let Some(Ok(l)) = lines.next() {
-            // libtest prints "test child_writer ... " before it, on the same line.
-            if l.ends_with("ready") {
-                break;
-            }
-        }
         // Send a burst, read a random number of acknowledgements, then kill
         // while the rest of the burst is being written.
         let burst = 20;
-        for id in &ids[next..next + burst] {
-            writeln!(stdin, "{id}").unwrap();
-        }
-        stdin.flush().unwrap();
         let wait_for = (rng.next_u64() % burst as u64) as usize;
-        let mut got = 0;
-        while got < wait_for {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    if let Some(id) = l.strip_prefix("acked ") {
-                        acked.push(id.to_string());
-                        got += 1;
-                    }
-                }
-                _ => break,
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        acked.extend(write_then_kill(&dir, &ids[next..next + burst], wait_for));
         next += burst;
         let engine = Engine::open(&dir).unwrap_or_else(|e| panic!("round {round}: reopen after SIGKILL: {e}"));
         for id in &acked {
@@ -357,38 +365,10 @@ fn plays_acknowledged_before_sigkill_survive() {
     let mut rng = twostage::rng::SplitMix64::new(9);
     let (mut acked, mut sent) = (0u32, 0u32);
     for round in 0..10 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("TWOSTAGE_LIVE_CHILD_INDEX", &dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        while let Some(Ok(l)) = lines.next() {
-            if l.ends_with("ready") {
-                break;
-            }
-        }
-        for _ in 0..20 {
-            writeln!(stdin, "play {item}").unwrap();
-        }
-        stdin.flush().unwrap();
+        let plays_sent: Vec<String> = (0..20).map(|_| format!("play {item}")).collect();
         sent += 20;
-        let wait_for = rng.next_u64() % 20;
-        let mut got = 0;
-        while got < wait_for {
-            match lines.next() {
-                Some(Ok(l)) if l.starts_with("acked ") => got += 1,
-                Some(Ok(_)) => {}
-                _ => break,
-            }
-        }
-        acked += got as u32;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let wait_for = (rng.next_u64() % 20) as usize;
+        acked += write_then_kill(&dir, &plays_sent, wait_for).len() as u32;
         let plays = Engine::open(&dir).unwrap().plays(item).unwrap() - base;
         assert!(
             plays >= acked && plays <= sent,
