@@ -311,7 +311,7 @@ mod tests {
             let base = if s % 2 == 0 { 0 } else { 10 };
             seqs.push((0..6).map(|_| base + (rng.next_u64() % 10) as u32).collect::<Vec<u32>>());
         }
-        let pairs = crate::retrieval::covisit::directed_pairs(&seqs, 3);
+        let pairs = crate::retrieval::covisit::pair_weights(&crate::retrieval::covisit::pair_counts(&seqs, 3));
         let vecs = learn(
             21,
             &pairs,

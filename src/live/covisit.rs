@@ -128,7 +128,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retrieval::covisit::directed_pairs;
+    use crate::retrieval::covisit::{pair_counts, pair_weights};
 
     #[test]
     fn live_sessions_count_the_pairs_the_build_counts() {
@@ -141,7 +141,7 @@ mod tests {
         let mut deduped = seq.to_vec();
         deduped.dedup();
         let mut built: HashMap<(u32, u32), f32> = HashMap::new();
-        for (a, b, w) in directed_pairs(&[deduped], 3) {
+        for (a, b, w) in pair_weights(&pair_counts(&[deduped], 3)) {
             *built.entry((a, b)).or_default() += w;
             *built.entry((b, a)).or_default() += 0.5 * w;
         }

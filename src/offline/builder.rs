@@ -444,7 +444,7 @@ impl IndexBuilder {
 
         let phase = tracing::info_span!("covisitation").entered();
         let sequences = covisit::session_sequences(events, p.session_gap_secs);
-        let pairs = covisit::directed_pairs(&sequences, p.covisit.window);
+        let pairs = covisit::pair_weights(&covisit::pair_counts(&sequences, p.covisit.window));
         let popularity = Popularity::build(n, events);
         let covisit = CoVisitation::build(n, &pairs, p.covisit.top_k);
         lap("covisitation", &mut phases);

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::events::Events;
@@ -47,19 +48,65 @@ pub(crate) fn session_sequences(events: &Events, gap_secs: i64) -> Vec<Vec<u32>>
         .collect()
 }
 
-/// Directed pairs (a, b, 1/d) for b played d ≤ `window` steps after a.
-pub(crate) fn directed_pairs(sequences: &[Vec<u32>], window: usize) -> Vec<(u32, u32, f32)> {
-    let mut out = Vec::new();
+/// How often item `to` was played `distance` plays after item `from` in one
+/// session: the log statistic co-visitation and the learned embeddings are
+/// built from. Integer counts, so every producer of them (this build, or a
+/// Spark job writing log artefacts) agrees exactly, and the weights derived
+/// from them do not depend on the order the log was read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PairCount {
+    /// The item played first.
+    pub from: u32,
+    /// The item played `distance` plays later.
+    pub to: u32,
+    /// 1 for the next play, up to the window.
+    pub distance: u32,
+    /// Sessions-times it happened.
+    pub count: u64,
+}
+
+/// Counts every (a, b, d) with b played d ≤ `window` steps after a ≠ b in
+/// one of `sequences`, sorted by (from, to, distance).
+pub(crate) fn pair_counts(sequences: &[Vec<u32>], window: usize) -> Vec<PairCount> {
+    let mut seen: Vec<(u32, u32, u32)> = Vec::new();
     for seq in sequences {
         for (i, &a) in seq.iter().enumerate() {
             for (d, &b) in seq.iter().skip(i + 1).take(window).enumerate() {
                 if a != b {
-                    out.push((a, b, 1.0 / (d + 1) as f32));
+                    seen.push((a, b, d as u32 + 1));
                 }
             }
         }
     }
+    seen.par_sort_unstable();
+    let mut out: Vec<PairCount> = Vec::new();
+    for (from, to, distance) in seen {
+        match out.last_mut() {
+            Some(last) if (last.from, last.to, last.distance) == (from, to, distance) => last.count += 1,
+            _ => out.push(PairCount {
+                from,
+                to,
+                distance,
+                count: 1,
+            }),
+        }
+    }
     out
+}
+
+/// Directed pair weights `(a, b, Σ_d count_d / d)` from counts sorted by
+/// (from, to, distance), summed in f64 in that order: the same counts
+/// always give the same bits.
+pub(crate) fn pair_weights(counts: &[PairCount]) -> Vec<(u32, u32, f32)> {
+    let mut out: Vec<(u32, u32, f64)> = Vec::new();
+    for c in counts {
+        let w = c.count as f64 / f64::from(c.distance);
+        match out.last_mut() {
+            Some(last) if (last.0, last.1) == (c.from, c.to) => last.2 += w,
+            _ => out.push((c.from, c.to, w)),
+        }
+    }
+    out.into_iter().map(|(a, b, w)| (a, b, w as f32)).collect()
 }
 
 /// Per-item neighbour lists, strongest first.
@@ -69,7 +116,8 @@ pub(crate) struct CoVisitation {
 }
 
 impl CoVisitation {
-    /// Builds lists for `n` items from directed pairs.
+    /// Builds lists for `n` items from directed pair weights, one entry
+    /// per ordered pair ([`pair_weights`]).
     pub fn build(n: usize, pairs: &[(u32, u32, f32)], top_k: usize) -> CoVisitation {
         let mut t = Vec::with_capacity(pairs.len() * 2);
         for &(a, b, w) in pairs {
@@ -129,7 +177,7 @@ mod tests {
     #[test]
     fn next_plays_outweigh_previous_and_far_ones() {
         let seqs = vec![vec![0, 1, 2], vec![0, 1], vec![3, 0]];
-        let pairs = directed_pairs(&seqs, 5);
+        let pairs = pair_weights(&pair_counts(&seqs, 5));
         let cv = CoVisitation::build(4, &pairs, 10);
         let (cols, vals) = cv.neighbours(0);
         assert_eq!(cols[0], 1, "0 is followed by 1 twice");
@@ -145,7 +193,7 @@ mod tests {
 
     #[test]
     fn top_n_filters_orders_and_cuts() {
-        let cv = CoVisitation::build(4, &directed_pairs(&[vec![0, 1, 2, 3]], 5), 10);
+        let cv = CoVisitation::build(4, &pair_weights(&pair_counts(&[vec![0, 1, 2, 3]], 5)), 10);
         let scores = cv.aggregate(&[(0, 1.0)]);
         assert_eq!(top_n(&scores, 2, |_| true).iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(top_n(&scores, 2, |i| i != 1).iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 3]);

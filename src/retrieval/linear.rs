@@ -82,6 +82,13 @@ impl LinearParams {
     /// Largest `neighbourhood` accepted (a k³ solve per item).
     pub const MAX_NEIGHBOURHOOD: usize = 1_024;
 
+    /// Co-occurrence partners the fit reads per item, over `n` items:
+    /// every one for an exact fit (`None`), else the `neighbourhood`
+    /// strongest.
+    pub(crate) fn partners_needed(&self, n: usize) -> Option<usize> {
+        (n > self.max_dense_items).then_some(self.neighbourhood)
+    }
+
     /// Why these parameters cannot be used, if they cannot.
     pub(crate) fn check(&self) -> Result<(), String> {
         if !(self.lambda.is_finite() && self.lambda > 0.0) {
@@ -142,8 +149,15 @@ pub(crate) struct LinearItemItem {
 impl LinearItemItem {
     /// Fits on the plays in `events` over `n` items.
     pub fn fit(n: usize, events: &Events, p: &LinearParams) -> (LinearItemItem, Fit) {
-        let users = play_lists(n, events, |e| (e.item, e.user));
-        if users.iter().all(Vec::is_empty) {
+        LinearItemItem::fit_counts(&Cooccurrence::count(n, events, p.partners_needed(n)), p)
+    }
+
+    /// Fits on co-occurrence counts, which must keep at least
+    /// [`LinearParams::partners_needed`] partners per item (the builder
+    /// checks it for artefacts it is handed).
+    pub fn fit_counts(c: &Cooccurrence, p: &LinearParams) -> (LinearItemItem, Fit) {
+        let n = c.rows.len();
+        if c.rows.iter().all(|r| r.partners.is_empty() && r.own == 0) {
             return (
                 LinearItemItem {
                     lists: Csr::from_rows(vec![Vec::new(); n]),
@@ -151,25 +165,23 @@ impl LinearItemItem {
                 Fit::Empty,
             );
         }
-        let histories = play_lists(events.users().len(), events, |e| (e.user, e.item));
         let reg = Regularisation {
             lambda: f64::from(p.lambda),
             alpha: f64::from(p.alpha),
         };
         let (rows, fit) = if n <= p.max_dense_items {
-            (exact(n, &users, &histories, reg), Fit::Exact)
+            (exact(c, reg), Fit::Exact)
         } else {
-            (
-                transpose(n, restricted(n, &users, &histories, reg, p.neighbourhood)),
-                Fit::Restricted,
-            )
+            (transpose(n, restricted(c, reg, p.neighbourhood)), Fit::Restricted)
         };
         // Each row cut to its top_k weights by magnitude (negative weights
         // matter: without them the model is not EASE).
         let rows = rows
             .into_par_iter()
             .map(|mut row| {
-                row.retain(|&(_, w)| w != 0.0);
+                // Not finite only from counts that are no Gram matrix (damaged
+                // artefacts): dropped, never served.
+                row.retain(|&(_, w)| w != 0.0 && w.is_finite());
                 row.sort_unstable_by(|x, y| y.1.abs().total_cmp(&x.1.abs()).then(x.0.cmp(&y.0)));
                 row.truncate(p.top_k);
                 row
@@ -251,6 +263,70 @@ fn transpose(n: usize, columns: Vec<Vec<(u32, f32)>>) -> Vec<Vec<(u32, f32)>> {
         .collect()
 }
 
+/// One item's co-occurrence counts: the statistics the fit reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CooccurrenceRow {
+    /// Users who played the item.
+    pub own: u32,
+    /// Other items and the users who played both, by item id; all of
+    /// them, or the strongest (most users, ties by smaller id) where the
+    /// counts were cut ([`Cooccurrence::kept`]).
+    pub partners: Vec<(u32, u32)>,
+}
+
+/// Per-item co-occurrence counts over users' distinct plays: the Gram
+/// matrix `XᵀX` of the linear model, whole or cut to each item's strongest
+/// partners. Integers, so every producer (this build, or a Spark job writing
+/// log artefacts) agrees exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cooccurrence {
+    /// One row per item.
+    pub rows: Vec<CooccurrenceRow>,
+    /// Partners kept per item, or `None` for all of them.
+    pub kept: Option<usize>,
+}
+
+impl Cooccurrence {
+    /// Counts the plays in `events` over `n` items, keeping `kept` partners
+    /// per item (`None`: all).
+    pub fn count(n: usize, events: &Events, kept: Option<usize>) -> Cooccurrence {
+        let users = play_lists(n, events, |e| (e.item, e.user));
+        let histories = play_lists(events.users().len(), events, |e| (e.user, e.item));
+        let rows = (0..n)
+            .into_par_iter()
+            .map_init(
+                || (vec![0u32; n], Vec::new()),
+                |(counts, touched), i| {
+                    let mut all = cooccurrence(i, &users, &histories, counts, touched);
+                    let own = all.iter().find(|&&(j, _)| j as usize == i).map_or(0, |&(_, c)| c);
+                    all.retain(|&(j, _)| j as usize != i);
+                    CooccurrenceRow {
+                        own,
+                        partners: strongest(all, kept),
+                    }
+                },
+            )
+            .collect();
+        Cooccurrence { rows, kept }
+    }
+}
+
+/// `partners` cut to the `kept` strongest (most users, ties by smaller
+/// id), then sorted by item id.
+pub(crate) fn strongest(mut partners: Vec<(u32, u32)>, kept: Option<usize>) -> Vec<(u32, u32)> {
+    if let Some(k) = kept {
+        let by_count = |x: &(u32, u32), y: &(u32, u32)| y.1.cmp(&x.1).then(x.0.cmp(&y.0));
+        if k == 0 {
+            partners.clear();
+        } else if partners.len() > k {
+            partners.select_nth_unstable_by(k - 1, by_count);
+            partners.truncate(k);
+        }
+    }
+    partners.sort_unstable_by_key(|&(j, _)| j);
+    partners
+}
+
 /// Co-occurrence counts of item `i` with every item (itself included),
 /// through the users who played it; `counts` is all zeros on entry and on
 /// exit, `touched` lists the items counted.
@@ -273,17 +349,18 @@ fn cooccurrence(i: usize, users: &[Vec<u32>], histories: &[Vec<u32>], counts: &m
 }
 
 /// Exact EASE: every row of `B` from one dense inverse.
-fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], reg: Regularisation) -> Vec<Vec<(u32, f32)>> {
+fn exact(c: &Cooccurrence, reg: Regularisation) -> Vec<Vec<(u32, f32)>> {
+    let n = c.rows.len();
     let mut gram = vec![0f64; n * n];
-    gram.par_chunks_mut(n).enumerate().for_each_init(
-        || (vec![0u32; n], Vec::new()),
-        |(counts, touched), (i, row)| {
-            for (j, c) in cooccurrence(i, users, histories, counts, touched) {
-                row[j as usize] = f64::from(c);
+    gram.par_chunks_mut(n).zip(&c.rows).enumerate().for_each(|(i, (row, counts))| {
+        for &(j, users) in &counts.partners {
+            if let Some(g) = row.get_mut(j as usize) {
+                *g = f64::from(users);
             }
-            row[i] += reg.of(row[i]);
-        },
-    );
+        }
+        let own = f64::from(counts.own);
+        row[i] = own + reg.of(own);
+    });
     invert_spd(&mut gram, n);
     let p = gram;
     // B[i, j] = −P[i, j] / P[j, j]: row i needs only row i and the diagonal.
@@ -303,26 +380,14 @@ fn exact(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], reg: Regularisati
 
 /// Restricted EASE: column `j` is the ridge regression of item `j` on its
 /// `k` strongest co-occurring items.
-fn restricted(n: usize, users: &[Vec<u32>], histories: &[Vec<u32>], reg: Regularisation, k: usize) -> Vec<Vec<(u32, f32)>> {
+fn restricted(c: &Cooccurrence, reg: Regularisation, k: usize) -> Vec<Vec<(u32, f32)>> {
+    let n = c.rows.len();
     // Each item's own count and its k strongest co-occurrences, sorted by
     // item so the Gram entries among a neighbourhood are binary searches.
-    let rows: Vec<(u32, Vec<(u32, u32)>)> = (0..n)
-        .into_par_iter()
-        .map_init(
-            || (vec![0u32; n], Vec::new()),
-            |(counts, touched), i| {
-                let mut row = cooccurrence(i, users, histories, counts, touched);
-                let own = row.iter().find(|&&(j, _)| j as usize == i).map_or(0, |&(_, c)| c);
-                row.retain(|&(j, _)| j as usize != i);
-                let by_count = |x: &(u32, u32), y: &(u32, u32)| y.1.cmp(&x.1).then(x.0.cmp(&y.0));
-                if row.len() > k {
-                    row.select_nth_unstable_by(k - 1, by_count);
-                    row.truncate(k);
-                }
-                row.sort_unstable_by_key(|&(j, _)| j);
-                (own, row)
-            },
-        )
+    let rows: Vec<(u32, Vec<(u32, u32)>)> = c
+        .rows
+        .par_iter()
+        .map(|r| (r.own, strongest(r.partners.clone(), Some(k))))
         .collect();
     let gram = |a: u32, b: u32| -> f64 {
         let lookup = |x: u32, y: u32| {

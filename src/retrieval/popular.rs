@@ -22,20 +22,39 @@ pub(crate) struct Popularity {
     max_plays: u32,
 }
 
-impl Popularity {
+/// The per-item log counts popularity is built from. Integers, so every
+/// producer of them (this build, or a Spark job writing log artefacts)
+/// agrees exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PlayCounts {
+    /// Plays per item.
+    pub plays: Vec<u64>,
+    /// Skips per item.
+    pub skips: Vec<u64>,
+    /// Plays in the last [`RECENT_SECS`] of the log (to `last_ts`).
+    pub recent_plays: Vec<u64>,
+    /// Per item, the sum over its plays of `ts − first_ts`.
+    pub play_seconds: Vec<u64>,
+    /// Time of the log's first event of any kind (0 for an empty log).
+    pub first_ts: i64,
+    /// Time of the log's last event of any kind (0 for an empty log).
+    pub last_ts: i64,
+}
+
+impl PlayCounts {
     /// Counts `events` over `n` items.
-    pub fn build(n: usize, events: &Events) -> Popularity {
-        let mut p = Popularity {
+    pub fn count(n: usize, events: &Events) -> PlayCounts {
+        let first_ts = events.events().first().map_or(0, |e| e.ts);
+        let last_ts = events.last_ts().unwrap_or(0);
+        let mut c = PlayCounts {
             plays: vec![0; n],
             skips: vec![0; n],
             recent_plays: vec![0; n],
-            mean_time: vec![0.0; n],
-            ..Default::default()
+            play_seconds: vec![0; n],
+            first_ts,
+            last_ts,
         };
-        let recent_from = events.last_ts().unwrap_or(0) - RECENT_SECS;
-        let first = events.events().first().map_or(0, |e| e.ts);
-        let span = (events.last_ts().unwrap_or(0) - first).max(1) as f64;
-        let mut time_sum = vec![0f64; n];
+        let recent_from = last_ts - RECENT_SECS;
         for e in events.events() {
             let i = e.item as usize;
             if i >= n {
@@ -43,20 +62,43 @@ impl Popularity {
             }
             match e.kind {
                 EventKind::Play => {
-                    p.plays[i] += 1;
-                    time_sum[i] += (e.ts - first) as f64 / span;
+                    c.plays[i] += 1;
+                    // Sorted log: ts ≥ first_ts.
+                    c.play_seconds[i] += (e.ts - first_ts).unsigned_abs();
                     if e.ts >= recent_from {
-                        p.recent_plays[i] += 1;
+                        c.recent_plays[i] += 1;
                     }
                 }
-                EventKind::Skip => p.skips[i] += 1,
+                EventKind::Skip => c.skips[i] += 1,
                 // The play that follows a search is counted as a play.
                 EventKind::Search => {}
             }
         }
-        for (t, (&sum, &plays)) in p.mean_time.iter_mut().zip(time_sum.iter().zip(&p.plays)) {
+        c
+    }
+}
+
+impl Popularity {
+    /// Counts `events` over `n` items.
+    pub fn build(n: usize, events: &Events) -> Popularity {
+        Popularity::from_counts(&PlayCounts::count(n, events))
+    }
+
+    /// Popularity from per-item counts (counts beyond `u32::MAX` saturate).
+    pub fn from_counts(c: &PlayCounts) -> Popularity {
+        let n = c.plays.len();
+        let narrow = |v: &[u64]| v.iter().map(|&x| u32::try_from(x).unwrap_or(u32::MAX)).collect::<Vec<u32>>();
+        let mut p = Popularity {
+            plays: narrow(&c.plays),
+            skips: narrow(&c.skips),
+            recent_plays: narrow(&c.recent_plays),
+            mean_time: vec![0.0; n],
+            ..Default::default()
+        };
+        let span = (c.last_ts - c.first_ts).max(1) as f64;
+        for ((t, &seconds), &plays) in p.mean_time.iter_mut().zip(&c.play_seconds).zip(&c.plays) {
             if plays > 0 {
-                *t = (sum / f64::from(plays)) as f32;
+                *t = (seconds as f64 / plays as f64 / span) as f32;
             }
         }
         p.order = (0..n as u32).collect();
