@@ -286,6 +286,7 @@ pub use handle::EngineHandle;
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
 pub use index::{BuildParams, EmbeddingParams, Vectors};
 pub use live::{LiveEvent, LiveStatus, TornTail, MAX_WRITE_BATCH};
+pub use offline::artefacts::{ArtefactSummary, LogArtefacts, ARTEFACTS_FORMAT, ARTEFACTS_VERSION};
 pub use offline::builder::{BuildReport, IndexBuilder, RetrieverState};
 #[cfg(feature = "train")]
 pub use offline::training::retrain_ranker;

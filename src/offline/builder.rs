@@ -14,6 +14,7 @@ use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
 use crate::index::writer::{self, NewIndex};
 use crate::index::BuildParams;
 use crate::index::Vectors;
+use crate::offline::artefacts::LogArtefacts;
 use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::model::Ranker;
@@ -75,6 +76,27 @@ pub(super) struct ContentVectors<'a> {
     /// The items' vectors (row i for item i) in their HNSW graph.
     pub graph: AnnIndex,
 }
+
+/// Where a build reads the log from: the events themselves, or the
+/// artefacts computed from them.
+#[derive(Clone, Copy)]
+pub(super) enum Log<'a> {
+    Events(&'a Events),
+    Artefacts(&'a LogArtefacts),
+}
+
+impl Log<'_> {
+    fn events(&self) -> u64 {
+        match self {
+            Log::Events(e) => e.len() as u64,
+            Log::Artefacts(a) => a.summary.events,
+        }
+    }
+}
+
+/// Why a build from artefacts cannot train its ranker.
+const ARTEFACTS_NO_TRAINING: &str = "a build from log artefacts cannot train the ranker: its training lists \
+     are not an artefact yet (call without_ranker_training(), or build from the event log)";
 
 /// What a build did.
 #[derive(Clone, Debug)]
@@ -275,7 +297,7 @@ impl IndexBuilder {
         }
     }
 
-    fn check(&self, catalog: &Catalog, events: &Events) -> Result<Schema> {
+    fn check(&self, catalog: &Catalog, log: Log<'_>) -> Result<Schema> {
         let p = &self.params;
         let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
         if catalog.is_empty() {
@@ -301,8 +323,12 @@ impl IndexBuilder {
         if p.session_gap_secs <= 0 {
             return bad("session gap must be positive");
         }
-        if events.events().iter().any(|e| e.item as usize >= catalog.len()) {
-            return bad("the events were loaded against another catalog (item ids out of range)");
+        match log {
+            Log::Events(events) if events.events().iter().any(|e| e.item as usize >= catalog.len()) => {
+                return bad("the events were loaded against another catalog (item ids out of range)");
+            }
+            Log::Events(_) => {}
+            Log::Artefacts(a) => a.check_compatible(catalog, p)?,
         }
         check_vectors(catalog, p.vectors)?;
         let mut schema = self.schema.clone().unwrap_or_else(|| Schema::infer(catalog));
@@ -320,7 +346,7 @@ impl IndexBuilder {
     ///
     /// Emits an info-level `build` span with a child span per phase
     /// (`content embeddings` and `content hnsw` with an encoder, `ranker
-    /// training`, `covisitation`, `linear`, `embeddings`, `hnsw`, `text
+    /// training`, `log statistics`, `covisitation`, `linear`, `embeddings`, `hnsw`, `text
     /// index`, `write`, `publish`).
     pub fn build(&self, catalog: &Catalog, events: &Events, out: impl AsRef<Path>) -> Result<BuildReport> {
         self.build_with_progress(catalog, events, out, &|_| {})
@@ -347,9 +373,40 @@ impl IndexBuilder {
         out: impl AsRef<Path>,
         on_progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<BuildReport> {
-        let out = out.as_ref();
-        let _span = tracing::info_span!("build", items = catalog.len(), events = events.len(), out = %out.display()).entered();
-        let schema = self.check(catalog, events)?;
+        self.build_log(catalog, Log::Events(events), out.as_ref(), on_progress)
+    }
+
+    /// Computes the log artefacts of `events` over `catalog` with this
+    /// builder's session gap, co-visitation window and linear parameters:
+    /// what [`IndexBuilder::build`] reads of the log, for writing as
+    /// Parquet ([`LogArtefacts::write_parquet`], feature `parquet`) or for
+    /// checking another producer's (docs/artefacts.md).
+    pub fn log_artefacts(&self, catalog: &Catalog, events: &Events) -> Result<LogArtefacts> {
+        self.check(catalog, Log::Events(events))?;
+        let p = &self.params;
+        Ok(LogArtefacts::compute(
+            catalog,
+            events,
+            p.session_gap_secs,
+            p.covisit.window,
+            p.linear.partners_needed(catalog.len()),
+        ))
+    }
+
+    /// Builds the index into `out` from log artefacts in place of the event
+    /// log: the same index [`IndexBuilder::build`] makes from the log they
+    /// were computed from, with this builder's parameters (which must match
+    /// the artefacts' session gap, window and co-occurrence cut; the error
+    /// says which does not). The ranker's training lists are not an
+    /// artefact yet, so ranker training must be off
+    /// ([`IndexBuilder::without_ranker_training`]).
+    pub fn build_from_artefacts(&self, catalog: &Catalog, artefacts: &LogArtefacts, out: impl AsRef<Path>) -> Result<BuildReport> {
+        self.build_log(catalog, Log::Artefacts(artefacts), out.as_ref(), &|_| {})
+    }
+
+    fn build_log(&self, catalog: &Catalog, log: Log<'_>, out: &Path, on_progress: &(dyn Fn(&Progress) + Sync)) -> Result<BuildReport> {
+        let _span = tracing::info_span!("build", items = catalog.len(), events = log.events(), out = %out.display()).entered();
+        let schema = self.check(catalog, log)?;
         let started = Instant::now();
         // Leftovers of builds that were killed (their process is gone) would
         // otherwise pile up next to the index forever.
@@ -368,21 +425,22 @@ impl IndexBuilder {
             None => None,
         };
         let content = content.as_ref();
-        let (ranker, training): (Ranker, Option<TrainSummary>) = match &self.train {
+        let (ranker, training): (Ranker, Option<TrainSummary>) = match (&self.train, log) {
+            (Some(_), Log::Artefacts(_)) => return Err(Error::InvalidConfig(ARTEFACTS_NO_TRAINING.into())),
             #[cfg(feature = "train")]
-            Some(params) => match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
+            (Some(params), Log::Events(events)) => match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
                 Some((r, summary)) => (r, Some(summary)),
                 None => (Ranker::fixed_default()?, None),
             },
             #[cfg(not(feature = "train"))]
-            Some(_) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
-            None => (Ranker::fixed_default()?, None),
+            (Some(_), Log::Events(_)) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
+            (None, _) => (Ranker::fixed_default()?, None),
         };
         let tmp = temp_sibling(out, "tmp")?;
         let built = self
             .build_into(
                 catalog,
-                events,
+                log,
                 &schema,
                 content,
                 &tmp,
@@ -402,7 +460,10 @@ impl IndexBuilder {
                     phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
                 }
                 phases.splice(0..0, content_phases);
-                let has_plays = events.events().iter().any(|e| e.kind == EventKind::Play);
+                let has_plays = match log {
+                    Log::Events(events) => events.events().iter().any(|e| e.kind == EventKind::Play),
+                    Log::Artefacts(a) => a.has_plays(),
+                };
                 Ok(BuildReport {
                     retrievers: retriever_states(&stats, has_plays, content.is_some()),
                     schema: schema.clone(),
@@ -424,7 +485,7 @@ impl IndexBuilder {
     pub(super) fn build_into(
         &self,
         catalog: &Catalog,
-        events: &Events,
+        log: Log<'_>,
         schema: &Schema,
         content: Option<&ContentVectors<'_>>,
         dir: &Path,
@@ -442,18 +503,29 @@ impl IndexBuilder {
             clock = Instant::now();
         };
 
+        let phase = tracing::info_span!("log statistics").entered();
+        let computed;
+        let log = match log {
+            Log::Events(events) => {
+                computed = LogArtefacts::compute(catalog, events, p.session_gap_secs, p.covisit.window, p.linear.partners_needed(n));
+                &computed
+            }
+            Log::Artefacts(a) => a,
+        };
+        lap("log statistics", &mut phases);
+        drop(phase);
+        let events = log.summary.events as usize;
         let phase = tracing::info_span!("covisitation").entered();
-        let sequences = covisit::session_sequences(events, p.session_gap_secs);
-        let pairs = covisit::pair_weights(&covisit::pair_counts(&sequences, p.covisit.window));
-        let popularity = Popularity::build(n, events);
+        let pairs = covisit::pair_weights(&log.pairs);
+        let popularity = Popularity::from_counts(&log.counts);
         let covisit = CoVisitation::build(n, &pairs, p.covisit.top_k);
         lap("covisitation", &mut phases);
-        on_progress(&Progress::new("covisitation", events.len(), events.len(), "events"));
+        on_progress(&Progress::new("covisitation", events, events, "events"));
         drop(phase);
         // Start and end only: the fit is one matrix problem.
         on_progress(&Progress::new("linear item-item", 0, n, "items"));
         let phase = tracing::info_span!("linear").entered();
-        let (linear, linear_fit) = LinearItemItem::fit(n, events, &p.linear);
+        let (linear, linear_fit) = LinearItemItem::fit_counts(&log.cooccurrence, &p.linear);
         lap("linear item-item", &mut phases);
         on_progress(&Progress::new("linear item-item", n, n, "items"));
         drop(phase);
@@ -523,8 +595,8 @@ impl IndexBuilder {
         // After the parts are written, so build_ms covers writing them.
         let stats = BuildStats {
             items: n,
-            events: events.len(),
-            sessions: sequences.len(),
+            events,
+            sessions: log.summary.sessions as usize,
             vectors: store.row_item.len(),
             dim,
             vector_source: source.to_string(),

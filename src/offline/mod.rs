@@ -1,5 +1,7 @@
 //! Offline orchestration: everything that runs before an index is served.
 //!
+//! - `artefacts`: the log-derived inputs of a build ([`LogArtefacts`](crate::LogArtefacts)),
+//!   computed in process or read from Parquet a Spark job wrote.
 //! - `builder`: [`IndexBuilder`](crate::IndexBuilder), catalog + events → an index directory.
 //! - `training`: the ranker's training lists (logged requests replayed
 //!   through the real retrieval stage of an engine opened on a held-out
@@ -10,6 +12,7 @@
 //! This is the top layer of the library: it opens an [`Engine`](crate::Engine)
 //! to assemble training lists, so nothing below it may depend on it.
 
+pub(crate) mod artefacts;
 pub(crate) mod builder;
 pub(crate) mod publish;
 #[cfg(feature = "train")]

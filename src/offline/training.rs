@@ -227,7 +227,7 @@ impl IndexBuilder {
     ) -> Result<Engine> {
         self.build_into(
             catalog,
-            events,
+            super::builder::Log::Events(events),
             schema,
             content,
             dir,

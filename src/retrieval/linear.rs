@@ -384,14 +384,23 @@ fn restricted(c: &Cooccurrence, reg: Regularisation, k: usize) -> Vec<Vec<(u32, 
     let n = c.rows.len();
     // Each item's own count and its k strongest co-occurrences, sorted by
     // item so the Gram entries among a neighbourhood are binary searches.
-    let rows: Vec<(u32, Vec<(u32, u32)>)> = c
-        .rows
-        .par_iter()
-        .map(|r| (r.own, strongest(r.partners.clone(), Some(k))))
-        .collect();
+    let cut: Vec<CooccurrenceRow>;
+    let rows: &[CooccurrenceRow] = if c.kept.is_some_and(|kept| kept <= k) {
+        &c.rows
+    } else {
+        cut = c
+            .rows
+            .par_iter()
+            .map(|r| CooccurrenceRow {
+                own: r.own,
+                partners: strongest(r.partners.clone(), Some(k)),
+            })
+            .collect();
+        &cut
+    };
     let gram = |a: u32, b: u32| -> f64 {
         let lookup = |x: u32, y: u32| {
-            let r = &rows[x as usize].1;
+            let r = &rows[x as usize].partners;
             r.binary_search_by_key(&y, |&(j, _)| j).ok().map(|p| r[p].1)
         };
         f64::from(lookup(a, b).or_else(|| lookup(b, a)).unwrap_or(0))
@@ -399,14 +408,14 @@ fn restricted(c: &Cooccurrence, reg: Regularisation, k: usize) -> Vec<Vec<(u32, 
     (0..n)
         .into_par_iter()
         .map(|j| {
-            let neighbours = &rows[j].1;
+            let neighbours = &rows[j].partners;
             let m = neighbours.len();
             if m == 0 {
                 return Vec::new();
             }
             let mut a = vec![0f64; m * m];
             for (x, &(ix, _)) in neighbours.iter().enumerate() {
-                let plays = f64::from(rows[ix as usize].0);
+                let plays = f64::from(rows[ix as usize].own);
                 a[x * m + x] = plays + reg.of(plays);
                 for (y, &(iy, _)) in neighbours.iter().enumerate().skip(x + 1) {
                     let g = gram(ix, iy);

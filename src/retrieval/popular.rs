@@ -80,6 +80,7 @@ impl PlayCounts {
 
 impl Popularity {
     /// Counts `events` over `n` items.
+    #[cfg(test)]
     pub fn build(n: usize, events: &Events) -> Popularity {
         Popularity::from_counts(&PlayCounts::count(n, events))
     }

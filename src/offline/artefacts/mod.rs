@@ -1,0 +1,215 @@
+//! Log artefacts: the log-derived inputs of a build, computed once from the
+//! event log, here or by the Spark job in `spark/` (docs/artefacts.md).
+//!
+//! A build reads the event log for four statistics, and only through them:
+//! per-item play counts (popularity), the directed play-pair counts of
+//! sessions per distance (co-visitation and the learned embeddings), the
+//! users' co-occurrence counts (the linear item-item model), and the log's
+//! size and time span. All are integers, so a producer on another engine
+//! gives exactly the same numbers, and the index built from them is the
+//! index built from the log. [`IndexBuilder::log_artefacts`] computes them
+//! in process; [`IndexBuilder::build_from_artefacts`] builds from them.
+//!
+//! The ranker's training lists are not (yet) an artefact: a build from
+//! artefacts uses the fixed-weight ranker.
+//!
+//! [`IndexBuilder::log_artefacts`]: crate::IndexBuilder::log_artefacts
+//! [`IndexBuilder::build_from_artefacts`]: crate::IndexBuilder::build_from_artefacts
+
+#[cfg(feature = "parquet")]
+mod files;
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::index::BuildParams;
+use crate::events::Events;
+use crate::retrieval::covisit::{self, PairCount};
+use crate::retrieval::linear::Cooccurrence;
+use crate::retrieval::popular::PlayCounts;
+
+/// Name in every artefact summary.
+pub const ARTEFACTS_FORMAT: &str = "twostage-log-artefacts";
+/// Version of the artefacts' schemas this crate writes and reads.
+pub const ARTEFACTS_VERSION: u32 = 1;
+
+/// What a set of log artefacts was computed from and with: the one-row
+/// `summary` artefact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ArtefactSummary {
+    /// [`ARTEFACTS_FORMAT`].
+    pub format: String,
+    /// [`ARTEFACTS_VERSION`] of the producer.
+    pub version: u32,
+    /// Inactivity gap that ended a session ([`IndexBuilder::session_gap`](crate::IndexBuilder::session_gap)).
+    pub session_gap_secs: i64,
+    /// Co-visitation window: the largest pair distance counted.
+    pub covisit_window: usize,
+    /// Co-occurrence partners kept per item (the strongest), or `None` for
+    /// all: a catalog fitted exactly by the linear model needs all.
+    pub cooccurrence_kept: Option<usize>,
+    /// Items in the catalog the artefacts were computed against.
+    pub items: usize,
+    /// Events in the log (plays, skips, searches; impressions excluded).
+    pub events: u64,
+    /// Sessions with at least two plays once immediate repeats are merged
+    /// (those co-visitation learns from).
+    pub sessions: u64,
+    /// Time of the log's first event (0 for an empty log).
+    pub first_ts: i64,
+    /// Time of the log's last event (0 for an empty log).
+    pub last_ts: i64,
+}
+
+/// The log-derived inputs of a build, bound to the catalog they were
+/// computed against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogArtefacts {
+    pub(crate) ids: Vec<String>,
+    pub(crate) summary: ArtefactSummary,
+    pub(crate) counts: PlayCounts,
+    pub(crate) pairs: Vec<PairCount>,
+    pub(crate) cooccurrence: Cooccurrence,
+}
+
+impl LogArtefacts {
+    /// Computes the artefacts of `events` over `catalog`.
+    pub(crate) fn compute(catalog: &Catalog, events: &Events, gap_secs: i64, window: usize, kept: Option<usize>) -> LogArtefacts {
+        let n = catalog.len();
+        let sequences = covisit::session_sequences(events, gap_secs);
+        let counts = PlayCounts::count(n, events);
+        LogArtefacts {
+            ids: catalog.items().iter().map(|it| it.id.clone()).collect(),
+            summary: ArtefactSummary {
+                format: ARTEFACTS_FORMAT.to_string(),
+                version: ARTEFACTS_VERSION,
+                session_gap_secs: gap_secs,
+                covisit_window: window,
+                cooccurrence_kept: kept,
+                items: n,
+                events: events.len() as u64,
+                sessions: sequences.len() as u64,
+                first_ts: counts.first_ts,
+                last_ts: counts.last_ts,
+            },
+            pairs: covisit::pair_counts(&sequences, window),
+            cooccurrence: Cooccurrence::count(n, events, kept),
+            counts,
+        }
+    }
+
+    /// What these artefacts were computed from and with.
+    pub fn summary(&self) -> &ArtefactSummary {
+        &self.summary
+    }
+
+    /// Whether any item was played.
+    pub(crate) fn has_plays(&self) -> bool {
+        self.counts.plays.iter().any(|&p| p > 0)
+    }
+
+    /// Up to `limit` differences between `self` and `other`, each naming
+    /// the artefact, the item ids and both values; empty when they are
+    /// equal. For checking one producer against another.
+    pub fn differences(&self, other: &LogArtefacts, limit: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut note = |s: String| {
+            if out.len() < limit {
+                out.push(s);
+            }
+        };
+        if self.ids != other.ids {
+            note("the catalogs differ".to_string());
+        }
+        if self.summary != other.summary {
+            note(format!("summary: {:?} against {:?}", self.summary, other.summary));
+        }
+        let id = |i: u32| self.ids.get(i as usize).map_or("?", String::as_str);
+        let (a, b) = (&self.counts, &other.counts);
+        let columns: [(&str, &[u64], &[u64]); 4] = [
+            ("plays", &a.plays, &b.plays),
+            ("skips", &a.skips, &b.skips),
+            ("recent_plays", &a.recent_plays, &b.recent_plays),
+            ("play_seconds", &a.play_seconds, &b.play_seconds),
+        ];
+        for (name, x, y) in columns {
+            for (i, (p, q)) in x.iter().zip(y).enumerate().filter(|(_, (p, q))| p != q) {
+                note(format!("popularity {}: {name} {p} against {q}", id(i as u32)));
+            }
+        }
+        let key = |c: &PairCount| (c.from, c.to, c.distance);
+        let (mut x, mut y) = (self.pairs.iter().peekable(), other.pairs.iter().peekable());
+        loop {
+            let (p, q) = (x.peek().copied(), y.peek().copied());
+            let order = match (p, q) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(p), Some(q)) => key(p).cmp(&key(q)),
+            };
+            let show = |c: Option<&PairCount>| c.map_or("none".to_string(), |c| c.count.to_string());
+            let at = if order == Ordering::Greater { q } else { p };
+            if let Some(c) = at.filter(|_| order != Ordering::Equal || show(p) != show(q)) {
+                note(format!("pairs {}→{} at {}: count {} against {}", id(c.from), id(c.to), c.distance, show(p.filter(|_| order != Ordering::Greater)), show(q.filter(|_| order != Ordering::Less))));
+            }
+            if order != Ordering::Greater {
+                x.next();
+            }
+            if order != Ordering::Less {
+                y.next();
+            }
+        }
+        for (i, (p, q)) in self.cooccurrence.rows.iter().zip(&other.cooccurrence.rows).enumerate() {
+            if p != q {
+                note(format!(
+                    "cooccurrence of {}: {} users and {} partners against {} users and {} partners",
+                    id(i as u32),
+                    p.own,
+                    p.partners.len(),
+                    q.own,
+                    q.partners.len()
+                ));
+            }
+        }
+        out
+    }
+}
+
+
+impl LogArtefacts {
+    /// Refuses artefacts a build with `params` over `catalog` cannot use:
+    /// computed against another catalog, or with another session gap,
+    /// co-visitation window or a co-occurrence cut the linear fit cannot
+    /// work from.
+    pub(crate) fn check_compatible(&self, catalog: &Catalog, params: &BuildParams) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(format!("log artefacts: {m}")));
+        let s = &self.summary;
+        if self.ids.len() != catalog.len() || self.ids.iter().zip(catalog.items()).any(|(a, b)| *a != b.id) {
+            return bad("computed against another catalog (read them with this catalog)".into());
+        }
+        if s.session_gap_secs != params.session_gap_secs {
+            return bad(format!(
+                "session gap {} s, the build's is {} s (compute them with the build's)",
+                s.session_gap_secs, params.session_gap_secs
+            ));
+        }
+        if s.covisit_window != params.covisit.window {
+            return bad(format!("co-visitation window {}, the build's is {}", s.covisit_window, params.covisit.window));
+        }
+        match (params.linear.partners_needed(catalog.len()), s.cooccurrence_kept) {
+            (None, Some(k)) => bad(format!(
+                "co-occurrence cut to {k} partners per item; the linear model fits these {} items exactly and needs all \
+                 (compute them with max_dense_items below the catalog size, or keep every partner)",
+                catalog.len()
+            )),
+            (Some(need), Some(k)) if k < need => bad(format!(
+                "co-occurrence cut to {k} partners per item; the linear model's neighbourhood is {need}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}

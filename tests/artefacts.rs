@@ -1,0 +1,156 @@
+//! Log artefacts (feature `parquet`): what a build reads of the event log,
+//! written as Parquet and read back, builds the very index the log builds;
+//! damaged or mismatched artefacts are refused with the file, row and column.
+
+#![cfg(feature = "parquet")]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::ArrowWriter;
+use twostage::{Catalog, Context, CovisitParams, Engine, Error, Events, IndexBuilder, LogArtefacts, Request, Retriever};
+
+fn builder() -> IndexBuilder {
+    IndexBuilder::new().group_key("artist").without_ranker_training()
+}
+
+/// The music catalog and the first 30,000 events of its log.
+fn music() -> (Catalog, Events) {
+    let dir = common::data_dir();
+    let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl")).unwrap();
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let head: String = text.lines().take(30_000).flat_map(|l| [l, "\n"]).collect();
+    let events = Events::from_jsonl_reader(head.as_bytes(), Path::new("events.jsonl"), &catalog).unwrap();
+    (catalog, events)
+}
+
+/// Only the co-visitation and popularity retrievers: the two the artefacts
+/// decide alone (the ANN graph's parallel build is not deterministic).
+fn collaborative(context: Context) -> Request {
+    [Retriever::Ann, Retriever::Lexical, Retriever::Content, Retriever::Linear]
+        .into_iter()
+        .fold(Request::new(context).k(20), |r, off| r.candidates(off, 0))
+}
+
+fn ids(engine: &Engine, request: &Request) -> Vec<String> {
+    engine.recommend(request).unwrap().items.into_iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn artefacts_round_trip_and_build_the_same_index() {
+    let (catalog, events) = music();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = builder();
+    let computed = b.log_artefacts(&catalog, &events).unwrap();
+    assert_eq!(computed.summary().events, 30_000);
+    assert!(computed.summary().sessions > 1_000, "{:?}", computed.summary());
+    computed.write_parquet(tmp.path().join("artefacts")).unwrap();
+    let read = LogArtefacts::from_parquet(tmp.path().join("artefacts"), &catalog).unwrap();
+    assert_eq!(read.differences(&computed, 5), Vec::<String>::new());
+    assert_eq!(read, computed);
+
+    let (from_log, from_artefacts) = (tmp.path().join("log"), tmp.path().join("art"));
+    let r1 = b.build(&catalog, &events, &from_log).unwrap();
+    let r2 = b.build_from_artefacts(&catalog, &read, &from_artefacts).unwrap();
+    assert_eq!((r1.stats.events, r1.stats.sessions), (r2.stats.events, r2.stats.sessions));
+    // Popularity, co-visitation lists, linear weights, learned vectors and
+    // every item column: byte for byte.
+    let store = |dir: &Path| std::fs::read(dir.join("items.bin")).unwrap();
+    assert!(store(&from_log) == store(&from_artefacts), "items.bin differs");
+
+    let (e1, e2) = (Engine::open(&from_log).unwrap(), Engine::open(&from_artefacts).unwrap());
+    let mut compared = 0;
+    for item in catalog.items().iter().step_by(97) {
+        let request = collaborative(Context::listening(item.id.as_str()));
+        let got = ids(&e1, &request);
+        assert_eq!(got, ids(&e2, &request), "listening to {}", item.id);
+        compared += usize::from(!got.is_empty());
+    }
+    assert!(compared > 50, "only {compared} non-empty lists compared");
+    let popular = collaborative(Context::listening(catalog.items()[0].id.as_str())).candidates(Retriever::Covisit, 0);
+    assert_eq!(ids(&e1, &popular), ids(&e2, &popular), "popularity");
+    assert_eq!(ids(&e1, &popular).len(), 20);
+}
+
+#[test]
+fn spark_style_part_directories_read_the_same() {
+    let (catalog, events) = music();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let computed = builder().log_artefacts(&catalog, &events).unwrap();
+    computed.write_parquet(dir).unwrap();
+    for name in ["summary", "popularity", "pairs", "cooccurrence"] {
+        let file = dir.join(format!("{name}.parquet"));
+        let moved = dir.join(format!("{name}.part"));
+        std::fs::rename(&file, &moved).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        std::fs::rename(&moved, file.join("part-00000-x.snappy.parquet")).unwrap();
+        std::fs::write(file.join("_SUCCESS"), "").unwrap();
+        std::fs::write(file.join(".part-00000-x.snappy.parquet.crc"), "junk").unwrap();
+    }
+    assert_eq!(LogArtefacts::from_parquet(dir, &catalog).unwrap(), computed);
+}
+
+fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn strings(v: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(v.to_vec()))
+}
+
+#[test]
+fn damaged_or_mismatched_artefacts_are_refused_by_name() {
+    let (catalog, events) = music();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    builder().log_artefacts(&catalog, &events).unwrap().write_parquet(dir).unwrap();
+    let pairs = |from: [&str; 3], distance: [i32; 3]| {
+        write(
+            &dir.join("pairs.parquet"),
+            vec![
+                ("from_item", strings(&from)),
+                ("to_item", strings(&["trk-00001", "trk-00002", "trk-00003"])),
+                ("distance", Arc::new(Int32Array::from(distance.to_vec())) as ArrayRef),
+                ("count", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            ],
+        )
+    };
+    let refused = |column: &str, row: usize, says: &str| match LogArtefacts::from_parquet(dir, &catalog) {
+        Err(Error::InvalidParquet {
+            path,
+            row_group,
+            row: r,
+            column: c,
+            reason,
+        }) => {
+            assert!(path.ends_with("pairs.parquet"), "{}", path.display());
+            assert_eq!((row_group, r, c.as_str()), (0, row, column), "{reason}");
+            assert!(reason.contains(says), "{reason}");
+        }
+        other => panic!("expected a Parquet error naming {column}, got {other:?}"),
+    };
+    pairs(["trk-00009", "trk-00009", "no-such-item"], [1, 2, 1]);
+    refused("from_item", 2, "unknown item id `no-such-item`");
+    pairs(["trk-00009", "trk-00009", "trk-00009"], [1, 6, 1]);
+    refused("distance", 1, "outside 1..=5");
+
+    // Computed with another window: the build says which parameter differs.
+    let other = IndexBuilder::new().without_ranker_training().covisit(CovisitParams::default().window(3));
+    let good = other.log_artefacts(&catalog, &events).unwrap();
+    let err = builder().build_from_artefacts(&catalog, &good, dir.join("index")).unwrap_err();
+    assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("window 3")), "{err}");
+    // Training lists are not an artefact: a training build is refused, not silently untrained.
+    let err = IndexBuilder::new()
+        .covisit(CovisitParams::default().window(3))
+        .build_from_artefacts(&catalog, &good, dir.join("index"))
+        .unwrap_err();
+    assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("cannot train")), "{err}");
+    assert!(!dir.join("index").exists(), "nothing written");
+}
