@@ -148,6 +148,7 @@ pub(crate) struct LinearItemItem {
 
 impl LinearItemItem {
     /// Fits on the plays in `events` over `n` items.
+    #[cfg(any(test, feature = "harness"))]
     pub fn fit(n: usize, events: &Events, p: &LinearParams) -> (LinearItemItem, Fit) {
         LinearItemItem::fit_counts(&Cooccurrence::count(n, events, p.partners_needed(n)), p)
     }

@@ -1,0 +1,111 @@
+//! Checks log artefacts written by another producer (the Spark job in
+//! `spark/`) against the ones this crate computes in process from the same
+//! log, then builds an index from each and compares them: exits non-zero on
+//! any difference. `scripts/spark_equivalence.sh` runs it.
+//!
+//! ```text
+//! cargo run --release --features parquet --example check_artefacts -- \
+//!     --items data/music/items.jsonl --events events.parquet \
+//!     --artefacts target/spark-artefacts --work target/check [--no-build]
+//! ```
+//!
+//! The builds compare the index's item store byte for byte (popularity,
+//! co-visitation lists, linear weights, learned vectors) and, for every
+//! item, what the co-visitation retriever and the popularity retriever
+//! serve alone for a listening request.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use twostage::{Catalog, Context, Engine, Events, IndexBuilder, LinearParams, LogArtefacts, Request, Retriever};
+
+#[derive(Parser)]
+struct Args {
+    /// Catalog, one item per line.
+    #[arg(long)]
+    items: PathBuf,
+    /// The event log the artefacts were computed from (`.parquet`, else JSON Lines).
+    #[arg(long)]
+    events: PathBuf,
+    /// The other producer's artefacts directory.
+    #[arg(long)]
+    artefacts: PathBuf,
+    /// Scratch directory for the two indexes (replaced).
+    #[arg(long)]
+    work: PathBuf,
+    /// Largest catalog the linear model fits exactly (as LinearParams): at
+    /// or above the catalog size, every co-occurrence partner is compared.
+    #[arg(long, default_value_t = LinearParams::default().max_dense_items)]
+    max_dense_items: usize,
+    /// Compare the artefacts only, without building the two indexes.
+    #[arg(long)]
+    no_build: bool,
+}
+
+fn served(engine: &Engine, item: &str, only: Retriever) -> Result<Vec<String>> {
+    let request = Retriever::ALL
+        .into_iter()
+        .filter(|&r| r != only)
+        .fold(Request::new(Context::listening(item)).k(20), |r, off| r.candidates(off, 0));
+    Ok(engine.recommend(&request)?.items.into_iter().map(|r| r.id).collect())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let catalog = Catalog::from_jsonl_path(&args.items)?;
+    let events = if args.events.extension().is_some_and(|e| e == "parquet") {
+        Events::from_parquet_path(&args.events, &catalog)?
+    } else {
+        Events::from_jsonl_path(&args.events, &catalog)?
+    };
+    let builder = IndexBuilder::new()
+        .without_ranker_training()
+        .linear(LinearParams::default().max_dense_items(args.max_dense_items));
+    let clock = Instant::now();
+    let ours = builder.log_artefacts(&catalog, &events)?;
+    let computed = clock.elapsed();
+    let theirs = LogArtefacts::from_parquet(&args.artefacts, &catalog).with_context(|| format!("reading {}", args.artefacts.display()))?;
+    let s = ours.summary();
+    println!(
+        "artefacts: {} events, {} sessions, {} items, co-occurrence partners kept: {} (in process: {:.1} s)",
+        s.events,
+        s.sessions,
+        s.items,
+        s.cooccurrence_kept.map_or("all".to_string(), |k| k.to_string()),
+        computed.as_secs_f64()
+    );
+    let differences = ours.differences(&theirs, 20);
+    for d in &differences {
+        println!("DIFFERENT {d}");
+    }
+    if !differences.is_empty() {
+        bail!("the artefacts differ (first {} differences above)", differences.len());
+    }
+    println!("artefacts: equal (popularity, pair counts per distance, co-occurrence, summary)");
+    if args.no_build {
+        return Ok(());
+    }
+
+    let (from_log, from_theirs) = (args.work.join("from-log"), args.work.join("from-artefacts"));
+    builder.build(&catalog, &events, &from_log)?;
+    builder.build_from_artefacts(&catalog, &theirs, &from_theirs)?;
+    let store = |dir: &Path| std::fs::read(dir.join("items.bin")).with_context(|| dir.display().to_string());
+    if store(&from_log)? != store(&from_theirs)? {
+        bail!("items.bin differs between the index built from the log and the one built from the artefacts");
+    }
+    let (a, b) = (Engine::open(&from_log)?, Engine::open(&from_theirs)?);
+    let mut lists = 0;
+    for item in catalog.items() {
+        for only in [Retriever::Covisit, Retriever::Popular] {
+            let (x, y) = (served(&a, &item.id, only)?, served(&b, &item.id, only)?);
+            if x != y {
+                bail!("{only:?} alone, listening to {}: {x:?} against {y:?}", item.id);
+            }
+            lists += usize::from(!x.is_empty());
+        }
+    }
+    println!("indexes: items.bin equal; {lists} non-empty co-visitation and popularity lists served equal");
+    Ok(())
+}
