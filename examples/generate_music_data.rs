@@ -1,7 +1,7 @@
 //! Writes the synthetic music dataset (items.jsonl, events.jsonl, queries.jsonl).
 //!
 //! ```text
-//! cargo run --release --features harness --example generate_music_data [-- --out DIR] [--tracks N]
+//! cargo run --release --features harness --example generate_music_data [-- --out DIR] [--tracks N] [--users N]
 //! ```
 //!
 //! Without `--tracks` this reproduces the shipped `data/music` files byte for
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use twostage::synth::music::{generate_to, MusicConfig};
 
 const USAGE: &str = "\
-Usage: generate_music_data [--out DIR] [--tracks N]
+Usage: generate_music_data [--out DIR] [--tracks N] [--users N]
 
 Writes items.jsonl, events.jsonl and queries.jsonl of a deterministic synthetic
 music dataset.
@@ -22,11 +22,13 @@ music dataset.
 Options:
   --out DIR     output directory (default: data/music)
   --tracks N    catalog size; other sizes scale with it (default: the shipped 6000-track dataset)
+  --users N     listeners, each about 49 events (default: scaled with the catalog)
   -h, --help    print this help";
 
 fn main() -> Result<()> {
     let mut out = PathBuf::from("data/music");
     let mut tracks: Option<usize> = None;
+    let mut users: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -39,13 +41,20 @@ fn main() -> Result<()> {
                 let v = args.next().context("--tracks needs a number")?;
                 tracks = Some(v.parse().with_context(|| format!("--tracks: not a number: {v:?}"))?);
             }
+            "--users" => {
+                let v = args.next().context("--users needs a number")?;
+                users = Some(v.parse().with_context(|| format!("--users: not a number: {v:?}"))?);
+            }
             other => {
                 eprintln!("error: unknown argument {other:?}\n\n{USAGE}");
                 std::process::exit(2);
             }
         }
     }
-    let cfg = tracks.map_or_else(MusicConfig::default, MusicConfig::scaled);
+    let mut cfg = tracks.map_or_else(MusicConfig::default, MusicConfig::scaled);
+    if let Some(u) = users {
+        cfg.users = u;
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
     let create = |name: &str| -> Result<BufWriter<File>> {

@@ -15,6 +15,7 @@ hdfs://, s3a:// once the cluster has the Hadoop S3 connector configured).
 
 import argparse
 import sys
+import time
 
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
@@ -145,21 +146,28 @@ def popularity(ev, first_ts, last_ts):
 def cooccurrence(ev, index, kept):
     """Users who played both items, over each user's distinct plays; an
     item's own row counts its users. With `kept`, each item keeps its
-    strongest partners: most users, ties by smaller internal id."""
-    plays = ev.filter(F.col("kind") == "play").select("user", "item").distinct()
+    strongest partners: most users, ties by smaller internal id. Counted on
+    internal ids, each unordered pair once, then mirrored."""
+    idx = F.broadcast(index)
+    plays = ev.filter(F.col("kind") == "play").join(idx, "item").select("user", "idx").distinct()
     a, b = plays.alias("a"), plays.alias("b")
-    pairs = a.join(b, "user").groupBy(F.col("a.item").alias("item"), F.col("b.item").alias("other")).agg(
-        F.count(F.lit(1)).alias("users")
+    half = (
+        a.join(b, (F.col("a.user") == F.col("b.user")) & (F.col("a.idx") <= F.col("b.idx")))
+        .groupBy(F.col("a.idx").alias("i"), F.col("b.idx").alias("j"))
+        .agg(F.count(F.lit(1)).alias("users"))
     )
-    if kept is None:
-        return pairs
-    own = pairs.filter(F.col("item") == F.col("other"))
-    partners = pairs.filter(F.col("item") != F.col("other")).join(
-        index.select(F.col("item").alias("other"), F.col("idx").alias("other_idx")), "other"
-    )
-    strongest = Window.partitionBy("item").orderBy(F.col("users").desc(), F.col("other_idx").asc())
-    partners = partners.withColumn("rank", F.row_number().over(strongest)).filter(F.col("rank") <= kept)
-    return own.unionByName(partners.select("item", "other", "users"))
+    own = half.filter(F.col("i") == F.col("j"))
+    off = half.filter(F.col("i") != F.col("j"))
+    partners = off.unionByName(off.select(F.col("j").alias("i"), F.col("i").alias("j"), "users"))
+    if kept is not None:
+        # Each item's partners sorted in memory (most users, then smaller id), cut to `kept`.
+        ranked = partners.groupBy("i").agg(
+            F.slice(F.array_sort(F.collect_list(F.struct((-F.col("users")).alias("neg"), F.col("j"), F.col("users")))), 1, kept).alias("top")
+        )
+        partners = ranked.select("i", F.explode("top").alias("t")).select("i", F.col("t.j").alias("j"), F.col("t.users").alias("users"))
+    rows = own.unionByName(partners)
+    name = lambda col, alias: idx.select(F.col("idx").alias(col), F.col("item").alias(alias))
+    return rows.join(name("i", "item"), "i").join(name("j", "other"), "j").select("item", "other", "users")
 
 
 def main(argv=None):
@@ -180,6 +188,7 @@ def main(argv=None):
     if not 1 <= args.covisit_window <= 1000 or args.session_gap_secs <= 0:
         fail("the window must be 1..=1000 and the session gap positive")
 
+    started = time.monotonic()
     spark = SparkSession.builder.appName("twostage-log-artefacts").getOrCreate()
     index = catalog_index(spark, args.catalog).cache()
     items = index.count()
@@ -196,11 +205,18 @@ def main(argv=None):
 
     seq = played_sequences(sessions(ev, args.session_gap_secs)).cache()
     n_sessions = seq.groupBy("user", "sess").count().filter(F.col("count") > 1).count()
+    print(f"log_artefacts: load, sessions {time.monotonic() - started:.1f} s", file=sys.stderr)
 
     out = args.out.rstrip("/")
-    pair_counts(seq, args.covisit_window).write.mode("overwrite").parquet(f"{out}/pairs.parquet")
-    popularity(ev, first_ts, last_ts).write.mode("overwrite").parquet(f"{out}/popularity.parquet")
-    cooccurrence(ev, index, kept).write.mode("overwrite").parquet(f"{out}/cooccurrence.parquet")
+    clock = time.monotonic()
+    for name, df in [
+        ("pairs", pair_counts(seq, args.covisit_window)),
+        ("popularity", popularity(ev, first_ts, last_ts)),
+        ("cooccurrence", cooccurrence(ev, index, kept)),
+    ]:
+        df.write.mode("overwrite").parquet(f"{out}/{name}.parquet")
+        print(f"log_artefacts: {name} {time.monotonic() - clock:.1f} s", file=sys.stderr)
+        clock = time.monotonic()
     summary = T.StructType(
         [
             T.StructField("format", T.StringType(), False),

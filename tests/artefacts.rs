@@ -75,6 +75,36 @@ fn artefacts_round_trip_and_build_the_same_index() {
     assert_eq!(ids(&e1, &popular).len(), 20);
 }
 
+/// A catalog small enough for the exact linear fit, which reads every
+/// co-occurrence partner (the artefacts keep them all, both ways).
+#[test]
+fn an_exactly_fitted_catalog_builds_the_same_from_artefacts() {
+    let dir = common::data_dir();
+    let items: String = std::fs::read_to_string(dir.join("items.jsonl")).unwrap().lines().take(800).flat_map(|l| [l, "\n"]).collect();
+    let catalog = Catalog::from_jsonl_reader(items.as_bytes(), Path::new("items.jsonl")).unwrap();
+    let log: String = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| catalog.index_of(&l[l.find("\"item\":\"").unwrap() + 8..][..9]).is_some())
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let events = Events::from_jsonl_reader(log.as_bytes(), Path::new("events.jsonl"), &catalog).unwrap();
+    assert!(events.len() > 5_000, "{} events", events.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let b = builder();
+    let artefacts = b.log_artefacts(&catalog, &events).unwrap();
+    assert_eq!(artefacts.summary().cooccurrence_kept, None, "every partner, for the exact fit");
+    artefacts.write_parquet(tmp.path().join("a")).unwrap();
+    let read = LogArtefacts::from_parquet(tmp.path().join("a"), &catalog).unwrap();
+    assert_eq!(read, artefacts);
+    let r1 = b.build(&catalog, &events, tmp.path().join("log")).unwrap();
+    let r2 = b.build_from_artefacts(&catalog, &read, tmp.path().join("art")).unwrap();
+    assert_eq!((r1.stats.linear_fit.as_str(), r2.stats.linear_fit.as_str()), ("exact", "exact"));
+    assert!(r1.stats.linear_weights > 10_000, "{} weights", r1.stats.linear_weights);
+    let store = |d: &str| std::fs::read(tmp.path().join(d).join("items.bin")).unwrap();
+    assert!(store("log") == store("art"), "items.bin differs");
+}
+
 #[test]
 fn spark_style_part_directories_read_the_same() {
     let (catalog, events) = music();
