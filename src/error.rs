@@ -118,6 +118,15 @@ pub enum Error {
         /// The version this library reads.
         supported: u32,
     },
+    /// An object store (index generations, feature `generations`) failed
+    /// or holds something unusable: unreachable, missing, damaged or partial.
+    #[error("object store {location}: {reason}")]
+    Store {
+        /// The object's URL.
+        location: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A stage failed in a way that is not the caller's fault (a bug, or a
     /// dependency reporting an error).
     #[error("internal error in {stage}: {reason}")]

@@ -288,6 +288,8 @@ pub use index::{BuildParams, EmbeddingParams, Vectors};
 pub use live::{LiveEvent, LiveStatus, TornTail, MAX_WRITE_BATCH};
 pub use offline::artefacts::{ArtefactSummary, LogArtefacts, ARTEFACTS_FORMAT, ARTEFACTS_VERSION};
 pub use offline::builder::{BuildReport, IndexBuilder, RetrieverState};
+#[cfg(feature = "generations")]
+pub use offline::generations::{Generation, GenerationStore};
 #[cfg(feature = "train")]
 pub use offline::training::retrain_ranker;
 pub use progress::Progress;

@@ -12,6 +12,12 @@
 //!      -d '{"index":"target/music-index"}'                                          # after a rebuild
 //! ```
 //!
+//! With `--features generations`, `--index` may be an object-store URL
+//! (`file:///srv/indexes/music`, `s3://bucket/indexes/music`) where builds
+//! publish index generations (`GenerationStore::publish`): the service
+//! serves the latest one and follows the pointer (`--poll-ms`), swapping in
+//! each new generation it verified whole (`follow.rs`).
+//!
 //! The routes, their errors and metrics are documented in `service.rs`.
 //! Set `--log info` (or `debug` for every request stage) to print a line
 //! per HTTP request (method, path, status, latency) and the library's
@@ -22,6 +28,8 @@ mod progress;
 mod service;
 
 use std::path::PathBuf;
+#[cfg(feature = "generations")]
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -30,9 +38,16 @@ use twostage::{Catalog, EngineHandle, Events, IndexBuilder};
 /// Serve recommendations over HTTP.
 #[derive(Parser)]
 struct Args {
-    /// Index directory to serve.
+    /// Index directory to serve, or (feature `generations`) the URL of a
+    /// store of published index generations to follow.
     #[arg(long, default_value = "target/quickstart-index")]
     index: PathBuf,
+    /// With a store URL: how often to poll its pointer, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    poll_ms: u64,
+    /// With a store URL: where downloaded generations are kept.
+    #[arg(long, default_value = "target/generations")]
+    cache: PathBuf,
     /// When the index does not exist yet, build it from items.jsonl and events.jsonl here.
     #[arg(long, default_value = "data/music")]
     data: PathBuf,
@@ -81,23 +96,6 @@ fn main() -> Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    if !args.index.join("manifest.json").is_file() {
-        eprintln!("no index at {}; building one from {}", args.index.display(), args.data.display());
-        let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;
-        let events = Events::from_jsonl_path(args.data.join("events.jsonl"), &catalog)?;
-        let bars = progress::PhaseBars::default();
-        let mut builder = IndexBuilder::new().group_key("artist");
-        if let Some(dir) = &args.model {
-            builder = builder.encoder(twostage::Encoder::load(dir)?);
-        }
-        builder.build_with_progress(&catalog, &events, &args.index, &|p| bars.update(p))?;
-        bars.finish();
-    }
-    let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
-    // Reloads keep the encoder attached (EngineHandle::reload).
-    let handle = twostage::Engine::open_with_encoder(&args.index, encoder.as_ref())
-        .map(EngineHandle::new)
-        .with_context(|| format!("opening {}", args.index.display()))?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     // Engine work is CPU-bound: more blocking threads than cores only adds
     // context switches; excess requests wait in the pool's queue instead.
@@ -105,6 +103,39 @@ fn main() -> Result<()> {
         .enable_all()
         .max_blocking_threads(args.workers.unwrap_or(cores).max(1))
         .build()?;
+    // A store URL: serve its latest generation, downloaded and verified.
+    #[cfg(feature = "generations")]
+    let (index_dir, follower) = if service::follow::is_url(&args.index) {
+        let url = args.index.to_string_lossy().into_owned();
+        let store = twostage::GenerationStore::open(&url)?;
+        let (follower, dir) = runtime.block_on(service::follow::Follower::start(store, args.cache.clone()))?;
+        (dir, Some(follower))
+    } else {
+        (args.index.clone(), None)
+    };
+    #[cfg(not(feature = "generations"))]
+    let index_dir = if args.index.to_str().is_some_and(|s| s.contains("://")) {
+        anyhow::bail!("--index {} is a URL: following index generations needs `--features generations`", args.index.display());
+    } else {
+        args.index.clone()
+    };
+    if !index_dir.join("manifest.json").is_file() {
+        eprintln!("no index at {}; building one from {}", index_dir.display(), args.data.display());
+        let catalog = Catalog::from_jsonl_path(args.data.join("items.jsonl"))?;
+        let events = Events::from_jsonl_path(args.data.join("events.jsonl"), &catalog)?;
+        let bars = progress::PhaseBars::default();
+        let mut builder = IndexBuilder::new().group_key("artist");
+        if let Some(dir) = &args.model {
+            builder = builder.encoder(twostage::Encoder::load(dir)?);
+        }
+        builder.build_with_progress(&catalog, &events, &index_dir, &|p| bars.update(p))?;
+        bars.finish();
+    }
+    let encoder = args.model.as_ref().map(twostage::Encoder::load).transpose()?;
+    // Reloads keep the encoder attached (EngineHandle::reload).
+    let handle = twostage::Engine::open_with_encoder(&index_dir, encoder.as_ref())
+        .map(EngineHandle::new)
+        .with_context(|| format!("opening {}", index_dir.display()))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
@@ -134,7 +165,12 @@ fn main() -> Result<()> {
         );
         let timeout = std::time::Duration::from_secs(args.timeout_secs.max(1));
         let impressions = args.impressions.as_deref().map(service::ImpressionLog::open).transpose()?;
-        let state = service::AppState::with_impressions(handle, args.index.clone(), token, timeout, impressions)?;
+        let state = service::AppState::with_impressions(handle, index_dir.clone(), token, timeout, impressions)?;
+        #[cfg(feature = "generations")]
+        if let Some(follower) = follower {
+            follower.spawn(Arc::clone(&state.handle), std::time::Duration::from_millis(args.poll_ms.max(10)));
+            let _ = state.follower.set(follower);
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

@@ -9,7 +9,7 @@
 //! |----------------------|-------------------------------------------------------------------|
 //! | `GET /`              | the playground: a page to try searches and "listening" contexts   |
 //! | `POST /recommend`    | a [`twostage::Request`] as JSON → [`Recommendations::to_json`](twostage::Recommendations::to_json) |
-//! | `GET /healthz`       | `{"status":"ok","index":..,"items":..}`                           |
+//! | `GET /healthz`       | `{"status":"ok","index":..,"items":..}` (and `"generation"` when following a store) |
 //! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
 //! | `DELETE /items/{id}` | delete the item from every result, durably ([`EngineHandle::delete_items`]) |
@@ -34,6 +34,9 @@
 
 #![allow(dead_code)] // main.rs and the test each use a different part.
 
+#[cfg(feature = "generations")]
+#[path = "follow.rs"]
+pub mod follow;
 #[path = "impressions.rs"]
 mod impressions;
 #[path = "telemetry.rs"]
@@ -91,6 +94,9 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Where the items shown to users are logged (`--impressions`), if anywhere.
     pub impressions: Option<ImpressionLog>,
+    /// The index-generation follower (`--index URL`), once started.
+    #[cfg(feature = "generations")]
+    pub follower: std::sync::OnceLock<Arc<follow::Follower>>,
 }
 
 impl AppState {
@@ -131,6 +137,8 @@ impl AppState {
             admin_token: admin_token.filter(|t| !t.is_empty()),
             request_timeout,
             impressions,
+            #[cfg(feature = "generations")]
+            follower: std::sync::OnceLock::new(),
         }))
     }
 
@@ -348,10 +356,13 @@ fn with_impressions(log: &ImpressionLog, user: &str, r: &twostage::Recommendatio
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let engine = state.handle.load();
     let info = engine.info();
-    json_ok(
-        json!({"status": "ok", "index": info.path, "items": engine.len(), "format_version": info.format_version, "ranker": info.ranker.kind})
-            .to_string(),
-    )
+    #[allow(unused_mut)]
+    let mut body = json!({"status": "ok", "index": info.path, "items": engine.len(), "format_version": info.format_version, "ranker": info.ranker.kind});
+    #[cfg(feature = "generations")]
+    if let Some(f) = state.follower.get() {
+        body["generation"] = json!(f.status());
+    }
+    json_ok(body.to_string())
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -85,7 +85,8 @@ pub(crate) struct Manifest {
     pub manifest_crc32: u32,
 }
 
-fn rel_path(p: &str) -> Option<PathBuf> {
+/// `p` as a relative path that stays inside its directory, if it does.
+pub(crate) fn rel_path(p: &str) -> Option<PathBuf> {
     let path = Path::new(p);
     let ok = !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
     ok.then(|| path.to_path_buf())

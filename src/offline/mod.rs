@@ -6,6 +6,8 @@
 //! - `training`: the ranker's training lists (logged requests replayed
 //!   through the real retrieval stage of an engine opened on a held-out
 //!   build) and in-place retraining.
+//! - `generations` (feature `generations`): index generations in object
+//!   storage, published by a build and followed by replicas.
 //! - `publish`: temporary sibling directories and the atomic swap that
 //!   publishes a finished index.
 //!
@@ -14,6 +16,8 @@
 
 pub(crate) mod artefacts;
 pub(crate) mod builder;
+#[cfg(feature = "generations")]
+pub(crate) mod generations;
 pub(crate) mod publish;
 #[cfg(feature = "train")]
 pub(crate) mod training;
