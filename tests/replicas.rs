@@ -50,8 +50,14 @@ fn start_replica(store: &str, cache: &Path) -> Replica {
         .unwrap();
     // "serving <index> (<n> items) on http://<addr> (playground: ...)"
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
     let url = loop {
-        let line = lines.next().expect("serve exited before it listened").unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            // E.g. an examples/serve built without the feature (`cargo build
+            // --example serve`): `cargo test --all-features` rebuilds it.
+            panic!("serve exited before it listened:\n{}", said.join("\n"));
+        };
+        said.push(line.clone());
         if let Some(at) = line.find(" on http://") {
             let rest = &line[at + 4..];
             break rest[..rest.find(' ').unwrap_or(rest.len())].to_string();
