@@ -252,3 +252,30 @@ fn publishing_verifies_the_index_first_and_never_rewrites_a_generation() {
     assert!(matches!(&err, twostage::Error::Store { reason, .. } if reason.contains("partial")), "{err}");
     assert!(!cache.join(&missing.id).exists());
 }
+
+/// The same against an S3 API: run by `scripts/s3_generations.sh`, which
+/// starts moto's S3 server on loopback, creates the bucket and sets
+/// `TWOSTAGE_S3_TEST_URL` and the `AWS_*` variables (`--ignored` here, as
+/// plain `cargo test` has no S3 server).
+#[test]
+#[ignore = "needs an S3 server: scripts/s3_generations.sh"]
+fn a_replica_follows_generations_on_s3() {
+    let url = std::env::var("TWOSTAGE_S3_TEST_URL").expect("TWOSTAGE_S3_TEST_URL (scripts/s3_generations.sh sets it)");
+    let store = GenerationStore::open(&url).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    build(&a, 700);
+    build(&b, 900);
+    let first = publish(&store, &a);
+    let replica = [start_replica(&url, &tmp.path().join("cache"))];
+    converge(&replica, &first.id);
+    assert_eq!(healthz(&replica[0].url)["items"], 700);
+    std::thread::sleep(Duration::from_millis(1100)); // a new second: a new id
+    let second = publish(&store, &b);
+    converge(&replica, &second.id);
+    assert_eq!(healthz(&replica[0].url)["items"], 900);
+    let ok = ureq::post(&format!("{}/recommend", replica[0].url))
+        .send_string(r#"{"context":{"listening":{"item":"trk-00042"}},"k":10}"#)
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
