@@ -40,8 +40,7 @@ impl LogArtefacts {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let s = &self.summary;
-        write(
-            &dir.join(SUMMARY),
+        write(&dir.join(SUMMARY), 1, |_| {
             vec![
                 ("format", strings([s.format.as_str()])),
                 ("version", ints([i64::from(s.version)])),
@@ -53,36 +52,34 @@ impl LogArtefacts {
                 ("sessions", ints([s.sessions as i64])),
                 ("first_ts", ints([s.first_ts])),
                 ("last_ts", ints([s.last_ts])),
-            ],
-        )?;
+            ]
+        })?;
         let c = &self.counts;
-        let rows: Vec<usize> = (0..self.ids.len())
-            .filter(|&i| c.plays[i] + c.skips[i] > 0)
-            .collect();
-        let column = |v: &[u64]| ints(rows.iter().map(|&i| v[i] as i64));
-        write(
-            &dir.join(POPULARITY),
+        let items: Vec<usize> = (0..self.ids.len()).filter(|&i| c.plays[i] + c.skips[i] > 0).collect();
+        write(&dir.join(POPULARITY), items.len(), |range| {
+            let rows = &items[range];
+            let column = |v: &[u64]| ints(rows.iter().map(|&i| v[i] as i64));
             vec![
                 ("item", strings(rows.iter().map(|&i| self.ids[i].as_str()))),
                 ("plays", column(&c.plays)),
                 ("skips", column(&c.skips)),
                 ("recent_plays", column(&c.recent_plays)),
                 ("play_seconds", column(&c.play_seconds)),
-            ],
-        )?;
+            ]
+        })?;
         let id = |i: u32| self.ids[i as usize].as_str();
-        write(
-            &dir.join(PAIRS),
+        write(&dir.join(PAIRS), self.pairs.len(), |range| {
+            let rows = &self.pairs[range];
             vec![
-                ("from_item", strings(self.pairs.iter().map(|p| id(p.from)))),
-                ("to_item", strings(self.pairs.iter().map(|p| id(p.to)))),
+                ("from_item", strings(rows.iter().map(|p| id(p.from)))),
+                ("to_item", strings(rows.iter().map(|p| id(p.to)))),
                 (
                     "distance",
-                    Arc::new(Int32Array::from_iter_values(self.pairs.iter().map(|p| p.distance as i32))) as ArrayRef,
+                    Arc::new(Int32Array::from_iter_values(rows.iter().map(|p| p.distance as i32))) as ArrayRef,
                 ),
-                ("count", ints(self.pairs.iter().map(|p| p.count as i64))),
-            ],
-        )?;
+                ("count", ints(rows.iter().map(|p| p.count as i64))),
+            ]
+        })?;
         let entries: Vec<(u32, u32, u32)> = self
             .cooccurrence
             .rows
@@ -93,14 +90,14 @@ impl LogArtefacts {
                 own.into_iter().chain(r.partners.iter().map(move |&(j, u)| (i as u32, j, u)))
             })
             .collect();
-        write(
-            &dir.join(COOCCURRENCE),
+        write(&dir.join(COOCCURRENCE), entries.len(), |range| {
+            let rows = &entries[range];
             vec![
-                ("item", strings(entries.iter().map(|e| id(e.0)))),
-                ("other", strings(entries.iter().map(|e| id(e.1)))),
-                ("users", ints(entries.iter().map(|e| i64::from(e.2)))),
-            ],
-        )
+                ("item", strings(rows.iter().map(|e| id(e.0)))),
+                ("other", strings(rows.iter().map(|e| id(e.1)))),
+                ("users", ints(rows.iter().map(|e| i64::from(e.2)))),
+            ]
+        })
     }
 
     /// Reads the artefacts in directory `dir` against `catalog`, checking
@@ -245,17 +242,38 @@ fn ints(v: impl IntoIterator<Item = i64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(v))
 }
 
-fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<()> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(name, a)| Field::new(*name, a.data_type().clone(), a.data_type() == &DataType::Int64 && *name == "cooccurrence_kept"))
-        .collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect())
-        .map_err(|e| Error::internal_by("artefact write", e))?;
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| Error::internal_by("artefact write", e))?;
-    w.write(&batch).map_err(|e| Error::internal_by("artefact write", e))?;
-    w.close().map_err(|e| Error::internal_by("artefact write", e))?;
+/// Rows per Arrow batch written: bounded memory whatever the artefact's size.
+const WRITE_ROWS: usize = 1 << 20;
+
+/// Writes `rows` rows to `path`, `make` giving the columns of each range.
+fn write<'a>(path: &Path, rows: usize, make: impl Fn(std::ops::Range<usize>) -> Vec<(&'a str, ArrayRef)>) -> Result<()> {
+    let failed = |e: &dyn std::fmt::Display| Error::internal("artefact write", format!("{}: {e}", path.display()));
+    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+    let mut start = 0;
+    loop {
+        let end = (start + WRITE_ROWS).min(rows);
+        let columns = make(start..end);
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, a)| Field::new(*name, a.data_type().clone(), a.data_type() == &DataType::Int64 && *name == "cooccurrence_kept"))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| failed(&e))?;
+        let w = match &mut writer {
+            Some(w) => w,
+            None => {
+                let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+                writer.insert(ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| failed(&e))?)
+            }
+        };
+        w.write(&batch).map_err(|e| failed(&e))?;
+        start = end;
+        if start >= rows {
+            break;
+        }
+    }
+    if let Some(w) = writer {
+        w.close().map_err(|e| failed(&e))?;
+    }
     Ok(())
 }
 
