@@ -14,31 +14,26 @@
 //! item, what the co-visitation retriever and the popularity retriever
 //! serve alone for a listening request.
 
+#[path = "common/log_source.rs"]
+mod log_source;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use twostage::{Catalog, Context, Engine, Events, IndexBuilder, LinearParams, LogArtefacts, Request, Retriever};
+use twostage::{Context, Engine, LogArtefacts, Request, Retriever};
 
 #[derive(Parser)]
 struct Args {
-    /// Catalog, one item per line.
-    #[arg(long)]
-    items: PathBuf,
-    /// The event log the artefacts were computed from (`.parquet`, else JSON Lines).
-    #[arg(long)]
-    events: PathBuf,
+    #[command(flatten)]
+    log: log_source::LogSource,
     /// The other producer's artefacts directory.
     #[arg(long)]
     artefacts: PathBuf,
     /// Scratch directory for the two indexes (replaced).
     #[arg(long)]
     work: PathBuf,
-    /// Largest catalog the linear model fits exactly (as LinearParams): at
-    /// or above the catalog size, every co-occurrence partner is compared.
-    #[arg(long, default_value_t = LinearParams::default().max_dense_items)]
-    max_dense_items: usize,
     /// Compare the artefacts only, without building the two indexes.
     #[arg(long)]
     no_build: bool,
@@ -54,15 +49,8 @@ fn served(engine: &Engine, item: &str, only: Retriever) -> Result<Vec<String>> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let catalog = Catalog::from_jsonl_path(&args.items)?;
-    let events = if args.events.extension().is_some_and(|e| e == "parquet") {
-        Events::from_parquet_path(&args.events, &catalog)?
-    } else {
-        Events::from_jsonl_path(&args.events, &catalog)?
-    };
-    let builder = IndexBuilder::new()
-        .without_ranker_training()
-        .linear(LinearParams::default().max_dense_items(args.max_dense_items));
+    let (catalog, events) = args.log.load()?;
+    let builder = args.log.builder();
     let clock = Instant::now();
     let ours = builder.log_artefacts(&catalog, &events)?;
     let computed = clock.elapsed();

@@ -8,42 +8,30 @@
 //!     --items data/music/items.jsonl --events data/music/events.jsonl --out target/artefacts
 //! ```
 
+#[path = "common/log_source.rs"]
+mod log_source;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use twostage::{Catalog, Events, IndexBuilder, LinearParams};
 
 #[derive(Parser)]
 struct Args {
-    /// Catalog, one item per line.
-    #[arg(long)]
-    items: PathBuf,
-    /// Event log (`.parquet`, else JSON Lines).
-    #[arg(long)]
-    events: PathBuf,
+    #[command(flatten)]
+    log: log_source::LogSource,
     /// Directory to write the artefacts into.
     #[arg(long)]
     out: PathBuf,
-    /// Largest catalog the linear model fits exactly (every co-occurrence partner kept up to it).
-    #[arg(long, default_value_t = LinearParams::default().max_dense_items)]
-    max_dense_items: usize,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let clock = Instant::now();
-    let catalog = Catalog::from_jsonl_path(&args.items)?;
-    let events = if args.events.extension().is_some_and(|e| e == "parquet") {
-        Events::from_parquet_path(&args.events, &catalog)?
-    } else {
-        Events::from_jsonl_path(&args.events, &catalog)?
-    };
+    let (catalog, events) = args.log.load()?;
     let loaded = clock.elapsed();
-    let builder = IndexBuilder::new()
-        .without_ranker_training()
-        .linear(LinearParams::default().max_dense_items(args.max_dense_items));
+    let builder = args.log.builder();
     let clock = Instant::now();
     let artefacts = builder.log_artefacts(&catalog, &events)?;
     let computed = clock.elapsed();
