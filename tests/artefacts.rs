@@ -184,3 +184,118 @@ fn damaged_or_mismatched_artefacts_are_refused_by_name() {
     assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("cannot train")), "{err}");
     assert!(!dir.join("index").exists(), "nothing written");
 }
+
+/// Every check of the reader, each on a copy of good artefacts with one
+/// artefact replaced: the error names the file and what is wrong.
+#[test]
+fn each_contract_rule_is_checked_on_read() {
+    let (catalog, events) = music();
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    builder().log_artefacts(&catalog, &events).unwrap().write_parquet(&good).unwrap();
+    let ints = |v: &[i64]| Arc::new(Int64Array::from(v.to_vec())) as ArrayRef;
+    let summary = |format: &str, items: i64, rows: usize| {
+        let n = rows;
+        vec![
+            ("format", strings(&vec![format; n])),
+            ("version", ints(&vec![1; n])),
+            ("session_gap_secs", ints(&vec![1800; n])),
+            ("covisit_window", ints(&vec![5; n])),
+            ("cooccurrence_kept", ints(&vec![128; n])),
+            ("items", ints(&vec![items; n])),
+            ("events", ints(&vec![30_000; n])),
+            ("sessions", ints(&vec![10; n])),
+            ("first_ts", ints(&vec![0; n])),
+            ("last_ts", ints(&vec![10; n])),
+        ]
+    };
+    let cases: Vec<(&str, Vec<(&str, ArrayRef)>, &str)> = vec![
+        ("summary", summary("something-else", 6000, 1), "is not `twostage-log-artefacts`"),
+        ("summary", summary("twostage-log-artefacts", 5999, 1), "this catalog has 6000"),
+        ("summary", summary("twostage-log-artefacts", 6000, 2), "2 rows; a summary has exactly one"),
+        (
+            "popularity",
+            vec![
+                ("item", strings(&["trk-00009"])),
+                ("plays", ints(&[2])),
+                ("skips", ints(&[0])),
+                ("recent_plays", ints(&[3])),
+                ("play_seconds", ints(&[0])),
+            ],
+            "more than the item's 2 plays",
+        ),
+        (
+            "cooccurrence",
+            vec![
+                ("item", strings(&["trk-00009", "trk-00009"])),
+                ("other", strings(&["trk-00009", "trk-00010"])),
+                ("users", ints(&[2, 3])),
+            ],
+            "more than its own 2",
+        ),
+        (
+            "cooccurrence",
+            vec![("item", strings(&["trk-00009"])), ("other", strings(&["trk-00010"])), ("users", ints(&[-1]))],
+            "below 1",
+        ),
+        (
+            "pairs",
+            vec![
+                ("from_item", strings(&["trk-00009", "trk-00009"])),
+                ("to_item", strings(&["trk-00010", "trk-00010"])),
+                ("distance", Arc::new(Int32Array::from(vec![1, 1])) as ArrayRef),
+                ("count", ints(&[1, 2])),
+            ],
+            "two rows for trk-00009→trk-00010 at distance 1",
+        ),
+        (
+            "pairs",
+            vec![
+                ("from_item", strings(&["trk-00009"])),
+                ("to_item", strings(&["trk-00009"])),
+                ("distance", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+                ("count", ints(&[1])),
+            ],
+            "paired with itself",
+        ),
+        (
+            "pairs",
+            vec![
+                ("from_item", strings(&["trk-00009"])),
+                ("to_item", strings(&["trk-00010"])),
+                ("distance", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+                ("count", ints(&[1])),
+                ("weight", ints(&[1])),
+            ],
+            "unknown field",
+        ),
+    ];
+    for (i, (name, columns, says)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("case{i}"));
+        common::copy_dir(&good, &dir);
+        write(&dir.join(format!("{name}.parquet")), columns);
+        let err = LogArtefacts::from_parquet(&dir, &catalog).unwrap_err().to_string();
+        assert!(err.contains(&format!("{name}.parquet")) && err.contains(says), "case {i} ({name}): {err}");
+    }
+    // A missing artefact; counts that are not symmetric where every partner is kept.
+    let dir = tmp.path().join("missing");
+    common::copy_dir(&good, &dir);
+    std::fs::remove_file(dir.join("pairs.parquet")).unwrap();
+    let err = LogArtefacts::from_parquet(&dir, &catalog).unwrap_err().to_string();
+    assert!(err.contains("pairs.parquet") && err.contains("missing"), "{err}");
+    let dir = tmp.path().join("asymmetric");
+    common::copy_dir(&good, &dir);
+    let mut all = summary("twostage-log-artefacts", 6000, 1);
+    all[4].1 = Arc::new(Int64Array::from(vec![None::<i64>]));
+    write(&dir.join("summary.parquet"), all);
+    write(
+        &dir.join("cooccurrence.parquet"),
+        vec![
+            ("item", strings(&["trk-00009", "trk-00010", "trk-00009", "trk-00010"])),
+            ("other", strings(&["trk-00009", "trk-00010", "trk-00010", "trk-00009"])),
+            ("users", ints(&[5, 5, 2, 3])),
+        ],
+    );
+    let err = LogArtefacts::from_parquet(&dir, &catalog).unwrap_err().to_string();
+    assert!(err.contains("cooccurrence.parquet") && err.contains("must be symmetric"), "{err}");
+}

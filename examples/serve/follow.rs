@@ -1,7 +1,8 @@
 //! Following index generations in object storage (`--index URL`, feature
 //! `generations`): the service polls the store's `LATEST` pointer and swaps
 //! in each new generation it could download and verify whole; a damaged or
-//! partial generation is refused, recorded, and the current index keeps
+//! partial generation is refused, recorded (and retried after a minute, in
+//! case the store was only unreachable), and the current index keeps
 //! serving. `/healthz` reports the state under `"generation"`.
 
 use std::path::{Path, PathBuf};
@@ -33,7 +34,15 @@ pub struct Refusal {
     pub generation: String,
     /// Why.
     pub reason: String,
+    /// When, to retry it only after [`RETRY_REFUSED`] (a store that was
+    /// unreachable for a moment, not a damaged generation).
+    #[serde(skip)]
+    pub at: Option<std::time::Instant>,
 }
+
+/// How long a refused generation is left alone before it is tried again,
+/// unless the pointer moves first.
+pub const RETRY_REFUSED: Duration = Duration::from_secs(60);
 
 /// Follows one store's `LATEST` pointer.
 pub struct Follower {
@@ -92,8 +101,8 @@ impl Follower {
     }
 
     /// One poll: a new generation the pointer names is downloaded,
-    /// verified and swapped in; a failure is recorded and not retried until
-    /// the pointer moves.
+    /// verified and swapped in; a failure is recorded and tried again only
+    /// after [`RETRY_REFUSED`] (or at once when the pointer moves).
     pub async fn poll_once(&self, handle: &Arc<EngineHandle>) {
         self.update(|s| s.polls += 1);
         let latest = match self.store.latest().await {
@@ -105,8 +114,11 @@ impl Follower {
             }
         };
         let status = self.status();
-        let known = |id: &Option<String>| id.as_deref() == Some(latest.id.as_str());
-        if known(&status.serving) || known(&status.refused.map(|r| r.generation)) {
+        let recently_refused = status
+            .refused
+            .as_ref()
+            .is_some_and(|r| r.generation == latest.id && r.at.is_some_and(|at| at.elapsed() < RETRY_REFUSED));
+        if status.serving.as_deref() == Some(latest.id.as_str()) || recently_refused {
             return;
         }
         match self.swap_in(&latest, handle).await {
@@ -124,6 +136,7 @@ impl Follower {
                     s.refused = Some(Refusal {
                         generation: latest.id.clone(),
                         reason: format!("{e:#}"),
+                        at: Some(std::time::Instant::now()),
                     })
                 });
             }

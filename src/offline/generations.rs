@@ -218,9 +218,11 @@ impl GenerationStore {
         }
         std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
         let tmp = cache.join(format!(".{}.download-{}", generation.id, std::process::id()));
-        let result = self.download_into(generation, &tmp).await.and_then(|()| {
-            std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
-            Ok(target.clone())
+        let result = self.download_into(generation, &tmp).await.and_then(|()| match std::fs::rename(&tmp, &target) {
+            Ok(()) => Ok(target.clone()),
+            // Another follower sharing this cache finished first: its copy verified too.
+            Err(_) if Manifest::read_verified(&target).is_ok() => Ok(target.clone()),
+            Err(e) => Err(Error::io(&target, e)),
         });
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
