@@ -209,7 +209,8 @@ fn each_contract_rule_is_checked_on_read() {
             ("last_ts", ints(&vec![10; n])),
         ]
     };
-    let cases: Vec<(&str, Vec<(&str, ArrayRef)>, &str)> = vec![
+    type Columns = Vec<(&'static str, ArrayRef)>;
+    let cases: Vec<(&str, Columns, &str)> = vec![
         ("summary", summary("something-else", 6000, 1), "is not `twostage-log-artefacts`"),
         ("summary", summary("twostage-log-artefacts", 5999, 1), "this catalog has 6000"),
         ("summary", summary("twostage-log-artefacts", 6000, 2), "2 rows; a summary has exactly one"),
