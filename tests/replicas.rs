@@ -7,65 +7,21 @@
 #![cfg(all(feature = "generations", feature = "encoder"))]
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use process::Service;
 use serde_json::Value;
 use twostage::{Catalog, Events, Generation, GenerationStore, IndexBuilder};
 
-/// The `serve` example, built beside this test binary by `cargo test`.
-fn serve_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join("examples").join("serve");
-    assert!(path.is_file(), "{} is missing: cargo test builds the examples", path.display());
-    path
-}
-
-/// One `serve` process; killed when dropped.
-struct Replica {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_replica(store: &str, cache: &Path) -> Replica {
-    let mut child = Command::new(serve_binary())
-        .args(["--index", store, "--addr", "127.0.0.1:0", "--poll-ms", "100", "--cache"])
-        .arg(cache)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // "serving <index> (<n> items) on http://<addr> (playground: ...)"
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut said = Vec::new();
-    let url = loop {
-        let Some(Ok(line)) = lines.next() else {
-            // E.g. an examples/serve built without the feature (`cargo build
-            // --example serve`): `cargo test --all-features` rebuilds it.
-            panic!("serve exited before it listened:\n{}", said.join("\n"));
-        };
-        said.push(line.clone());
-        if let Some(at) = line.find(" on http://") {
-            let rest = &line[at + 4..];
-            break rest[..rest.find(' ').unwrap_or(rest.len())].to_string();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Replica { child, url }
+/// A `serve` process following `store`, polling every 100 ms.
+fn start_replica(store: &str, cache: &Path) -> Service {
+    Service::start(&["--index", store, "--poll-ms", "100", "--cache", cache.to_str().unwrap()], &[])
 }
 
 fn healthz(url: &str) -> Value {
@@ -78,7 +34,7 @@ fn serving(url: &str) -> String {
 }
 
 /// Waits until every replica serves `id`.
-fn converge(replicas: &[Replica], id: &str) {
+fn converge(replicas: &[Service], id: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while replicas.iter().any(|r| serving(&r.url) != id) {
         assert!(Instant::now() < deadline, "replicas did not converge to {id}: {:?}", replicas.iter().map(|r| healthz(&r.url)).collect::<Vec<_>>());

@@ -9,7 +9,7 @@
 //! |----------------------|-------------------------------------------------------------------|
 //! | `GET /`              | the playground: a page to try searches and "listening" contexts   |
 //! | `POST /recommend`    | a [`twostage::Request`] as JSON → [`Recommendations::to_json`](twostage::Recommendations::to_json) |
-//! | `GET /healthz`       | `{"status":"ok","index":..,"items":..}` (and `"generation"` when following a store) |
+//! | `GET /healthz`       | `{"status":"ok","index":..,"items":..,"live":{..}}` (and `"generation"` when following a store) |
 //! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
 //! | `DELETE /items/{id}` | delete the item from every result, durably ([`EngineHandle::delete_items`]) |
@@ -356,8 +356,16 @@ fn with_impressions(log: &ImpressionLog, user: &str, r: &twostage::Recommendatio
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let engine = state.handle.load();
     let info = engine.info();
-    #[allow(unused_mut)]
     let mut body = json!({"status": "ok", "index": info.path, "items": engine.len(), "format_version": info.format_version, "ranker": info.ranker.kind});
+    // What the live log holds: writes acknowledged since the build (and survived restarts).
+    if let Ok(live) = engine.live_status() {
+        body["live"] = json!({
+            "deleted": live.deleted,
+            "events": live.events,
+            "records": live.records,
+            "torn_tail_bytes": live.torn_tail.map(|t| t.bytes),
+        });
+    }
     #[cfg(feature = "generations")]
     if let Some(f) = state.follower.get() {
         body["generation"] = json!(f.status());
