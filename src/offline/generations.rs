@@ -133,11 +133,17 @@ impl GenerationStore {
     /// `LATEST` at it. The index is verified first (every file against its
     /// manifest; a damaged index is refused and nothing is uploaded), the
     /// bytes verified are the bytes uploaded, and the pointer moves only
-    /// after every file is stored.
+    /// after every file is stored. Each file is one PUT, so a file must be
+    /// within the store's single-object limit (5 GB on S3).
     pub async fn publish(&self, index_dir: impl AsRef<Path>) -> Result<Generation> {
         let dir = index_dir.as_ref();
         let (manifest, files) = Manifest::read_verified(dir)?;
         let manifest_bytes = std::fs::read(dir.join(MANIFEST)).map_err(|e| Error::io(dir.join(MANIFEST), e))?;
+        // Read twice: a build that replaced the directory in between must
+        // not pair one manifest with the other's files.
+        if serde_json::from_slice::<Manifest>(&manifest_bytes).map(|m| m.manifest_crc32).ok() != Some(manifest.manifest_crc32) {
+            return Err(Error::corrupt(dir.join(MANIFEST), "the index changed while it was being published"));
+        }
         let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let id = format!("{seconds:010}-{:08x}", manifest.manifest_crc32);
         let prefix = format!("generations/{id}");
