@@ -34,6 +34,7 @@ fn build_and_recommend_emit_a_span_per_phase_and_stage() {
         build.span_names(),
         [
             "build",
+            "log statistics",
             "covisitation",
             "linear",
             "embeddings",
