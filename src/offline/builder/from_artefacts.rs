@@ -33,7 +33,7 @@ impl IndexBuilder {
     /// Computes the log artefacts of `events` over `catalog` with this
     /// builder's session gap, co-visitation window and linear parameters:
     /// what [`IndexBuilder::build`] reads of the log, for writing as
-    /// Parquet ([`LogArtefacts::write_parquet`], feature `parquet`) or for
+    /// Parquet (`LogArtefacts::write_parquet`, feature `parquet`) or for
     /// checking another producer's (docs/artefacts.md).
     pub fn log_artefacts(&self, catalog: &Catalog, events: &Events) -> Result<LogArtefacts> {
         self.check(catalog, Log::Events(events))?;
