@@ -80,7 +80,12 @@ fn artefacts_round_trip_and_build_the_same_index() {
 #[test]
 fn an_exactly_fitted_catalog_builds_the_same_from_artefacts() {
     let dir = common::data_dir();
-    let items: String = std::fs::read_to_string(dir.join("items.jsonl")).unwrap().lines().take(800).flat_map(|l| [l, "\n"]).collect();
+    let items: String = std::fs::read_to_string(dir.join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .take(800)
+        .flat_map(|l| [l, "\n"])
+        .collect();
     let catalog = Catalog::from_jsonl_reader(items.as_bytes(), Path::new("items.jsonl")).unwrap();
     let log: String = std::fs::read_to_string(dir.join("events.jsonl"))
         .unwrap()
@@ -172,7 +177,9 @@ fn damaged_or_mismatched_artefacts_are_refused_by_name() {
     refused("distance", 1, "outside 1..=5");
 
     // Computed with another window: the build says which parameter differs.
-    let other = IndexBuilder::new().without_ranker_training().covisit(CovisitParams::default().window(3));
+    let other = IndexBuilder::new()
+        .without_ranker_training()
+        .covisit(CovisitParams::default().window(3));
     let good = other.log_artefacts(&catalog, &events).unwrap();
     let err = builder().build_from_artefacts(&catalog, &good, dir.join("index")).unwrap_err();
     assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("window 3")), "{err}");
@@ -213,7 +220,11 @@ fn each_contract_rule_is_checked_on_read() {
     let cases: Vec<(&str, Columns, &str)> = vec![
         ("summary", summary("something-else", 6000, 1), "is not `twostage-log-artefacts`"),
         ("summary", summary("twostage-log-artefacts", 5999, 1), "this catalog has 6000"),
-        ("summary", summary("twostage-log-artefacts", 6000, 2), "2 rows; a summary has exactly one"),
+        (
+            "summary",
+            summary("twostage-log-artefacts", 6000, 2),
+            "2 rows; a summary has exactly one",
+        ),
         (
             "popularity",
             vec![
@@ -236,7 +247,11 @@ fn each_contract_rule_is_checked_on_read() {
         ),
         (
             "cooccurrence",
-            vec![("item", strings(&["trk-00009"])), ("other", strings(&["trk-00010"])), ("users", ints(&[-1]))],
+            vec![
+                ("item", strings(&["trk-00009"])),
+                ("other", strings(&["trk-00010"])),
+                ("users", ints(&[-1])),
+            ],
             "below 1",
         ),
         (
@@ -276,7 +291,10 @@ fn each_contract_rule_is_checked_on_read() {
         common::copy_dir(&good, &dir);
         write(&dir.join(format!("{name}.parquet")), columns);
         let err = LogArtefacts::from_parquet(&dir, &catalog).unwrap_err().to_string();
-        assert!(err.contains(&format!("{name}.parquet")) && err.contains(says), "case {i} ({name}): {err}");
+        assert!(
+            err.contains(&format!("{name}.parquet")) && err.contains(says),
+            "case {i} ({name}): {err}"
+        );
     }
     // A missing artefact; counts that are not symmetric where every partner is kept.
     let dir = tmp.path().join("missing");

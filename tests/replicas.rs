@@ -37,7 +37,11 @@ fn serving(url: &str) -> String {
 fn converge(replicas: &[Service], id: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while replicas.iter().any(|r| serving(&r.url) != id) {
-        assert!(Instant::now() < deadline, "replicas did not converge to {id}: {:?}", replicas.iter().map(|r| healthz(&r.url)).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge to {id}: {:?}",
+            replicas.iter().map(|r| healthz(&r.url)).collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -45,16 +49,28 @@ fn converge(replicas: &[Service], id: &str) {
 /// An index of the first `items` music items and their events.
 fn build(dir: &Path, items: usize) {
     let data = common::data_dir();
-    let text: String = std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().take(items).flat_map(|l| [l, "\n"]).collect();
+    let text: String = std::fs::read_to_string(data.join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .take(items)
+        .flat_map(|l| [l, "\n"])
+        .collect();
     let catalog = Catalog::from_jsonl_reader(text.as_bytes(), Path::new("items.jsonl")).unwrap();
     let log: String = std::fs::read_to_string(data.join("events.jsonl"))
         .unwrap()
         .lines()
-        .filter(|l| l.find("\"item\":\"").is_some_and(|at| catalog.index_of(&l[at + 8..][..9]).is_some()))
+        .filter(|l| {
+            l.find("\"item\":\"")
+                .is_some_and(|at| catalog.index_of(&l[at + 8..][..9]).is_some())
+        })
         .flat_map(|l| [l, "\n"])
         .collect();
     let events = Events::from_jsonl_reader(log.as_bytes(), Path::new("events.jsonl"), &catalog).unwrap();
-    IndexBuilder::new().group_key("artist").without_ranker_training().build(&catalog, &events, dir).unwrap();
+    IndexBuilder::new()
+        .group_key("artist")
+        .without_ranker_training()
+        .build(&catalog, &events, dir)
+        .unwrap();
 }
 
 fn publish(store: &GenerationStore, dir: &Path) -> Generation {
@@ -88,7 +104,10 @@ fn two_replicas_converge_under_load_and_refuse_broken_generations() {
     build(&b, 2500);
     let first = publish(&store, &a);
 
-    let replicas = [start_replica(&url, &tmp.path().join("cache1")), start_replica(&url, &tmp.path().join("cache2"))];
+    let replicas = [
+        start_replica(&url, &tmp.path().join("cache1")),
+        start_replica(&url, &tmp.path().join("cache2")),
+    ];
     converge(&replicas, &first.id);
     assert_eq!(healthz(&replicas[0].url)["items"], 1500);
 
@@ -102,7 +121,9 @@ fn two_replicas_converge_under_load_and_refuse_broken_generations() {
             std::thread::spawn(move || {
                 let body = r#"{"context":{"listening":{"item":"trk-00042"}},"k":10}"#;
                 while !stop.load(Ordering::Relaxed) {
-                    let ok = ureq::post(&format!("{url}/recommend")).send_string(body).is_ok_and(|r| r.status() == 200);
+                    let ok = ureq::post(&format!("{url}/recommend"))
+                        .send_string(body)
+                        .is_ok_and(|r| r.status() == 200);
                     sent.fetch_add(1, Ordering::Relaxed);
                     failed.fetch_add(usize::from(!ok), Ordering::Relaxed);
                 }
@@ -145,7 +166,10 @@ fn two_replicas_converge_under_load_and_refuse_broken_generations() {
     let partial = "9999999999-partial";
     publish_broken(&root, &second, partial, |dir| std::fs::remove_file(dir.join("items.bin")).unwrap());
     refused(partial);
-    let reason = healthz(&replicas[1].url)["generation"]["refused"]["reason"].as_str().unwrap().to_string();
+    let reason = healthz(&replicas[1].url)["generation"]["refused"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(reason.contains("partial"), "{reason}");
 
     // And the next good generation is taken again.
@@ -205,7 +229,10 @@ fn publishing_verifies_the_index_first_and_never_rewrites_a_generation() {
     let mut missing = good.clone();
     missing.id = "0000000001-00000000".into();
     let err = rt.block_on(store.download(&missing, &cache)).unwrap_err();
-    assert!(matches!(&err, twostage::Error::Store { reason, .. } if reason.contains("partial")), "{err}");
+    assert!(
+        matches!(&err, twostage::Error::Store { reason, .. } if reason.contains("partial")),
+        "{err}"
+    );
     assert!(!cache.join(&missing.id).exists());
 }
 

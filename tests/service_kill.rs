@@ -42,12 +42,20 @@ fn live(url: &str) -> Value {
 #[test]
 fn acknowledged_writes_survive_sigkill_of_the_service() {
     let data = common::data_dir();
-    let text: String = std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().take(1000).flat_map(|l| [l, "\n"]).collect();
+    let text: String = std::fs::read_to_string(data.join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .take(1000)
+        .flat_map(|l| [l, "\n"])
+        .collect();
     let catalog = Catalog::from_jsonl_reader(text.as_bytes(), Path::new("items.jsonl")).unwrap();
     let events = Events::from_jsonl_reader(&b""[..], Path::new("events.jsonl"), &catalog).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let index = tmp.path().join("index");
-    IndexBuilder::new().without_ranker_training().build(&catalog, &events, &index).unwrap();
+    IndexBuilder::new()
+        .without_ranker_training()
+        .build(&catalog, &events, &index)
+        .unwrap();
 
     let ids: Vec<&str> = catalog.items().iter().map(|i| i.id.as_str()).collect();
     let (mut deleted, mut plays) = (0usize, 0usize);
@@ -64,7 +72,11 @@ fn acknowledged_writes_survive_sigkill_of_the_service() {
         let batch: Vec<String> = (0..25)
             .map(|k| format!(r#"{{"user":"u{round}","item":"{}","ts":{}}}"#, ids[500 + k % 5], 1_800_000_000 + k))
             .collect();
-        let (status, body) = call("POST", &format!("{}/events", service.url), Some(&format!(r#"{{"events":[{}]}}"#, batch.join(","))));
+        let (status, body) = call(
+            "POST",
+            &format!("{}/events", service.url),
+            Some(&format!(r#"{{"events":[{}]}}"#, batch.join(","))),
+        );
         assert_eq!(status, 200, "{body}");
         plays += batch.len();
         // Killed the moment the last write was acknowledged.
@@ -72,12 +84,20 @@ fn acknowledged_writes_survive_sigkill_of_the_service() {
     }
     let service = start(&index);
     let after = live(&service.url);
-    assert_eq!((after["deleted"].as_u64(), after["events"].as_u64()), (Some(deleted as u64), Some(plays as u64)), "{after}");
+    assert_eq!(
+        (after["deleted"].as_u64(), after["events"].as_u64()),
+        (Some(deleted as u64), Some(plays as u64)),
+        "{after}"
+    );
     // A deleted item is never served: ask for it by its own title.
     for item in &catalog.items()[..35] {
         let body = serde_json::json!({"context": {"search": {"text": item.title}}, "k": 50}).to_string();
         let (status, answer) = call("POST", &format!("{}/recommend", service.url), Some(&body));
         assert_eq!(status, 200, "{answer}");
-        assert!(!answer.contains(&format!("\"{}\"", item.id)), "{} was deleted but is served", item.id);
+        assert!(
+            !answer.contains(&format!("\"{}\"", item.id)),
+            "{} was deleted but is served",
+            item.id
+        );
     }
 }

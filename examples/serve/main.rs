@@ -115,7 +115,10 @@ fn main() -> Result<()> {
     };
     #[cfg(not(feature = "generations"))]
     let index_dir = if args.index.to_str().is_some_and(|s| s.contains("://")) {
-        anyhow::bail!("--index {} is a URL: following index generations needs `--features generations`", args.index.display());
+        anyhow::bail!(
+            "--index {} is a URL: following index generations needs `--features generations`",
+            args.index.display()
+        );
     } else {
         args.index.clone()
     };

@@ -95,7 +95,8 @@ impl GenerationStore {
     pub fn open_with(url: &str, options: impl IntoIterator<Item = (String, String)>) -> Result<GenerationStore> {
         let parsed = url::Url::parse(url).map_err(|e| Error::InvalidConfig(format!("generation store `{url}`: {e}")))?;
         let options: Vec<(String, String)> = options.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-        let (store, root) = object_store::parse_url_opts(&parsed, options).map_err(|e| Error::InvalidConfig(format!("generation store `{url}`: {e}")))?;
+        let (store, root) =
+            object_store::parse_url_opts(&parsed, options).map_err(|e| Error::InvalidConfig(format!("generation store `{url}`: {e}")))?;
         Ok(GenerationStore {
             store: Arc::from(store),
             root,
@@ -123,7 +124,10 @@ impl GenerationStore {
             Err(e) => return Err(store_error(self.location(rel), e)),
         };
         if got.meta.size > MAX_SMALL_OBJECT {
-            return Err(store_error(self.location(rel), format!("{} bytes is implausibly large", got.meta.size)));
+            return Err(store_error(
+                self.location(rel),
+                format!("{} bytes is implausibly large", got.meta.size),
+            ));
         }
         let bytes = got.bytes().await.map_err(|e| store_error(self.location(rel), e))?;
         Ok(Some(bytes.to_vec()))
@@ -189,15 +193,22 @@ impl GenerationStore {
         let Some(raw) = self.get_small(POINTER).await? else {
             return Ok(None);
         };
-        let pointer: Pointer = serde_json::from_slice(&raw).map_err(|e| store_error(self.location(POINTER), format!("not a generation pointer: {e}")))?;
+        let pointer: Pointer =
+            serde_json::from_slice(&raw).map_err(|e| store_error(self.location(POINTER), format!("not a generation pointer: {e}")))?;
         if pointer.format != POINTER_FORMAT || pointer.version != POINTER_VERSION {
             return Err(store_error(
                 self.location(POINTER),
-                format!("pointer format `{}` version {}; this build reads `{POINTER_FORMAT}` version {POINTER_VERSION}", pointer.format, pointer.version),
+                format!(
+                    "pointer format `{}` version {}; this build reads `{POINTER_FORMAT}` version {POINTER_VERSION}",
+                    pointer.format, pointer.version
+                ),
             ));
         }
         if rel_path(&pointer.generation.id).is_none_or(|p| p.components().count() != 1) {
-            return Err(store_error(self.location(POINTER), format!("unsafe generation id `{}`", pointer.generation.id)));
+            return Err(store_error(
+                self.location(POINTER),
+                format!("unsafe generation id `{}`", pointer.generation.id),
+            ));
         }
         Ok(Some(pointer.generation))
     }
@@ -224,12 +235,15 @@ impl GenerationStore {
         }
         std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
         let tmp = cache.join(format!(".{}.download-{}", generation.id, std::process::id()));
-        let result = self.download_into(generation, &tmp).await.and_then(|()| match std::fs::rename(&tmp, &target) {
-            Ok(()) => Ok(target.clone()),
-            // Another follower sharing this cache finished first: its copy verified too.
-            Err(_) if Manifest::read_verified(&target).is_ok() => Ok(target.clone()),
-            Err(e) => Err(Error::io(&target, e)),
-        });
+        let result = self
+            .download_into(generation, &tmp)
+            .await
+            .and_then(|()| match std::fs::rename(&tmp, &target) {
+                Ok(()) => Ok(target.clone()),
+                // Another follower sharing this cache finished first: its copy verified too.
+                Err(_) if Manifest::read_verified(&target).is_ok() => Ok(target.clone()),
+                Err(e) => Err(Error::io(&target, e)),
+            });
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
@@ -245,27 +259,39 @@ impl GenerationStore {
             .get_small(&manifest_at)
             .await?
             .ok_or_else(|| store_error(self.location(&manifest_at), "missing: the generation is partial"))?;
-        let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| store_error(self.location(&manifest_at), format!("not an index manifest: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&raw).map_err(|e| store_error(self.location(&manifest_at), format!("not an index manifest: {e}")))?;
         if manifest.manifest_crc32 != generation.manifest_crc32 {
             return Err(store_error(
                 self.location(&manifest_at),
-                format!("manifest checksum {:08x}, the pointer says {:08x}", manifest.manifest_crc32, generation.manifest_crc32),
+                format!(
+                    "manifest checksum {:08x}, the pointer says {:08x}",
+                    manifest.manifest_crc32, generation.manifest_crc32
+                ),
             ));
         }
         std::fs::write(tmp.join(MANIFEST), &raw).map_err(|e| Error::io(tmp.join(MANIFEST), e))?;
         for entry in &manifest.files {
             let at = format!("{prefix}/{}", entry.path);
             let Some(rel) = rel_path(&entry.path) else {
-                return Err(store_error(self.location(&manifest_at), format!("unsafe path `{}` in manifest", entry.path)));
+                return Err(store_error(
+                    self.location(&manifest_at),
+                    format!("unsafe path `{}` in manifest", entry.path),
+                ));
             };
             let got = match self.store.get(&self.path(&at)).await {
                 Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Err(store_error(self.location(&at), "missing: the generation is partial")),
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(store_error(self.location(&at), "missing: the generation is partial"))
+                }
                 Err(e) => return Err(store_error(self.location(&at), e)),
             };
             // Checked before the body is read: a wrong size never allocates it.
             if got.meta.size != entry.bytes {
-                return Err(store_error(self.location(&at), format!("size {} differs from the manifest's {}", got.meta.size, entry.bytes)));
+                return Err(store_error(
+                    self.location(&at),
+                    format!("size {} differs from the manifest's {}", got.meta.size, entry.bytes),
+                ));
             }
             let bytes = got.bytes().await.map_err(|e| store_error(self.location(&at), e))?;
             if crc32fast::hash(&bytes) != entry.crc32 {

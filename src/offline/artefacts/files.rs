@@ -46,7 +46,10 @@ impl LogArtefacts {
                 ("version", ints([i64::from(s.version)])),
                 ("session_gap_secs", ints([s.session_gap_secs])),
                 ("covisit_window", ints([s.covisit_window as i64])),
-                ("cooccurrence_kept", Arc::new(Int64Array::from(vec![s.cooccurrence_kept.map(|k| k as i64)])) as ArrayRef),
+                (
+                    "cooccurrence_kept",
+                    Arc::new(Int64Array::from(vec![s.cooccurrence_kept.map(|k| k as i64)])) as ArrayRef,
+                ),
                 ("items", ints([s.items as i64])),
                 ("events", ints([s.events as i64])),
                 ("sessions", ints([s.sessions as i64])),
@@ -151,7 +154,10 @@ impl LogArtefacts {
             }
             let distance = int(&rec, "distance")?;
             if !(1..=summary.covisit_window as i64).contains(&distance) {
-                return Err(rec.error("distance", format!("{distance} is outside 1..={}, the summary's window", summary.covisit_window)));
+                return Err(rec.error(
+                    "distance",
+                    format!("{distance} is outside 1..={}, the summary's window", summary.covisit_window),
+                ));
             }
             pairs.push(PairCount {
                 from,
@@ -162,11 +168,19 @@ impl LogArtefacts {
             Ok(())
         })?;
         pairs.sort_unstable();
-        if let Some(w) = pairs.windows(2).find(|w| (w[0].from, w[0].to, w[0].distance) == (w[1].from, w[1].to, w[1].distance)) {
+        if let Some(w) = pairs
+            .windows(2)
+            .find(|w| (w[0].from, w[0].to, w[0].distance) == (w[1].from, w[1].to, w[1].distance))
+        {
             return Err(whole_file(
                 &dir.join(PAIRS),
                 "from_item",
-                format!("two rows for {}→{} at distance {}", catalog.items()[w[0].from as usize].id, catalog.items()[w[0].to as usize].id, w[0].distance),
+                format!(
+                    "two rows for {}→{} at distance {}",
+                    catalog.items()[w[0].from as usize].id,
+                    catalog.items()[w[0].to as usize].id,
+                    w[0].distance
+                ),
             ));
         }
 
@@ -192,29 +206,51 @@ impl LogArtefacts {
         for (i, row) in rows.iter_mut().enumerate() {
             row.partners.sort_unstable();
             if let Some(w) = row.partners.windows(2).find(|w| w[0].0 == w[1].0) {
-                return Err(whole_file(&cooc_file, "other", format!("two rows for {} with {}", name(i), name(w[0].0 as usize))));
+                return Err(whole_file(
+                    &cooc_file,
+                    "other",
+                    format!("two rows for {} with {}", name(i), name(w[0].0 as usize)),
+                ));
             }
             if let Some(&(j, u)) = row.partners.iter().find(|&&(_, u)| u > row.own) {
                 return Err(whole_file(
                     &cooc_file,
                     "users",
-                    format!("{} shares {u} users with {}, more than its own {}", name(i), name(j as usize), row.own),
+                    format!(
+                        "{} shares {u} users with {}, more than its own {}",
+                        name(i),
+                        name(j as usize),
+                        row.own
+                    ),
                 ));
             }
             if let Some(k) = summary.cooccurrence_kept.filter(|&k| row.partners.len() > k) {
-                return Err(whole_file(&cooc_file, "other", format!("{} has {} partners, above the summary's {k}", name(i), row.partners.len())));
+                return Err(whole_file(
+                    &cooc_file,
+                    "other",
+                    format!("{} has {} partners, above the summary's {k}", name(i), row.partners.len()),
+                ));
             }
         }
         if summary.cooccurrence_kept.is_none() {
             // Every partner both ways with one count: a Gram matrix is symmetric.
             for (i, row) in rows.iter().enumerate() {
                 for &(j, u) in &row.partners {
-                    let back = rows[j as usize].partners.binary_search_by_key(&(i as u32), |&(x, _)| x).ok().map(|p| rows[j as usize].partners[p].1);
+                    let back = rows[j as usize]
+                        .partners
+                        .binary_search_by_key(&(i as u32), |&(x, _)| x)
+                        .ok()
+                        .map(|p| rows[j as usize].partners[p].1);
                     if back != Some(u) {
                         return Err(whole_file(
                             &cooc_file,
                             "users",
-                            format!("{} with {}: {u} users, but {} the other way (all partners kept: counts must be symmetric)", name(i), name(j as usize), back.map_or("no row".to_string(), |b| b.to_string())),
+                            format!(
+                                "{} with {}: {u} users, but {} the other way (all partners kept: counts must be symmetric)",
+                                name(i),
+                                name(j as usize),
+                                back.map_or("no row".to_string(), |b| b.to_string())
+                            ),
                         ));
                     }
                 }
@@ -255,9 +291,16 @@ fn write<'a>(path: &Path, rows: usize, make: impl Fn(std::ops::Range<usize>) -> 
         let columns = make(start..end);
         let fields: Vec<Field> = columns
             .iter()
-            .map(|(name, a)| Field::new(*name, a.data_type().clone(), a.data_type() == &DataType::Int64 && *name == "cooccurrence_kept"))
+            .map(|(name, a)| {
+                Field::new(
+                    *name,
+                    a.data_type().clone(),
+                    a.data_type() == &DataType::Int64 && *name == "cooccurrence_kept",
+                )
+            })
             .collect();
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| failed(&e))?;
+        let batch =
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| failed(&e))?;
         let w = match &mut writer {
             Some(w) => w,
             None => {
@@ -312,7 +355,9 @@ fn whole_file(path: &Path, field: &str, reason: impl Into<String>) -> Error {
 fn int(rec: &Record<'_>, field: &str) -> Result<i64> {
     match rec.obj.get(field) {
         None => Err(rec.error(field, "missing required field")),
-        Some(Value::Number(x)) => x.as_i64().ok_or_else(|| rec.error(field, format!("expected an integer, found {x}"))),
+        Some(Value::Number(x)) => x
+            .as_i64()
+            .ok_or_else(|| rec.error(field, format!("expected an integer, found {x}"))),
         Some(other) => Err(rec.error(field, format!("expected an integer, found {}", kind(other)))),
     }
 }
@@ -347,11 +392,17 @@ fn read_summary(path: &Path, catalog: &Catalog) -> Result<ArtefactSummary> {
         }
         let version = int(&rec, "version")?;
         if version != i64::from(ARTEFACTS_VERSION) {
-            return Err(rec.error("version", format!("version {version}; this build reads version {ARTEFACTS_VERSION}")));
+            return Err(rec.error(
+                "version",
+                format!("version {version}; this build reads version {ARTEFACTS_VERSION}"),
+            ));
         }
         let items = count(&rec, "items", 1)?;
         if items != catalog.len() as u64 {
-            return Err(rec.error("items", format!("computed against {items} items; this catalog has {}", catalog.len())));
+            return Err(rec.error(
+                "items",
+                format!("computed against {items} items; this catalog has {}", catalog.len()),
+            ));
         }
         let window = int(&rec, "covisit_window")?;
         if !(1..=MAX_WINDOW).contains(&window) {
@@ -384,4 +435,3 @@ fn read_summary(path: &Path, catalog: &Catalog) -> Result<ArtefactSummary> {
         rows => Err(whole_file(path, "<file>", format!("{rows} rows; a summary has exactly one"))),
     }
 }
-

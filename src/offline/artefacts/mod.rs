@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::index::BuildParams;
 use crate::events::Events;
+use crate::index::BuildParams;
 use crate::retrieval::covisit::{self, PairCount};
 use crate::retrieval::linear::Cooccurrence;
 use crate::retrieval::popular::PlayCounts;
@@ -154,7 +154,14 @@ impl LogArtefacts {
             let show = |c: Option<&PairCount>| c.map_or("none".to_string(), |c| c.count.to_string());
             let at = if order == Ordering::Greater { q } else { p };
             if let Some(c) = at.filter(|_| order != Ordering::Equal || show(p) != show(q)) {
-                note(format!("pairs {}→{} at {}: count {} against {}", id(c.from), id(c.to), c.distance, show(p.filter(|_| order != Ordering::Greater)), show(q.filter(|_| order != Ordering::Less))));
+                note(format!(
+                    "pairs {}→{} at {}: count {} against {}",
+                    id(c.from),
+                    id(c.to),
+                    c.distance,
+                    show(p.filter(|_| order != Ordering::Greater)),
+                    show(q.filter(|_| order != Ordering::Less))
+                ));
             }
             if order != Ordering::Greater {
                 x.next();
@@ -179,7 +186,6 @@ impl LogArtefacts {
     }
 }
 
-
 impl LogArtefacts {
     /// Refuses artefacts a build with `params` over `catalog` cannot use:
     /// computed against another catalog, or with another session gap,
@@ -198,7 +204,10 @@ impl LogArtefacts {
             ));
         }
         if s.covisit_window != params.covisit.window {
-            return bad(format!("co-visitation window {}, the build's is {}", s.covisit_window, params.covisit.window));
+            return bad(format!(
+                "co-visitation window {}, the build's is {}",
+                s.covisit_window, params.covisit.window
+            ));
         }
         match (params.linear.partners_needed(catalog.len()), s.cooccurrence_kept) {
             (None, Some(k)) => bad(format!(

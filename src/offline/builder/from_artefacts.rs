@@ -57,5 +57,4 @@ impl IndexBuilder {
     pub fn build_from_artefacts(&self, catalog: &Catalog, artefacts: &LogArtefacts, out: impl AsRef<Path>) -> Result<BuildReport> {
         self.build_log(catalog, Log::Artefacts(artefacts), out.as_ref(), &|_| {})
     }
-
 }

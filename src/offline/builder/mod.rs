@@ -360,7 +360,13 @@ impl IndexBuilder {
         self.build_log(catalog, Log::Events(events), out.as_ref(), on_progress)
     }
 
-    pub(super) fn build_log(&self, catalog: &Catalog, log: Log<'_>, out: &Path, on_progress: &(dyn Fn(&Progress) + Sync)) -> Result<BuildReport> {
+    pub(super) fn build_log(
+        &self,
+        catalog: &Catalog,
+        log: Log<'_>,
+        out: &Path,
+        on_progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<BuildReport> {
         let _span = tracing::info_span!("build", items = catalog.len(), events = log.events(), out = %out.display()).entered();
         let schema = self.check(catalog, log)?;
         let started = Instant::now();
@@ -384,10 +390,12 @@ impl IndexBuilder {
         let (ranker, training): (Ranker, Option<TrainSummary>) = match (&self.train, log) {
             (Some(_), Log::Artefacts(_)) => return Err(Error::InvalidConfig(ARTEFACTS_NO_TRAINING.into())),
             #[cfg(feature = "train")]
-            (Some(params), Log::Events(events)) => match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
-                Some((r, summary)) => (r, Some(summary)),
-                None => (Ranker::fixed_default()?, None),
-            },
+            (Some(params), Log::Events(events)) => {
+                match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
+                    Some((r, summary)) => (r, Some(summary)),
+                    None => (Ranker::fixed_default()?, None),
+                }
+            }
             #[cfg(not(feature = "train"))]
             (Some(_), Log::Events(_)) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
             (None, _) => (Ranker::fixed_default()?, None),
