@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
@@ -291,13 +291,8 @@ fn write<'a>(path: &Path, rows: usize, make: impl Fn(std::ops::Range<usize>) -> 
         let columns = make(start..end);
         let fields: Vec<Field> = columns
             .iter()
-            .map(|(name, a)| {
-                Field::new(
-                    *name,
-                    a.data_type().clone(),
-                    a.data_type() == &DataType::Int64 && *name == "cooccurrence_kept",
-                )
-            })
+            // Nullable, as Spark writes them: the reader checks presence itself.
+            .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
             .collect();
         let batch =
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).map_err(|e| failed(&e))?;

@@ -19,8 +19,6 @@
 #[cfg(feature = "parquet")]
 mod files;
 
-use std::cmp::Ordering;
-
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
@@ -142,32 +140,26 @@ impl LogArtefacts {
             }
         }
         let key = |c: &PairCount| (c.from, c.to, c.distance);
+        // Both lists are sorted by key: one merge walk.
         let (mut x, mut y) = (self.pairs.iter().peekable(), other.pairs.iter().peekable());
         loop {
-            let (p, q) = (x.peek().copied(), y.peek().copied());
-            let order = match (p, q) {
+            let (mine, theirs) = match (x.peek(), y.peek()) {
                 (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(p), Some(q)) => key(p).cmp(&key(q)),
+                (Some(p), Some(q)) if key(p) == key(q) => (x.next(), y.next()),
+                (Some(p), Some(q)) if key(p) < key(q) => (x.next(), None),
+                (Some(_), None) => (x.next(), None),
+                _ => (None, y.next()),
             };
             let show = |c: Option<&PairCount>| c.map_or("none".to_string(), |c| c.count.to_string());
-            let at = if order == Ordering::Greater { q } else { p };
-            if let Some(c) = at.filter(|_| order != Ordering::Equal || show(p) != show(q)) {
+            if let Some(c) = mine.or(theirs).filter(|_| show(mine) != show(theirs)) {
                 note(format!(
                     "pairs {}→{} at {}: count {} against {}",
                     id(c.from),
                     id(c.to),
                     c.distance,
-                    show(p.filter(|_| order != Ordering::Greater)),
-                    show(q.filter(|_| order != Ordering::Less))
+                    show(mine),
+                    show(theirs)
                 ));
-            }
-            if order != Ordering::Greater {
-                x.next();
-            }
-            if order != Ordering::Less {
-                y.next();
             }
         }
         for (i, (p, q)) in self.cooccurrence.rows.iter().zip(&other.cooccurrence.rows).enumerate() {

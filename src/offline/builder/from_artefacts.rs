@@ -5,7 +5,7 @@ use std::path::Path;
 use super::{BuildReport, IndexBuilder};
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::events::Events;
+use crate::events::{EventKind, Events};
 use crate::offline::artefacts::LogArtefacts;
 
 /// Where a build reads the log from: the events themselves, or the
@@ -17,6 +17,14 @@ pub(crate) enum Log<'a> {
 }
 
 impl Log<'_> {
+    /// Whether any item was played.
+    pub(super) fn has_plays(&self) -> bool {
+        match self {
+            Log::Events(e) => e.events().iter().any(|e| e.kind == EventKind::Play),
+            Log::Artefacts(a) => a.has_plays(),
+        }
+    }
+
     pub(super) fn events(&self) -> u64 {
         match self {
             Log::Events(e) => e.len() as u64,

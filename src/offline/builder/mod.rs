@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::events::{EventKind, Events};
+use crate::events::Events;
 use crate::index::content;
 use crate::index::embeddings::{self, EmbeddingParams};
 use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
@@ -424,10 +424,7 @@ impl IndexBuilder {
                     phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
                 }
                 phases.splice(0..0, content_phases);
-                let has_plays = match log {
-                    Log::Events(events) => events.events().iter().any(|e| e.kind == EventKind::Play),
-                    Log::Artefacts(a) => a.has_plays(),
-                };
+                let has_plays = log.has_plays();
                 Ok(BuildReport {
                     retrievers: retriever_states(&stats, has_plays, content.is_some()),
                     schema: schema.clone(),
