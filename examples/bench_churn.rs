@@ -4,7 +4,8 @@
 //! per call (one fsync each) and in batches; event throughput in batches;
 //! whether a deleted item is ever served by a request that started after
 //! its deletion returned; and the time `Engine::open` takes to replay the
-//! log afterwards.
+//! log afterwards; and one-event calls from one thread against many at
+//! once, which share fsyncs (group commit).
 //!
 //! ```text
 //! cargo run --release --features harness --example bench_churn -- --size 100000
@@ -57,6 +58,13 @@ struct Args {
     /// Requests per second the reader sends, idle and during churn.
     #[arg(long, default_value_t = 200.0)]
     rate: f64,
+    /// Threads that record one event per call at once, in the group-commit
+    /// phase (compared with one thread making the same calls).
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// Calls of one event each in the group-commit phase, per configuration.
+    #[arg(long, default_value_t = 2_000)]
+    small_writes: usize,
     /// Seconds of the idle phase.
     #[arg(long, default_value_t = 10.0)]
     idle_secs: f64,
@@ -208,6 +216,38 @@ fn main() -> Result<()> {
         engine.delete_items(chunk)?;
     }
     let batched_secs = t.elapsed().as_secs_f64();
+
+    // Group commit: the same number of one-event calls from one thread and
+    // from `--writers` threads at once (no reader: throughput), with the
+    // fsyncs each took.
+    let small = |writers: usize| -> Result<(f64, usize)> {
+        let syncs = engine.live_status()?.syncs;
+        let per = args.small_writes.div_ceil(writers.max(1));
+        let t = Instant::now();
+        std::thread::scope(|s| -> Result<()> {
+            let handles: Vec<_> = (0..writers.max(1))
+                .map(|w| {
+                    let (engine, ids) = (&engine, &ids);
+                    s.spawn(move || -> Result<()> {
+                        for j in 0..per {
+                            let item = &ids[(w * per + j) * 7919 % ids.len()];
+                            engine.record_events(&[LiveEvent::play(format!("g{w}"), item, 1_950_000_000 + j as i64)])?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap_or_else(|_| bail!("a writer panicked"))?;
+            }
+            Ok(())
+        })?;
+        let calls = per * writers.max(1);
+        Ok((calls as f64 / t.elapsed().as_secs_f64(), engine.live_status()?.syncs - syncs))
+    };
+    let (one_per_s, one_syncs) = small(1)?;
+    let (many_per_s, many_syncs) = small(args.writers)?;
+    let small_calls = args.small_writes.div_ceil(args.writers.max(1)) * args.writers.max(1);
     let status = engine.live_status()?;
     let log_bytes = std::fs::metadata(scratch.join("live.wal"))?.len();
     drop(engine);
@@ -238,6 +278,10 @@ fn main() -> Result<()> {
                                  "served_after_return": violations},
         "deletes_batched": {"items": args.batched_deletes, "batch": args.batch,
                             "items_per_s": args.batched_deletes as f64 / batched_secs},
+        "group_commit": {"writers": args.writers,
+                         "one_writer": {"calls": args.small_writes, "calls_per_s": one_per_s, "syncs": one_syncs},
+                         "concurrent": {"calls": small_calls, "calls_per_s": many_per_s, "syncs": many_syncs},
+                         "speedup": many_per_s / one_per_s},
         "log_bytes": log_bytes,
         "deleted": status.deleted,
         "events_logged": status.events,
@@ -260,6 +304,12 @@ fn main() -> Result<()> {
     );
     eprintln!("events in batches of {}: {} at {:.0}/s; recommend p50 / p99 meanwhile {events_p50:.2} / {events_p99:.2} ms ({} requests); p99 ratio {:.2}",
         args.event_batch, args.events, args.events as f64 / events_secs, during_events.len(), events_p99 / idle_p99);
+    eprintln!(
+        "one event per call: one writer {one_per_s:.0} calls/s ({one_syncs} fsyncs for {} calls); {} writers {many_per_s:.0} calls/s ({many_syncs} fsyncs for {small_calls} calls); ×{:.2}",
+        args.small_writes,
+        args.writers,
+        many_per_s / one_per_s
+    );
     eprintln!(
         "log {log_bytes} bytes for {} deletions and {} events; Engine::open with it {reopen_ms:.0} ms, replayed {replayed} deletions",
         status.deleted, status.events

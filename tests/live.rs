@@ -315,6 +315,49 @@ fn live_plays_move_popularity_at_once_and_durably() {
 }
 
 #[test]
+fn concurrent_writers_lose_nothing_and_each_sees_its_write_on_return() {
+    let (_tmp, dir) = private_index();
+    let engine = Engine::open(&dir).unwrap();
+    let items: Vec<String> = (10..18).map(|i| format!("trk-{i:05}")).collect();
+    let base: Vec<u32> = items.iter().map(|id| engine.plays(id).unwrap()).collect();
+    const CALLS: u32 = 40;
+    std::thread::scope(|s| {
+        for (w, item) in items.iter().enumerate() {
+            let (engine, base) = (&engine, &base);
+            s.spawn(move || {
+                for n in 0..CALLS {
+                    engine
+                        .record_events(&[LiveEvent::play(format!("w{w}"), item, 1_800_000_000 + i64::from(n))])
+                        .unwrap();
+                    // Read-your-writes: this writer's play counts on return,
+                    // whichever call's fsync made it durable.
+                    assert!(engine.plays(item).unwrap() >= base[w] + n + 1);
+                }
+            });
+        }
+        // And a writer deleting meanwhile, in the same groups.
+        let engine = &engine;
+        s.spawn(move || {
+            for i in 0..CALLS {
+                engine.delete_items(&[format!("trk-{:05}", 100 + i)]).unwrap();
+            }
+        });
+    });
+    let check = |e: &Engine| {
+        for (item, b) in items.iter().zip(&base) {
+            assert_eq!(e.plays(item).unwrap(), b + CALLS, "{item}");
+        }
+        let s = e.live_status().unwrap();
+        assert_eq!((s.events, s.deleted), (items.len() * CALLS as usize, CALLS as usize));
+        s
+    };
+    let s = check(&engine);
+    assert_eq!(s.records, (items.len() + 1) * CALLS as usize);
+    assert!(s.syncs >= 1 && s.syncs <= s.records, "{} fsyncs for {} records", s.syncs, s.records);
+    check(&Engine::open(&dir).unwrap());
+}
+
+#[test]
 fn live_sessions_feed_co_visitation_at_once_and_durably() {
     let (_tmp, dir) = private_index();
     let engine = Engine::open(&dir).unwrap();

@@ -363,6 +363,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
             "deleted": live.deleted,
             "events": live.events,
             "records": live.records,
+            "syncs": live.syncs,
             "torn_tail_bytes": live.torn_tail.map(|t| t.bytes),
         });
     }

@@ -16,7 +16,9 @@ impl Engine {
     ///
     /// A deleted item may still be a request's context (it was played). One
     /// process writes to an index directory at a time; concurrent calls in
-    /// it are serialised. An in-place [`retrain_ranker`](crate::retrain_ranker)
+    /// it are committed in groups, each group with one fsync, so writers
+    /// that arrive together wait for one fsync, not for each other's
+    /// ([`LiveStatus::syncs`] counts them). An in-place [`retrain_ranker`](crate::retrain_ranker)
     /// keeps the log; a new build into the directory replaces it with the
     /// directory, so remove deleted items from the catalog the next build
     /// reads. At most [`MAX_WRITE_BATCH`] ids per call.

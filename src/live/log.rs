@@ -147,6 +147,22 @@ pub(crate) struct Appender {
     path: PathBuf,
 }
 
+/// `record` as the log stores it: header and payload, ready to append.
+pub(crate) fn encode(record: &Record) -> Result<Vec<u8>> {
+    let payload = serde_json::to_vec(record).map_err(|e| Error::internal("live log", e.to_string()))?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Error::InvalidRequest(format!(
+            "a write batch of {} bytes is above the limit of {MAX_PAYLOAD}: split it",
+            payload.len()
+        )));
+    }
+    let mut buf = Vec::with_capacity(RECORD_HEADER + payload.len());
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    buf.extend_from_slice(&payload);
+    Ok(buf)
+}
+
 impl Appender {
     /// Opens the log at `path` for appending, creating it with its magic if
     /// it does not exist. The log is read again first, so that only a torn
@@ -176,23 +192,28 @@ impl Appender {
     }
 
     /// Appends `record` and returns once it is on stable storage.
+    #[cfg(test)]
     pub fn append(&mut self, record: &Record) -> Result<()> {
-        let payload = serde_json::to_vec(record).map_err(|e| Error::internal("live log", e.to_string()))?;
-        if payload.len() > MAX_PAYLOAD {
-            return Err(Error::InvalidRequest(format!(
-                "a write batch of {} bytes is above the limit of {MAX_PAYLOAD}: split it",
-                payload.len()
-            )));
-        }
-        let mut buf = Vec::with_capacity(RECORD_HEADER + payload.len());
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        buf.extend_from_slice(&payload);
-        // One write, then fsync: a crash leaves a prefix of the record at
-        // worst, which the reader drops as a torn tail.
+        self.append_encoded(&[encode(record)?])
+    }
+
+    /// Appends records made by [`encode`], in order, with one write and one
+    /// fsync for all of them (a group commit), and returns once they are on
+    /// stable storage. A crash leaves a prefix of them at worst: whole
+    /// records, which were never acknowledged and may be replayed, and at
+    /// most one torn one, which the reader drops. On an error the log is
+    /// cut back to where it ended (best effort), so records nobody was told
+    /// are written do not come back at the next open.
+    pub fn append_encoded(&mut self, records: &[Vec<u8>]) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
-        self.file.write_all(&buf).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        let end = self.file.metadata().map_err(io)?.len();
+        let buf = records.concat();
+        let written = self.file.write_all(&buf).and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let _ = self.file.set_len(end).and_then(|()| self.file.sync_data());
+            return Err(io(e));
+        }
+        Ok(())
     }
 }
 

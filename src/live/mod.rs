@@ -11,8 +11,9 @@
 pub(crate) mod covisit;
 pub(crate) mod log;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -163,6 +164,9 @@ pub struct LiveStatus {
     pub events: usize,
     /// Acknowledged write batches in the log.
     pub records: usize,
+    /// Fsyncs of the log since the engine opened it: with concurrent
+    /// writers, one group commit makes several batches durable at once.
+    pub syncs: usize,
     /// Ids in the log that this index does not hold (deleted in another
     /// generation, or never part of it): skipped on replay.
     pub unknown_ids: usize,
@@ -171,12 +175,63 @@ pub struct LiveStatus {
     pub torn_tail: Option<TornTail>,
 }
 
-/// An engine's live state: the view requests read, and the log's
-/// appending end, which one writer at a time holds.
+/// An engine's live state: the view requests read, the log's appending
+/// end, which one writer at a time holds, and the writes waiting for it.
+///
+/// Writes are committed in groups: a call queues its record, and whichever
+/// waiting call finds no commit under way takes every queued record and
+/// makes them durable with one fsync, then wakes the others with their
+/// outcomes. Alone, a write is committed at once; under concurrent writers
+/// the fsync, which dominates a small write, is shared.
 pub(crate) struct Live {
     view: ArcSwap<View>,
     writer: Mutex<Writer>,
+    queue: Mutex<Queue>,
+    committed: Condvar,
     path: PathBuf,
+}
+
+/// A write waiting for the group commit that makes it durable.
+struct Pending {
+    ticket: u64,
+    record: log::Record,
+    deleted: Vec<u32>,
+    event_items: Vec<u32>,
+}
+
+/// Writes not yet committed, and the outcomes of committed ones until
+/// their callers collect them.
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// Whether a call is committing a group now.
+    leading: bool,
+    next_ticket: u64,
+    outcomes: HashMap<u64, Result<usize>>,
+}
+
+/// Held by the call committing a group. Dropped, it hands the group's
+/// outcomes to their callers and lets another call lead; if the commit
+/// unwound before it had outcomes, the group's callers are told so rather
+/// than every writer waiting for ever.
+struct Leading<'a> {
+    live: &'a Live,
+    tickets: Vec<u64>,
+    outcomes: Vec<(u64, Result<usize>)>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut q = self.live.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.leading = false;
+        q.outcomes.extend(self.outcomes.drain(..));
+        for &t in &self.tickets {
+            q.outcomes
+                .entry(t)
+                .or_insert_with(|| Err(Error::internal("live writes", "the commit of this write failed unexpectedly")));
+        }
+        self.live.committed.notify_all();
+    }
 }
 
 struct Writer {
@@ -248,6 +303,7 @@ impl Live {
             deleted: dead.count,
             events,
             records: replay.records.len(),
+            syncs: 0,
             unknown_ids,
             torn_tail: replay.torn,
         };
@@ -264,6 +320,8 @@ impl Live {
                 retired: Vec::new(),
                 status,
             }),
+            queue: Mutex::new(Queue::default()),
+            committed: Condvar::new(),
             path,
         })
     }
@@ -288,37 +346,101 @@ impl Live {
     /// events' items to `event_items`: durable in the log before its view
     /// is published. Returns how many items were not deleted already.
     pub fn write(&self, record: log::Record, deleted: &[u32], event_items: &[u32]) -> Result<usize> {
-        let mut w = self.lock()?;
-        let current = self.view.load_full();
-        if event_items.is_empty() && deleted.iter().all(|&i| current.deleted.contains(i)) {
-            return Ok(0);
+        let poisoned = |_| Error::internal("live writes", "a writer panicked while holding the write queue");
+        let mut q = self.queue.lock().map_err(poisoned)?;
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.pending.push(Pending {
+            ticket,
+            record,
+            deleted: deleted.to_vec(),
+            event_items: event_items.to_vec(),
+        });
+        loop {
+            if let Some(outcome) = q.outcomes.remove(&ticket) {
+                return outcome;
+            }
+            if q.leading {
+                // This write is in the group being committed, or queued for
+                // the next one.
+                q = self.committed.wait(q).map_err(poisoned)?;
+                continue;
+            }
+            // No commit under way, so this write is still queued: lead the
+            // next group, which holds it.
+            q.leading = true;
+            let group = std::mem::take(&mut q.pending);
+            drop(q);
+            let mut leading = Leading {
+                live: self,
+                tickets: group.iter().map(|p| p.ticket).collect(),
+                outcomes: Vec::new(),
+            };
+            leading.outcomes = self.commit(group);
+            drop(leading);
+            q = self.queue.lock().map_err(poisoned)?;
         }
-        if w.appender.is_none() {
-            w.appender = Some(log::Appender::open(&self.path)?);
-        }
-        let Some(appender) = w.appender.as_mut() else {
-            return Err(Error::internal("live writes", "the log's appender was not opened"));
+    }
+
+    /// Commits a group of writes, in their order: each that changes
+    /// something is appended to the log, all with one fsync, and then all
+    /// are published as one new view. A write that changes nothing (its
+    /// items already deleted) is not logged; a write too large for the log
+    /// fails alone. If the append fails, every write of the group fails
+    /// with its error and none is published.
+    fn commit(&self, group: Vec<Pending>) -> Vec<(u64, Result<usize>)> {
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut w = match self.lock() {
+            Ok(w) => w,
+            Err(e) => return group.into_iter().map(|p| (p.ticket, Err(shared(&e)))).collect(),
         };
-        if let Err(e) = appender.append(&record) {
-            // It may have left part of the record: the next write opens the
-            // log again, which reads it and cuts that tail off first.
-            w.appender = None;
-            return Err(e);
+        let current = self.view.load_full();
+        // Tombstones as of each write: a write deleting only items deleted
+        // before it, here or earlier in the group, changes nothing.
+        let mut dead: Option<Tombstones> = None;
+        let mut accepted: Vec<(Pending, usize)> = Vec::with_capacity(group.len());
+        let mut encoded = Vec::with_capacity(group.len());
+        for p in group {
+            let before = dead.as_ref().unwrap_or(&current.deleted);
+            if p.event_items.is_empty() && p.deleted.iter().all(|&i| before.contains(i)) {
+                outcomes.push((p.ticket, Ok(0)));
+                continue;
+            }
+            match log::encode(&p.record) {
+                Ok(bytes) => encoded.push(bytes),
+                Err(e) => {
+                    outcomes.push((p.ticket, Err(e)));
+                    continue;
+                }
+            }
+            let added = if p.deleted.is_empty() {
+                0
+            } else {
+                let d = dead.get_or_insert_with(|| Tombstones::clone(&current.deleted));
+                p.deleted.iter().filter(|&&i| d.insert(i)).count()
+            };
+            accepted.push((p, added));
+        }
+        if accepted.is_empty() {
+            return outcomes;
+        }
+        if let Err(e) = self.append(&mut w, &encoded) {
+            outcomes.extend(accepted.into_iter().map(|(p, _)| (p.ticket, Err(shared(&e)))));
+            return outcomes;
         }
         let mut next = View::clone(&current);
-        let mut added = 0;
-        if !deleted.is_empty() {
-            let mut dead = Tombstones::clone(&current.deleted);
-            added = deleted.iter().filter(|&&i| dead.insert(i)).count();
+        if let Some(dead) = dead {
             next.deleted = Arc::new(dead);
         }
-        if !event_items.is_empty() {
+        if accepted.iter().any(|(p, _)| !p.event_items.is_empty()) {
             let mut counts = Popularity::clone(&current.popularity);
             let Writer { sessions, pairs, .. } = &mut *w;
-            for (&item, e) in event_items.iter().zip(&record.events) {
-                counts.count_live(item, e.kind);
-                if e.kind == EventKind::Play {
-                    sessions.play(&e.user, item, e.ts, pairs);
+            for (p, _) in &accepted {
+                for (&item, e) in p.event_items.iter().zip(&p.record.events) {
+                    counts.count_live(item, e.kind);
+                    if e.kind == EventKind::Play {
+                        sessions.play(&e.user, item, e.ts, pairs);
+                    }
                 }
             }
             let mut published = covisit::LiveCovisit::clone(&current.covisit);
@@ -326,15 +448,33 @@ impl Live {
             next.popularity = Arc::new(counts);
             next.covisit = Arc::new(published);
         }
-        w.status.records += 1;
+        w.status.records += accepted.len();
+        w.status.syncs += 1;
         w.status.deleted = next.deleted.count;
-        w.status.events += record.events.len();
+        w.status.events += accepted.iter().map(|(p, _)| p.record.events.len()).sum::<usize>();
         // A torn tail is cut off by the first append.
         w.status.torn_tail = None;
         let old = self.view.swap(Arc::new(next));
         w.retired.push(old);
         w.retired.retain(|v| Arc::strong_count(v) > 1);
-        Ok(added)
+        outcomes.extend(accepted.into_iter().map(|(p, added)| (p.ticket, Ok(added))));
+        outcomes
+    }
+
+    /// Appends encoded records to the log with one fsync, opening it on the
+    /// first write.
+    fn append(&self, w: &mut Writer, encoded: &[Vec<u8>]) -> Result<()> {
+        if w.appender.is_none() {
+            w.appender = Some(log::Appender::open(&self.path)?);
+        }
+        let Some(appender) = w.appender.as_mut() else {
+            return Err(Error::internal("live writes", "the log's appender was not opened"));
+        };
+        appender.append_encoded(encoded).inspect_err(|_| {
+            // The next write opens the log again, which reads it and cuts
+            // off anything of this append left behind.
+            w.appender = None;
+        })
     }
 
     /// Copies the log of the index in `from` into `to`, a new generation of
@@ -351,6 +491,15 @@ impl Live {
         let f = std::fs::File::open(&dst).map_err(|e| Error::io(&dst, e))?;
         f.sync_all().map_err(|e| Error::io(&dst, e))?;
         crate::index::writer::sync_dir(to)
+    }
+}
+
+/// `e` again, for each write of a group that failed with it.
+fn shared(e: &Error) -> Error {
+    match e {
+        Error::Io { path, source } => Error::io(path, std::io::Error::new(source.kind(), source.to_string())),
+        Error::InvalidRequest(m) => Error::InvalidRequest(m.clone()),
+        other => Error::internal("live writes", other.to_string()),
     }
 }
 
@@ -398,6 +547,55 @@ mod tests {
         // A smaller catalog: ids it does not hold are counted, not fatal.
         let smaller = Live::open(dir.path(), 4, &empty, RULES, |id| index_of(id).filter(|&i| i < 4)).unwrap();
         assert_eq!(smaller.status().unwrap().unknown_ids, 3);
+    }
+
+    /// Starts a writer for each of `writes`, one after the other, while
+    /// the test holds the log: the first leads a group of its own and
+    /// blocks, the rest queue behind it in the order given. Lets go once
+    /// all are queued; their outcomes, in the order given.
+    fn grouped(live: &Live, writes: &[&[u32]]) -> Vec<usize> {
+        let held = live.lock().unwrap();
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for (n, items) in writes.iter().enumerate() {
+                handles.push(s.spawn(move || delete(live, items)));
+                // Queued: the first taken by its own commit, each later one waiting.
+                let queued = |q: &Queue| if n == 0 { q.leading } else { q.pending.len() == n };
+                while !queued(&live.queue.lock().unwrap()) {
+                    std::thread::yield_now();
+                }
+            }
+            drop(held);
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn concurrent_writes_share_one_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
+        let empty = Popularity::default();
+        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        assert_eq!(grouped(&live, &[&[0], &[1], &[2, 3], &[4]]), [1, 1, 2, 1]);
+        let s = live.status().unwrap();
+        // The first write alone, then the three queued behind it together.
+        assert_eq!((s.records, s.syncs, s.deleted), (4, 2, 5));
+        let again = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let s = again.status().unwrap();
+        assert_eq!((s.records, s.deleted), (4, 5));
+        assert!((0..5).all(|i| again.view().deleted.contains(i)) && !again.view().deleted.contains(5));
+    }
+
+    #[test]
+    fn a_write_made_redundant_earlier_in_its_group_is_not_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
+        let empty = Popularity::default();
+        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let added = grouped(&live, &[&[0], &[7], &[7], &[7, 8]]);
+        assert_eq!(added, [1, 1, 0, 1]);
+        let s = live.status().unwrap();
+        assert_eq!((s.records, s.syncs, s.deleted), (3, 2, 3));
     }
 
     #[test]
