@@ -294,6 +294,15 @@ impl Engine {
         self.by_id.get(id).and_then(|&i| self.store.items.get(i as usize))
     }
 
+    /// The vector of `id` in the index's ANN space (learned from the log,
+    /// or the catalog's, as the build chose): what history and listening
+    /// contexts are compared with. `None` for an item outside that space or
+    /// an id the index does not hold. Useful to export the space, for
+    /// example to give every shard of a catalog the same vectors.
+    pub fn item_vector(&self, id: &str) -> Option<&[f32]> {
+        self.by_id.get(id).and_then(|&i| self.vector_of(i))
+    }
+
     /// What this index is and how it was built.
     pub fn info(&self) -> IndexInfo {
         IndexInfo {

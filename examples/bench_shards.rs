@@ -1,0 +1,353 @@
+//! A simulation of the sharded design of docs/capacity.md, in one process:
+//! the music catalog split by item hash into `--shards` indexes, each built
+//! from its own items and their events; a coordinator that asks every shard
+//! for its candidates (the stage boundary, [`Candidates`]: provenance and
+//! feature rows), merges them, puts back what depends on the whole list
+//! (each retriever's rank, the fusion score, BM25 relative to the best hit,
+//! each retriever's candidate limit and the cut to `rank_depth`), and ranks
+//! the union once. The same coordinator over the one index of the whole
+//! catalog is the reference: what sharding changes is all the comparison
+//! shows.
+//!
+//! ```text
+//! cargo run --release --features harness --example bench_shards -- --size 100000
+//! ```
+//!
+//! Reported for search requests (the context whose cost grows with the
+//! catalog, and the one the capacity model shards for): the merged top 10's
+//! recall of the single index's top 10 (and of its candidates), and
+//! latency. Each shard is timed alone, one request at a time, as if it had
+//! a machine of its own; the fan-out's latency is its slowest shard plus
+//! the merge (no network). Both sides rank with the fixed-weight ranker
+//! ([`FIXED_DEFAULT_WEIGHTS`]), as the indexes are built without training.
+//!
+//! What the shards share: the learned vector space, taken from the whole
+//! index (each shard's items carry their vectors). What they do not: each
+//! computes BM25's document frequencies and length norm, popularity's
+//! normalisation, and a search's pseudo-relevance vector (from its own top
+//! lexical hits) by itself. docs/capacity.md wants the statistics global
+//! (from the log artefacts); this measures what leaving them local costs.
+
+#[path = "common/music_index.rs"]
+mod music_index;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use serde_json::json;
+use twostage::ranking::FIXED_DEFAULT_WEIGHTS;
+use twostage::request::Retriever;
+use twostage::{Candidates, Catalog, Engine, Events, IndexBuilder, Request, Vectors};
+
+/// Sharding simulation.
+#[derive(Parser)]
+struct Args {
+    /// Catalog size (tracks).
+    #[arg(long, default_value_t = 100_000)]
+    size: usize,
+    /// Shards.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
+    /// Search requests.
+    #[arg(long, default_value_t = 300)]
+    requests: usize,
+    /// Where the generated data and the indexes are kept (and reused).
+    #[arg(long)]
+    work_dir: Option<std::path::PathBuf>,
+    /// Print one JSON object on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The shard of an item: FNV-1a of its id.
+fn shard_of(id: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards as u64) as usize
+}
+
+/// Builds (or reuses) shard `s`'s index under `dir/shards-N/s`: the items of
+/// `dir/items.jsonl` that hash to it, with their vectors in `whole`'s
+/// learned space, and the events of those items.
+fn shard_index(dir: &Path, s: usize, shards: usize, whole: &Engine) -> Result<std::path::PathBuf> {
+    let root = dir.join(format!("shards-{shards}/{s}"));
+    let index = root.join("index");
+    if index.join("manifest.json").exists() {
+        return Ok(index);
+    }
+    std::fs::create_dir_all(&root)?;
+    let mut mine = HashSet::new();
+    let mut items = BufWriter::new(std::fs::File::create(root.join("items.jsonl"))?);
+    for line in std::io::BufReader::new(std::fs::File::open(dir.join("items.jsonl"))?).lines() {
+        let line = line?;
+        let mut v: serde_json::Value = serde_json::from_str(&line)?;
+        let id = v["id"].as_str().context("an item without an id")?.to_string();
+        if shard_of(&id, shards) == s {
+            // The whole catalog's learned space, not one learned from this
+            // shard's share of the log (which no other shard would share).
+            if let Some(vector) = whole.item_vector(&id) {
+                v["vector"] = json!(vector);
+            }
+            writeln!(items, "{v}")?;
+            mine.insert(id);
+        }
+    }
+    items.flush()?;
+    drop(items);
+    let mut events = BufWriter::new(std::fs::File::create(root.join("events.jsonl"))?);
+    for line in std::io::BufReader::new(std::fs::File::open(dir.join("events.jsonl"))?).lines() {
+        let line = line?;
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        if v["item"].as_str().is_some_and(|id| mine.contains(id)) {
+            writeln!(events, "{line}")?;
+        }
+    }
+    events.flush()?;
+    drop(events);
+    let catalog = Catalog::from_jsonl_path(root.join("items.jsonl"))?;
+    let events = Events::from_jsonl_path(root.join("events.jsonl"), &catalog)?;
+    let t = Instant::now();
+    // As music_index builds the whole catalog's index.
+    IndexBuilder::new()
+        .group_key("artist")
+        .without_ranker_training()
+        .vectors(Vectors::CatalogWithFallback)
+        .build(&catalog, &events, &index)?;
+    eprintln!("shard {s}: {} items built in {:.1} s", catalog.len(), t.elapsed().as_secs_f64());
+    Ok(index)
+}
+
+/// One candidate as a shard returned it.
+struct Hit {
+    id: String,
+    features: Vec<f32>,
+    /// Per retriever: its rank in the shard's list and its raw score.
+    found: Vec<(Retriever, f32)>,
+}
+
+/// What the coordinator made of one request.
+struct Merged {
+    /// The top `k` ids.
+    top: Vec<String>,
+    /// Every candidate kept for ranking (after the cut to `rank_depth`).
+    kept: Vec<String>,
+    /// Each retriever's merged list, best first.
+    lists: HashMap<Retriever, Vec<String>>,
+}
+
+/// The coordinator: merges the shards' candidates for `req`, recomputes the
+/// list-dependent features over the merged lists, cuts to `rank_depth` by
+/// the merged fusion score and ranks with the fixed weights.
+fn coordinate(req: &Request, parts: &[Candidates]) -> Merged {
+    let names = Candidates::feature_names();
+    let col = |name: &str| names.iter().position(|n| *n == name);
+    let mut hits: Vec<Hit> = Vec::new();
+    for c in parts {
+        for i in 0..c.len() {
+            let (Some(id), Some(f)) = (c.id(i), c.features(i)) else { continue };
+            hits.push(Hit {
+                id: id.to_string(),
+                features: f.to_vec(),
+                found: c.sources(i).iter().map(|p| (p.retriever, p.score)).collect(),
+            });
+        }
+    }
+    // Each retriever's merged list: its hits by score, best first, cut to
+    // the request's limit for it, as one index's retriever returns them.
+    let mut rank: HashMap<(usize, Retriever), usize> = HashMap::new();
+    let mut lists = HashMap::new();
+    let mut lexical_max = 0f32;
+    for r in Retriever::ALL {
+        let mut list: Vec<(usize, f32)> = hits
+            .iter()
+            .enumerate()
+            .filter_map(|(h, hit)| hit.found.iter().find(|(x, _)| *x == r).map(|&(_, s)| (h, s)))
+            .collect();
+        list.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| hits[a.0].id.cmp(&hits[b.0].id)));
+        list.truncate(req.candidates.get(r));
+        if r == Retriever::Lexical {
+            lexical_max = list.first().map_or(0.0, |x| x.1);
+        }
+        lists.insert(r, list.iter().map(|&(h, _)| hits[h].id.clone()).collect());
+        for (g, (h, _)) in list.into_iter().enumerate() {
+            rank.insert((h, r), g);
+        }
+    }
+    let name = |r: Retriever| format!("{r:?}").to_lowercase();
+    let mut fused: Vec<(usize, f32)> = Vec::new();
+    for (h, hit) in hits.iter_mut().enumerate() {
+        let mut rrf = 0f32;
+        for r in Retriever::ALL {
+            let (found, rr) = (col(&format!("{}_found", name(r))), col(&format!("{}_rank_rr", name(r))));
+            match rank.get(&(h, r)) {
+                Some(&g) => {
+                    rrf += 1.0 / (60.0 + g as f32 + 1.0);
+                    if let Some(j) = rr {
+                        hit.features[j] = 1.0 / (1.0 + g as f32);
+                    }
+                }
+                None => {
+                    for j in [found, rr].into_iter().flatten() {
+                        hit.features[j] = 0.0;
+                    }
+                }
+            }
+        }
+        if let Some(j) = col("rrf") {
+            hit.features[j] = rrf * 15.0;
+        }
+        if let (Some(j), Some(&(_, s))) = (col("lexical_score"), hit.found.iter().find(|(x, _)| *x == Retriever::Lexical)) {
+            hit.features[j] = if lexical_max > 0.0 && rank.contains_key(&(h, Retriever::Lexical)) {
+                s / lexical_max
+            } else {
+                0.0
+            };
+        }
+        if rrf > 0.0 {
+            fused.push((h, rrf));
+        }
+    }
+    // One item is in one shard, so the union has no duplicates to merge.
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| hits[a.0].id.cmp(&hits[b.0].id)));
+    fused.truncate(req.rank_depth);
+    let weights: Vec<(usize, f32)> = FIXED_DEFAULT_WEIGHTS.iter().filter_map(|(n, w)| col(n).map(|j| (j, *w))).collect();
+    let mut scored: Vec<(usize, f32)> = fused
+        .iter()
+        .map(|&(h, _)| (h, weights.iter().map(|&(j, w)| hits[h].features[j] * w).sum()))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| hits[a.0].id.cmp(&hits[b.0].id)));
+    Merged {
+        top: scored.iter().take(req.k).map(|&(h, _)| hits[h].id.clone()).collect(),
+        kept: fused.iter().map(|&(h, _)| hits[h].id.clone()).collect(),
+        lists,
+    }
+}
+
+/// The share of `reference` that `got` holds.
+fn recall_of(got: &[String], reference: &[String]) -> Option<f64> {
+    let got: HashSet<&String> = got.iter().collect();
+    (!reference.is_empty()).then(|| reference.iter().filter(|id| got.contains(id)).count() as f64 / reference.len() as f64)
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    (at(0.5), at(0.99))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !(2..=64).contains(&args.shards) {
+        bail!("--shards must be 2 to 64");
+    }
+    let dir = args.work_dir.clone().unwrap_or_else(|| music_index::default_dir(args.size));
+    let whole = Engine::open(music_index::music_index(args.size, &dir)?)?;
+    let shards = (0..args.shards)
+        .map(|s| Engine::open(shard_index(&dir, s, args.shards, &whole)?).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    let catalog = Catalog::from_jsonl_path(dir.join("items.jsonl"))?;
+    let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
+    let texts = music_index::queries(&dir)?;
+    let reqs = music_index::requests("search", &ids, &texts, args.requests);
+    for r in reqs.iter().take(30) {
+        whole.recommend(r)?;
+        for s in &shards {
+            s.recommend(r)?;
+        }
+    }
+
+    let (mut single_ms, mut fanout_ms, mut merge_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut shard_ms: Vec<Vec<f64>> = vec![Vec::new(); args.shards];
+    let (mut recall, mut candidate_recall, mut agrees) = (0.0, 0.0, 0usize);
+    // Per retriever: summed recall of the single index's list, and requests where it had one.
+    let mut by_retriever: HashMap<String, (f64, usize)> = HashMap::new();
+    for req in &reqs {
+        // Each index returns every retriever's whole list (no fusion cut):
+        // the coordinator fuses and cuts to the request's rank_depth.
+        let uncut = req.clone().rank_depth(Retriever::ALL.iter().map(|&r| req.candidates.get(r)).sum());
+        let t = Instant::now();
+        let one = whole.retrieve(&uncut)?;
+        let single = coordinate(req, std::slice::from_ref(&one));
+        single_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        // The reference is the coordinator over the one index; check that
+        // it answers as the engine does.
+        let served: Vec<String> = whole.recommend(req)?.items.into_iter().map(|i| i.id).collect();
+        agrees += usize::from(served == single.top);
+
+        let mut parts = Vec::with_capacity(args.shards);
+        let mut slowest = 0f64;
+        for (s, shard) in shards.iter().enumerate() {
+            let t = Instant::now();
+            parts.push(shard.retrieve(&uncut)?);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            shard_ms[s].push(ms);
+            slowest = slowest.max(ms);
+        }
+        let t = Instant::now();
+        let merged = coordinate(req, &parts);
+        let merge = t.elapsed().as_secs_f64() * 1e3;
+        merge_ms.push(merge);
+        fanout_ms.push(slowest + merge);
+
+        recall += recall_of(&merged.top, &single.top).unwrap_or(1.0);
+        candidate_recall += recall_of(&merged.kept, &single.kept).unwrap_or(1.0);
+        for (r, list) in &single.lists {
+            if let Some(x) = recall_of(merged.lists.get(r).map_or(&[][..], |l| &l[..]), list) {
+                let e = by_retriever.entry(format!("{r:?}").to_lowercase()).or_insert((0.0, 0));
+                e.0 += x;
+                e.1 += 1;
+            }
+        }
+    }
+    let by_retriever: std::collections::BTreeMap<String, f64> = by_retriever.into_iter().map(|(r, (sum, n))| (r, sum / n as f64)).collect();
+    let n = reqs.len() as f64;
+    let (single_p50, single_p99) = percentiles(single_ms);
+    let (fan_p50, fan_p99) = percentiles(fanout_ms);
+    let (merge_p50, merge_p99) = percentiles(merge_ms);
+    let per_shard: Vec<(f64, f64)> = shard_ms.into_iter().map(percentiles).collect();
+    let out = json!({
+        "size": args.size,
+        "shards": args.shards,
+        "requests": reqs.len(),
+        "recall_at_10_of_single": recall / n,
+        "candidate_recall_of_single": candidate_recall / n,
+        "retriever_list_recall_of_single": by_retriever,
+        "reference_equals_recommend": agrees as f64 / n,
+        "single_ms": {"p50": single_p50, "p99": single_p99},
+        "shard_ms": per_shard.iter().map(|(a, b)| json!({"p50": a, "p99": b})).collect::<Vec<_>>(),
+        "merge_ms": {"p50": merge_p50, "p99": merge_p99},
+        "fanout_ms": {"p50": fan_p50, "p99": fan_p99},
+    });
+    eprintln!(
+        "{} items in {} shards by item hash, {} search requests, k = 10",
+        args.size,
+        args.shards,
+        reqs.len()
+    );
+    eprintln!(
+        "merged top 10: recall {:.4} of the single index's top 10; candidates (after the cut to rank_depth): recall {:.4}",
+        recall / n,
+        candidate_recall / n
+    );
+    eprintln!("each retriever's merged list, recall of the single index's list: {by_retriever:?}");
+    eprintln!(
+        "reference (coordinator over the single index) equals its recommend on {:.1}% of requests",
+        100.0 * agrees as f64 / n
+    );
+    eprintln!("single index, retrieve + rank: p50 {single_p50:.2} ms, p99 {single_p99:.2} ms");
+    for (s, (a, b)) in per_shard.iter().enumerate() {
+        eprintln!("shard {s}, retrieve: p50 {a:.2} ms, p99 {b:.2} ms");
+    }
+    eprintln!("merge and rank: p50 {merge_p50:.2} ms, p99 {merge_p99:.2} ms");
+    eprintln!("fan-out (slowest shard + merge): p50 {fan_p50:.2} ms, p99 {fan_p99:.2} ms");
+    if args.json {
+        println!("{out}");
+    }
+    Ok(())
+}
