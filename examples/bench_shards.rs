@@ -40,7 +40,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use serde_json::json;
 use twostage::ranking::FIXED_DEFAULT_WEIGHTS;
-use twostage::request::Retriever;
+use twostage::request::{CandidateCounts, Retriever};
 use twostage::{Candidates, Catalog, Engine, Events, IndexBuilder, Request, Vectors};
 
 /// Sharding simulation.
@@ -160,10 +160,10 @@ fn coordinate(req: &Request, parts: &[Candidates]) -> Merged {
     }
     // Each retriever's merged list: its hits by score, best first, cut to
     // the request's limit for it, as one index's retriever returns them.
-    let mut rank: HashMap<(usize, Retriever), usize> = HashMap::new();
+    let mut rank: Vec<[Option<usize>; Retriever::ALL.len()]> = vec![[None; Retriever::ALL.len()]; hits.len()];
     let mut lists = HashMap::new();
     let mut lexical_max = 0f32;
-    for r in Retriever::ALL {
+    for (k, r) in Retriever::ALL.into_iter().enumerate() {
         let mut list: Vec<(usize, f32)> = hits
             .iter()
             .enumerate()
@@ -176,17 +176,25 @@ fn coordinate(req: &Request, parts: &[Candidates]) -> Merged {
         }
         lists.insert(r, list.iter().map(|&(h, _)| hits[h].id.clone()).collect());
         for (g, (h, _)) in list.into_iter().enumerate() {
-            rank.insert((h, r), g);
+            rank[h][k] = Some(g);
         }
     }
-    let name = |r: Retriever| format!("{r:?}").to_lowercase();
+    // The columns each retriever's rank is written to.
+    let columns: Vec<(Option<usize>, Option<usize>)> = Retriever::ALL
+        .iter()
+        .map(|&r| {
+            let name = format!("{r:?}").to_lowercase();
+            (col(&format!("{name}_found")), col(&format!("{name}_rank_rr")))
+        })
+        .collect();
+    let lexical = Retriever::ALL.iter().position(|&r| r == Retriever::Lexical);
+    let (rrf_col, lexical_col) = (col("rrf"), col("lexical_score"));
     let mut fused: Vec<(usize, f32)> = Vec::new();
     for (h, hit) in hits.iter_mut().enumerate() {
         let mut rrf = 0f32;
-        for r in Retriever::ALL {
-            let (found, rr) = (col(&format!("{}_found", name(r))), col(&format!("{}_rank_rr", name(r))));
-            match rank.get(&(h, r)) {
-                Some(&g) => {
+        for (k, &(found, rr)) in columns.iter().enumerate() {
+            match rank[h][k] {
+                Some(g) => {
                     rrf += 1.0 / (60.0 + g as f32 + 1.0);
                     if let Some(j) = rr {
                         hit.features[j] = 1.0 / (1.0 + g as f32);
@@ -199,15 +207,12 @@ fn coordinate(req: &Request, parts: &[Candidates]) -> Merged {
                 }
             }
         }
-        if let Some(j) = col("rrf") {
+        if let Some(j) = rrf_col {
             hit.features[j] = rrf * 15.0;
         }
-        if let (Some(j), Some(&(_, s))) = (col("lexical_score"), hit.found.iter().find(|(x, _)| *x == Retriever::Lexical)) {
-            hit.features[j] = if lexical_max > 0.0 && rank.contains_key(&(h, Retriever::Lexical)) {
-                s / lexical_max
-            } else {
-                0.0
-            };
+        if let (Some(j), Some(&(_, s))) = (lexical_col, hit.found.iter().find(|(x, _)| *x == Retriever::Lexical)) {
+            let kept = lexical.is_some_and(|k| rank[h][k].is_some());
+            hit.features[j] = if lexical_max > 0.0 && kept { s / lexical_max } else { 0.0 };
         }
         if rrf > 0.0 {
             fused.push((h, rrf));
@@ -241,6 +246,136 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
+/// Lexical hits a search's pseudo-relevance vector is made of: the
+/// engine's own number (`PRF_HITS` in src/engine/context.rs), which the
+/// coordinator must mirror to compute the vector the one index computes.
+const PRF_HITS: usize = 5;
+
+/// One round: every shard derives a search's learned-space vector from its
+/// own best lexical hits. Two rounds: the shards return their best lexical
+/// hits first, the coordinator derives the vector from the merged best
+/// ones, and sends it with the request (`Request::context_vector`).
+#[derive(Clone, Copy)]
+enum Design {
+    OneRound,
+    TwoRounds,
+}
+
+/// What one design did over the requests.
+#[derive(Default)]
+struct Tally {
+    recall: f64,
+    candidate_recall: f64,
+    /// Per retriever: summed recall of the single index's list, and requests where it had one.
+    by_retriever: HashMap<String, (f64, usize)>,
+    /// Per request: the slowest shard of each round plus the coordinator's work.
+    fanout_ms: Vec<f64>,
+    /// Per shard: its time over the rounds, per request.
+    shard_ms: Vec<Vec<f64>>,
+    merge_ms: Vec<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, merged: &Merged, single: &Merged) {
+        self.recall += recall_of(&merged.top, &single.top).unwrap_or(1.0);
+        self.candidate_recall += recall_of(&merged.kept, &single.kept).unwrap_or(1.0);
+        for (r, list) in &single.lists {
+            if let Some(x) = recall_of(merged.lists.get(r).map_or(&[][..], |l| &l[..]), list) {
+                let e = self.by_retriever.entry(format!("{r:?}").to_lowercase()).or_insert((0.0, 0));
+                e.0 += x;
+                e.1 += 1;
+            }
+        }
+    }
+
+    fn report(self, name: &str, n: f64) -> serde_json::Value {
+        let by_retriever: std::collections::BTreeMap<String, f64> =
+            self.by_retriever.into_iter().map(|(r, (sum, k))| (r, sum / k as f64)).collect();
+        let (fan_p50, fan_p99) = percentiles(self.fanout_ms);
+        let (merge_p50, merge_p99) = percentiles(self.merge_ms);
+        let per_shard: Vec<(f64, f64)> = self.shard_ms.into_iter().map(percentiles).collect();
+        eprintln!("{name}:");
+        eprintln!(
+            "  merged top 10: recall {:.4} of the single index's top 10; candidates kept for ranking: recall {:.4}",
+            self.recall / n,
+            self.candidate_recall / n
+        );
+        eprintln!("  each retriever's merged list, recall of the single index's list: {by_retriever:?}");
+        for (s, (a, b)) in per_shard.iter().enumerate() {
+            eprintln!("  shard {s}: p50 {a:.2} ms, p99 {b:.2} ms");
+        }
+        eprintln!("  coordinator (merge and rank): p50 {merge_p50:.2} ms, p99 {merge_p99:.2} ms");
+        eprintln!("  fan-out (slowest shard of each round + coordinator): p50 {fan_p50:.2} ms, p99 {fan_p99:.2} ms");
+        json!({
+            "recall_at_10_of_single": self.recall / n,
+            "candidate_recall_of_single": self.candidate_recall / n,
+            "retriever_list_recall_of_single": by_retriever,
+            "shard_ms": per_shard.iter().map(|(a, b)| json!({"p50": a, "p99": b})).collect::<Vec<_>>(),
+            "coordinator_ms": {"p50": merge_p50, "p99": merge_p99},
+            "fanout_ms": {"p50": fan_p50, "p99": fan_p99},
+        })
+    }
+}
+
+/// Runs `req` on the shards as `design` has it: the merged answer, each
+/// shard's time and the coordinator's.
+fn sharded(req: &Request, shards: &[Engine], design: Design) -> Result<(Merged, Vec<f64>, f64)> {
+    let mut ms = vec![0.0; shards.len()];
+    let mut coordinator = 0.0;
+    let mut req = req.clone();
+    if let Design::TwoRounds = design {
+        // Round one: each shard's best lexical hits, and nothing else.
+        let mut first = req.clone();
+        first.candidates = CandidateCounts {
+            ann: 0,
+            lexical: PRF_HITS,
+            covisit: 0,
+            popular: 0,
+            content: 0,
+            linear: 0,
+        };
+        let mut best: Vec<(f32, String, usize)> = Vec::new();
+        for (s, shard) in shards.iter().enumerate() {
+            let t = Instant::now();
+            let c = shard.retrieve(&first)?;
+            ms[s] += t.elapsed().as_secs_f64() * 1e3;
+            for i in 0..c.len() {
+                let lexical = c.sources(i).into_iter().find(|p| p.retriever == Retriever::Lexical);
+                if let (Some(p), Some(id)) = (lexical, c.id(i)) {
+                    best.push((p.score, id.to_string(), s));
+                }
+            }
+        }
+        let t = Instant::now();
+        best.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        // The engine's pseudo-relevance vector: the BM25-weighted sum of the
+        // best hits' vectors (the engine normalises it).
+        let mut vector: Option<Vec<f32>> = None;
+        for (score, id, s) in best.iter().take(PRF_HITS) {
+            if let Some(v) = shards[*s].item_vector(id) {
+                let acc = vector.get_or_insert_with(|| vec![0.0; v.len()]);
+                for (a, x) in acc.iter_mut().zip(v) {
+                    *a += score.max(0.0) * x;
+                }
+            }
+        }
+        if let Some(v) = vector.filter(|v| v.iter().any(|&x| x != 0.0)) {
+            req = req.context_vector(v);
+        }
+        coordinator += t.elapsed().as_secs_f64() * 1e3;
+    }
+    let mut parts = Vec::with_capacity(shards.len());
+    for (s, shard) in shards.iter().enumerate() {
+        let t = Instant::now();
+        parts.push(shard.retrieve(&req)?);
+        ms[s] += t.elapsed().as_secs_f64() * 1e3;
+    }
+    let t = Instant::now();
+    let merged = coordinate(&req, &parts);
+    coordinator += t.elapsed().as_secs_f64() * 1e3;
+    Ok((merged, ms, coordinator))
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if !(2..=64).contains(&args.shards) {
@@ -262,11 +397,16 @@ fn main() -> Result<()> {
         }
     }
 
-    let (mut single_ms, mut fanout_ms, mut merge_ms) = (Vec::new(), Vec::new(), Vec::new());
-    let mut shard_ms: Vec<Vec<f64>> = vec![Vec::new(); args.shards];
-    let (mut recall, mut candidate_recall, mut agrees) = (0.0, 0.0, 0usize);
-    // Per retriever: summed recall of the single index's list, and requests where it had one.
-    let mut by_retriever: HashMap<String, (f64, usize)> = HashMap::new();
+    let mut single_ms = Vec::new();
+    let mut agrees = 0usize;
+    let designs = [Design::OneRound, Design::TwoRounds];
+    let mut tallies: Vec<Tally> = designs
+        .iter()
+        .map(|_| Tally {
+            shard_ms: vec![Vec::new(); args.shards],
+            ..Tally::default()
+        })
+        .collect();
     for req in &reqs {
         // Each index returns every retriever's whole list (no fusion cut):
         // the coordinator fuses and cuts to the request's rank_depth.
@@ -279,51 +419,19 @@ fn main() -> Result<()> {
         // it answers as the engine does.
         let served: Vec<String> = whole.recommend(req)?.items.into_iter().map(|i| i.id).collect();
         agrees += usize::from(served == single.top);
-
-        let mut parts = Vec::with_capacity(args.shards);
-        let mut slowest = 0f64;
-        for (s, shard) in shards.iter().enumerate() {
-            let t = Instant::now();
-            parts.push(shard.retrieve(&uncut)?);
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            shard_ms[s].push(ms);
-            slowest = slowest.max(ms);
-        }
-        let t = Instant::now();
-        let merged = coordinate(req, &parts);
-        let merge = t.elapsed().as_secs_f64() * 1e3;
-        merge_ms.push(merge);
-        fanout_ms.push(slowest + merge);
-
-        recall += recall_of(&merged.top, &single.top).unwrap_or(1.0);
-        candidate_recall += recall_of(&merged.kept, &single.kept).unwrap_or(1.0);
-        for (r, list) in &single.lists {
-            if let Some(x) = recall_of(merged.lists.get(r).map_or(&[][..], |l| &l[..]), list) {
-                let e = by_retriever.entry(format!("{r:?}").to_lowercase()).or_insert((0.0, 0));
-                e.0 += x;
-                e.1 += 1;
+        for (design, tally) in designs.iter().zip(&mut tallies) {
+            let (merged, ms, coordinator) = sharded(&uncut, &shards, *design)?;
+            tally.add(&merged, &single);
+            let slowest = ms.iter().copied().fold(0.0, f64::max);
+            for (all, m) in tally.shard_ms.iter_mut().zip(ms) {
+                all.push(m);
             }
+            tally.merge_ms.push(coordinator);
+            tally.fanout_ms.push(slowest + coordinator);
         }
     }
-    let by_retriever: std::collections::BTreeMap<String, f64> = by_retriever.into_iter().map(|(r, (sum, n))| (r, sum / n as f64)).collect();
     let n = reqs.len() as f64;
     let (single_p50, single_p99) = percentiles(single_ms);
-    let (fan_p50, fan_p99) = percentiles(fanout_ms);
-    let (merge_p50, merge_p99) = percentiles(merge_ms);
-    let per_shard: Vec<(f64, f64)> = shard_ms.into_iter().map(percentiles).collect();
-    let out = json!({
-        "size": args.size,
-        "shards": args.shards,
-        "requests": reqs.len(),
-        "recall_at_10_of_single": recall / n,
-        "candidate_recall_of_single": candidate_recall / n,
-        "retriever_list_recall_of_single": by_retriever,
-        "reference_equals_recommend": agrees as f64 / n,
-        "single_ms": {"p50": single_p50, "p99": single_p99},
-        "shard_ms": per_shard.iter().map(|(a, b)| json!({"p50": a, "p99": b})).collect::<Vec<_>>(),
-        "merge_ms": {"p50": merge_p50, "p99": merge_p99},
-        "fanout_ms": {"p50": fan_p50, "p99": fan_p99},
-    });
     eprintln!(
         "{} items in {} shards by item hash, {} search requests, k = 10",
         args.size,
@@ -331,21 +439,23 @@ fn main() -> Result<()> {
         reqs.len()
     );
     eprintln!(
-        "merged top 10: recall {:.4} of the single index's top 10; candidates (after the cut to rank_depth): recall {:.4}",
-        recall / n,
-        candidate_recall / n
-    );
-    eprintln!("each retriever's merged list, recall of the single index's list: {by_retriever:?}");
-    eprintln!(
-        "reference (coordinator over the single index) equals its recommend on {:.1}% of requests",
+        "reference (the coordinator over the single index) equals its recommend on {:.1}% of requests",
         100.0 * agrees as f64 / n
     );
-    eprintln!("single index, retrieve + rank: p50 {single_p50:.2} ms, p99 {single_p99:.2} ms");
-    for (s, (a, b)) in per_shard.iter().enumerate() {
-        eprintln!("shard {s}, retrieve: p50 {a:.2} ms, p99 {b:.2} ms");
-    }
-    eprintln!("merge and rank: p50 {merge_p50:.2} ms, p99 {merge_p99:.2} ms");
-    eprintln!("fan-out (slowest shard + merge): p50 {fan_p50:.2} ms, p99 {fan_p99:.2} ms");
+    eprintln!("single index, retrieve + coordinator: p50 {single_p50:.2} ms, p99 {single_p99:.2} ms");
+    let mut reports = tallies
+        .into_iter()
+        .zip(["one round", "two rounds"])
+        .map(|(t, name)| t.report(name, n));
+    let out = json!({
+        "size": args.size,
+        "shards": args.shards,
+        "requests": reqs.len(),
+        "reference_equals_recommend": agrees as f64 / n,
+        "single_ms": {"p50": single_p50, "p99": single_p99},
+        "one_round": reports.next(),
+        "two_rounds": reports.next(),
+    });
     if args.json {
         println!("{out}");
     }

@@ -861,3 +861,37 @@ fn a_session_context_carries_a_text_the_item_playing_and_the_history_at_once() {
     let json = r#"{"context":{"session":{"playing":"trk-00042","history":["trk-00001"]}},"k":3}"#;
     assert!(f.engine.recommend(&serde_json::from_str::<Request>(json).unwrap()).is_ok());
 }
+
+#[test]
+fn a_given_context_vector_is_what_the_ann_retriever_searches_with() {
+    let f = common::music();
+    let tracks = popular_tracks(f, 2);
+    let (played, wanted) = (&tracks[0], &tracks[1]);
+    let v = f.engine.item_vector(wanted).expect("a played track has a learned vector").to_vec();
+    let ann_rank = |req: &Request, id: &str| {
+        let c = f.engine.retrieve(req).unwrap();
+        let i = c.ids().position(|x| x == id)?;
+        c.sources(i).iter().find(|p| p.retriever == Retriever::Ann).map(|p| p.rank)
+    };
+    // A history of one track, searched with another's vector: the ANN list
+    // is that track's neighbourhood, led by the track itself.
+    let given = Request::new(Context::history([played.clone()])).context_vector(v.clone());
+    assert_eq!(ann_rank(&given, wanted), Some(0));
+    // A search too: the vector replaces the pseudo-relevance one.
+    let search = Request::new(Context::search("a query unlike any title")).context_vector(v.clone());
+    assert_eq!(ann_rank(&search, wanted), Some(0));
+    // The same request as JSON.
+    let json = serde_json::json!({"context": {"history": {"items": [played]}}, "context_vector": v});
+    let parsed: Request = serde_json::from_value(json).unwrap();
+    assert_eq!(parsed, given);
+
+    for (bad, why) in [
+        (v[..v.len() - 1].to_vec(), "dimensions"),
+        (vec![0.0; v.len()], "not all zero"),
+        ([vec![f32::NAN], v[1..].to_vec()].concat(), "finite"),
+    ] {
+        let err = f.engine.recommend(&given.clone().context_vector(bad)).unwrap_err();
+        assert!(matches!(&err, Error::InvalidRequest(m) if m.contains(why)), "{err}");
+    }
+    assert!(f.engine.item_vector("no-such-track").is_none());
+}

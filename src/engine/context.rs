@@ -24,6 +24,15 @@ impl Engine {
         self.store.row(item).and_then(|r| self.ann.vector(r))
     }
 
+    /// A caller's context vector, as the space compares vectors: normalised
+    /// unless the space is inner-product.
+    pub(super) fn given_vector(&self, v: &[f32]) -> Option<Vec<f32>> {
+        match self.ann.metric() {
+            Metric::Dot => Some(v.to_vec()),
+            Metric::Cosine | Metric::L2 => crate::vector::normalized(v.to_vec()),
+        }
+    }
+
     /// The normalised weighted mean of the items' vectors.
     pub(super) fn mean_vector(&self, items: &[(u32, f32)]) -> Option<Vec<f32>> {
         let parts: Vec<(&[f32], f32)> = items.iter().filter_map(|&(i, w)| self.vector_of(i).map(|v| (v, w))).collect();

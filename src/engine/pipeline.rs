@@ -57,12 +57,18 @@ impl Engine {
             || tracing::debug_span!("encode"),
             || -> Result<Signals> {
                 let ctx = self.resolve(req)?;
-                let vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
-                // A search's vector is moved once it is known (`search_vector`).
-                let vector = if ctx.has_text {
-                    vector
-                } else {
-                    self.away_from_negatives(vector, &ctx.negatives)
+                let vector = match &req.context_vector {
+                    // The caller's, as given (checked by resolve).
+                    Some(v) => self.given_vector(v),
+                    None => {
+                        let vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+                        // A search's vector is moved once it is known (`search_vector`).
+                        if ctx.has_text {
+                            vector
+                        } else {
+                            self.away_from_negatives(vector, &ctx.negatives)
+                        }
+                    }
                 };
                 let t = Instant::now();
                 let content_vector = if skips(&plan, Retriever::Content) {

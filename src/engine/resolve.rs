@@ -31,6 +31,8 @@ pub(crate) struct Resolved {
     pub negatives: Vec<u32>,
     pub filter: Filter,
     pub has_text: bool,
+    /// The request gave its learned-space context vector: nothing derives one.
+    pub vector_given: bool,
     /// A `listening` context (one item, more like it).
     pub listening: bool,
     /// What limits the answer without being an error (see `Recommendations::warnings`).
@@ -67,6 +69,18 @@ impl Engine {
             return Err(Error::InvalidRequest(format!(
                 "candidate counts are limited to {MAX_CANDIDATES} per retriever and rank_depth to {MAX_RANK_DEPTH}"
             )));
+        }
+        if let Some(v) = &req.context_vector {
+            let dim = self.ann.dim();
+            if v.len() != dim {
+                return Err(Error::InvalidRequest(format!(
+                    "context_vector has {} dimensions; the index's learned space has {dim}",
+                    v.len()
+                )));
+            }
+            if v.iter().any(|x| !x.is_finite()) || v.iter().all(|&x| x == 0.0) {
+                return Err(Error::InvalidRequest("context_vector must be finite and not all zero".into()));
+            }
         }
         if req.fields.len() > MAX_FIELDS {
             return Err(Error::InvalidRequest(format!(
@@ -226,6 +240,7 @@ impl Engine {
             negatives,
             filter,
             has_text: text.is_some(),
+            vector_given: req.context_vector.is_some(),
             // More like the item playing now, where there is no text.
             listening: match &req.context {
                 Context::Listening { .. } => true,

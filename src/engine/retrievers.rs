@@ -137,7 +137,7 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
 
 fn search_vector(engine: &Engine, s: &mut Signals, hits: &[(u32, f32)]) {
     s.lexical_max = hits.first().map(|h| h.1).unwrap_or(0.0);
-    if s.ctx.has_text {
+    if s.ctx.has_text && !s.ctx.vector_given {
         let vector = engine.search_vector(hits, s.vector.take());
         s.vector = engine.away_from_negatives(vector, &s.ctx.negatives);
     }

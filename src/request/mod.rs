@@ -295,6 +295,17 @@ pub struct Request {
     /// across requests, replicas and restarts. Nothing else reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The learned-space context vector, given instead of the one the
+    /// engine derives (a history's recency-weighted mean, or a search's
+    /// pseudo-relevance vector from its best lexical hits): for a
+    /// coordinator that computed it once over every shard of a catalog, or
+    /// a user vector from the caller's own model. The ANN retriever
+    /// searches with it and the `context_sim` feature compares with it;
+    /// the request's negatives do not move it. It must have the dimension
+    /// of the index's learned space ([`Engine::item_vector`](crate::Engine::item_vector)'s),
+    /// finite values, not all zero. Default `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_vector: Option<Vec<f32>>,
     /// Attach the feature values the ranker saw to every returned item.
     #[serde(default)]
     pub explain: bool,
@@ -340,6 +351,7 @@ impl Request {
             budget_ms: None,
             variant: None,
             user: None,
+            context_vector: None,
             explain: false,
             fields: Vec::new(),
         }
@@ -454,6 +466,13 @@ impl Request {
     /// Recency decay of history items (default 0.85; 1.0 = all equal).
     pub fn history_decay(mut self, decay: f32) -> Request {
         self.history_decay = decay;
+        self
+    }
+
+    /// Search the learned space with this context vector instead of the
+    /// one the engine would derive (see [`Request::context_vector`]).
+    pub fn context_vector(mut self, vector: Vec<f32>) -> Request {
+        self.context_vector = Some(vector);
         self
     }
 
