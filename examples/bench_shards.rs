@@ -113,7 +113,9 @@ fn shard_index(dir: &Path, s: usize, shards: usize, whole: &Engine) -> Result<st
     let catalog = Catalog::from_jsonl_path(root.join("items.jsonl"))?;
     let events = Events::from_jsonl_path(root.join("events.jsonl"), &catalog)?;
     let t = Instant::now();
-    // As music_index builds the whole catalog's index.
+    // As music_index builds the whole catalog's index, but with the
+    // vectors given (every item of the whole index has one: cold items get
+    // their group's and tags' mean there).
     IndexBuilder::new()
         .group_key("artist")
         .without_ranker_training()
@@ -180,11 +182,20 @@ fn coordinate(req: &Request, parts: &[Candidates]) -> Merged {
         }
     }
     // The columns each retriever's rank is written to.
-    let columns: Vec<(Option<usize>, Option<usize>)> = Retriever::ALL
+    // The columns each retriever's hit is written to: found, rank, and the
+    // score columns set only for its own hits (ann_sim, covisit_score;
+    // lexical_score is rescaled below; content_sim and linear_context are
+    // set for every candidate, found or not).
+    let columns: Vec<(Option<usize>, Option<usize>, Option<usize>)> = Retriever::ALL
         .iter()
         .map(|&r| {
             let name = format!("{r:?}").to_lowercase();
-            (col(&format!("{name}_found")), col(&format!("{name}_rank_rr")))
+            let score = match r {
+                Retriever::Ann => col("ann_sim"),
+                Retriever::Covisit => col("covisit_score"),
+                _ => None,
+            };
+            (col(&format!("{name}_found")), col(&format!("{name}_rank_rr")), score)
         })
         .collect();
     let lexical = Retriever::ALL.iter().position(|&r| r == Retriever::Lexical);
@@ -192,7 +203,7 @@ fn coordinate(req: &Request, parts: &[Candidates]) -> Merged {
     let mut fused: Vec<(usize, f32)> = Vec::new();
     for (h, hit) in hits.iter_mut().enumerate() {
         let mut rrf = 0f32;
-        for (k, &(found, rr)) in columns.iter().enumerate() {
+        for (k, &(found, rr, score)) in columns.iter().enumerate() {
             match rank[h][k] {
                 Some(g) => {
                     rrf += 1.0 / (60.0 + g as f32 + 1.0);
@@ -201,7 +212,7 @@ fn coordinate(req: &Request, parts: &[Candidates]) -> Merged {
                     }
                 }
                 None => {
-                    for j in [found, rr].into_iter().flatten() {
+                    for j in [found, rr, score].into_iter().flatten() {
                         hit.features[j] = 0.0;
                     }
                 }
@@ -317,15 +328,36 @@ impl Tally {
     }
 }
 
-/// Runs `req` on the shards as `design` has it: the merged answer, each
-/// shard's time and the coordinator's.
-fn sharded(req: &Request, shards: &[Engine], design: Design) -> Result<(Merged, Vec<f64>, f64)> {
-    let mut ms = vec![0.0; shards.len()];
-    let mut coordinator = 0.0;
-    let mut req = req.clone();
+/// What one sharded request cost: each shard's time summed over the
+/// rounds, and the request's latency if every shard had its own machine:
+/// the slowest shard of each round plus the coordinator's work.
+struct Cost {
+    shard_ms: Vec<f64>,
+    coordinator_ms: f64,
+    latency_ms: f64,
+}
+
+/// Runs `req` on the shards as `design` has it, each shard asked for
+/// `uncut` (every retriever's whole list); the merged answer and its cost.
+fn sharded(req: &Request, uncut: &Request, shards: &[Engine], design: Design) -> Result<(Merged, Cost)> {
+    let mut shard_ms = vec![0.0; shards.len()];
+    let (mut coordinator_ms, mut latency_ms) = (0.0, 0.0);
+    let mut asked = uncut.clone();
+    // Each shard's time in one round; the round's slowest shard's time.
+    let mut round = |run: &mut dyn FnMut(usize, &Engine) -> Result<()>| -> Result<f64> {
+        let mut slowest = 0f64;
+        for (s, shard) in shards.iter().enumerate() {
+            let t = Instant::now();
+            run(s, shard)?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            shard_ms[s] += ms;
+            slowest = slowest.max(ms);
+        }
+        Ok(slowest)
+    };
     if let Design::TwoRounds = design {
         // Round one: each shard's best lexical hits, and nothing else.
-        let mut first = req.clone();
+        let mut first = uncut.clone();
         first.candidates = CandidateCounts {
             ann: 0,
             lexical: PRF_HITS,
@@ -335,17 +367,16 @@ fn sharded(req: &Request, shards: &[Engine], design: Design) -> Result<(Merged, 
             linear: 0,
         };
         let mut best: Vec<(f32, String, usize)> = Vec::new();
-        for (s, shard) in shards.iter().enumerate() {
-            let t = Instant::now();
+        latency_ms += round(&mut |s, shard| {
             let c = shard.retrieve(&first)?;
-            ms[s] += t.elapsed().as_secs_f64() * 1e3;
             for i in 0..c.len() {
                 let lexical = c.sources(i).into_iter().find(|p| p.retriever == Retriever::Lexical);
                 if let (Some(p), Some(id)) = (lexical, c.id(i)) {
                     best.push((p.score, id.to_string(), s));
                 }
             }
-        }
+            Ok(())
+        })?;
         let t = Instant::now();
         best.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         // The engine's pseudo-relevance vector: the BM25-weighted sum of the
@@ -360,20 +391,31 @@ fn sharded(req: &Request, shards: &[Engine], design: Design) -> Result<(Merged, 
             }
         }
         if let Some(v) = vector.filter(|v| v.iter().any(|&x| x != 0.0)) {
-            req = req.context_vector(v);
+            asked = asked.context_vector(v);
         }
-        coordinator += t.elapsed().as_secs_f64() * 1e3;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        coordinator_ms += ms;
+        latency_ms += ms;
     }
     let mut parts = Vec::with_capacity(shards.len());
-    for (s, shard) in shards.iter().enumerate() {
-        let t = Instant::now();
-        parts.push(shard.retrieve(&req)?);
-        ms[s] += t.elapsed().as_secs_f64() * 1e3;
-    }
+    latency_ms += round(&mut |_, shard| {
+        parts.push(shard.retrieve(&asked)?);
+        Ok(())
+    })?;
     let t = Instant::now();
-    let merged = coordinate(&req, &parts);
-    coordinator += t.elapsed().as_secs_f64() * 1e3;
-    Ok((merged, ms, coordinator))
+    // Cut to the request's own rank_depth, as the one index is.
+    let merged = coordinate(req, &parts);
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    coordinator_ms += ms;
+    latency_ms += ms;
+    Ok((
+        merged,
+        Cost {
+            shard_ms,
+            coordinator_ms,
+            latency_ms,
+        },
+    ))
 }
 
 fn main() -> Result<()> {
@@ -420,14 +462,13 @@ fn main() -> Result<()> {
         let served: Vec<String> = whole.recommend(req)?.items.into_iter().map(|i| i.id).collect();
         agrees += usize::from(served == single.top);
         for (design, tally) in designs.iter().zip(&mut tallies) {
-            let (merged, ms, coordinator) = sharded(&uncut, &shards, *design)?;
+            let (merged, cost) = sharded(req, &uncut, &shards, *design)?;
             tally.add(&merged, &single);
-            let slowest = ms.iter().copied().fold(0.0, f64::max);
-            for (all, m) in tally.shard_ms.iter_mut().zip(ms) {
+            for (all, m) in tally.shard_ms.iter_mut().zip(cost.shard_ms) {
                 all.push(m);
             }
-            tally.merge_ms.push(coordinator);
-            tally.fanout_ms.push(slowest + coordinator);
+            tally.merge_ms.push(cost.coordinator_ms);
+            tally.fanout_ms.push(cost.latency_ms);
         }
     }
     let n = reqs.len() as f64;

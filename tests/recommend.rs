@@ -889,6 +889,7 @@ fn a_given_context_vector_is_what_the_ann_retriever_searches_with() {
         (v[..v.len() - 1].to_vec(), "dimensions"),
         (vec![0.0; v.len()], "not all zero"),
         ([vec![f32::NAN], v[1..].to_vec()].concat(), "finite"),
+        (vec![1e30; v.len()], "finite"),
     ] {
         let err = f.engine.recommend(&given.clone().context_vector(bad)).unwrap_err();
         assert!(matches!(&err, Error::InvalidRequest(m) if m.contains(why)), "{err}");

@@ -78,7 +78,10 @@ impl Engine {
                     v.len()
                 )));
             }
-            if v.iter().any(|x| !x.is_finite()) || v.iter().all(|&x| x == 0.0) {
+            // Its squared norm finite too: in an inner-product space the
+            // vector is used as given, and a huge one overflows every score.
+            let norm: f32 = v.iter().map(|x| x * x).sum();
+            if !norm.is_finite() || v.iter().all(|&x| x == 0.0) {
                 return Err(Error::InvalidRequest("context_vector must be finite and not all zero".into()));
             }
         }

@@ -199,11 +199,14 @@ impl Appender {
 
     /// Appends records made by [`encode`], in order, with one write and one
     /// fsync for all of them (a group commit), and returns once they are on
-    /// stable storage. A crash leaves a prefix of them at worst: whole
-    /// records, which were never acknowledged and may be replayed, and at
-    /// most one torn one, which the reader drops. On an error the log is
-    /// cut back to where it ended (best effort), so records nobody was told
-    /// are written do not come back at the next open.
+    /// stable storage. A crash before the fsync returns leaves, on a file
+    /// system that persists one write's pages in order, a prefix of them:
+    /// whole records, never acknowledged, which may be replayed, and at
+    /// most one torn one, which the reader drops. One that persists them
+    /// out of order can leave a damaged record before a whole one, which
+    /// the reader reports as damage (naming the offset) rather than guess.
+    /// On an error the log is cut back to where it ended (best effort), so
+    /// records nobody was told are written do not come back at the next open.
     pub fn append_encoded(&mut self, records: &[Vec<u8>]) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
         let end = self.file.metadata().map_err(io)?.len();

@@ -164,8 +164,9 @@ pub struct LiveStatus {
     pub events: usize,
     /// Acknowledged write batches in the log.
     pub records: usize,
-    /// Fsyncs of the log since the engine opened it: with concurrent
-    /// writers, one group commit makes several batches durable at once.
+    /// Group commits since the engine opened the log, each one write and
+    /// one fsync: with concurrent writers, one makes several batches
+    /// durable at once.
     pub syncs: usize,
     /// Ids in the log that this index does not hold (deleted in another
     /// generation, or never part of it): skipped on replay.
@@ -396,15 +397,23 @@ impl Live {
         };
         let current = self.view.load_full();
         // Tombstones as of each write: a write deleting only items deleted
-        // before it, here or earlier in the group, changes nothing.
+        // before it changes nothing. Where those deletions are earlier in
+        // this group, its outcome waits for theirs: if their append fails,
+        // its items were never deleted.
         let mut dead: Option<Tombstones> = None;
         let mut accepted: Vec<(Pending, usize)> = Vec::with_capacity(group.len());
+        let mut redundant_in_group: Vec<u64> = Vec::new();
         let mut encoded = Vec::with_capacity(group.len());
         for p in group {
-            let before = dead.as_ref().unwrap_or(&current.deleted);
-            if p.event_items.is_empty() && p.deleted.iter().all(|&i| before.contains(i)) {
-                outcomes.push((p.ticket, Ok(0)));
-                continue;
+            if p.event_items.is_empty() {
+                if p.deleted.iter().all(|&i| current.deleted.contains(i)) {
+                    outcomes.push((p.ticket, Ok(0)));
+                    continue;
+                }
+                if dead.as_ref().is_some_and(|d| p.deleted.iter().all(|&i| d.contains(i))) {
+                    redundant_in_group.push(p.ticket);
+                    continue;
+                }
             }
             match log::encode(&p.record) {
                 Ok(bytes) => encoded.push(bytes),
@@ -425,9 +434,11 @@ impl Live {
             return outcomes;
         }
         if let Err(e) = self.append(&mut w, &encoded) {
-            outcomes.extend(accepted.into_iter().map(|(p, _)| (p.ticket, Err(shared(&e)))));
+            let failed = accepted.iter().map(|(p, _)| p.ticket).chain(redundant_in_group);
+            outcomes.extend(failed.map(|t| (t, Err(shared(&e)))));
             return outcomes;
         }
+        outcomes.extend(redundant_in_group.into_iter().map(|t| (t, Ok(0))));
         let mut next = View::clone(&current);
         if let Some(dead) = dead {
             next.deleted = Arc::new(dead);
@@ -499,6 +510,7 @@ fn shared(e: &Error) -> Error {
     match e {
         Error::Io { path, source } => Error::io(path, std::io::Error::new(source.kind(), source.to_string())),
         Error::InvalidRequest(m) => Error::InvalidRequest(m.clone()),
+        Error::Corrupt { path, reason, .. } => Error::corrupt(path, reason),
         other => Error::internal("live writes", other.to_string()),
     }
 }
@@ -522,12 +534,16 @@ mod tests {
         keep: 100,
     };
 
-    fn delete(live: &Live, items: &[u32]) -> usize {
+    fn try_delete(live: &Live, items: &[u32]) -> Result<usize> {
         let record = log::Record {
             delete: items.iter().map(|i| format!("i{i}")).collect(),
             ..log::Record::default()
         };
-        live.write(record, items, &[]).unwrap()
+        live.write(record, items, &[])
+    }
+
+    fn delete(live: &Live, items: &[u32]) -> usize {
+        try_delete(live, items).unwrap()
     }
 
     #[test]
@@ -553,12 +569,12 @@ mod tests {
     /// the test holds the log: the first leads a group of its own and
     /// blocks, the rest queue behind it in the order given. Lets go once
     /// all are queued; their outcomes, in the order given.
-    fn grouped(live: &Live, writes: &[&[u32]]) -> Vec<usize> {
+    fn grouped(live: &Live, writes: &[&[u32]]) -> Vec<Result<usize>> {
         let held = live.lock().unwrap();
         std::thread::scope(|s| {
             let mut handles = Vec::new();
             for (n, items) in writes.iter().enumerate() {
-                handles.push(s.spawn(move || delete(live, items)));
+                handles.push(s.spawn(move || try_delete(live, items)));
                 // Queued: the first taken by its own commit, each later one waiting.
                 let queued = |q: &Queue| if n == 0 { q.leading } else { q.pending.len() == n };
                 while !queued(&live.queue.lock().unwrap()) {
@@ -576,7 +592,11 @@ mod tests {
         let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
         let empty = Popularity::default();
         let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
-        assert_eq!(grouped(&live, &[&[0], &[1], &[2, 3], &[4]]), [1, 1, 2, 1]);
+        let added: Vec<usize> = grouped(&live, &[&[0], &[1], &[2, 3], &[4]])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(added, [1, 1, 2, 1]);
         let s = live.status().unwrap();
         // The first write alone, then the three queued behind it together.
         assert_eq!((s.records, s.syncs, s.deleted), (4, 2, 5));
@@ -592,10 +612,31 @@ mod tests {
         let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
         let empty = Popularity::default();
         let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
-        let added = grouped(&live, &[&[0], &[7], &[7], &[7, 8]]);
+        let added: Vec<usize> = grouped(&live, &[&[0], &[7], &[7], &[7, 8]])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(added, [1, 1, 0, 1]);
         let s = live.status().unwrap();
         assert_eq!((s.records, s.syncs, s.deleted), (3, 2, 3));
+    }
+
+    #[test]
+    fn a_failed_append_fails_its_whole_group_and_what_relied_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
+        let empty = Popularity::default();
+        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        // The log cannot be opened for appending: every append fails.
+        std::fs::create_dir(dir.path().join(log::LOG_FILE)).unwrap();
+        let outcomes = grouped(&live, &[&[0], &[7], &[7], &[1]]);
+        // The third write would change nothing after the second, but the
+        // second failed: item 7 is not deleted, and its caller must not hear
+        // that it already was.
+        assert!(outcomes.iter().all(Result::is_err), "{outcomes:?}");
+        let s = live.status().unwrap();
+        assert_eq!((s.records, s.syncs, s.deleted), (0, 0, 0));
+        assert!(!live.view().deleted.contains(7));
     }
 
     #[test]

@@ -303,7 +303,9 @@ pub struct Request {
     /// searches with it and the `context_sim` feature compares with it;
     /// the request's negatives do not move it. It must have the dimension
     /// of the index's learned space ([`Engine::item_vector`](crate::Engine::item_vector)'s),
-    /// finite values, not all zero. Default `None`.
+    /// finite values (with a finite squared norm), not all zero. The
+    /// context itself is still required and still feeds every other
+    /// retriever and feature. Default `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_vector: Option<Vec<f32>>,
     /// Attach the feature values the ranker saw to every returned item.
