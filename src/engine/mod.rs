@@ -64,6 +64,8 @@ pub use variants::VARIANTS;
 /// ```
 pub struct Engine {
     store: Arc<ItemStore>,
+    /// What the words of logged searches say of item categories.
+    categories: crate::ranking::categories::QueryCategories,
     ann: AnnIndex,
     /// The content space (row i is item i), when the index has one.
     content: Option<AnnIndex>,
@@ -182,6 +184,7 @@ impl Engine {
         Ok(Engine {
             live,
             store: Arc::new(parts.store),
+            categories: parts.categories,
             ann: parts.ann,
             content: parts.content,
             encoder: None,

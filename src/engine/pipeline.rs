@@ -170,6 +170,7 @@ impl Engine {
     pub(super) fn features(&self, signals: &Signals, candidates: &[Candidate]) -> Vec<f32> {
         let vector_of = |i: u32| self.vector_of(i);
         let content_of = |i: u32| self.content_of(i);
+        let categories = self.categories.affinity(&signals.ctx.terms);
         let context = ContextSignals {
             vector: signals.vector.as_deref(),
             items: &signals.ctx.items,
@@ -182,6 +183,7 @@ impl Engine {
             content_vector: signals.content_vector.as_deref(),
             content_of: &content_of,
             negatives: &signals.ctx.negatives,
+            categories: categories.as_ref(),
         };
         features::assemble(&context, candidates, &self.store)
     }

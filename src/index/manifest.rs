@@ -21,8 +21,9 @@ pub(crate) const FORMAT: &str = "twostage-index";
 /// The on-disk format this library writes and reads. Version 2 added the
 /// optional content space and its ranker features; version 3 the BM25F text
 /// index (one weighted field, analyzers per field); version 4 the linear
-/// item-item (EASE) weights and their ranker features.
-pub const FORMAT_VERSION: u32 = 4;
+/// item-item (EASE) weights and their ranker features; version 5 the
+/// query–category model of logged searches and its ranker feature.
+pub const FORMAT_VERSION: u32 = 5;
 /// A manifest larger than this is not ours.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 

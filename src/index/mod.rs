@@ -7,6 +7,7 @@
 //!   content/graph.bin  optional: the content space, item text embedded by the sentence encoder (same layout)
 //!   text/              the tantivy index over the text fields
 //!   items.bin          item records, tags, groups, popularity, co-visitation lists (bincode)
+//!   query_categories.bin  the words of logged searches against the categories of their items (bincode)
 //!   ranker.safetensors ranking model weights
 //! ```
 
@@ -99,6 +100,7 @@ const TEXT_DIR: &str = "text";
 const CONTENT_DIR: &str = "content";
 const CONTENT_FILE: &str = "content/graph.bin";
 const RANKER_FILE: &str = "ranker.safetensors";
+const QUERY_CATEGORIES_FILE: &str = "query_categories.bin";
 /// The live log of deletions made after the build (see `crate::live`):
 /// beside the index's files, outside the manifest, checked by its own records.
 pub(crate) const LIVE_LOG_FILE: &str = "live.wal";

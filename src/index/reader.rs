@@ -10,7 +10,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::index::manifest::Manifest;
-use crate::index::{decode, ANN_FILE, CONTENT_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
+use crate::index::{decode, ANN_FILE, CONTENT_FILE, ITEMS_FILE, QUERY_CATEGORIES_FILE, RANKER_FILE, TEXT_DIR};
+use crate::ranking::categories::QueryCategories;
 use crate::ranking::model::Ranker;
 use crate::retrieval::ann::{AnnIndex, Metric};
 use crate::retrieval::lexical::LexicalIndex;
@@ -29,6 +30,8 @@ pub(crate) struct IndexParts {
     pub content: Option<AnnIndex>,
     pub text: LexicalIndex,
     pub ranker: Ranker,
+    /// What the words of logged searches say of item categories.
+    pub categories: QueryCategories,
     /// External id → internal id (ids are unique: checked here).
     pub by_id: HashMap<String, u32>,
 }
@@ -51,6 +54,9 @@ pub(crate) fn read(dir: &Path) -> Result<IndexParts> {
         manifest.ranker.clone(),
         &dir.join(RANKER_FILE),
     )?;
+    let categories_path = dir.join(QUERY_CATEGORIES_FILE);
+    let categories: QueryCategories = decode(take(&mut files, dir, QUERY_CATEGORIES_FILE)?.as_slice(), &categories_path)?;
+    categories.validate().map_err(|e| Error::corrupt(&categories_path, e))?;
     let content = content_space(&manifest, &files, dir)?;
     files.remove(CONTENT_FILE);
     let prefix = format!("{TEXT_DIR}/");
@@ -72,6 +78,7 @@ pub(crate) fn read(dir: &Path) -> Result<IndexParts> {
         content,
         text,
         ranker,
+        categories,
         by_id,
     })
 }

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::index::manifest::{list_files, Manifest};
 use crate::index::reader::Files;
-use crate::index::{bincode_config, ANN_FILE, CONTENT_DIR, CONTENT_FILE, ITEMS_FILE, RANKER_FILE, TEXT_DIR};
+use crate::index::{
+    bincode_config, ANN_FILE, CONTENT_DIR, CONTENT_FILE, ITEMS_FILE, QUERY_CATEGORIES_FILE, RANKER_FILE, TEXT_DIR,
+};
+use crate::ranking::categories::QueryCategories;
 use crate::ranking::model::Ranker;
 use crate::retrieval::ann::AnnIndex;
 use crate::store::ItemStore;
@@ -21,6 +24,7 @@ pub(crate) struct NewIndex<'a> {
     pub ann: &'a AnnIndex,
     pub content: Option<&'a AnnIndex>,
     pub ranker: &'a Ranker,
+    pub categories: &'a QueryCategories,
 }
 
 /// Where the text index of the index being written in `dir` goes.
@@ -33,6 +37,7 @@ pub(crate) fn text_dir(dir: &Path) -> PathBuf {
 pub(crate) fn write_parts(dir: &Path, index: NewIndex<'_>) -> Result<()> {
     write_file(&dir.join(ITEMS_FILE), &encode(index.store)?)?;
     write_file(&dir.join(ANN_FILE), &encode(index.ann)?)?;
+    write_file(&dir.join(QUERY_CATEGORIES_FILE), &encode(index.categories)?)?;
     if let Some(graph) = index.content {
         write_file(&dir.join(CONTENT_FILE), &encode(graph)?)?;
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use crate::ranking::categories::Affinity;
 use crate::request::Retriever;
 use crate::retrieval::fusion::Candidate;
 use crate::store::{ItemStore, NONE};
@@ -64,6 +65,7 @@ columns!(
     negative_sim,
     negative_content_sim,
     negative_tag_overlap,
+    query_category,
 );
 
 /// Most recent context items a candidate is compared with one by one
@@ -132,6 +134,9 @@ pub(crate) struct ContextSignals<'a> {
     pub content_of: &'a dyn Fn(u32) -> Option<&'a [f32]>,
     /// The request's negatives (disliked or skipped), most recent first.
     pub negatives: &'a [u32],
+    /// The search's affinity with item categories, learned from logged
+    /// searches (`None` without a search or a word ever logged).
+    pub categories: Option<&'a Affinity<'a>>,
 }
 
 /// Share of `terms` found in `text` once analysed, and whether the two are
@@ -284,6 +289,9 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row.set(Col::title_match, t_cov);
             row.set(Col::group_match, g_cov);
             row.set(Col::exact_match, if t_exact || g_exact { 1.0 } else { 0.0 });
+        }
+        if let Some(score) = ctx.categories.zip(store.items.get(c.item as usize)).and_then(|(a, item)| a.score(item)) {
+            row.set(Col::query_category, score);
         }
         // For every candidate, not only the content retriever's: the ranker
         // then sees how well a co-visited or lexical hit fits the text too.

@@ -2,6 +2,7 @@
 //! them in one batched forward pass, and its training from logs.
 
 mod candidates;
+pub(crate) mod categories;
 pub(crate) mod dataset;
 pub mod features;
 #[cfg(feature = "train")]

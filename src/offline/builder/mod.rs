@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::index::content;
 use crate::index::embeddings::{self, EmbeddingParams};
+use crate::ranking::categories::QueryCategories;
 use crate::index::manifest::{BuildStats, Manifest, FORMAT, FORMAT_VERSION};
 use crate::index::writer::{self, NewIndex};
 use crate::index::BuildParams;
@@ -465,6 +466,12 @@ impl IndexBuilder {
         };
 
         let phase = tracing::info_span!("log statistics").entered();
+        // Log artefacts carry no search queries (docs/artefacts.md): a
+        // build from them has no query–category model.
+        let categories = match log {
+            Log::Events(events) => QueryCategories::learn(catalog, &schema.tag_fields, events),
+            Log::Artefacts(_) => QueryCategories::default(),
+        };
         let computed;
         let log = match log {
             Log::Events(events) => {
@@ -551,6 +558,7 @@ impl IndexBuilder {
                 ann: &ann,
                 content: content.map(|c| &c.graph),
                 ranker,
+                categories: &categories,
             },
         )?;
         // After the parts are written, so build_ms covers writing them.
