@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::index::manifest::{list_files, Manifest};
 use crate::index::reader::Files;
-use crate::index::{
-    bincode_config, ANN_FILE, CONTENT_DIR, CONTENT_FILE, ITEMS_FILE, QUERY_CATEGORIES_FILE, RANKER_FILE, TEXT_DIR,
-};
+use crate::index::{bincode_config, ANN_FILE, CONTENT_DIR, CONTENT_FILE, ITEMS_FILE, QUERY_CATEGORIES_FILE, RANKER_FILE, TEXT_DIR};
 use crate::ranking::categories::QueryCategories;
 use crate::ranking::model::Ranker;
 use crate::retrieval::ann::AnnIndex;

@@ -43,10 +43,8 @@ const MAX_TERMS: usize = 200_000;
 pub(crate) struct QueryCategories {
     /// The tag fields whose values are categories (the schema's).
     tag_fields: Vec<String>,
-    /// Category id of each tag value, by field.
-    tags: BTreeMap<String, BTreeMap<String, u32>>,
-    /// Category id of each text attribute value, by attribute.
-    attributes: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Every category a logged search led to, by id.
+    categories: Vec<CategoryKey>,
     /// Logged searches whose item has each category, by id.
     clicks: Vec<u32>,
     /// Logged searches learned from.
@@ -79,10 +77,28 @@ fn categories_of<'a>(item: &'a Item, tag_fields: &'a [String]) -> impl Iterator<
     tags.chain(attributes)
 }
 
-#[derive(Clone, Copy)]
+/// One category of an item, borrowed: a value of a tag field, or a text
+/// attribute's value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Category<'a> {
     Tag(&'a str, &'a str),
     Attribute(&'a str, &'a str),
+}
+
+/// A category as the model stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum CategoryKey {
+    Tag(String, String),
+    Attribute(String, String),
+}
+
+impl CategoryKey {
+    fn borrowed(&self) -> Category<'_> {
+        match self {
+            CategoryKey::Tag(f, v) => Category::Tag(f, v),
+            CategoryKey::Attribute(f, v) => Category::Attribute(f, v),
+        }
+    }
 }
 
 impl QueryCategories {
@@ -95,12 +111,23 @@ impl QueryCategories {
             ..QueryCategories::default()
         };
         let mut pairs: HashMap<String, (u32, HashMap<u32, u32>)> = HashMap::new();
+        let mut ids: HashMap<Category<'_>, u32> = HashMap::new();
         for e in events.events() {
-            let (EventKind::Search, Some(query), Some(item)) = (e.kind, &e.query, catalog.items().get(e.item as usize))
-            else {
+            let (EventKind::Search, Some(query), Some(item)) = (e.kind, &e.query, catalog.items().get(e.item as usize)) else {
                 continue;
             };
-            let cats: Vec<u32> = categories_of(item, tag_fields).map(|c| model.intern(c)).collect();
+            let cats: Vec<u32> = categories_of(item, tag_fields)
+                .map(|c| {
+                    *ids.entry(c).or_insert_with(|| {
+                        model.categories.push(match c {
+                            Category::Tag(f, v) => CategoryKey::Tag(f.into(), v.into()),
+                            Category::Attribute(f, v) => CategoryKey::Attribute(f.into(), v.into()),
+                        });
+                        model.clicks.push(0);
+                        model.clicks.len() as u32 - 1
+                    })
+                })
+                .collect();
             if cats.is_empty() {
                 continue;
             }
@@ -131,27 +158,6 @@ impl QueryCategories {
         model
     }
 
-    fn intern(&mut self, c: Category<'_>) -> u32 {
-        let (map, field, value) = match c {
-            Category::Tag(f, v) => (&mut self.tags, f, v),
-            Category::Attribute(f, v) => (&mut self.attributes, f, v),
-        };
-        let next = self.clicks.len() as u32;
-        let id = *map.entry(field.to_string()).or_default().entry(value.to_string()).or_insert(next);
-        if id == next {
-            self.clicks.push(0);
-        }
-        id
-    }
-
-    fn id(&self, c: Category<'_>) -> Option<u32> {
-        let (map, field, value) = match c {
-            Category::Tag(f, v) => (&self.tags, f, v),
-            Category::Attribute(f, v) => (&self.attributes, f, v),
-        };
-        map.get(field)?.get(value).copied()
-    }
-
     /// The base rate of category `c` (`None`: a category no logged search
     /// led to), smoothed so that none is zero.
     fn base_rate(&self, c: Option<u32>) -> f32 {
@@ -170,15 +176,17 @@ impl QueryCategories {
         // log((n(t,c) + μ·p) / ((n(t) + μ)·p)) = log(1 + n(t,c)/(μ·p)) − log(1 + n(t)/μ):
         // the second part is the same for every category, the first is
         // non-zero only for the categories the word was seen with.
-        let base = -known
-            .iter()
-            .map(|k| (k.searches as f32 / PRIOR_SEARCHES).ln_1p())
-            .sum::<f32>();
-        let mut boost: HashMap<u32, f32> = HashMap::new();
+        let base = -known.iter().map(|k| (k.searches as f32 / PRIOR_SEARCHES).ln_1p()).sum::<f32>();
+        // Keyed by the category itself, so a candidate's categories are
+        // looked up by hash, without an id map of the whole catalog.
+        let mut boost: HashMap<Category<'_>, f32> = HashMap::new();
         for k in &known {
             for &(c, n) in &k.categories {
+                let Some(key) = self.categories.get(c as usize) else {
+                    continue; // `validate` refused dangling ids at open
+                };
                 let p = self.base_rate(Some(c));
-                *boost.entry(c).or_insert(0.0) += (n as f32 / (PRIOR_SEARCHES * p)).ln_1p();
+                *boost.entry(key.borrowed()).or_insert(0.0) += (n as f32 / (PRIOR_SEARCHES * p)).ln_1p();
             }
         }
         Some(Affinity {
@@ -192,11 +200,13 @@ impl QueryCategories {
     /// Checks the internal references (after decoding a file).
     pub fn validate(&self) -> Result<(), String> {
         let n = self.clicks.len();
-        let ids = self.tags.values().chain(self.attributes.values()).flat_map(|m| m.values());
-        if ids.clone().count() != n || ids.clone().any(|&c| c as usize >= n) {
-            return Err("category ids are inconsistent".into());
+        if self.categories.len() != n {
+            return Err("category counts are inconsistent".into());
         }
-        let refs = self.terms.values().flat_map(|t| t.categories.iter().map(move |&(c, k)| (t.searches, c, k)));
+        let refs = self
+            .terms
+            .values()
+            .flat_map(|t| t.categories.iter().map(move |&(c, k)| (t.searches, c, k)));
         if refs.clone().any(|(s, c, k)| c as usize >= n || k > s || s > self.searches) {
             return Err("a word's category counts are inconsistent".into());
         }
@@ -210,7 +220,7 @@ pub(crate) struct Affinity<'a> {
     /// The summed log-lift of a category none of the words was seen with.
     base: f32,
     /// What each category the words were seen with adds to `base`.
-    boost: HashMap<u32, f32>,
+    boost: HashMap<Category<'a>, f32>,
     /// Words of the search, known or not: an unknown word has lift 1.
     words: f32,
 }
@@ -221,7 +231,7 @@ impl Affinity<'_> {
     pub fn score(&self, item: &Item) -> Option<f32> {
         let (mut sum, mut n) = (0.0f32, 0u32);
         for c in categories_of(item, &self.model.tag_fields) {
-            let boost = self.model.id(c).and_then(|c| self.boost.get(&c)).copied().unwrap_or(0.0);
+            let boost = self.boost.get(&c).copied().unwrap_or(0.0);
             sum += (self.base + boost) / self.words;
             n += 1;
         }
@@ -270,7 +280,9 @@ mod tests {
         let model = QueryCategories::learn(&catalog, &["pos".to_string()], &events);
         assert_eq!(model.searches, 3);
         model.validate().unwrap();
-        let a = model.affinity(&crate::retrieval::lexical::analyze("a financial institution")).unwrap();
+        let a = model
+            .affinity(&crate::retrieval::lexical::analyze("a financial institution"))
+            .unwrap();
         let (money, river) = (&catalog.items()[0], &catalog.items()[1]);
         let (m, r) = (a.score(money).unwrap(), a.score(river).unwrap());
         assert!(m > r, "financial words point at noun.group: {m} against {r}");

@@ -290,7 +290,11 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row.set(Col::group_match, g_cov);
             row.set(Col::exact_match, if t_exact || g_exact { 1.0 } else { 0.0 });
         }
-        if let Some(score) = ctx.categories.zip(store.items.get(c.item as usize)).and_then(|(a, item)| a.score(item)) {
+        if let Some(score) = ctx
+            .categories
+            .zip(store.items.get(c.item as usize))
+            .and_then(|(a, item)| a.score(item))
+        {
             row.set(Col::query_category, score);
         }
         // For every candidate, not only the content retriever's: the ranker
