@@ -896,3 +896,43 @@ fn a_given_context_vector_is_what_the_ann_retriever_searches_with() {
     }
     assert!(f.engine.item_vector("no-such-track").is_none());
 }
+
+/// The shipped log's searches teach which categories their words point
+/// at: searches for "omar & the lovers" led to that artist's tracks, so
+/// they score higher on `query_category` than other artists' tracks in
+/// the same answer (found by its other words).
+#[test]
+fn logged_search_words_point_the_ranker_at_the_categories_their_items_had() {
+    let f = common::music();
+    let recs = f
+        .engine
+        .recommend(&Request::new(Context::search("omar & the lovers")).k(100).explain(true))
+        .unwrap();
+    let feature = |r: &twostage::Recommendation| {
+        let features = r.features.as_ref().expect("explain gives features");
+        features.iter().find(|(n, _)| n == "query_category").map(|f| f.1).unwrap()
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for r in &recs.items {
+        if artist(f, &r.id).eq_ignore_ascii_case("omar & the lovers") {
+            &mut with
+        } else {
+            &mut without
+        }
+        .push(feature(r));
+    }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(
+        !with.is_empty() && !without.is_empty(),
+        "{} with, {} without",
+        with.len(),
+        without.len()
+    );
+    assert!(mean(&with) > mean(&without) + 0.1, "{} against {}", mean(&with), mean(&without));
+    // Words no logged search used move nothing.
+    let recs = f
+        .engine
+        .recommend(&Request::new(Context::search("zyxwv")).k(5).explain(true))
+        .unwrap();
+    assert!(recs.items.iter().all(|r| feature(r) == 0.0), "{recs:?}");
+}
