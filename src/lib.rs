@@ -296,7 +296,7 @@ pub use progress::Progress;
 pub use ranking::{Candidates, ContextKind, ContextPlan, ModelKind, Scorer, Served, ServingPlan, TrainParams, TrainSummary};
 pub use request::{
     Boost, BudgetReport, Context, GroupCap, Mmr, Pin, Provenance, RangeFilter, Recency, Recommendation, Recommendations, Request,
-    Retriever, Timings,
+    Retriever, TextStatistics, Timings,
 };
 pub use retrieval::ann::{AnnParams, Metric};
 pub use retrieval::{CovisitParams, LinearParams};

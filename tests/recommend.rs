@@ -936,3 +936,76 @@ fn logged_search_words_point_the_ranker_at_the_categories_their_items_had() {
         .unwrap();
     assert!(recs.items.iter().all(|r| feature(r) == 0.0), "{recs:?}");
 }
+
+/// A catalog split into two shards: each shard, given the statistics of
+/// both added up, gives every item the BM25 score the whole catalog's
+/// index gives it, where its own statistics give another.
+#[test]
+fn shards_given_catalog_wide_text_statistics_score_as_the_whole_catalog() {
+    let f = common::music();
+    let tmp = tempfile::tempdir().unwrap();
+    let shards: Vec<twostage::Engine> = (0..2)
+        .map(|s| {
+            let items: Vec<twostage::Item> = f.catalog.items().iter().skip(s).step_by(2).cloned().collect();
+            let catalog = twostage::Catalog::new(items).unwrap();
+            let events = twostage::Events::from_events(Vec::new(), Vec::new(), &catalog).unwrap();
+            let dir = tmp.path().join(format!("shard-{s}"));
+            twostage::IndexBuilder::new()
+                .group_key("artist")
+                .without_ranker_training()
+                .build(&catalog, &events, &dir)
+                .unwrap();
+            twostage::Engine::open(&dir).unwrap()
+        })
+        .collect();
+    let query = "melancholic piano at night";
+    let mut total = twostage::TextStatistics::default();
+    for shard in &shards {
+        total.add(&shard.text_statistics(query).unwrap());
+    }
+    assert_eq!(total, f.engine.text_statistics(query).unwrap(), "the shards add up to the catalog");
+
+    let lexical = |engine: &twostage::Engine, req: Request| -> HashMap<String, f32> {
+        let recs = engine.recommend(&req.k(200).candidates(Retriever::Lexical, 200)).unwrap();
+        recs.items
+            .iter()
+            .filter_map(|r| {
+                let p = r.sources.iter().find(|p| p.retriever == Retriever::Lexical)?;
+                Some((r.id.clone(), p.score))
+            })
+            .collect()
+    };
+    let whole = lexical(&f.engine, Request::new(Context::search(query)));
+    let (mut compared, mut differed_alone) = (0, 0);
+    for shard in &shards {
+        let own = lexical(shard, Request::new(Context::search(query)));
+        let global = lexical(shard, Request::new(Context::search(query)).text_statistics(total.clone()));
+        for (id, score) in &global {
+            if let Some(w) = whole.get(id) {
+                assert!(
+                    (score - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{id}: {score} on its shard, {w} in the catalog"
+                );
+                compared += 1;
+                differed_alone += usize::from(own.get(id).is_some_and(|o| (o - w).abs() > 1e-3));
+            }
+        }
+    }
+    assert!(compared >= 50, "{compared} items compared");
+    assert!(differed_alone > 0, "a shard's own statistics should give other scores");
+
+    // Statistics that cannot be the catalog's are refused, naming why.
+    let mut short = total.clone();
+    short.doc_freq.clear();
+    let err = shards[0]
+        .recommend(&Request::new(Context::search(query)).text_statistics(short))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(ref m) if m.contains("lack the term")), "{err}");
+    let err = shards[0]
+        .recommend(&Request::new(Context::listening("trk-00001")).text_statistics(total))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidRequest(ref m) if m.contains("text_statistics")),
+        "{err}"
+    );
+}

@@ -306,6 +306,20 @@ impl Engine {
         self.by_id.get(id).and_then(|&i| self.vector_of(i))
     }
 
+    /// The BM25 statistics of the search `text` in this index: its items,
+    /// its tokens and, per term of the search as this index analyses it,
+    /// the items holding it. Summed over every shard of a catalog
+    /// ([`TextStatistics::add`](crate::TextStatistics::add)) and sent with
+    /// the search ([`Request::text_statistics`](crate::Request::text_statistics)),
+    /// they make each shard score as the whole catalog would. An empty
+    /// text is an [`Error::InvalidRequest`], as for a search.
+    pub fn text_statistics(&self, text: &str) -> Result<crate::TextStatistics> {
+        if text.trim().is_empty() {
+            return Err(Error::InvalidRequest("the search text is empty".into()));
+        }
+        self.text.statistics(&self.text.query_terms(text))
+    }
+
     /// What this index is and how it was built.
     pub fn info(&self) -> IndexInfo {
         IndexInfo {

@@ -25,6 +25,9 @@ pub(crate) struct Resolved {
     pub terms: Vec<String>,
     /// The search's terms through the text index's analyzers (BM25F).
     pub search_terms: Vec<String>,
+    /// Catalog-wide BM25 statistics to score the search with, checked
+    /// against `search_terms`.
+    pub text_statistics: Option<crate::request::TextStatistics>,
     /// Context items with recency weights, most recent first (weight 1).
     pub items: Vec<(u32, f32)>,
     /// The request's negatives this index holds, most recent first, once each.
@@ -151,6 +154,14 @@ impl Engine {
             Some(t) => (lexical::analyze(t), self.text.query_terms(t)),
             None => (Vec::new(), Vec::new()),
         };
+        if let Some(s) = &req.text_statistics {
+            if text.is_none() {
+                return Err(Error::InvalidRequest(
+                    "text_statistics score a search; this request has none".into(),
+                ));
+            }
+            s.check(self.text.docs(), &search_terms).map_err(Error::InvalidRequest)?;
+        }
         // Most recent last: weight decays towards the past; a repeated item
         // keeps its most recent weight and place.
         let mut last: HashMap<u32, (usize, f32)> = HashMap::new();
@@ -239,6 +250,7 @@ impl Engine {
         Ok(Resolved {
             terms,
             search_terms,
+            text_statistics: req.text_statistics.clone(),
             items,
             negatives,
             filter,

@@ -120,7 +120,12 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
         return Ok(Vec::new());
     }
     if s.ctx.has_text {
-        return engine.text.search(&s.ctx.search_terms, depth, std::sync::Arc::clone(&s.ctx.filter));
+        return engine.text.search(
+            &s.ctx.search_terms,
+            depth,
+            std::sync::Arc::clone(&s.ctx.filter),
+            s.ctx.text_statistics.as_ref(),
+        );
     }
     match (s.ctx.listening, s.ctx.items.first()) {
         (true, Some(&(item, _))) if s.ctx.popularity.plays(item) < MORE_LIKE_THIS_MAX_PLAYS => {
@@ -129,7 +134,9 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
             };
             let terms = engine.text.salient_terms(record)?;
             let terms: Vec<(&str, f32)> = terms.iter().map(|(t, b)| (t.as_str(), *b)).collect();
-            engine.text.search_weighted(&terms, depth, std::sync::Arc::clone(&s.ctx.filter))
+            engine
+                .text
+                .search_weighted(&terms, depth, std::sync::Arc::clone(&s.ctx.filter), None)
         }
         _ => Ok(Vec::new()),
     }

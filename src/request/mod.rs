@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::FieldValue;
 
 mod controls;
+mod statistics;
 
 pub use controls::{Boost, CandidateCounts, GroupCap, Mmr, Pin, RangeFilter, Recency, TagFilter};
+pub use statistics::TextStatistics;
 
 /// Largest `k` a request may ask for.
 pub const MAX_K: usize = 10_000;
@@ -308,6 +310,14 @@ pub struct Request {
     /// retriever and feature. Default `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_vector: Option<Vec<f32>>,
+    /// BM25 statistics to score a search with instead of this index's own:
+    /// the sum over every shard of a catalog, so that each shard scores as
+    /// the whole catalog would (see [`TextStatistics`]). They must hold
+    /// every term of the search as this index analyses it, and at least
+    /// this index's items; a request without a search may not carry them.
+    /// Default `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_statistics: Option<TextStatistics>,
     /// Attach the feature values the ranker saw to every returned item.
     #[serde(default)]
     pub explain: bool,
@@ -354,6 +364,7 @@ impl Request {
             variant: None,
             user: None,
             context_vector: None,
+            text_statistics: None,
             explain: false,
             fields: Vec::new(),
         }
@@ -475,6 +486,13 @@ impl Request {
     /// one the engine would derive (see [`Request::context_vector`]).
     pub fn context_vector(mut self, vector: Vec<f32>) -> Request {
         self.context_vector = Some(vector);
+        self
+    }
+
+    /// Score the search with these catalog-wide BM25 statistics (see
+    /// [`Request::text_statistics`]).
+    pub fn text_statistics(mut self, statistics: TextStatistics) -> Request {
+        self.text_statistics = Some(statistics);
         self
     }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::directory::{Directory, RamDirectory};
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema as TantivySchema, TextFieldIndexing, TextOptions, FAST, INDEXED};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, WhitespaceTokenizer,
@@ -31,6 +31,7 @@ use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDoc
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::request::TextStatistics;
 use crate::schema::{Analyzer, Schema};
 
 /// Name under which the indexed field's tokenizer is registered: the text
@@ -346,11 +347,38 @@ impl LexicalIndex {
             .collect())
     }
 
+    /// The BM25 statistics of `terms` (from [`Self::query_terms`]) in this index.
+    pub(crate) fn statistics(&self, terms: &[String]) -> Result<TextStatistics> {
+        let searcher = self.reader.searcher();
+        let mut doc_freq = std::collections::BTreeMap::new();
+        for t in terms {
+            let n = searcher.doc_freq(&Term::from_field_text(self.field, t)).map_err(tantivy_error)?;
+            doc_freq.insert(t.clone(), n);
+        }
+        Ok(TextStatistics {
+            docs: searcher.num_docs(),
+            tokens: searcher.total_num_tokens(self.field).map_err(tantivy_error)?,
+            doc_freq,
+        })
+    }
+
+    /// Items in this index.
+    pub(crate) fn docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
     /// The `n` best BM25F matches for `terms` (from [`Self::query_terms`])
-    /// among items `accept` lets through, best first, as (item, score).
-    pub(crate) fn search(&self, terms: &[String], n: usize, accept: Arc<dyn Fn(u32) -> bool + Send + Sync>) -> Result<Vec<(u32, f32)>> {
+    /// among items `accept` lets through, best first, as (item, score);
+    /// scored with `statistics` in place of this index's own when given.
+    pub(crate) fn search(
+        &self,
+        terms: &[String],
+        n: usize,
+        accept: Arc<dyn Fn(u32) -> bool + Send + Sync>,
+        statistics: Option<&TextStatistics>,
+    ) -> Result<Vec<(u32, f32)>> {
         let weighted: Vec<(&str, f32)> = terms.iter().map(|t| (t.as_str(), 1.0)).collect();
-        self.search_weighted(&weighted, n, accept)
+        self.search_weighted(&weighted, n, accept, statistics)
     }
 
     /// [`Self::search`] with a boost per term (a term's BM25F score is
@@ -361,6 +389,7 @@ impl LexicalIndex {
         terms: &[(&str, f32)],
         n: usize,
         accept: Arc<dyn Fn(u32) -> bool + Send + Sync>,
+        statistics: Option<&TextStatistics>,
     ) -> Result<Vec<(u32, f32)>> {
         if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
@@ -383,8 +412,15 @@ impl LexicalIndex {
         // best accepted hits overall as long as at least `n` of them are
         // accepted, or the `m` were every match.
         let m = n.saturating_mul(FILTER_OVERFETCH);
+        // Scoring and pruning alike read the provider: block-max WAND
+        // bounds come from the same BM25 weights.
+        let global = statistics.map(|s| Catalogwide { statistics: s });
+        let provider: &dyn Bm25StatisticsProvider = match &global {
+            Some(g) => g,
+            None => &searcher,
+        };
         let hits = searcher
-            .search(&query, &TopDocs::with_limit(m).order_by_score())
+            .search_with_statistics_provider(&query, &TopDocs::with_limit(m).order_by_score(), provider)
             .map_err(tantivy_error)?;
         let complete = hits.len() < m;
         let mut out = Vec::with_capacity(n);
@@ -403,7 +439,9 @@ impl LexicalIndex {
         // A selective filter: score every match it lets through.
         let filter = move |item: u64| u32::try_from(item).is_ok_and(|i| accept(i));
         let collector = FilterCollector::new(ITEM_FIELD.to_string(), filter, TopDocs::with_limit(n).order_by_score());
-        let hits = searcher.search(&query, &collector).map_err(tantivy_error)?;
+        let hits = searcher
+            .search_with_statistics_provider(&query, &collector, provider)
+            .map_err(tantivy_error)?;
         let mut out = Vec::with_capacity(hits.len());
         for (score, addr) in hits {
             if let Some(item) = item_of(&searcher, addr)? {
@@ -411,6 +449,32 @@ impl LexicalIndex {
             }
         }
         Ok(out)
+    }
+}
+
+/// BM25 statistics given with a request, for tantivy's scorers.
+struct Catalogwide<'a> {
+    statistics: &'a TextStatistics,
+}
+
+impl Bm25StatisticsProvider for Catalogwide<'_> {
+    fn total_num_tokens(&self, _field: Field) -> tantivy::Result<u64> {
+        Ok(self.statistics.tokens)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.statistics.docs)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        // `resolve` refused statistics without every term of the search;
+        // a more-like-this term is never scored with them.
+        Ok(term
+            .value()
+            .as_str()
+            .and_then(|t| self.statistics.doc_freq.get(t))
+            .copied()
+            .unwrap_or(0))
     }
 }
 
@@ -478,17 +542,17 @@ mod tests {
         let schema = Schema::infer(&catalog);
         let index = open(&catalog, &schema);
         let terms = index.query_terms("Terminal emulator widget for Qt 5 (shared libraries)");
-        let hits = index.search(&terms, 4, Arc::new(|_| true)).unwrap();
+        let hits = index.search(&terms, 4, Arc::new(|_| true), None).unwrap();
         assert_eq!(hits[0].0, 3, "{hits:?}");
         // Stemmed: "terminals" and "emulators" find their singular forms.
-        let hits = index.search(&index.query_terms("emulators"), 4, Arc::new(|_| true)).unwrap();
+        let hits = index.search(&index.query_terms("emulators"), 4, Arc::new(|_| true), None).unwrap();
         assert_eq!(hits.len(), 2, "{hits:?}");
         // More like this: the other terminals, never an unrelated emulator first.
         let salient = index.salient_terms(&catalog.items()[1]).unwrap();
         assert!(salient.iter().all(|(_, b)| *b > 0.0 && *b <= 1.0));
         assert!(salient.iter().any(|(t, _)| t == "termin"), "{salient:?}");
         let salient: Vec<(&str, f32)> = salient.iter().map(|(t, b)| (t.as_str(), *b)).collect();
-        let hits = index.search_weighted(&salient, 4, Arc::new(|i| i != 1)).unwrap();
+        let hits = index.search_weighted(&salient, 4, Arc::new(|i| i != 1), None).unwrap();
         assert!([2, 3].contains(&hits[0].0), "{hits:?}");
     }
 
@@ -528,10 +592,10 @@ mod tests {
         let catalog = Catalog::new(items).unwrap();
         let index = open(&catalog, &Schema::infer(&catalog));
         let terms = index.query_terms("la song");
-        let all = index.search(&terms, 300, Arc::new(|_| true)).unwrap();
+        let all = index.search(&terms, 300, Arc::new(|_| true), None).unwrap();
         assert_eq!(all.len(), 300);
         for (keep, n) in [(7, 10), (2, 10), (1, 5)] {
-            let got = index.search(&terms, n, Arc::new(move |i| i % keep == 0)).unwrap();
+            let got = index.search(&terms, n, Arc::new(move |i| i % keep == 0), None).unwrap();
             let want: Vec<(u32, f32)> = all.iter().copied().filter(|(i, _)| i % keep == 0).take(n).collect();
             let scores = |v: &[(u32, f32)]| v.iter().map(|h| h.1).collect::<Vec<_>>();
             // Equal scores may come in either order: compare the scores.
@@ -556,7 +620,7 @@ mod tests {
                 (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap())
             })
             .collect();
-        let search = |idx: &LexicalIndex| idx.search(&analyze("title 3"), 5, Arc::new(|_| true)).unwrap();
+        let search = |idx: &LexicalIndex| idx.search(&analyze("title 3"), 5, Arc::new(|_| true), None).unwrap();
         assert!(!search(&LexicalIndex::from_files(&files, &schema, Path::new("text")).unwrap()).is_empty());
         // Damage the middle of the largest segment file (behind its footer checksum).
         let (name, bytes) = files

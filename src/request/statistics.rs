@@ -1,0 +1,94 @@
+//! Catalog-wide BM25 statistics for a catalog split into shards.
+//!
+//! BM25 weighs a term by how rare it is in the index that scores it. A
+//! shard that holds a quarter of the catalog scores with its own quarter's
+//! statistics, so the same item gets a different score on each possible
+//! shard, and the coordinator's merge by score is not the single index's
+//! order. As Elasticsearch's `dfs_query_then_fetch` does, a coordinator
+//! asks every shard for the statistics of the search's terms
+//! ([`Engine::text_statistics`](crate::Engine::text_statistics)), adds them
+//! up ([`TextStatistics::add`]), and sends the sum with the search
+//! ([`Request::text_statistics`](crate::Request::text_statistics)): every
+//! shard then scores as the whole catalog would.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The BM25 statistics of a search's terms over one index, or summed over
+/// the shards of a catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextStatistics {
+    /// Items in the text index (every shard's, once summed).
+    pub docs: u64,
+    /// Tokens of the searched text over all those items (a field's tokens
+    /// count as often as its weight repeats them).
+    pub tokens: u64,
+    /// Items whose text holds each of the search's terms, by term as the
+    /// index analyses it.
+    pub doc_freq: BTreeMap<String, u64>,
+}
+
+impl TextStatistics {
+    /// Adds another index's statistics of the same search: summed over
+    /// every shard, the catalog's.
+    pub fn add(&mut self, other: &TextStatistics) {
+        self.docs = self.docs.saturating_add(other.docs);
+        self.tokens = self.tokens.saturating_add(other.tokens);
+        for (term, &n) in &other.doc_freq {
+            let df = self.doc_freq.entry(term.clone()).or_insert(0);
+            *df = df.saturating_add(n);
+        }
+    }
+
+    /// Whether these can be the statistics of a catalog holding an index of
+    /// `docs` items searched for `terms`: none of the terms missing, no
+    /// term in more items than there are.
+    pub(crate) fn check(&self, docs: u64, terms: &[String]) -> Result<(), String> {
+        if self.docs < docs {
+            return Err(format!(
+                "text_statistics count {} items; this index alone holds {docs} (they must cover every shard, this one included)",
+                self.docs
+            ));
+        }
+        if let Some(t) = terms.iter().find(|t| !self.doc_freq.contains_key(*t)) {
+            return Err(format!(
+                "text_statistics lack the term `{t}`: compute them from the same search text (Engine::text_statistics)"
+            ));
+        }
+        if let Some((t, n)) = self.doc_freq.iter().find(|(_, &n)| n > self.docs) {
+            return Err(format!("text_statistics give `{t}` {n} items, more than their {}", self.docs));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(docs: u64, tokens: u64, terms: &[(&str, u64)]) -> TextStatistics {
+        TextStatistics {
+            docs,
+            tokens,
+            doc_freq: terms.iter().map(|&(t, n)| (t.to_string(), n)).collect(),
+        }
+    }
+
+    #[test]
+    fn shards_add_up_to_the_catalog() {
+        let mut all = stats(10, 100, &[("rain", 2), ("song", 5)]);
+        all.add(&stats(30, 200, &[("rain", 1), ("song", 0)]));
+        assert_eq!(all, stats(40, 300, &[("rain", 3), ("song", 5)]));
+        assert!(all.check(10, &["rain".into(), "song".into()]).is_ok());
+    }
+
+    #[test]
+    fn statistics_that_cannot_be_the_catalogs_are_refused() {
+        let s = stats(10, 100, &[("rain", 2)]);
+        assert!(s.check(11, &["rain".into()]).unwrap_err().contains("11"));
+        assert!(s.check(10, &["snow".into()]).unwrap_err().contains("snow"));
+        assert!(stats(1, 1, &[("rain", 2)]).check(1, &[]).unwrap_err().contains("rain"));
+    }
+}
