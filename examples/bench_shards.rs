@@ -41,7 +41,7 @@ use clap::Parser;
 use serde_json::json;
 use twostage::ranking::FIXED_DEFAULT_WEIGHTS;
 use twostage::request::{CandidateCounts, Retriever};
-use twostage::{Candidates, Catalog, Engine, Events, IndexBuilder, Request, Vectors};
+use twostage::{Candidates, Catalog, Engine, Events, IndexBuilder, Request, TextStatistics, Vectors};
 
 /// Sharding simulation.
 #[derive(Parser)]
@@ -78,7 +78,7 @@ fn shard_of(id: &str, shards: usize) -> usize {
 fn shard_index(dir: &Path, s: usize, shards: usize, whole: &Engine) -> Result<std::path::PathBuf> {
     let root = dir.join(format!("shards-{shards}/{s}"));
     let index = root.join("index");
-    if index.join("manifest.json").exists() {
+    if music_index::is_current(&index) {
         return Ok(index);
     }
     std::fs::create_dir_all(&root)?;
@@ -265,11 +265,16 @@ const PRF_HITS: usize = 5;
 /// One round: every shard derives a search's learned-space vector from its
 /// own best lexical hits. Two rounds: the shards return their best lexical
 /// hits first, the coordinator derives the vector from the merged best
-/// ones, and sends it with the request (`Request::context_vector`).
-#[derive(Clone, Copy)]
+/// ones, and sends it with the request (`Request::context_vector`). Three
+/// rounds: before those two, the shards report the BM25 statistics of the
+/// search's terms (`Engine::text_statistics`), and the coordinator sends
+/// their sum with both (`Request::text_statistics`), so every shard
+/// scores as the single index does (Elasticsearch's `dfs_query_then_fetch`).
+#[derive(Clone, Copy, PartialEq)]
 enum Design {
     OneRound,
     TwoRounds,
+    Statistics,
 }
 
 /// What one design did over the requests.
@@ -355,9 +360,18 @@ fn sharded(req: &Request, uncut: &Request, shards: &[Engine], design: Design) ->
         }
         Ok(slowest)
     };
-    if let Design::TwoRounds = design {
+    if design == Design::Statistics {
+        let text = uncut.context.text().unwrap_or_default();
+        let mut total = TextStatistics::default();
+        latency_ms += round(&mut |_, shard| {
+            total.add(&shard.text_statistics(text)?);
+            Ok(())
+        })?;
+        asked = asked.text_statistics(total);
+    }
+    if matches!(design, Design::TwoRounds | Design::Statistics) {
         // Round one: each shard's best lexical hits, and nothing else.
-        let mut first = uncut.clone();
+        let mut first = asked.clone();
         first.candidates = CandidateCounts {
             ann: 0,
             lexical: PRF_HITS,
@@ -441,7 +455,7 @@ fn main() -> Result<()> {
 
     let mut single_ms = Vec::new();
     let mut agrees = 0usize;
-    let designs = [Design::OneRound, Design::TwoRounds];
+    let designs = [Design::OneRound, Design::TwoRounds, Design::Statistics];
     let mut tallies: Vec<Tally> = designs
         .iter()
         .map(|_| Tally {
@@ -486,7 +500,7 @@ fn main() -> Result<()> {
     eprintln!("single index, retrieve + coordinator: p50 {single_p50:.2} ms, p99 {single_p99:.2} ms");
     let mut reports = tallies
         .into_iter()
-        .zip(["one round", "two rounds"])
+        .zip(["one round", "two rounds", "three rounds (catalog-wide BM25 statistics first)"])
         .map(|(t, name)| t.report(name, n));
     let out = json!({
         "size": args.size,
@@ -496,6 +510,7 @@ fn main() -> Result<()> {
         "single_ms": {"p50": single_p50, "p99": single_p99},
         "one_round": reports.next(),
         "two_rounds": reports.next(),
+        "three_rounds_statistics": reports.next(),
     });
     if args.json {
         println!("{out}");

@@ -24,7 +24,7 @@ pub fn default_dir(size: usize) -> PathBuf {
 /// and built there unless a finished one is already there.
 pub fn music_index(size: usize, dir: &Path) -> Result<PathBuf> {
     let index = dir.join("index");
-    if index.join("manifest.json").exists() {
+    if is_current(&index) {
         return Ok(index);
     }
     std::fs::create_dir_all(dir)?;
@@ -43,6 +43,16 @@ pub fn music_index(size: usize, dir: &Path) -> Result<PathBuf> {
         .build(&catalog, &events, &index)?;
     eprintln!("[{size}] generated and built in {:.1} s", t.elapsed().as_secs_f64());
     Ok(index)
+}
+
+/// Whether `index` holds an index this library reads: one left by an older
+/// version (another format) is built again rather than refused at open.
+pub fn is_current(index: &Path) -> bool {
+    std::fs::read(index.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|m| m.get("format_version")?.as_u64())
+        == Some(u64::from(twostage::FORMAT_VERSION))
 }
 
 /// The generator's search texts in `dir` (`queries.jsonl`).
