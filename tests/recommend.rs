@@ -904,6 +904,9 @@ fn a_given_context_vector_is_what_the_ann_retriever_searches_with() {
 #[test]
 fn logged_search_words_point_the_ranker_at_the_categories_their_items_had() {
     let f = common::music();
+    let searches = f.events.events().iter().filter(|e| e.kind == twostage::EventKind::Search).count();
+    let learned = f.engine.info().stats.query_category_searches;
+    assert!(learned > 0 && learned <= searches, "{learned} of {searches} logged searches");
     let recs = f
         .engine
         .recommend(&Request::new(Context::search("omar & the lovers")).k(100).explain(true))

@@ -60,6 +60,11 @@ pub struct BuildStats {
     /// Linear item-item weights stored.
     #[serde(default)]
     pub linear_weights: usize,
+    /// Logged searches (with a query, for an item with categories) the
+    /// query–category model learned from: 0 leaves the ranker's
+    /// `query_category` feature at 0.
+    #[serde(default)]
+    pub query_category_searches: usize,
     /// Milliseconds the build took.
     pub build_ms: u64,
 }

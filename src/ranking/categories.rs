@@ -131,15 +131,19 @@ impl QueryCategories {
             if cats.is_empty() {
                 continue;
             }
-            model.searches += 1;
+            // Counts saturate: a log of billions of searches cannot wrap them.
+            model.searches = model.searches.saturating_add(1);
             for &c in &cats {
-                model.clicks[c as usize] += 1;
+                if let Some(k) = model.clicks.get_mut(c as usize) {
+                    *k = k.saturating_add(1);
+                }
             }
             for t in crate::retrieval::lexical::analyze(query) {
                 let (n, per) = pairs.entry(t).or_default();
-                *n += 1;
+                *n = n.saturating_add(1);
                 for &c in &cats {
-                    *per.entry(c).or_insert(0) += 1;
+                    let k = per.entry(c).or_insert(0);
+                    *k = k.saturating_add(1);
                 }
             }
         }
@@ -195,6 +199,11 @@ impl QueryCategories {
             boost,
             words: terms.len() as f32,
         })
+    }
+
+    /// Logged searches the model learned from.
+    pub fn searches(&self) -> usize {
+        self.searches as usize
     }
 
     /// Checks the internal references (after decoding a file).
@@ -278,7 +287,7 @@ mod tests {
         ];
         let events = Events::from_events(vec!["u".into()], log, &catalog).unwrap();
         let model = QueryCategories::learn(&catalog, &["pos".to_string()], &events);
-        assert_eq!(model.searches, 3);
+        assert_eq!(model.searches(), 3);
         model.validate().unwrap();
         let a = model
             .affinity(&crate::retrieval::lexical::analyze("a financial institution"))

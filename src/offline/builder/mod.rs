@@ -571,6 +571,7 @@ impl IndexBuilder {
             vector_source: source.to_string(),
             linear_fit: linear_fit.name().to_string(),
             linear_weights: store.linear.nnz(),
+            query_category_searches: categories.searches(),
             build_ms: started.elapsed().as_millis() as u64,
         };
         let manifest = Manifest {
