@@ -54,6 +54,9 @@ pub(crate) struct QueryCategories {
     terms: BTreeMap<String, TermCounts>,
 }
 
+/// Searches per category id, while learning.
+type Counts = HashMap<u32, u32>;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct TermCounts {
     searches: u32,
@@ -110,7 +113,7 @@ impl QueryCategories {
             tag_fields: tag_fields.to_vec(),
             ..QueryCategories::default()
         };
-        let mut pairs: HashMap<String, (u32, HashMap<u32, u32>)> = HashMap::new();
+        let mut pairs: HashMap<String, (u32, Counts)> = HashMap::new();
         let mut ids: HashMap<Category<'_>, u32> = HashMap::new();
         for e in events.events() {
             let (EventKind::Search, Some(query), Some(item)) = (e.kind, &e.query, catalog.items().get(e.item as usize)) else {
@@ -147,7 +150,7 @@ impl QueryCategories {
                 }
             }
         }
-        let mut terms: Vec<(String, (u32, HashMap<u32, u32>))> = pairs.into_iter().collect();
+        let mut terms: Vec<(String, (u32, Counts))> = pairs.into_iter().collect();
         terms.sort_unstable_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
         terms.truncate(MAX_TERMS);
         model.terms = terms
