@@ -932,11 +932,13 @@ fn logged_search_words_point_the_ranker_at_the_categories_their_items_had() {
         without.len()
     );
     assert!(mean(&with) > mean(&without) + 0.1, "{} against {}", mean(&with), mean(&without));
-    // Words no logged search used move nothing.
+    // Words no logged search used ("vocals" is in 1,140 descriptions and no
+    // logged query) move nothing.
     let recs = f
         .engine
-        .recommend(&Request::new(Context::search("zyxwv")).k(5).explain(true))
+        .recommend(&Request::new(Context::search("vocals")).k(5).explain(true))
         .unwrap();
+    assert!(!recs.items.is_empty());
     assert!(recs.items.iter().all(|r| feature(r) == 0.0), "{recs:?}");
 }
 

@@ -154,14 +154,20 @@ impl Engine {
             Some(t) => (lexical::analyze(t), self.text.query_terms(t)),
             None => (Vec::new(), Vec::new()),
         };
-        if let Some(s) = &req.text_statistics {
-            if text.is_none() {
+        // Checked against this index's own statistics of the same terms, and
+        // cut to them: a request may carry any number of terms.
+        let text_statistics = match &req.text_statistics {
+            None => None,
+            Some(_) if text.is_none() => {
                 return Err(Error::InvalidRequest(
                     "text_statistics score a search; this request has none".into(),
                 ));
             }
-            s.check(self.text.docs(), &search_terms).map_err(Error::InvalidRequest)?;
-        }
+            Some(s) => Some(
+                s.checked_against(&self.text.statistics(&search_terms)?)
+                    .map_err(Error::InvalidRequest)?,
+            ),
+        };
         // Most recent last: weight decays towards the past; a repeated item
         // keeps its most recent weight and place.
         let mut last: HashMap<u32, (usize, f32)> = HashMap::new();
@@ -250,7 +256,7 @@ impl Engine {
         Ok(Resolved {
             terms,
             search_terms,
-            text_statistics: req.text_statistics.clone(),
+            text_statistics,
             items,
             negatives,
             filter,

@@ -50,14 +50,24 @@ pub(crate) fn seal(dir: &Path, manifest: Manifest) -> Result<()> {
 }
 
 /// Writes into `dir` a copy of a verified index (`files`, `manifest`) with
-/// its ranker replaced by `ranker`, and fsyncs it.
-pub(crate) fn write_with_ranker(dir: &Path, files: &Files, manifest: Manifest, ranker: &Ranker) -> Result<()> {
+/// its ranker replaced by `ranker` and its query–category model by
+/// `categories` (learned from the log the ranker was trained on, so that
+/// serving reads the feature as training did), and fsyncs it.
+pub(crate) fn write_with_ranker(
+    dir: &Path,
+    files: &Files,
+    mut manifest: Manifest,
+    ranker: &Ranker,
+    categories: &QueryCategories,
+) -> Result<()> {
     for (rel, bytes) in files {
-        if rel != RANKER_FILE {
+        if rel != RANKER_FILE && rel != QUERY_CATEGORIES_FILE {
             write_file(&dir.join(rel), bytes)?;
         }
     }
+    write_file(&dir.join(QUERY_CATEGORIES_FILE), &encode(categories)?)?;
     ranker.save(&dir.join(RANKER_FILE))?;
+    manifest.stats.query_category_searches = categories.searches();
     seal(
         dir,
         Manifest {

@@ -18,6 +18,7 @@ use crate::index::{reader, writer};
 use crate::offline::builder::{ContentVectors, IndexBuilder};
 use crate::offline::publish::{publish, temp_sibling};
 use crate::progress::{OnProgress, Progress};
+use crate::ranking::categories::QueryCategories;
 use crate::ranking::dataset::{self, Target};
 use crate::ranking::fit;
 use crate::ranking::model::Ranker;
@@ -391,7 +392,12 @@ pub fn retrain_ranker(
         )));
     };
     let tmp = temp_sibling(dir, "tmp")?;
-    let result = writer::write_with_ranker(&tmp, &files, manifest, &ranker).and_then(|()| crate::live::Live::carry_over(dir, &tmp));
+    // The ranker learned `query_category` from models of this log's
+    // searches: serve it one too, not the one the index was built with
+    // (empty for a build from log artefacts).
+    let categories = QueryCategories::learn(catalog, &manifest.schema.tag_fields, events);
+    let result =
+        writer::write_with_ranker(&tmp, &files, manifest, &ranker, &categories).and_then(|()| crate::live::Live::carry_over(dir, &tmp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);

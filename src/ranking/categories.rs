@@ -62,6 +62,10 @@ struct TermCounts {
     searches: u32,
     /// `(category, searches)`, most frequent first.
     categories: Vec<(u32, u32)>,
+    /// Whether categories were left out ([`MAX_CATEGORIES_PER_TERM`]):
+    /// then the word says nothing of those, rather than that it never led
+    /// to them.
+    truncated: bool,
 }
 
 /// An item's categories: each value of its tag fields, each text attribute.
@@ -119,7 +123,7 @@ impl QueryCategories {
             let (EventKind::Search, Some(query), Some(item)) = (e.kind, &e.query, catalog.items().get(e.item as usize)) else {
                 continue;
             };
-            let cats: Vec<u32> = categories_of(item, tag_fields)
+            let mut cats: Vec<u32> = categories_of(item, tag_fields)
                 .map(|c| {
                     *ids.entry(c).or_insert_with(|| {
                         model.categories.push(match c {
@@ -131,6 +135,10 @@ impl QueryCategories {
                     })
                 })
                 .collect();
+            // A value repeated in a tag list (or a tag field listed twice)
+            // is one category: counted twice it would exceed its word's count.
+            cats.sort_unstable();
+            cats.dedup();
             if cats.is_empty() {
                 continue;
             }
@@ -158,8 +166,16 @@ impl QueryCategories {
             .map(|(t, (searches, per))| {
                 let mut categories: Vec<(u32, u32)> = per.into_iter().collect();
                 categories.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                let truncated = categories.len() > MAX_CATEGORIES_PER_TERM;
                 categories.truncate(MAX_CATEGORIES_PER_TERM);
-                (t, TermCounts { searches, categories })
+                (
+                    t,
+                    TermCounts {
+                        searches,
+                        categories,
+                        truncated,
+                    },
+                )
             })
             .collect();
         model
@@ -183,7 +199,10 @@ impl QueryCategories {
         // log((n(t,c) + μ·p) / ((n(t) + μ)·p)) = log(1 + n(t,c)/(μ·p)) − log(1 + n(t)/μ):
         // the second part is the same for every category, the first is
         // non-zero only for the categories the word was seen with.
-        let base = -known.iter().map(|k| (k.searches as f32 / PRIOR_SEARCHES).ln_1p()).sum::<f32>();
+        // A word whose list was cut puts its share on the categories it
+        // lists: the others are unknown to it (lift 1), not unseen.
+        let unseen = |k: &TermCounts| -(k.searches as f32 / PRIOR_SEARCHES).ln_1p();
+        let base: f32 = known.iter().filter(|k| !k.truncated).map(|k| unseen(k)).sum();
         // Keyed by the category itself, so a candidate's categories are
         // looked up by hash, without an id map of the whole catalog.
         let mut boost: HashMap<Category<'_>, f32> = HashMap::new();
@@ -193,7 +212,11 @@ impl QueryCategories {
                     continue; // `validate` refused dangling ids at open
                 };
                 let p = self.base_rate(Some(c));
-                *boost.entry(key.borrowed()).or_insert(0.0) += (n as f32 / (PRIOR_SEARCHES * p)).ln_1p();
+                let mut lift = (n as f32 / (PRIOR_SEARCHES * p)).ln_1p();
+                if k.truncated {
+                    lift += unseen(k);
+                }
+                *boost.entry(key.borrowed()).or_insert(0.0) += lift;
             }
         }
         Some(Affinity {
@@ -214,6 +237,9 @@ impl QueryCategories {
         let n = self.clicks.len();
         if self.categories.len() != n {
             return Err("category counts are inconsistent".into());
+        }
+        if self.terms.len() > MAX_TERMS || self.terms.values().any(|t| t.categories.len() > MAX_CATEGORIES_PER_TERM) {
+            return Err("more words or categories per word than a build keeps".into());
         }
         let refs = self
             .terms
@@ -242,7 +268,13 @@ impl Affinity<'_> {
     /// `None` for an item without categories.
     pub fn score(&self, item: &Item) -> Option<f32> {
         let (mut sum, mut n) = (0.0f32, 0u32);
+        let mut seen: Vec<Category<'_>> = Vec::new();
         for c in categories_of(item, &self.model.tag_fields) {
+            // Once each, as learning counts them (items have a handful).
+            if seen.contains(&c) {
+                continue;
+            }
+            seen.push(c);
             let boost = self.boost.get(&c).copied().unwrap_or(0.0);
             sum += (self.base + boost) / self.words;
             n += 1;
@@ -306,6 +338,40 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_tag_value_is_one_category_and_the_model_still_validates() {
+        let mut twice = item("money", "noun.group");
+        twice.tags.insert("pos".into(), vec!["noun".into(), "noun".into()]);
+        let catalog = Catalog::new(vec![twice, item("river", "noun.object")]).unwrap();
+        let events = Events::from_events(vec!["u".into()], vec![search(0, "a bank for money", 1)], &catalog).unwrap();
+        // The tag field listed twice too.
+        let model = QueryCategories::learn(&catalog, &["pos".to_string(), "pos".to_string()], &events);
+        model.validate().unwrap();
+        let a = model.affinity(&crate::retrieval::lexical::analyze("money")).unwrap();
+        assert!(a.score(&catalog.items()[0]).unwrap() > a.score(&catalog.items()[1]).unwrap());
+    }
+
+    #[test]
+    fn a_word_whose_categories_were_cut_is_neutral_on_the_others() {
+        let n = MAX_CATEGORIES_PER_TERM as u32 + 6;
+        let items: Vec<Item> = (0..n).map(|i| item(&format!("i{i}"), &format!("file{i}"))).collect();
+        let catalog = Catalog::new(items).unwrap();
+        // "the" in a search for every item, the first ones twice: their
+        // categories are the ones kept.
+        let log: Vec<Event> = (0..n)
+            .chain(0..MAX_CATEGORIES_PER_TERM as u32)
+            .enumerate()
+            .map(|(ts, i)| search(i, "the", ts as i64))
+            .collect();
+        let events = Events::from_events(vec!["u".into()], log, &catalog).unwrap();
+        let model = QueryCategories::learn(&catalog, &[], &events);
+        model.validate().unwrap();
+        let a = model.affinity(&["the".to_string()]).unwrap();
+        let dropped = a.score(&catalog.items()[n as usize - 1]).unwrap();
+        assert_eq!(dropped, 0.0, "a category the word's list left out is unknown to it, not unseen");
+        assert!(a.score(&catalog.items()[0]).unwrap().is_finite());
+    }
+
+    #[test]
     fn no_logged_search_learns_an_empty_model() {
         let catalog = Catalog::new(vec![item("a", "x")]).unwrap();
         let events = Events::from_events(Vec::new(), Vec::new(), &catalog).unwrap();
@@ -322,6 +388,7 @@ mod tests {
             TermCounts {
                 searches: 1,
                 categories: vec![(3, 1)],
+                truncated: false,
             },
         );
         model.searches = 1;

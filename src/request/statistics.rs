@@ -42,25 +42,38 @@ impl TextStatistics {
         }
     }
 
-    /// Whether these can be the statistics of a catalog holding an index of
-    /// `docs` items searched for `terms`: none of the terms missing, no
-    /// term in more items than there are.
-    pub(crate) fn check(&self, docs: u64, terms: &[String]) -> Result<(), String> {
-        if self.docs < docs {
+    /// These statistics cut to the terms of `local` (this index's own, of
+    /// the same search), if they can be those of a catalog that includes
+    /// this index: no fewer items, tokens or items per term than it has on
+    /// its own, none of its terms missing, no term in more items than there
+    /// are. Anything else is an error saying which.
+    pub(crate) fn checked_against(&self, local: &TextStatistics) -> Result<TextStatistics, String> {
+        if self.docs < local.docs || self.tokens < local.tokens {
             return Err(format!(
-                "text_statistics count {} items; this index alone holds {docs} (they must cover every shard, this one included)",
-                self.docs
+                "text_statistics count {} items and {} tokens; this index alone holds {} and {} (they must cover every shard, this one included)",
+                self.docs, self.tokens, local.docs, local.tokens
             ));
         }
-        if let Some(t) = terms.iter().find(|t| !self.doc_freq.contains_key(*t)) {
-            return Err(format!(
-                "text_statistics lack the term `{t}`: compute them from the same search text (Engine::text_statistics)"
-            ));
+        let mut doc_freq = BTreeMap::new();
+        for (t, &own) in &local.doc_freq {
+            let Some(&n) = self.doc_freq.get(t) else {
+                return Err(format!(
+                    "text_statistics lack the term `{t}`: compute them from the same search text (Engine::text_statistics)"
+                ));
+            };
+            if n < own || n > self.docs {
+                return Err(format!(
+                    "text_statistics give `{t}` {n} items: fewer than this index's {own}, or more than their {}",
+                    self.docs
+                ));
+            }
+            doc_freq.insert(t.clone(), n);
         }
-        if let Some((t, n)) = self.doc_freq.iter().find(|(_, &n)| n > self.docs) {
-            return Err(format!("text_statistics give `{t}` {n} items, more than their {}", self.docs));
-        }
-        Ok(())
+        Ok(TextStatistics {
+            docs: self.docs,
+            tokens: self.tokens,
+            doc_freq,
+        })
     }
 }
 
@@ -81,14 +94,26 @@ mod tests {
         let mut all = stats(10, 100, &[("rain", 2), ("song", 5)]);
         all.add(&stats(30, 200, &[("rain", 1), ("song", 0)]));
         assert_eq!(all, stats(40, 300, &[("rain", 3), ("song", 5)]));
-        assert!(all.check(10, &["rain".into(), "song".into()]).is_ok());
+        let local = stats(10, 100, &[("rain", 2)]);
+        // Cut to the search's terms.
+        assert_eq!(all.checked_against(&local).unwrap(), stats(40, 300, &[("rain", 3)]));
     }
 
     #[test]
     fn statistics_that_cannot_be_the_catalogs_are_refused() {
         let s = stats(10, 100, &[("rain", 2)]);
-        assert!(s.check(11, &["rain".into()]).unwrap_err().contains("11"));
-        assert!(s.check(10, &["snow".into()]).unwrap_err().contains("snow"));
-        assert!(stats(1, 1, &[("rain", 2)]).check(1, &[]).unwrap_err().contains("rain"));
+        let refused = |local: TextStatistics| s.checked_against(&local).unwrap_err();
+        assert!(refused(stats(11, 100, &[])).contains("11"));
+        assert!(refused(stats(10, 101, &[])).contains("101"), "tokens below this index's own");
+        assert!(refused(stats(10, 100, &[("snow", 0)])).contains("snow"));
+        assert!(
+            refused(stats(10, 100, &[("rain", 3)])).contains("rain"),
+            "fewer items than this index's"
+        );
+        let over = stats(1, 1, &[("rain", 2)]);
+        assert!(over
+            .checked_against(&stats(1, 1, &[("rain", 1)]))
+            .unwrap_err()
+            .contains("more than"));
     }
 }

@@ -356,15 +356,11 @@ impl LexicalIndex {
             doc_freq.insert(t.clone(), n);
         }
         Ok(TextStatistics {
-            docs: searcher.num_docs(),
+            // As tantivy's own provider counts them.
+            docs: Bm25StatisticsProvider::total_num_docs(&searcher).map_err(tantivy_error)?,
             tokens: searcher.total_num_tokens(self.field).map_err(tantivy_error)?,
             doc_freq,
         })
-    }
-
-    /// Items in this index.
-    pub(crate) fn docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
     }
 
     /// The `n` best BM25F matches for `terms` (from [`Self::query_terms`])
