@@ -7,6 +7,7 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::events::{EventKind, Events};
 use crate::offline::artefacts::LogArtefacts;
+use crate::ranking::categories::QueryCategories;
 
 /// Where a build reads the log from: the events themselves, or the
 /// artefacts computed from them.
@@ -22,6 +23,15 @@ impl Log<'_> {
         match self {
             Log::Events(e) => e.events().iter().any(|e| e.kind == EventKind::Play),
             Log::Artefacts(a) => a.has_plays(),
+        }
+    }
+
+    /// The query–category model of the log's searches. Log artefacts carry
+    /// no queries (docs/artefacts.md): a build from them has an empty one.
+    pub(super) fn query_categories(&self, catalog: &Catalog, tag_fields: &[String]) -> QueryCategories {
+        match self {
+            Log::Events(events) => QueryCategories::learn(catalog, tag_fields, events),
+            Log::Artefacts(_) => QueryCategories::default(),
         }
     }
 

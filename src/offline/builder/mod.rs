@@ -22,7 +22,6 @@ use crate::index::Vectors;
 use crate::offline::artefacts::LogArtefacts;
 use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
 use crate::progress::{OnProgress, Progress};
-use crate::ranking::categories::QueryCategories;
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::ServingPlan;
 use crate::ranking::train::{TrainParams, TrainSummary};
@@ -466,12 +465,7 @@ impl IndexBuilder {
         };
 
         let phase = tracing::info_span!("log statistics").entered();
-        // Log artefacts carry no search queries (docs/artefacts.md): a
-        // build from them has no query–category model.
-        let categories = match log {
-            Log::Events(events) => QueryCategories::learn(catalog, &schema.tag_fields, events),
-            Log::Artefacts(_) => QueryCategories::default(),
-        };
+        let categories = log.query_categories(catalog, &schema.tag_fields);
         let computed;
         let log = match log {
             Log::Events(events) => {
