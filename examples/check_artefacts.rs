@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The builds compare the index's item store byte for byte (popularity,
-//! co-visitation lists, linear weights, learned vectors) and, for every
+//! co-visitation lists, linear weights, learned vectors), its query–category
+//! model byte for byte, and, for every
 //! item, what the co-visitation retriever and the popularity retriever
 //! serve alone for a listening request.
 
@@ -71,7 +72,7 @@ fn main() -> Result<()> {
     if !differences.is_empty() {
         bail!("the artefacts differ (first {} differences above)", differences.len());
     }
-    println!("artefacts: equal (popularity, pair counts per distance, co-occurrence, summary)");
+    println!("artefacts: equal (popularity, pair counts per distance, co-occurrence, searches, summary)");
     if args.no_build {
         return Ok(());
     }
@@ -82,6 +83,10 @@ fn main() -> Result<()> {
     let store = |dir: &Path| std::fs::read(dir.join("items.bin")).with_context(|| dir.display().to_string());
     if store(&from_log)? != store(&from_theirs)? {
         bail!("items.bin differs between the index built from the log and the one built from the artefacts");
+    }
+    let model = |dir: &Path| std::fs::read(dir.join("query_categories.bin")).with_context(|| dir.display().to_string());
+    if model(&from_log)? != model(&from_theirs)? {
+        bail!("query_categories.bin differs between the index built from the log and the one built from the artefacts");
     }
     let (a, b) = (Engine::open(&from_log)?, Engine::open(&from_theirs)?);
     let mut lists = 0;
@@ -94,6 +99,6 @@ fn main() -> Result<()> {
             lists += usize::from(!x.is_empty());
         }
     }
-    println!("indexes: items.bin equal; {lists} non-empty co-visitation and popularity lists served equal");
+    println!("indexes: items.bin and query_categories.bin equal; {lists} non-empty co-visitation and popularity lists served equal");
     Ok(())
 }

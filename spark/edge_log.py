@@ -2,8 +2,8 @@
 that exercises every rule the log artefacts follow: events out of time
 order in the file, equal timestamps (file order breaks the tie), inactivity
 gaps of exactly the limit and one second more, explicit session ids that
-change, immediate and later repeats, skips between plays, searches and
-impressions. Deterministic (seeded); used by scripts/spark_equivalence.sh.
+change, immediate and later repeats, skips between plays, searches
+(repeated queries, case, accents, an empty query) and impressions. Deterministic (seeded); used by scripts/spark_equivalence.sh.
 
     python3 spark/edge_log.py OUT.jsonl
 """
@@ -35,7 +35,8 @@ def main(out):
             if kind != "play" or rng.random() < 0.5:
                 row["type"] = kind
             if kind == "search":
-                row["query"] = "edge query"
+                # Repeats count per (query, item); strings are compared as written.
+                row["query"] = rng.choice(["edge query", "Edge Query", "edge query", "café crème", "", "  spaced  "])
             if kind == "impression":
                 row.update(request=f"r-{u}-{ts}", position=rng.randrange(10))
             if session is not None:

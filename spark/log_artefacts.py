@@ -1,7 +1,7 @@
 """Computes twostage's log artefacts from an event log with Apache Spark.
 
 The same statistics, with the same rules, as `IndexBuilder::log_artefacts`
-computes in process (docs/artefacts.md is the contract, version 1): a build
+computes in process (docs/artefacts.md is the contract, version 2): a build
 reads them with `LogArtefacts::from_parquet` and `build_from_artefacts` in
 place of the raw log. Everything is integer counting, so the two producers
 agree exactly; scripts/spark_equivalence.sh checks that they do.
@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 FORMAT = "twostage-log-artefacts"
-VERSION = 1
+VERSION = 2
 RECENT_SECS = 30 * 24 * 3600  # popularity's "recent" window (retrieval/popular.rs)
 KINDS = ("play", "skip", "search", "impression")
 
@@ -85,11 +85,12 @@ def load_events(spark, path, index):
     unknown = ev.join(index, "item", "left_anti").select("item").limit(3).collect()
     if unknown:
         fail(f"events refer to items not in the catalog, e.g. {[r.item for r in unknown]}")
-    cols = ["user", "item", "ts", "kind", "_row"]
-    cols += ["session"] if "session" in ev.columns else []
-    ev = ev.select(*cols)
-    if "session" not in ev.columns:
-        ev = ev.withColumn("session", F.lit(None).cast("string"))
+    optional = [c for c in ("query", "session") if c in ev.columns]
+    ev = ev.select("user", "item", "ts", "kind", "_row", *optional)
+    # A log without searches (or explicit sessions) may lack the column.
+    for c in ("query", "session"):
+        if c not in ev.columns:
+            ev = ev.withColumn(c, F.lit(None).cast("string"))
     return ev.cache()
 
 
@@ -141,6 +142,13 @@ def popularity(ev, first_ts, last_ts):
             F.sum(F.when(play, F.col("ts") - first_ts).otherwise(0)).cast("long").alias("play_seconds"),
         )
     )
+
+
+def searches(ev):
+    """Logged searches counted by (query, item): the query exactly as
+    logged (the builder analyses its words)."""
+    found = ev.filter((F.col("kind") == "search") & F.col("query").isNotNull())
+    return found.groupBy("query", "item").agg(F.count(F.lit(1)).alias("count"))
 
 
 def cooccurrence(ev, index, kept):
@@ -213,6 +221,7 @@ def main(argv=None):
         ("pairs", pair_counts(seq, args.covisit_window)),
         ("popularity", popularity(ev, first_ts, last_ts)),
         ("cooccurrence", cooccurrence(ev, index, kept)),
+        ("searches", searches(ev)),
     ]:
         df.write.mode("overwrite").parquet(f"{out}/{name}.parquet")
         print(f"log_artefacts: {name} {time.monotonic() - clock:.1f} s", file=sys.stderr)

@@ -60,6 +60,11 @@ fn artefacts_round_trip_and_build_the_same_index() {
     // every item column: byte for byte.
     let store = |dir: &Path| std::fs::read(dir.join("items.bin")).unwrap();
     assert!(store(&from_log) == store(&from_artefacts), "items.bin differs");
+    // The query–category model, from the searches artefact.
+    assert!(r1.stats.query_category_searches > 100, "{}", r1.stats.query_category_searches);
+    assert_eq!(r1.stats.query_category_searches, r2.stats.query_category_searches);
+    let model = |dir: &Path| std::fs::read(dir.join("query_categories.bin")).unwrap();
+    assert!(model(&from_log) == model(&from_artefacts), "query_categories.bin differs");
 
     let (e1, e2) = (Engine::open(&from_log).unwrap(), Engine::open(&from_artefacts).unwrap());
     let mut compared = 0;
@@ -117,7 +122,7 @@ fn spark_style_part_directories_read_the_same() {
     let dir = tmp.path();
     let computed = builder().log_artefacts(&catalog, &events).unwrap();
     computed.write_parquet(dir).unwrap();
-    for name in ["summary", "popularity", "pairs", "cooccurrence"] {
+    for name in ["summary", "popularity", "pairs", "cooccurrence", "searches"] {
         let file = dir.join(format!("{name}.parquet"));
         let moved = dir.join(format!("{name}.part"));
         std::fs::rename(&file, &moved).unwrap();
@@ -205,7 +210,7 @@ fn each_contract_rule_is_checked_on_read() {
         let n = rows;
         vec![
             ("format", strings(&vec![format; n])),
-            ("version", ints(&vec![1; n])),
+            ("version", ints(&vec![2; n])),
             ("session_gap_secs", ints(&vec![1800; n])),
             ("covisit_window", ints(&vec![5; n])),
             ("cooccurrence_kept", ints(&vec![128; n])),
@@ -284,6 +289,33 @@ fn each_contract_rule_is_checked_on_read() {
                 ("weight", ints(&[1])),
             ],
             "unknown field",
+        ),
+        (
+            "searches",
+            vec![
+                ("query", strings(&["velvet", "velvet"])),
+                ("item", strings(&["trk-00009", "trk-00009"])),
+                ("count", ints(&[1, 4])),
+            ],
+            "two rows for the query \"velvet\" and trk-00009",
+        ),
+        (
+            "searches",
+            vec![
+                ("query", strings(&["velvet"])),
+                ("item", strings(&["trk-00009"])),
+                ("count", ints(&[0])),
+            ],
+            "below 1",
+        ),
+        (
+            "summary",
+            {
+                let mut v1 = summary("twostage-log-artefacts", 6000, 1);
+                v1[1].1 = ints(&[1]);
+                v1
+            },
+            "version 1; this build reads version 2",
         ),
     ];
     for (i, (name, columns, says)) in cases.into_iter().enumerate() {

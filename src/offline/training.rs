@@ -394,7 +394,7 @@ pub fn retrain_ranker(
     let tmp = temp_sibling(dir, "tmp")?;
     // The ranker learned `query_category` from models of this log's
     // searches: serve it one too, not the one the index was built with
-    // (empty for a build from log artefacts).
+    // (from another log, or other artefacts).
     let categories = QueryCategories::learn(catalog, &manifest.schema.tag_fields, events);
     let result =
         writer::write_with_ranker(&tmp, &files, manifest, &ranker, &categories).and_then(|()| crate::live::Live::carry_over(dir, &tmp));

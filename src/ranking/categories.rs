@@ -14,9 +14,9 @@
 //! Dirichlet prior of [`PRIOR_SEARCHES`] searches, so a word seen once
 //! moves it little and an unseen word not at all. A query's affinity with
 //! `c` is the mean log-lift over its words; a candidate's feature is the
-//! mean over its categories. An index without logged searches (or built
-//! from log artefacts, which carry none) has an empty model: the feature
-//! is 0 everywhere.
+//! mean over its categories. An index without logged searches has an
+//! empty model: the feature is 0 everywhere. A build from log artefacts
+//! learns the same model from their search counts.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -86,7 +86,7 @@ fn categories_of<'a>(item: &'a Item, tag_fields: &'a [String]) -> impl Iterator<
 
 /// One category of an item, borrowed: a value of a tag field, or a text
 /// attribute's value.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Category<'a> {
     Tag(&'a str, &'a str),
     Attribute(&'a str, &'a str),
@@ -97,6 +97,15 @@ enum Category<'a> {
 enum CategoryKey {
     Tag(String, String),
     Attribute(String, String),
+}
+
+impl Category<'_> {
+    fn owned(self) -> CategoryKey {
+        match self {
+            Category::Tag(f, v) => CategoryKey::Tag(f.into(), v.into()),
+            Category::Attribute(f, v) => CategoryKey::Attribute(f.into(), v.into()),
+        }
+    }
 }
 
 impl CategoryKey {
@@ -113,23 +122,39 @@ impl QueryCategories {
     /// (as the ranker's match features analyse them) against the
     /// categories of the item it led to.
     pub fn learn(catalog: &Catalog, tag_fields: &[String], events: &Events) -> QueryCategories {
+        let searches = events.events().iter().filter_map(|e| match (e.kind, &e.query) {
+            (EventKind::Search, Some(q)) => Some((q.as_str(), e.item, 1)),
+            _ => None,
+        });
+        QueryCategories::learn_counted(catalog, tag_fields, searches)
+    }
+
+    /// Learns from `(query, item, times)`: `times` searches for `query` that
+    /// led to internal item `item` (unknown items are skipped). The model
+    /// depends only on the multiset of searches, not on their order: the
+    /// log artefacts' aggregated `searches` give the model the events give.
+    pub fn learn_counted<'q>(
+        catalog: &Catalog,
+        tag_fields: &[String],
+        searches: impl IntoIterator<Item = (&'q str, u32, u64)>,
+    ) -> QueryCategories {
         let mut model = QueryCategories {
             tag_fields: tag_fields.to_vec(),
             ..QueryCategories::default()
         };
         let mut pairs: HashMap<String, (u32, Counts)> = HashMap::new();
         let mut ids: HashMap<Category<'_>, u32> = HashMap::new();
-        for e in events.events() {
-            let (EventKind::Search, Some(query), Some(item)) = (e.kind, &e.query, catalog.items().get(e.item as usize)) else {
+        let mut keys: Vec<Category<'_>> = Vec::new();
+        for (query, item, times) in searches {
+            let Some(item) = catalog.items().get(item as usize).filter(|_| times > 0) else {
                 continue;
             };
+            // Counts saturate: a log of billions of searches cannot wrap them.
+            let times = u32::try_from(times).unwrap_or(u32::MAX);
             let mut cats: Vec<u32> = categories_of(item, tag_fields)
                 .map(|c| {
                     *ids.entry(c).or_insert_with(|| {
-                        model.categories.push(match c {
-                            Category::Tag(f, v) => CategoryKey::Tag(f.into(), v.into()),
-                            Category::Attribute(f, v) => CategoryKey::Attribute(f.into(), v.into()),
-                        });
+                        keys.push(c);
                         model.clicks.push(0);
                         model.clicks.len() as u32 - 1
                     })
@@ -142,23 +167,36 @@ impl QueryCategories {
             if cats.is_empty() {
                 continue;
             }
-            // Counts saturate: a log of billions of searches cannot wrap them.
-            model.searches = model.searches.saturating_add(1);
+            model.searches = model.searches.saturating_add(times);
             for &c in &cats {
                 if let Some(k) = model.clicks.get_mut(c as usize) {
-                    *k = k.saturating_add(1);
+                    *k = k.saturating_add(times);
                 }
             }
             for t in crate::retrieval::lexical::analyze(query) {
                 let (n, per) = pairs.entry(t).or_default();
-                *n = n.saturating_add(1);
+                *n = n.saturating_add(times);
                 for &c in &cats {
                     let k = per.entry(c).or_insert(0);
-                    *k = k.saturating_add(1);
+                    *k = k.saturating_add(times);
                 }
             }
         }
-        let mut terms: Vec<(String, (u32, Counts))> = pairs.into_iter().collect();
+        // Ids in the categories' own order, not in order of first sight:
+        // ties below are broken by id, so the model is the same whatever
+        // the order of the searches.
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_unstable_by_key(|&c| keys[c as usize]);
+        let mut renumber = vec![0u32; keys.len()];
+        for (new, &old) in order.iter().enumerate() {
+            renumber[old as usize] = new as u32;
+        }
+        model.clicks = order.iter().map(|&old| model.clicks[old as usize]).collect();
+        model.categories = order.iter().map(|&old| keys[old as usize].owned()).collect();
+        let mut terms: Vec<(String, (u32, Counts))> = pairs
+            .into_iter()
+            .map(|(t, (n, per))| (t, (n, per.into_iter().map(|(c, k)| (renumber[c as usize], k)).collect())))
+            .collect();
         terms.sort_unstable_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
         terms.truncate(MAX_TERMS);
         model.terms = terms
@@ -369,6 +407,44 @@ mod tests {
         let dropped = a.score(&catalog.items()[n as usize - 1]).unwrap();
         assert_eq!(dropped, 0.0, "a category the word's list left out is unknown to it, not unseen");
         assert!(a.score(&catalog.items()[0]).unwrap().is_finite());
+    }
+
+    #[test]
+    fn the_model_is_the_same_whatever_the_order_or_aggregation_of_the_searches() {
+        let catalog = Catalog::new(vec![
+            item("money", "noun.group"),
+            item("river", "noun.object"),
+            item("loan", "noun.act"),
+        ])
+        .unwrap();
+        let tags = ["pos".to_string()];
+        let searches = [("bank money", 0), ("bank water", 1), ("bank money", 0), ("lend", 2), ("bank", 1)];
+        let learn = |order: &[usize]| {
+            let log: Vec<Event> = order
+                .iter()
+                .enumerate()
+                .map(|(ts, &i)| search(searches[i].1, searches[i].0, ts as i64))
+                .collect();
+            QueryCategories::learn(&catalog, &tags, &Events::from_events(vec!["u".into()], log, &catalog).unwrap())
+        };
+        let forward = learn(&[0, 1, 2, 3, 4]);
+        let backward = learn(&[4, 3, 2, 1, 0]);
+        assert_eq!(forward, backward, "category ids do not depend on which search came first");
+        // The same searches counted: two "bank money" as one row of 2.
+        let counted = QueryCategories::learn_counted(
+            &catalog,
+            &tags,
+            [
+                ("lend", 2, 1),
+                ("bank money", 0, 2),
+                ("bank", 1, 1),
+                ("bank water", 1, 1),
+                ("ignored", 7, 3),
+                ("zero", 0, 0),
+            ],
+        );
+        assert_eq!(counted, forward);
+        assert_eq!(counted.searches(), 5);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use arrow_schema::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
-use super::{ArtefactSummary, LogArtefacts, ARTEFACTS_FORMAT, ARTEFACTS_VERSION};
+use super::{ArtefactSummary, LogArtefacts, SearchCount, ARTEFACTS_FORMAT, ARTEFACTS_VERSION};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::jsonl::{kind, Record};
@@ -28,6 +28,7 @@ const SUMMARY: &str = "summary.parquet";
 const POPULARITY: &str = "popularity.parquet";
 const PAIRS: &str = "pairs.parquet";
 const COOCCURRENCE: &str = "cooccurrence.parquet";
+const SEARCHES: &str = "searches.parquet";
 
 /// Largest co-visitation distance, as the builder accepts.
 const MAX_WINDOW: i64 = 1000;
@@ -99,6 +100,14 @@ impl LogArtefacts {
                 ("item", strings(rows.iter().map(|e| id(e.0)))),
                 ("other", strings(rows.iter().map(|e| id(e.1)))),
                 ("users", ints(rows.iter().map(|e| i64::from(e.2)))),
+            ]
+        })?;
+        write(&dir.join(SEARCHES), self.searches.len(), |range| {
+            let rows = &self.searches[range];
+            vec![
+                ("query", strings(rows.iter().map(|s| s.query.as_str()))),
+                ("item", strings(rows.iter().map(|s| id(s.item)))),
+                ("count", ints(rows.iter().map(|s| s.count as i64))),
             ]
         })
     }
@@ -257,8 +266,32 @@ impl LogArtefacts {
             }
         }
 
+        let mut searches = Vec::new();
+        for_each(&dir.join(SEARCHES), &mut |rec| {
+            rec.deny_unknown(&["query", "item", "count"])?;
+            searches.push(SearchCount {
+                query: rec.required_str("query")?.to_string(),
+                item: item(&rec, "item")?,
+                count: count(&rec, "count", 1)?,
+            });
+            Ok(())
+        })?;
+        searches.sort_unstable();
+        if let Some(w) = searches.windows(2).find(|w| (&w[0].query, w[0].item) == (&w[1].query, w[1].item)) {
+            return Err(whole_file(
+                &dir.join(SEARCHES),
+                "query",
+                format!(
+                    "two rows for the query {:?} and {}",
+                    w[0].query,
+                    catalog.items()[w[0].item as usize].id
+                ),
+            ));
+        }
+
         Ok(LogArtefacts {
             ids: catalog.items().iter().map(|it| it.id.clone()).collect(),
+            searches,
             cooccurrence: Cooccurrence {
                 rows,
                 kept: summary.cooccurrence_kept,

@@ -1,17 +1,19 @@
 //! Log artefacts: the log-derived inputs of a build, computed once from the
 //! event log, here or by the Spark job in `spark/` (docs/artefacts.md).
 //!
-//! A build reads the event log for four statistics, and only through them:
+//! A build reads the event log for five statistics, and only through them:
 //! per-item play counts (popularity), the directed play-pair counts of
 //! sessions per distance (co-visitation and the learned embeddings), the
-//! users' co-occurrence counts (the linear item-item model), and the log's
-//! size and time span. All are integers, so a producer on another engine
-//! gives exactly the same numbers, and the index built from them is the
-//! index built from the log. [`IndexBuilder::log_artefacts`] computes them
+//! users' co-occurrence counts (the linear item-item model), the logged
+//! searches counted by query and item (the ranker's query–category model),
+//! and the log's size and time span. All are integers or the logged
+//! strings, so a producer on another engine gives exactly the same
+//! values, and the index built from them is the index built from the log. [`IndexBuilder::log_artefacts`] computes them
 //! in process; [`IndexBuilder::build_from_artefacts`] builds from them.
 //!
 //! The ranker's training lists are not (yet) an artefact: a build from
-//! artefacts uses the fixed-weight ranker.
+//! artefacts uses the fixed-weight ranker (its query–category model is the
+//! log's all the same, from the `searches` artefact).
 //!
 //! [`IndexBuilder::log_artefacts`]: crate::IndexBuilder::log_artefacts
 //! [`IndexBuilder::build_from_artefacts`]: crate::IndexBuilder::build_from_artefacts
@@ -23,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::events::Events;
+use crate::events::{EventKind, Events};
 use crate::index::BuildParams;
 use crate::retrieval::covisit::{self, PairCount};
 use crate::retrieval::linear::Cooccurrence;
@@ -32,7 +34,7 @@ use crate::retrieval::popular::PlayCounts;
 /// Name in every artefact summary.
 pub const ARTEFACTS_FORMAT: &str = "twostage-log-artefacts";
 /// Version of the artefacts' schemas this crate writes and reads.
-pub const ARTEFACTS_VERSION: u32 = 1;
+pub const ARTEFACTS_VERSION: u32 = 2;
 
 /// What a set of log artefacts was computed from and with: the one-row
 /// `summary` artefact.
@@ -72,6 +74,33 @@ pub struct LogArtefacts {
     pub(crate) counts: PlayCounts,
     pub(crate) pairs: Vec<PairCount>,
     pub(crate) cooccurrence: Cooccurrence,
+    pub(crate) searches: Vec<SearchCount>,
+}
+
+/// How many logged searches for `query` led to internal item `item`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct SearchCount {
+    pub query: String,
+    pub item: u32,
+    pub count: u64,
+}
+
+/// The searches of `events`, counted by (query, item), in that order.
+fn search_counts(events: &Events) -> Vec<SearchCount> {
+    let mut counts: std::collections::BTreeMap<(&str, u32), u64> = std::collections::BTreeMap::new();
+    for e in events.events() {
+        if let (EventKind::Search, Some(q)) = (e.kind, &e.query) {
+            *counts.entry((q.as_str(), e.item)).or_insert(0) += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((query, item), count)| SearchCount {
+            query: query.to_string(),
+            item,
+            count,
+        })
+        .collect()
 }
 
 impl LogArtefacts {
@@ -96,6 +125,7 @@ impl LogArtefacts {
             },
             pairs: covisit::pair_counts(&sequences, window),
             cooccurrence: Cooccurrence::count(n, events, kept),
+            searches: search_counts(events),
             counts,
         }
     }
@@ -157,6 +187,30 @@ impl LogArtefacts {
                     id(c.from),
                     id(c.to),
                     c.distance,
+                    show(mine),
+                    show(theirs)
+                ));
+            }
+        }
+        // Both sorted by (query, item): one merge walk.
+        let (mut x, mut y) = (self.searches.iter().peekable(), other.searches.iter().peekable());
+        fn search_key(s: &SearchCount) -> (&str, u32) {
+            (s.query.as_str(), s.item)
+        }
+        loop {
+            let (mine, theirs) = match (x.peek(), y.peek()) {
+                (None, None) => break,
+                (Some(p), Some(q)) if search_key(p) == search_key(q) => (x.next(), y.next()),
+                (Some(p), Some(q)) if search_key(p) < search_key(q) => (x.next(), None),
+                (Some(_), None) => (x.next(), None),
+                _ => (None, y.next()),
+            };
+            let show = |s: Option<&SearchCount>| s.map_or("none".to_string(), |s| s.count.to_string());
+            if let Some(s) = mine.or(theirs).filter(|_| show(mine) != show(theirs)) {
+                note(format!(
+                    "searches {:?} → {}: count {} against {}",
+                    s.query,
+                    id(s.item),
                     show(mine),
                     show(theirs)
                 ));

@@ -26,12 +26,14 @@ impl Log<'_> {
         }
     }
 
-    /// The query–category model of the log's searches. Log artefacts carry
-    /// no queries (docs/artefacts.md): a build from them has an empty one.
+    /// The query–category model of the log's searches (the same from the
+    /// events and from their artefacts' search counts).
     pub(super) fn query_categories(&self, catalog: &Catalog, tag_fields: &[String]) -> QueryCategories {
         match self {
             Log::Events(events) => QueryCategories::learn(catalog, tag_fields, events),
-            Log::Artefacts(_) => QueryCategories::default(),
+            Log::Artefacts(a) => {
+                QueryCategories::learn_counted(catalog, tag_fields, a.searches.iter().map(|s| (s.query.as_str(), s.item, s.count)))
+            }
         }
     }
 
