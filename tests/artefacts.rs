@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
-use twostage::{Catalog, Context, CovisitParams, Engine, Error, Events, IndexBuilder, LogArtefacts, Request, Retriever};
+use twostage::{Catalog, Context, CovisitParams, Engine, Error, Events, IndexBuilder, LogArtefacts, Request, Retriever, TrainParams};
 
 fn builder() -> IndexBuilder {
     IndexBuilder::new().group_key("artist").without_ranker_training()
@@ -188,13 +188,102 @@ fn damaged_or_mismatched_artefacts_are_refused_by_name() {
     let good = other.log_artefacts(&catalog, &events).unwrap();
     let err = builder().build_from_artefacts(&catalog, &good, dir.join("index")).unwrap_err();
     assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("window 3")), "{err}");
-    // Training lists are not an artefact: a training build is refused, not silently untrained.
+    // Artefacts without training windows: a training build is refused, not silently untrained.
     let err = IndexBuilder::new()
         .covisit(CovisitParams::default().window(3))
         .build_from_artefacts(&catalog, &good, dir.join("index"))
         .unwrap_err();
-    assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("cannot train")), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidConfig(m) if m.contains("needs log artefacts with training windows")),
+        "{err}"
+    );
     assert!(!dir.join("index").exists(), "nothing written");
+}
+
+fn training() -> TrainParams {
+    TrainParams::linear().max_epochs(2).max_lists(400).windows(2)
+}
+
+/// A builder that trains computes the training windows too: per window the
+/// artefacts of the log before it and its logged requests. Written and read
+/// back they are equal, and a build from them trains the ranker on the
+/// same lists the build from the log does.
+#[test]
+fn training_windows_round_trip_and_train_the_ranker() {
+    let (catalog, events) = music();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = IndexBuilder::new().group_key("artist").ranker(training());
+    let computed = b.log_artefacts(&catalog, &events).unwrap();
+    computed.write_parquet(tmp.path().join("a")).unwrap();
+    let read = LogArtefacts::from_parquet(tmp.path().join("a"), &catalog).unwrap();
+    assert_eq!(read.differences(&computed, 5), Vec::<String>::new());
+    assert_eq!(read, computed);
+    // Each window's prior log is the log's own artefacts, cut earlier.
+    let windows = std::fs::read_dir(tmp.path().join("a/training")).unwrap().count();
+    assert_eq!(windows, 3, "windows.parquet and two window directories");
+    let earlier = LogArtefacts::from_parquet(tmp.path().join("a/training/window-1"), &catalog).unwrap();
+    let latest = LogArtefacts::from_parquet(tmp.path().join("a/training/window-0"), &catalog).unwrap();
+    assert!(earlier.summary().events < latest.summary().events);
+    assert!(latest.summary().events < computed.summary().events);
+
+    let from_log = b.build(&catalog, &events, tmp.path().join("log")).unwrap();
+    let from_art = b.build_from_artefacts(&catalog, &read, tmp.path().join("art")).unwrap();
+    let (t1, t2) = (from_log.training.unwrap(), from_art.training.unwrap());
+    // The same requests through the same retrieval: the same lists, up to
+    // what the ANN graph's parallel (not deterministic) build finds.
+    assert_eq!(t1.generated_lists, t2.generated_lists);
+    assert!(t1.train_lists > 100, "{} lists", t1.train_lists);
+    let close = |a: usize, b: usize| a.abs_diff(b) * 50 <= a.max(b);
+    assert!(
+        close(t1.train_lists, t2.train_lists),
+        "{} against {}",
+        t1.train_lists,
+        t2.train_lists
+    );
+    assert!(
+        close(t1.valid_lists, t2.valid_lists),
+        "{} against {}",
+        t1.valid_lists,
+        t2.valid_lists
+    );
+    assert!((t1.train_candidate_recall - t2.train_candidate_recall).abs() < 0.02);
+
+    // Computed for another training: refused, naming what differs.
+    let other = IndexBuilder::new().group_key("artist").ranker(training().max_lists(300));
+    let err = other.build_from_artefacts(&catalog, &read, tmp.path().join("x")).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig(m) if m.contains("at most 400 requests; the build keeps 300")),
+        "{err}"
+    );
+    let other = IndexBuilder::new().group_key("artist").ranker(training().windows(3));
+    let err = other.build_from_artefacts(&catalog, &read, tmp.path().join("x")).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig(m) if m.contains("computed for 2 windows")),
+        "{err}"
+    );
+    // A bad row in a window's requests is refused by file, row and column.
+    let targets = tmp.path().join("a/training/window-1/targets.parquet");
+    write(
+        &targets,
+        vec![
+            ("position", Arc::new(Int64Array::from(vec![0, 1])) as ArrayRef),
+            ("kind", strings(&["history", "history"])),
+            ("history", {
+                let mut l = arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new());
+                l.values().append_value("trk-00001");
+                l.append(true);
+                l.values().append_value("no-such-item");
+                l.append(true);
+                Arc::new(l.finish()) as ArrayRef
+            }),
+            ("item", strings(&["trk-00002", "trk-00003"])),
+        ],
+    );
+    let err = LogArtefacts::from_parquet(tmp.path().join("a"), &catalog).unwrap_err().to_string();
+    assert!(
+        err.contains("targets.parquet") && err.contains("history") && err.contains("no-such-item"),
+        "{err}"
+    );
 }
 
 /// Every check of the reader, each on a copy of good artefacts with one

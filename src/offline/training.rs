@@ -15,11 +15,13 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::index::{reader, writer};
+use crate::offline::artefacts::TrainingArtefacts;
+use crate::offline::builder::Log;
 use crate::offline::builder::{ContentVectors, IndexBuilder};
 use crate::offline::publish::{publish, temp_sibling};
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::categories::QueryCategories;
-use crate::ranking::dataset::{self, Target};
+use crate::ranking::dataset::{self, window_start, window_targets, Target, RANKER_HOLDOUT};
 use crate::ranking::fit;
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::{self, ContextKind, HeldOut, ServingPlan};
@@ -27,10 +29,6 @@ use crate::ranking::train::{EpochReport, ListExample, TrainParams, TrainSummary}
 use crate::request::Retriever;
 use crate::schema::Schema;
 
-/// Share of the log (its most recent events) whose plays and searches
-/// become ranker training lists; retrieval for them is built on the rest,
-/// so no list sees its own answer in the co-visitation counts.
-pub(crate) const RANKER_HOLDOUT: f64 = 0.15;
 /// Fewer lists with a relevant candidate than this and the fixed-weight
 /// placeholder is kept: a model fitted on less would be noise.
 pub(crate) const MIN_TRAINING_LISTS: usize = 50;
@@ -41,7 +39,7 @@ pub const GENERATED_SEARCHES: usize = 2_000;
 const GENERATED_SEED: u64 = 0x7365_6172_6368;
 
 impl IndexBuilder {
-    /// Trains a ranker on the most recent [`RANKER_HOLDOUT`] of `events`
+    /// Trains a ranker on the most recent [`RANKER_HOLDOUT`] of the log
     /// against a retrieval index built from the rest (in a temporary
     /// directory beside `out`), and on each older window of that size
     /// against an index built on what precedes it ([`TrainParams::windows`]).
@@ -52,7 +50,7 @@ impl IndexBuilder {
     pub(super) fn train_ranker(
         &self,
         catalog: &Catalog,
-        events: &Events,
+        log: TrainingLog<'_>,
         schema: &Schema,
         content: Option<&ContentVectors<'_>>,
         out: &Path,
@@ -63,29 +61,17 @@ impl IndexBuilder {
         params.check()?;
         let _span = tracing::info_span!("ranker training").entered();
         let started = Instant::now();
-        let all = events.events();
         let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
         // Logged requests from the most recent part of the log, against
         // retrieval built on the rest; no log, no logged requests.
-        let cut_at = ((all.len() as f64) * (1.0 - RANKER_HOLDOUT)) as usize;
-        let (before, logged) = match all.get(cut_at).map(|e| e.ts) {
-            Some(cut) => {
-                let before: Vec<_> = all.iter().filter(|e| e.ts < cut).cloned().collect();
-                let logged = dataset::subsample(dataset::log_targets(events, &ids, cut, i64::MAX), params.max_lists);
-                (Events::from_events(events.users().to_vec(), before, catalog)?, logged)
-            }
-            None => (Events::from_events(Vec::new(), Vec::new(), catalog)?, Vec::new()),
-        };
+        let logged = log.targets(&ids, 0, params.max_lists).unwrap_or_default();
         // Searches generated from the catalog top up the logged ones: a
         // catalog with no search log still gets a search ranker (and a
         // validated plan). Held out in the same 4:1 proportion. Every window
         // the training reads counts: its logged searches are real queries,
         // which a top-up of titles would otherwise outnumber.
         let searches = |targets: &[Target]| targets.iter().filter(|t| t.request.context.text().is_some()).count();
-        let older: Vec<Vec<Target>> = (1..params.windows)
-            .map_while(|w| window_targets(events, &ids, w, params.max_lists))
-            .map(|(_, _, t)| t)
-            .collect();
+        let older: Vec<Vec<Target>> = (1..params.windows).map_while(|w| log.targets(&ids, w, params.max_lists)).collect();
         let logged_searches = searches(&logged) + older.iter().map(|t| searches(t)).sum::<usize>();
         let generated = dataset::catalog_targets(catalog, GENERATED_SEARCHES.saturating_sub(logged_searches), GENERATED_SEED);
         let (logged_split, generated_split) = (training_share(logged.len()), training_share(generated.len()));
@@ -104,8 +90,10 @@ impl IndexBuilder {
         }
         let tmp = temp_sibling(out, "ranker")?;
         let result = (|| {
-            let engine = tracing::info_span!("retrieval index", events = before.len())
-                .in_scope(|| self.retrieval_engine(catalog, &before, schema, content, &tmp, started))?;
+            let engine = log.before(catalog, 0, &mut |before| {
+                tracing::info_span!("retrieval index", events = before.events())
+                    .in_scope(|| self.retrieval_engine(catalog, before, schema, content, &tmp, started))
+            })?;
             // Validation is the later part of the holdout: early stopping sees the future the model will face.
             let lists_span = tracing::info_span!("training lists", targets = targets.len()).entered();
             let listed = |n: usize| on_progress(&Progress::new("training lists", n, targets.len(), "lists"));
@@ -122,11 +110,8 @@ impl IndexBuilder {
                 .map(|(n, (l, meta))| (l, meta, n >= logged_valid))
                 .collect();
             let (mut found, mut asked) = (train_recall * split as f64, split);
-            for window in 1..params.windows {
-                let Some((mut lists, recall, n)) = self.window_lists(catalog, events, schema, content, out, params, window, started)?
-                else {
-                    break;
-                };
+            for (window, targets) in older.iter().enumerate().map(|(w, t)| (w + 1, t)) {
+                let (mut lists, recall, n) = self.window_lists(catalog, log, schema, content, out, window, targets, started)?;
                 // Each older window holds out its later fifth too: the plan
                 // is chosen on every window's held-out requests, not on the
                 // last window's alone (120 lists of WordNet's 4,000 searches
@@ -220,7 +205,7 @@ impl IndexBuilder {
     fn retrieval_engine(
         &self,
         catalog: &Catalog,
-        events: &Events,
+        log: Log<'_>,
         schema: &Schema,
         content: Option<&ContentVectors<'_>>,
         dir: &Path,
@@ -228,7 +213,7 @@ impl IndexBuilder {
     ) -> Result<Engine> {
         self.build_into(
             catalog,
-            super::builder::Log::Events(events),
+            log,
             schema,
             content,
             dir,
@@ -244,40 +229,82 @@ impl IndexBuilder {
         }
     }
 
-    /// The lists of log window `window` ≥ 1, with their context kinds and
-    /// retriever ranks (the caller holds some out): the logged requests of
-    /// the share [`RANKER_HOLDOUT`] of the log that ends where window
-    /// `window − 1` begins, against retrieval built (beside `out`) on
-    /// everything before it; with their candidate recall and how many
-    /// requests were asked. `None` when the window or what precedes it is
-    /// empty.
+    /// The lists of log window `window` ≥ 1 (its logged requests
+    /// `targets`), with their context kinds and retriever ranks (the caller
+    /// holds some out), against retrieval built (beside `out`) on the log
+    /// before the window; with their candidate recall and how many requests
+    /// were asked.
     #[allow(clippy::too_many_arguments)]
     fn window_lists(
         &self,
         catalog: &Catalog,
-        events: &Events,
+        log: TrainingLog<'_>,
         schema: &Schema,
         content: Option<&ContentVectors<'_>>,
         out: &Path,
-        params: &TrainParams,
         window: usize,
+        targets: &[Target],
         started: Instant,
-    ) -> Result<Option<WindowLists>> {
-        let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
-        let Some((from, _, targets)) = window_targets(events, &ids, window, params.max_lists) else {
-            return Ok(None);
-        };
-        let before: Vec<_> = events.events().iter().filter(|e| e.ts < from).cloned().collect();
-        let _span = tracing::info_span!("training window", window, events = before.len(), targets = targets.len()).entered();
-        let before = Events::from_events(events.users().to_vec(), before, catalog)?;
+    ) -> Result<WindowLists> {
         let tmp = temp_sibling(out, "ranker-window")?;
-        let result = (|| {
-            let engine = self.retrieval_engine(catalog, &before, schema, content, &tmp, started)?;
-            let (lists, recall) = lists(&engine, &targets, &|_| {})?;
-            Ok(Some((lists, recall, targets.len())))
-        })();
+        let result = log.before(catalog, window, &mut |before| {
+            let _span = tracing::info_span!("training window", window, events = before.events(), targets = targets.len()).entered();
+            let engine = self.retrieval_engine(catalog, before, schema, content, &tmp, started)?;
+            let (lists, recall) = lists(&engine, targets, &|_| {})?;
+            Ok((lists, recall, targets.len()))
+        });
         let _ = std::fs::remove_dir_all(&tmp);
         result
+    }
+}
+
+/// What ranker training reads of the log: the event log itself, or the
+/// training windows of its artefacts (computed from the same log, the same
+/// windows and requests).
+#[derive(Clone, Copy)]
+pub(crate) enum TrainingLog<'a> {
+    Events(&'a Events),
+    Artefacts(&'a TrainingArtefacts),
+}
+
+impl TrainingLog<'_> {
+    /// Log window `window`'s logged requests (at most `max_lists`):
+    /// `None` for a window ≥ 1 the log does not have; window 0 of an empty
+    /// log has none.
+    fn targets(&self, ids: &[String], window: usize, max_lists: usize) -> Option<Vec<Target>> {
+        let found = match self {
+            TrainingLog::Events(events) => window_targets(events, ids, window, max_lists).map(|(_, _, t)| t),
+            TrainingLog::Artefacts(a) => a.windows.get(window).map(|w| w.targets.clone()),
+        };
+        if window == 0 {
+            Some(found.unwrap_or_default())
+        } else {
+            found
+        }
+    }
+
+    /// Calls `f` with the log before window `window` (of a window
+    /// [`TrainingLog::targets`] found).
+    fn before<R>(&self, catalog: &Catalog, window: usize, f: &mut dyn FnMut(Log<'_>) -> Result<R>) -> Result<R> {
+        match self {
+            TrainingLog::Events(events) => {
+                let (users, before) = match window_start(events, window) {
+                    Some(from) => (
+                        events.users().to_vec(),
+                        events.events().iter().filter(|e| e.ts < from).cloned().collect(),
+                    ),
+                    None => (Vec::new(), Vec::new()),
+                };
+                f(Log::Events(&Events::from_events(users, before, catalog)?))
+            }
+            TrainingLog::Artefacts(a) => match a.windows.get(window) {
+                Some(w) => f(Log::Artefacts(&w.log)),
+                None => Err(Error::internal(
+                    "ranker training",
+                    format!("no training window {window} in the artefacts"),
+                )),
+            },
+        }
     }
 }
 
@@ -315,19 +342,6 @@ pub(crate) fn early_stopping_split(lists: Vec<ListExample>) -> (Vec<ListExample>
 /// four fifths; the rest are held out for early stopping and the plan.
 fn training_share(n: usize) -> usize {
     n * 4 / 5
-}
-
-/// Log window `window` ≥ 1 — the share [`RANKER_HOLDOUT`] of the log that
-/// ends where window `window − 1` begins — as its bounds `[from, to)` and
-/// its logged requests (at most `max_lists`). `None` when the window, or
-/// what precedes it, is empty.
-fn window_targets(events: &Events, ids: &[String], window: usize, max_lists: usize) -> Option<(i64, i64, Vec<Target>)> {
-    let all = events.events();
-    let at = |share: f64| all.get(((all.len() as f64) * (1.0 - share)).max(0.0) as usize).map(|e| e.ts);
-    let (from, to) = (at(RANKER_HOLDOUT * (window + 1) as f64)?, at(RANKER_HOLDOUT * window as f64)?);
-    let targets = dataset::subsample(dataset::log_targets(events, ids, from, to), max_lists);
-    let nothing_before = all.first().is_none_or(|e| e.ts >= from);
-    (from < to && !targets.is_empty() && !nothing_before).then_some((from, to, targets))
 }
 
 /// Retrains the ranker of the index in `dir` from `events` (the same log
@@ -383,8 +397,16 @@ pub fn retrain_ranker(
         }
     };
     let builder = IndexBuilder::with_params(manifest.schema.clone(), manifest.build.clone());
-    let Some((ranker, summary)) =
-        builder.train_ranker(catalog, events, &manifest.schema, content.as_ref(), dir, params, on_epoch, &|_| {})?
+    let Some((ranker, summary)) = builder.train_ranker(
+        catalog,
+        TrainingLog::Events(events),
+        &manifest.schema,
+        content.as_ref(),
+        dir,
+        params,
+        on_epoch,
+        &|_| {},
+    )?
     else {
         return Err(Error::InvalidConfig(format!(
             "too few plays or searches with a retrievable answer in the last {:.0}% of the log to train a ranker (need {MIN_TRAINING_LISTS})",

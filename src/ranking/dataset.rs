@@ -9,7 +9,7 @@ use crate::events::{EventKind, Events, DEFAULT_SESSION_GAP_SECS};
 use crate::request::{Context, Request};
 
 /// A request rebuilt from the log and the items that answer it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     /// The request as it would have been sent.
     pub request: Request,
@@ -101,6 +101,41 @@ pub fn log_targets(events: &Events, ids: &[String], from: i64, to: i64) -> Vec<T
         }
     }
     out
+}
+
+/// Share of the log (its most recent events) whose plays and searches
+/// become ranker training lists; retrieval for them is built on the rest,
+/// so no list sees its own answer in the co-visitation counts.
+pub(crate) const RANKER_HOLDOUT: f64 = 0.15;
+
+/// Where log window `window` of ranker training begins (see
+/// [`window_targets`]); `None` for an empty log.
+pub(crate) fn window_start(events: &Events, window: usize) -> Option<i64> {
+    let all = events.events();
+    let share = RANKER_HOLDOUT * (window + 1) as f64;
+    all.get(((all.len() as f64) * (1.0 - share)).max(0.0) as usize).map(|e| e.ts)
+}
+
+/// Log window `window` of ranker training, as `(from, to, targets)`: its
+/// logged requests (at most `max_lists`, [`subsample`]d) from the events
+/// with `from <= ts < to`; retrieval for them is built on the events before
+/// `from`. Window 0 is the most recent share [`RANKER_HOLDOUT`] of the log
+/// (`to` is `None`: open), and is `None` only for an empty log; window
+/// `w` ≥ 1 is the share that ends where window `w − 1` begins, `None` when
+/// it, or what precedes it, is empty.
+pub(crate) fn window_targets(events: &Events, ids: &[String], window: usize, max_lists: usize) -> Option<(i64, Option<i64>, Vec<Target>)> {
+    let all = events.events();
+    let from = window_start(events, window)?;
+    let to = match window {
+        0 => None,
+        w => Some(window_start(events, w - 1)?),
+    };
+    let targets = subsample(log_targets(events, ids, from, to.unwrap_or(i64::MAX)), max_lists);
+    let nothing_before = all.first().is_none_or(|e| e.ts >= from);
+    match to {
+        None => Some((from, None, targets)),
+        Some(to) => (from < to && !targets.is_empty() && !nothing_before).then_some((from, Some(to), targets)),
+    }
 }
 
 /// Keeps at most `n` targets, evenly spaced (deterministic).

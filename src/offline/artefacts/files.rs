@@ -36,7 +36,8 @@ const MAX_WINDOW: i64 = 1000;
 impl LogArtefacts {
     /// Writes the artefacts into directory `dir` (created if missing) as
     /// the Parquet files of docs/artefacts.md, replacing files of the same
-    /// names.
+    /// names, and the training windows (if computed) into `dir/training`,
+    /// replacing that directory whole.
     pub fn write_parquet(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -109,7 +110,8 @@ impl LogArtefacts {
                 ("item", strings(rows.iter().map(|s| id(s.item)))),
                 ("count", ints(rows.iter().map(|s| s.count as i64))),
             ]
-        })
+        })?;
+        self.write_training(dir)
     }
 
     /// Reads the artefacts in directory `dir` against `catalog`, checking
@@ -291,6 +293,7 @@ impl LogArtefacts {
 
         Ok(LogArtefacts {
             ids: catalog.items().iter().map(|it| it.id.clone()).collect(),
+            training: LogArtefacts::read_training(dir, catalog)?,
             searches,
             cooccurrence: Cooccurrence {
                 rows,
@@ -303,11 +306,11 @@ impl LogArtefacts {
     }
 }
 
-fn strings<'a>(v: impl IntoIterator<Item = &'a str>) -> ArrayRef {
+pub(super) fn strings<'a>(v: impl IntoIterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
 }
 
-fn ints(v: impl IntoIterator<Item = i64>) -> ArrayRef {
+pub(super) fn ints(v: impl IntoIterator<Item = i64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(v))
 }
 
@@ -315,7 +318,7 @@ fn ints(v: impl IntoIterator<Item = i64>) -> ArrayRef {
 const WRITE_ROWS: usize = 1 << 20;
 
 /// Writes `rows` rows to `path`, `make` giving the columns of each range.
-fn write<'a>(path: &Path, rows: usize, make: impl Fn(std::ops::Range<usize>) -> Vec<(&'a str, ArrayRef)>) -> Result<()> {
+pub(super) fn write<'a>(path: &Path, rows: usize, make: impl Fn(std::ops::Range<usize>) -> Vec<(&'a str, ArrayRef)>) -> Result<()> {
     let failed = |e: &dyn std::fmt::Display| Error::internal("artefact write", format!("{}: {e}", path.display()));
     let mut writer: Option<ArrowWriter<std::fs::File>> = None;
     let mut start = 0;
@@ -369,18 +372,18 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn for_each(path: &Path, each: &mut dyn for<'r> FnMut(Record<'r>) -> Result<()>) -> Result<()> {
+pub(super) fn for_each(path: &Path, each: &mut dyn for<'r> FnMut(Record<'r>) -> Result<()>) -> Result<()> {
     for file in files_of(path)? {
         crate::parquet::for_each_record(&file, each)?;
     }
     Ok(())
 }
 
-fn whole_file(path: &Path, field: &str, reason: impl Into<String>) -> Error {
+pub(super) fn whole_file(path: &Path, field: &str, reason: impl Into<String>) -> Error {
     crate::jsonl::file_error(path, field, reason)
 }
 
-fn int(rec: &Record<'_>, field: &str) -> Result<i64> {
+pub(super) fn int(rec: &Record<'_>, field: &str) -> Result<i64> {
     match rec.obj.get(field) {
         None => Err(rec.error(field, "missing required field")),
         Some(Value::Number(x)) => x
@@ -391,7 +394,7 @@ fn int(rec: &Record<'_>, field: &str) -> Result<i64> {
 }
 
 /// A count of at least `min`.
-fn count(rec: &Record<'_>, field: &str, min: i64) -> Result<u64> {
+pub(super) fn count(rec: &Record<'_>, field: &str, min: i64) -> Result<u64> {
     let v = int(rec, field)?;
     if v < min {
         return Err(rec.error(field, format!("{v} is below {min}")));

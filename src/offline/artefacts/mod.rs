@@ -20,6 +20,11 @@
 
 #[cfg(feature = "parquet")]
 mod files;
+mod training;
+#[cfg(feature = "parquet")]
+mod training_files;
+
+pub(crate) use training::TrainingArtefacts;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +72,7 @@ pub struct ArtefactSummary {
 
 /// The log-derived inputs of a build, bound to the catalog they were
 /// computed against.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogArtefacts {
     pub(crate) ids: Vec<String>,
     pub(crate) summary: ArtefactSummary,
@@ -75,6 +80,8 @@ pub struct LogArtefacts {
     pub(crate) pairs: Vec<PairCount>,
     pub(crate) cooccurrence: Cooccurrence,
     pub(crate) searches: Vec<SearchCount>,
+    /// What ranker training reads, when computed for a training build.
+    pub(crate) training: Option<Box<TrainingArtefacts>>,
 }
 
 /// How many logged searches for `query` led to internal item `item`.
@@ -104,7 +111,7 @@ fn search_counts(events: &Events) -> Vec<SearchCount> {
 }
 
 impl LogArtefacts {
-    /// Computes the artefacts of `events` over `catalog`.
+    /// Computes the artefacts of `events` over `catalog` (without training windows).
     pub(crate) fn compute(catalog: &Catalog, events: &Events, gap_secs: i64, window: usize, kept: Option<usize>) -> LogArtefacts {
         let n = catalog.len();
         let sequences = covisit::session_sequences(events, gap_secs);
@@ -126,8 +133,19 @@ impl LogArtefacts {
             pairs: covisit::pair_counts(&sequences, window),
             cooccurrence: Cooccurrence::count(n, events, kept),
             searches: search_counts(events),
+            training: None,
             counts,
         }
+    }
+
+    /// Adds the training windows of `events` ([`TrainingArtefacts`]):
+    /// `windows` windows of at most `max_lists` logged requests each.
+    pub(crate) fn with_training(mut self, catalog: &Catalog, events: &Events, windows: usize, max_lists: usize) -> Result<LogArtefacts> {
+        let s = &self.summary;
+        let (gap, window, kept) = (s.session_gap_secs, s.covisit_window, s.cooccurrence_kept);
+        let prior = |before: &Events| LogArtefacts::compute(catalog, before, gap, window, kept);
+        self.training = Some(Box::new(TrainingArtefacts::compute(catalog, events, windows, max_lists, &prior)?));
+        Ok(self)
     }
 
     /// What these artefacts were computed from and with.
@@ -215,6 +233,15 @@ impl LogArtefacts {
                     show(theirs)
                 ));
             }
+        }
+        match (&self.training, &other.training) {
+            (Some(a), Some(b)) => a.differences(b, limit).into_iter().for_each(&mut note),
+            (None, None) => {}
+            (a, _) => note(format!(
+                "training windows: {} against {}",
+                if a.is_some() { "present" } else { "absent" },
+                if a.is_some() { "absent" } else { "present" }
+            )),
         }
         for (i, (p, q)) in self.cooccurrence.rows.iter().zip(&other.cooccurrence.rows).enumerate() {
             if p != q {

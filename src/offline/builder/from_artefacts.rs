@@ -8,6 +8,12 @@ use crate::error::Result;
 use crate::events::{EventKind, Events};
 use crate::offline::artefacts::LogArtefacts;
 use crate::ranking::categories::QueryCategories;
+#[cfg(feature = "train")]
+use crate::{
+    error::Error,
+    offline::artefacts::TrainingArtefacts,
+    ranking::{dataset::RANKER_HOLDOUT, train::TrainParams},
+};
 
 /// Where a build reads the log from: the events themselves, or the
 /// artefacts computed from them.
@@ -37,7 +43,7 @@ impl Log<'_> {
         }
     }
 
-    pub(super) fn events(&self) -> u64 {
+    pub(crate) fn events(&self) -> u64 {
         match self {
             Log::Events(e) => e.len() as u64,
             Log::Artefacts(a) => a.summary.events,
@@ -46,35 +52,74 @@ impl Log<'_> {
 }
 
 /// Why a build from artefacts cannot train its ranker.
-pub(super) const ARTEFACTS_NO_TRAINING: &str = "a build from log artefacts cannot train the ranker: its training lists \
-     are not an artefact yet (call without_ranker_training(), or build from the event log)";
+#[cfg(feature = "train")]
+const ARTEFACTS_NO_TRAINING: &str = "a build that trains its ranker needs log artefacts with training windows \
+     (compute them with a builder that trains, or with the Spark job's --training-windows), or \
+     without_ranker_training()";
 
 impl IndexBuilder {
     /// Computes the log artefacts of `events` over `catalog` with this
     /// builder's session gap, co-visitation window and linear parameters:
     /// what [`IndexBuilder::build`] reads of the log, for writing as
     /// Parquet (`LogArtefacts::write_parquet`, feature `parquet`) or for
-    /// checking another producer's (docs/artefacts.md).
+    /// checking another producer's (docs/artefacts.md). A builder that
+    /// trains its ranker also computes the training windows: for each, the
+    /// artefacts of the log before it and its logged requests.
     pub fn log_artefacts(&self, catalog: &Catalog, events: &Events) -> Result<LogArtefacts> {
         self.check(catalog, Log::Events(events))?;
         let p = &self.params;
-        Ok(LogArtefacts::compute(
+        let artefacts = LogArtefacts::compute(
             catalog,
             events,
             p.session_gap_secs,
             p.covisit.window,
             p.linear.partners_needed(catalog.len()),
-        ))
+        );
+        match &self.train {
+            Some(t) => {
+                t.check()?;
+                artefacts.with_training(catalog, events, t.windows, t.max_lists)
+            }
+            None => Ok(artefacts),
+        }
     }
 
     /// Builds the index into `out` from log artefacts in place of the event
     /// log: the same index [`IndexBuilder::build`] makes from the log they
     /// were computed from, with this builder's parameters (which must match
     /// the artefacts' session gap, window and co-occurrence cut; the error
-    /// says which does not). The ranker's training lists are not an
-    /// artefact yet, so ranker training must be off
-    /// ([`IndexBuilder::without_ranker_training`]).
+    /// says which does not). A builder that trains its ranker needs
+    /// artefacts with training windows computed with its
+    /// [`TrainParams`](crate::TrainParams)' `windows` and `max_lists`.
     pub fn build_from_artefacts(&self, catalog: &Catalog, artefacts: &LogArtefacts, out: impl AsRef<Path>) -> Result<BuildReport> {
         self.build_log(catalog, Log::Artefacts(artefacts), out.as_ref(), &|_| {})
+    }
+
+    /// The training windows of `artefacts`, refused unless they were
+    /// computed as this builder's training (`params`) reads the log.
+    #[cfg(feature = "train")]
+    pub(super) fn training_artefacts<'a>(
+        &self,
+        catalog: &Catalog,
+        artefacts: &'a LogArtefacts,
+        params: &TrainParams,
+    ) -> Result<&'a TrainingArtefacts> {
+        let Some(t) = artefacts.training.as_deref() else {
+            return Err(Error::InvalidConfig(ARTEFACTS_NO_TRAINING.into()));
+        };
+        let bad = |m: String| Err(Error::InvalidConfig(format!("log artefacts: training windows {m}")));
+        if t.holdout != RANKER_HOLDOUT {
+            return bad(format!("of {} of the log each; the build's are {RANKER_HOLDOUT}", t.holdout));
+        }
+        if t.max_lists != params.max_lists {
+            return bad(format!("of at most {} requests; the build keeps {}", t.max_lists, params.max_lists));
+        }
+        if t.asked != params.windows {
+            return bad(format!("computed for {} windows; the build trains on {}", t.asked, params.windows));
+        }
+        for w in &t.windows {
+            w.log.check_compatible(catalog, &self.params)?;
+        }
+        Ok(t)
     }
 }

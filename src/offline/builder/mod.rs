@@ -3,8 +3,7 @@
 
 mod from_artefacts;
 
-pub(super) use from_artefacts::Log;
-use from_artefacts::ARTEFACTS_NO_TRAINING;
+pub(crate) use from_artefacts::Log;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +20,8 @@ use crate::index::BuildParams;
 use crate::index::Vectors;
 use crate::offline::artefacts::LogArtefacts;
 use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
+#[cfg(feature = "train")]
+use crate::offline::training::TrainingLog;
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::ServingPlan;
@@ -388,16 +389,19 @@ impl IndexBuilder {
         };
         let content = content.as_ref();
         let (ranker, training): (Ranker, Option<TrainSummary>) = match (&self.train, log) {
-            (Some(_), Log::Artefacts(_)) => return Err(Error::InvalidConfig(ARTEFACTS_NO_TRAINING.into())),
             #[cfg(feature = "train")]
-            (Some(params), Log::Events(events)) => {
-                match self.train_ranker(catalog, events, &schema, content, out, params, &mut |_| {}, on_progress)? {
+            (Some(params), log) => {
+                let training = match log {
+                    Log::Events(events) => TrainingLog::Events(events),
+                    Log::Artefacts(a) => TrainingLog::Artefacts(self.training_artefacts(catalog, a, params)?),
+                };
+                match self.train_ranker(catalog, training, &schema, content, out, params, &mut |_| {}, on_progress)? {
                     Some((r, summary)) => (r, Some(summary)),
                     None => (Ranker::fixed_default()?, None),
                 }
             }
             #[cfg(not(feature = "train"))]
-            (Some(_), Log::Events(_)) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
+            (Some(_), _) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
             (None, _) => (Ranker::fixed_default()?, None),
         };
         let tmp = temp_sibling(out, "tmp")?;
