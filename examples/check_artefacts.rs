@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use twostage::{Context, Engine, LogArtefacts, Request, Retriever};
+use twostage::{Context, Engine, LogArtefacts, Request, Retriever, TrainParams};
 
 #[derive(Parser)]
 struct Args {
@@ -38,6 +38,14 @@ struct Args {
     /// Compare the artefacts only, without building the two indexes.
     #[arg(long)]
     no_build: bool,
+    /// Also compare the ranker's training windows, computed in process for
+    /// this many windows (`TrainParams::windows`; the other producer's
+    /// must have them). The indexes are built without training either way.
+    #[arg(long)]
+    training_windows: Option<usize>,
+    /// Logged requests kept per training window (`TrainParams::max_lists`).
+    #[arg(long, default_value_t = 10_000)]
+    max_lists: usize,
 }
 
 fn served(engine: &Engine, item: &str, only: Retriever) -> Result<Vec<String>> {
@@ -53,7 +61,13 @@ fn main() -> Result<()> {
     let (catalog, events) = args.log.load()?;
     let builder = args.log.builder();
     let clock = Instant::now();
-    let ours = builder.log_artefacts(&catalog, &events)?;
+    let ours = match args.training_windows {
+        Some(w) => builder
+            .clone()
+            .ranker(TrainParams::default().windows(w).max_lists(args.max_lists))
+            .log_artefacts(&catalog, &events)?,
+        None => builder.log_artefacts(&catalog, &events)?,
+    };
     let computed = clock.elapsed();
     let theirs = LogArtefacts::from_parquet(&args.artefacts, &catalog).with_context(|| format!("reading {}", args.artefacts.display()))?;
     let s = ours.summary();
@@ -65,6 +79,9 @@ fn main() -> Result<()> {
         s.cooccurrence_kept.map_or("all".to_string(), |k| k.to_string()),
         computed.as_secs_f64()
     );
+    if let Some(requests) = ours.training_requests() {
+        println!("training windows: {} with logged requests {requests:?}", requests.len());
+    }
     let differences = ours.differences(&theirs, 20);
     for d in &differences {
         println!("DIFFERENT {d}");
@@ -72,7 +89,14 @@ fn main() -> Result<()> {
     if !differences.is_empty() {
         bail!("the artefacts differ (first {} differences above)", differences.len());
     }
-    println!("artefacts: equal (popularity, pair counts per distance, co-occurrence, searches, summary)");
+    println!(
+        "artefacts: equal (popularity, pair counts per distance, co-occurrence, searches, summary{})",
+        if args.training_windows.is_some() {
+            "; training windows and their logged requests"
+        } else {
+            ""
+        }
+    );
     if args.no_build {
         return Ok(());
     }

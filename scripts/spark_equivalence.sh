@@ -48,17 +48,19 @@ EDGE=$(ls "$WORK"/edge-events/part-*.parquet)
 cargo build --all-features --example check_artefacts
 CHECK=target/debug/examples/check_artefacts
 
-echo "== Spark: log artefacts, co-occurrence cut to 128 partners (the 6,000-item catalog's restricted linear fit)"
-"$PY" spark/log_artefacts.py --catalog data/music/items.jsonl --events "$EVENTS" --out "$WORK/spark-128"
-"$CHECK" --items data/music/items.jsonl --events "$EVENTS" --artefacts "$WORK/spark-128" --work "$WORK/indexes"
+echo "== Spark: log artefacts with the ranker's 3 training windows, co-occurrence cut to 128 partners (the 6,000-item catalog's restricted linear fit)"
+"$PY" spark/log_artefacts.py --catalog data/music/items.jsonl --events "$EVENTS" --out "$WORK/spark-128" --training-windows 3
+"$CHECK" --items data/music/items.jsonl --events "$EVENTS" --artefacts "$WORK/spark-128" --work "$WORK/indexes" --training-windows 3
 
 echo "== Spark: log artefacts, every co-occurrence partner (an exactly fitted catalog's)"
 "$PY" spark/log_artefacts.py --catalog data/music/items.jsonl --events "$EVENTS" --out "$WORK/spark-all" --cooccurrence-kept all
 "$CHECK" --items data/music/items.jsonl --events "$EVENTS" --artefacts "$WORK/spark-all" --work "$WORK/indexes" \
     --max-dense-items 6000 --no-build
 
-echo "== Spark: log artefacts of the edge-case log (ties, gaps at the limit, explicit sessions, repeats, skips, searches, impressions)"
-"$PY" spark/log_artefacts.py --catalog data/music/items.jsonl --events "$EDGE" --out "$WORK/spark-edge"
-"$CHECK" --items data/music/items.jsonl --events "$EDGE" --artefacts "$WORK/spark-edge" --work "$WORK/indexes"
+echo "== Spark: log artefacts of the edge-case log (ties, gaps at the limit, explicit sessions, repeats, skips, searches, impressions), training windows subsampled to 40 requests"
+"$PY" spark/log_artefacts.py --catalog data/music/items.jsonl --events "$EDGE" --out "$WORK/spark-edge" \
+    --training-windows 4 --max-lists 40
+"$CHECK" --items data/music/items.jsonl --events "$EDGE" --artefacts "$WORK/spark-edge" --work "$WORK/indexes" \
+    --training-windows 4 --max-lists 40
 
 echo "spark_equivalence: equal"

@@ -192,9 +192,19 @@ def main(argv=None):
     )
     ap.add_argument("--max-dense-items", type=int, default=4000)
     ap.add_argument("--neighbourhood", type=int, default=128)
+    ap.add_argument(
+        "--training-windows",
+        type=int,
+        default=0,
+        help="also write the ranker's training windows (TrainParams::windows, 1 to 6; 0: none)",
+    )
+    ap.add_argument("--max-lists", type=int, default=10000, help="logged requests kept per window (TrainParams::max_lists)")
+    ap.add_argument("--holdout", type=float, default=0.15, help="share of the log per window (RANKER_HOLDOUT)")
     args = ap.parse_args(argv)
     if not 1 <= args.covisit_window <= 1000 or args.session_gap_secs <= 0:
         fail("the window must be 1..=1000 and the session gap positive")
+    if not 0 <= args.training_windows <= 6 or args.max_lists < 0 or not 0 < args.holdout < 1:
+        fail("--training-windows must be 0..=6, --max-lists ≥ 0 and --holdout in (0, 1)")
 
     started = time.monotonic()
     spark = SparkSession.builder.appName("twostage-log-artefacts").getOrCreate()
@@ -208,6 +218,33 @@ def main(argv=None):
         kept = int(args.cooccurrence_kept)
 
     ev = load_events(spark, args.events, index)
+    out = args.out.rstrip("/")
+    events, n_sessions = write_artefacts(spark, ev, index, items, kept, args, out, started)
+    print(f"log_artefacts: {events} events, {n_sessions} sessions, {items} items -> {out}")
+    if args.training_windows:
+        write_training(spark, ev, index, items, kept, args, f"{out}/training")
+    spark.stop()
+
+
+SUMMARY_SCHEMA = T.StructType(
+    [
+        T.StructField("format", T.StringType(), False),
+        T.StructField("version", T.LongType(), False),
+        T.StructField("session_gap_secs", T.LongType(), False),
+        T.StructField("covisit_window", T.LongType(), False),
+        T.StructField("cooccurrence_kept", T.LongType(), True),
+        T.StructField("items", T.LongType(), False),
+        T.StructField("events", T.LongType(), False),
+        T.StructField("sessions", T.LongType(), False),
+        T.StructField("first_ts", T.LongType(), False),
+        T.StructField("last_ts", T.LongType(), False),
+    ]
+)
+
+
+def write_artefacts(spark, ev, index, items, kept, args, out, started):
+    """Writes the five artefacts of the events `ev` into `out`; returns the
+    event and session counts."""
     span = ev.agg(F.count(F.lit(1)).alias("n"), F.min("ts").alias("first"), F.max("ts").alias("last")).first()
     events, first_ts, last_ts = span.n, span.first or 0, span.last or 0
 
@@ -215,7 +252,6 @@ def main(argv=None):
     n_sessions = seq.groupBy("user", "sess").count().filter(F.col("count") > 1).count()
     print(f"log_artefacts: load, sessions {time.monotonic() - started:.1f} s", file=sys.stderr)
 
-    out = args.out.rstrip("/")
     clock = time.monotonic()
     for name, df in [
         ("pairs", pair_counts(seq, args.covisit_window)),
@@ -226,24 +262,142 @@ def main(argv=None):
         df.write.mode("overwrite").parquet(f"{out}/{name}.parquet")
         print(f"log_artefacts: {name} {time.monotonic() - clock:.1f} s", file=sys.stderr)
         clock = time.monotonic()
-    summary = T.StructType(
-        [
-            T.StructField("format", T.StringType(), False),
-            T.StructField("version", T.LongType(), False),
-            T.StructField("session_gap_secs", T.LongType(), False),
-            T.StructField("covisit_window", T.LongType(), False),
-            T.StructField("cooccurrence_kept", T.LongType(), True),
-            T.StructField("items", T.LongType(), False),
-            T.StructField("events", T.LongType(), False),
-            T.StructField("sessions", T.LongType(), False),
-            T.StructField("first_ts", T.LongType(), False),
-            T.StructField("last_ts", T.LongType(), False),
-        ]
-    )
+    seq.unpersist()
     row = (FORMAT, VERSION, args.session_gap_secs, args.covisit_window, kept, items, events, n_sessions, first_ts, last_ts)
-    spark.createDataFrame([row], summary).coalesce(1).write.mode("overwrite").parquet(f"{out}/summary.parquet")
-    print(f"log_artefacts: {events} events, {n_sessions} sessions, {items} items -> {out}")
-    spark.stop()
+    spark.createDataFrame([row], SUMMARY_SCHEMA).coalesce(1).write.mode("overwrite").parquet(f"{out}/summary.parquet")
+    return events, n_sessions
+
+
+# Ranker training's logged requests (ranking/dataset.rs, log_targets): the
+# history a request carries, the gap within which a search is typed while a
+# track plays, and how soon a play follows the search it came from.
+TARGET_HISTORY = 10
+PLAYING_GAP_SECS = 1800
+SEARCH_PLAY_SECS = 60
+# Rust's char::is_whitespace (Unicode White_Space), for str::trim.
+RUST_WHITESPACE = set("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | {chr(c) for c in range(0x2000, 0x200B)}
+
+
+def blank(text):
+    return all(ch in RUST_WHITESPACE for ch in text)
+
+
+def user_targets(events):
+    """One user's events, (ts, row, kind, item, query) in time order, to the
+    requests they would have been: (ts, row, kind, text, playing, history,
+    negatives, item), every one the log has, whatever its window."""
+    hist, skips, out = [], [], []
+    last_play, pending = None, None
+    for ts, row, kind, item, query in events:
+        negatives = skips[-TARGET_HISTORY:]
+        if kind == "search":
+            recent = hist[-TARGET_HISTORY:]
+            playing = last_play is not None and ts - last_play <= PLAYING_GAP_SECS
+            if query is not None and not blank(query):
+                if not recent:
+                    out.append((ts, row, "search", query, None, [], negatives, item))
+                elif playing:
+                    out.append((ts, row, "session", query, recent[-1], recent[:-1], negatives, item))
+                else:
+                    out.append((ts, row, "personalized_search", query, None, recent, negatives, item))
+            pending = (item, ts)
+        elif kind == "play":
+            follows = pending is not None and pending[0] == item and ts - pending[1] <= SEARCH_PLAY_SECS
+            pending = None
+            if not follows and hist:
+                recent = hist[-TARGET_HISTORY:]
+                if item not in recent:
+                    out.append((ts, row, "history", None, None, recent, negatives, item))
+            hist.append(item)
+            last_play = ts
+        elif kind == "skip":
+            skips.append(item)
+    return out
+
+
+TARGET_SCHEMA = T.StructType(
+    [
+        T.StructField("position", T.LongType(), False),
+        T.StructField("kind", T.StringType(), False),
+        T.StructField("text", T.StringType(), True),
+        T.StructField("playing", T.StringType(), True),
+        T.StructField("history", T.ArrayType(T.StringType(), False), False),
+        T.StructField("negatives", T.ArrayType(T.StringType(), False), False),
+        T.StructField("item", T.StringType(), False),
+    ]
+)
+
+WINDOW_SCHEMA = T.StructType(
+    [
+        T.StructField("window", T.LongType(), False),
+        T.StructField("from_ts", T.LongType(), True),
+        T.StructField("to_ts", T.LongType(), True),
+        T.StructField("present", T.BooleanType(), False),
+        T.StructField("max_lists", T.LongType(), False),
+        T.StructField("holdout", T.DoubleType(), False),
+    ]
+)
+
+
+def write_training(spark, ev, index, items, kept, args, out):
+    """The training windows (docs/artefacts.md): for each window the log
+    has, the artefacts of the events before it and its logged requests,
+    evenly subsampled to --max-lists, as ranking/dataset.rs's
+    window_targets and subsample choose them."""
+    started = time.monotonic()
+    n = ev.count()
+    holdout, asked = args.holdout, args.training_windows
+
+    def start_index(w):
+        return int(max(0.0, n * (1.0 - holdout * float(w + 1))))
+
+    wanted = {start_index(w) for w in range(asked)}
+    at = dict(
+        ev.select("ts").rdd.map(lambda r: r.ts).sortBy(lambda t: t).zipWithIndex().filter(lambda p: p[1] in wanted).map(lambda p: (p[1], p[0])).collect()
+    )
+    first_ts = ev.agg(F.min("ts")).first()[0]
+    requests = (
+        ev.select("user", "ts", "_row", "kind", "item", "query")
+        .rdd.map(lambda r: (r.user, (r.ts, r._row, r.kind, r.item, r.query)))
+        .groupByKey()
+        .flatMap(lambda kv: user_targets(sorted(kv[1], key=lambda e: (e[0], e[1]))))
+        .cache()
+    )
+    windows = []  # (from, to, targets in log order)
+    for w in range(asked):
+        start = at.get(start_index(w)) if n > 0 else None
+        if start is None:
+            break
+        end = None if w == 0 else windows[-1][0]
+        picked = requests.filter(lambda t, a=start, b=end: a <= t[0] and (b is None or t[0] < b)).sortBy(lambda t: (t[0], t[1])).zipWithIndex()
+        count = picked.count()
+        if args.max_lists == 0:
+            keep = set()
+        elif count <= args.max_lists:
+            keep = None
+        else:
+            step = count / args.max_lists
+            keep = {int(i * step) for i in range(args.max_lists)}
+        if keep is not None:
+            picked = picked.filter(lambda p, k=keep: p[1] in k)
+        targets = picked.map(lambda p: p[0]).sortBy(lambda t: (t[0], t[1])).zipWithIndex()
+        kept_count = count if keep is None else len(keep)
+        if w > 0 and not (start < end and kept_count > 0 and first_ts < start):
+            break
+        windows.append((start, end, targets))
+    if not windows:  # an empty log: window 0 is the whole (empty) log
+        windows.append((None, None, None))
+
+    rows = [(w, f, t, w < len(windows), args.max_lists, holdout) for w, (f, t, _) in enumerate(windows)]
+    rows += [(w, None, None, False, args.max_lists, holdout) for w in range(len(windows), asked)]
+    spark.createDataFrame(rows, WINDOW_SCHEMA).coalesce(1).write.mode("overwrite").parquet(f"{out}/windows.parquet")
+    for w, (start, _, targets) in enumerate(windows):
+        before = ev if start is None else ev.filter(F.col("ts") < start)
+        write_artefacts(spark, before, index, items, kept, args, f"{out}/window-{w}", started)
+        rdd = targets.map(lambda p: (p[1], *p[0][2:])) if targets is not None else spark.sparkContext.emptyRDD()
+        spark.createDataFrame(rdd, TARGET_SCHEMA).write.mode("overwrite").parquet(f"{out}/window-{w}/targets.parquet")
+        print(f"log_artefacts: training window {w} {time.monotonic() - started:.1f} s", file=sys.stderr)
+    requests.unpersist()
 
 
 if __name__ == "__main__":

@@ -153,6 +153,13 @@ impl LogArtefacts {
         &self.summary
     }
 
+    /// The logged requests of each training window, newest window first;
+    /// `None` when the artefacts have no training windows (computed for a
+    /// build that does not train its ranker).
+    pub fn training_requests(&self) -> Option<Vec<usize>> {
+        self.training.as_ref().map(|t| t.windows.iter().map(|w| w.targets.len()).collect())
+    }
+
     /// Whether any item was played.
     pub(crate) fn has_plays(&self) -> bool {
         self.counts.plays.iter().any(|&p| p > 0)
