@@ -51,6 +51,13 @@ fn template() -> &'static Mutex<Template> {
             for j in 0..6 {
                 log += &format!("{{\"user\":\"u{u}\",\"item\":\"i{}\",\"ts\":{}}}\n", (u * 3 + j * 7) % 60, 1_700_000_000 + u * 10_000 + j * 60);
             }
+            // Searches too, so the index carries a non-empty query–category model to corrupt.
+            log += &format!(
+                "{{\"user\":\"u{u}\",\"item\":\"i{}\",\"ts\":{},\"type\":\"search\",\"query\":\"word{} title\"}}\n",
+                u % 60,
+                1_700_000_000 + u * 10_000 + 500,
+                u % 7
+            );
         }
         let events = Events::from_jsonl_reader(log.as_bytes(), Path::new("events.jsonl"), &catalog).expect("events");
         let dir = tempfile::tempdir().expect("tempdir");

@@ -24,6 +24,12 @@ fn engine() -> &'static Engine {
             for (i, item) in ["t1", "t2", "t3", "t4", "t5"].iter().enumerate().skip(u % 2) {
                 log += &format!("{{\"user\":\"u{u}\",\"item\":\"{item}\",\"ts\":{}}}\n", 1_700_000_000 + u * 10_000 + i * 60);
             }
+            // A logged search per user: the ranker's query–category feature has words to score.
+            log += &format!(
+                "{{\"user\":\"u{u}\",\"item\":\"t{}\",\"ts\":{},\"type\":\"search\",\"query\":\"rock {u}\"}}\n",
+                1 + u % 5,
+                1_700_000_000 + u * 10_000 + 900
+            );
         }
         let events = Events::from_jsonl_reader(log.as_bytes(), Path::new("events.jsonl"), &catalog).expect("events");
         let dir = tempfile::tempdir().expect("tempdir");
