@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use twostage::{Context, Engine, LogArtefacts, Request, Retriever, TrainParams};
+use twostage::{Context, Engine, LogArtefacts, Request, Retriever};
 
 #[derive(Parser)]
 struct Args {
@@ -38,14 +38,6 @@ struct Args {
     /// Compare the artefacts only, without building the two indexes.
     #[arg(long)]
     no_build: bool,
-    /// Also compare the ranker's training windows, computed in process for
-    /// this many windows (`TrainParams::windows`; the other producer's
-    /// must have them). The indexes are built without training either way.
-    #[arg(long)]
-    training_windows: Option<usize>,
-    /// Logged requests kept per training window (`TrainParams::max_lists`).
-    #[arg(long, default_value_t = 10_000)]
-    max_lists: usize,
 }
 
 fn served(engine: &Engine, item: &str, only: Retriever) -> Result<Vec<String>> {
@@ -61,13 +53,7 @@ fn main() -> Result<()> {
     let (catalog, events) = args.log.load()?;
     let builder = args.log.builder();
     let clock = Instant::now();
-    let ours = match args.training_windows {
-        Some(w) => builder
-            .clone()
-            .ranker(TrainParams::default().windows(w).max_lists(args.max_lists))
-            .log_artefacts(&catalog, &events)?,
-        None => builder.log_artefacts(&catalog, &events)?,
-    };
+    let ours = builder.log_artefacts(&catalog, &events)?;
     let computed = clock.elapsed();
     let theirs = LogArtefacts::from_parquet(&args.artefacts, &catalog).with_context(|| format!("reading {}", args.artefacts.display()))?;
     let s = ours.summary();
@@ -91,7 +77,7 @@ fn main() -> Result<()> {
     }
     println!(
         "artefacts: equal (popularity, pair counts per distance, co-occurrence, searches, summary{})",
-        if args.training_windows.is_some() {
+        if args.log.training_windows.is_some() {
             "; training windows and their logged requests"
         } else {
             ""
@@ -102,6 +88,9 @@ fn main() -> Result<()> {
     }
 
     let (from_log, from_theirs) = (args.work.join("from-log"), args.work.join("from-artefacts"));
+    // The indexes are compared without training: the ANN graph's parallel
+    // build makes trained rankers differ a little either way.
+    let builder = builder.without_ranker_training();
     builder.build(&catalog, &events, &from_log)?;
     builder.build_from_artefacts(&catalog, &theirs, &from_theirs)?;
     let store = |dir: &Path| std::fs::read(dir.join("items.bin")).with_context(|| dir.display().to_string());

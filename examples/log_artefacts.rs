@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo run --release --features parquet --example log_artefacts -- \
-//!     --items data/music/items.jsonl --events data/music/events.jsonl --out target/artefacts
+//!     --items data/music/items.jsonl --events data/music/events.jsonl --out target/artefacts \
+//!     [--training-windows 3]
 //! ```
 
 #[path = "common/log_source.rs"]
@@ -48,5 +49,8 @@ fn main() -> Result<()> {
         computed.as_secs_f64(),
         clock.elapsed().as_secs_f64()
     );
+    if let Some(requests) = artefacts.training_requests() {
+        println!("log_artefacts: training windows with logged requests {requests:?}");
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@
 # both producers read that file and write the four artefacts. Data goes to
 # $BENCH_DIR (default /tmp/twostage-artefacts), several GB at 30M events.
 # PRODUCERS="in-process" (or "spark") runs only one of the two.
+# TRAINING_WINDOWS=3 has both also write the ranker's training windows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,8 @@ DIR=${BENCH_DIR:-/tmp/twostage-artefacts}
 VENV=${SPARK_VENV:-target/spark-venv}
 SPARK_MEMORY=${SPARK_MEMORY:-8g}
 PRODUCERS=${PRODUCERS:-in-process spark}
+TRAINING=()
+[ -n "${TRAINING_WINDOWS:-}" ] && TRAINING=(--training-windows "$TRAINING_WINDOWS")
 [ -x "$VENV/bin/python" ] || { echo "run scripts/spark_equivalence.sh once first (it installs PySpark into $VENV)" >&2; exit 1; }
 export PYSPARK_PYTHON="$PWD/$VENV/bin/python" SPARK_LOCAL_IP=127.0.0.1
 export PYSPARK_SUBMIT_ARGS="--master local[2] --driver-memory $SPARK_MEMORY --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false --conf spark.sql.shuffle.partitions=16 pyspark-shell"
@@ -41,10 +44,10 @@ PY
     events=$(ls "$data"/events-parquet/part-*.parquet)
     echo "== $users users: $(wc -l < "$data/events.jsonl") events"
     if [[ " $PRODUCERS " == *" in-process "* ]]; then
-        scripts/peak_rss.py target/release/examples/log_artefacts --items "$data/items.jsonl" --events "$events" --out "$data/in-process"
+        scripts/peak_rss.py target/release/examples/log_artefacts --items "$data/items.jsonl" --events "$events" --out "$data/in-process" "${TRAINING[@]}"
     fi
     if [[ " $PRODUCERS " == *" spark "* ]]; then
-        scripts/peak_rss.py "$VENV/bin/python" spark/log_artefacts.py --catalog "$data/items.jsonl" --events "$events" --out "$data/spark" \
+        scripts/peak_rss.py "$VENV/bin/python" spark/log_artefacts.py --catalog "$data/items.jsonl" --events "$events" --out "$data/spark" "${TRAINING[@]}" \
             2> >(grep -v "WARN\|log level\|setLogLevel" >&2)
     fi
 done

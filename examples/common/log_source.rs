@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use twostage::{Catalog, Events, IndexBuilder, LinearParams};
+use twostage::{Catalog, Events, IndexBuilder, LinearParams, TrainParams};
 
 /// The log and the parameters the artefacts are computed with.
 #[derive(Args)]
@@ -21,6 +21,13 @@ pub struct LogSource {
     /// to it, every co-occurrence partner is kept.
     #[arg(long, default_value_t = LinearParams::default().max_dense_items)]
     pub max_dense_items: usize,
+    /// Also compute the ranker's training windows, this many
+    /// (`TrainParams::windows`, 1 to 6), as a builder that trains does.
+    #[arg(long)]
+    pub training_windows: Option<usize>,
+    /// Logged requests kept per training window (`TrainParams::max_lists`).
+    #[arg(long, default_value_t = TrainParams::default().max_lists)]
+    pub max_lists: usize,
 }
 
 impl LogSource {
@@ -35,10 +42,13 @@ impl LogSource {
         Ok((catalog, events))
     }
 
-    /// The builder without ranker training (artefacts carry no training lists).
+    /// The builder whose artefacts are computed: with ranker training (and
+    /// so with training windows) when `--training-windows` is given.
     pub fn builder(&self) -> IndexBuilder {
-        IndexBuilder::new()
-            .without_ranker_training()
-            .linear(LinearParams::default().max_dense_items(self.max_dense_items))
+        let b = IndexBuilder::new().linear(LinearParams::default().max_dense_items(self.max_dense_items));
+        match self.training_windows {
+            Some(w) => b.ranker(TrainParams::default().windows(w).max_lists(self.max_lists)),
+            None => b.without_ranker_training(),
+        }
     }
 }
