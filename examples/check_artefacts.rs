@@ -65,7 +65,7 @@ fn main() -> Result<()> {
         s.cooccurrence_kept.map_or("all".to_string(), |k| k.to_string()),
         computed.as_secs_f64()
     );
-    if let Some(requests) = ours.training_requests() {
+    if let Some(requests) = ours.training_window_sizes() {
         println!("training windows: {} with logged requests {requests:?}", requests.len());
     }
     let differences = ours.differences(&theirs, 20);

@@ -49,7 +49,7 @@ fn main() -> Result<()> {
         computed.as_secs_f64(),
         clock.elapsed().as_secs_f64()
     );
-    if let Some(requests) = artefacts.training_requests() {
+    if let Some(requests) = artefacts.training_window_sizes() {
         println!("log_artefacts: training windows with logged requests {requests:?}");
     }
     Ok(())

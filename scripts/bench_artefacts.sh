@@ -6,7 +6,7 @@
 #   scripts/bench_artefacts.sh [USERS...]     # default: 20500 (≈1M events) 198000 (≈10M) 595000 (≈30M)
 #
 # Each log is generated, converted to one Parquet file (not timed), then
-# both producers read that file and write the four artefacts. Data goes to
+# both producers read that file and write the five artefacts. Data goes to
 # $BENCH_DIR (default /tmp/twostage-artefacts), several GB at 30M events.
 # PRODUCERS="in-process" (or "spark") runs only one of the two.
 # TRAINING_WINDOWS=3 has both also write the ranker's training windows.

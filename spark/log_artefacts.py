@@ -82,6 +82,17 @@ def load_events(spark, path, index):
     if bad:
         fail(f"event types {[r.kind for r in bad]} are not one of {', '.join(KINDS)}")
     ev = ev.filter(F.col("kind") != "impression")
+    # The rules the in-process loader checks, so both producers refuse the same logs.
+    missing = ev.filter(F.col("user").isNull() | F.col("item").isNull() | F.col("ts").isNull()).limit(1).count()
+    if missing:
+        fail("an event without user, item or ts")
+    if "query" in ev.columns:
+        search = F.col("kind") == "search"
+        wrong = ev.filter((search & F.col("query").isNull()) | (~search & F.col("query").isNotNull())).limit(1).count()
+        if wrong:
+            fail("search events, and only they, carry a query")
+    elif ev.filter(F.col("kind") == "search").limit(1).count():
+        fail("a search event needs a query")
     unknown = ev.join(index, "item", "left_anti").select("item").limit(3).collect()
     if unknown:
         fail(f"events refer to items not in the catalog, e.g. {[r.item for r in unknown]}")
@@ -182,7 +193,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--catalog", required=True, help="the catalog (JSON Lines or Parquet with an `id` column)")
     ap.add_argument("--events", required=True, help="the event log (Parquet, or JSON Lines)")
-    ap.add_argument("--out", required=True, help="directory to write the artefacts into (replaced)")
+    ap.add_argument("--out", required=True, help="directory to write the artefacts into (each artefact replaced; training/ removed first)")
     ap.add_argument("--session-gap-secs", type=int, default=1800)
     ap.add_argument("--covisit-window", type=int, default=5)
     ap.add_argument(
@@ -199,12 +210,11 @@ def main(argv=None):
         help="also write the ranker's training windows (TrainParams::windows, 1 to 6; 0: none)",
     )
     ap.add_argument("--max-lists", type=int, default=10000, help="logged requests kept per window (TrainParams::max_lists)")
-    ap.add_argument("--holdout", type=float, default=0.15, help="share of the log per window (RANKER_HOLDOUT)")
     args = ap.parse_args(argv)
     if not 1 <= args.covisit_window <= 1000 or args.session_gap_secs <= 0:
         fail("the window must be 1..=1000 and the session gap positive")
-    if not 0 <= args.training_windows <= 6 or args.max_lists < 0 or not 0 < args.holdout < 1:
-        fail("--training-windows must be 0..=6, --max-lists ≥ 0 and --holdout in (0, 1)")
+    if not 0 <= args.training_windows <= 6 or not 0 <= args.max_lists <= 100_000_000:
+        fail("--training-windows must be 0..=6 and --max-lists 0..=100000000")
 
     started = time.monotonic()
     spark = SparkSession.builder.appName("twostage-log-artefacts").getOrCreate()
@@ -219,6 +229,10 @@ def main(argv=None):
 
     ev = load_events(spark, args.events, index)
     out = args.out.rstrip("/")
+    # Training windows of an earlier run must not outlive it: Spark
+    # overwrites each artefact it writes, and deletes nothing else.
+    hadoop = spark._jvm.org.apache.hadoop.fs.Path(f"{out}/training")
+    hadoop.getFileSystem(spark._jsc.hadoopConfiguration()).delete(hadoop, True)
     events, n_sessions = write_artefacts(spark, ev, index, items, kept, args, out, started)
     print(f"log_artefacts: {events} events, {n_sessions} sessions, {items} items -> {out}")
     if args.training_windows:
@@ -272,6 +286,7 @@ def write_artefacts(spark, ev, index, items, kept, args, out, started):
 # history a request carries, the gap within which a search is typed while a
 # track plays, and how soon a play follows the search it came from.
 TARGET_HISTORY = 10
+HOLDOUT = 0.15  # the share of the log per training window (RANKER_HOLDOUT)
 PLAYING_GAP_SECS = 1800
 SEARCH_PLAY_SECS = 60
 # Rust's char::is_whitespace (Unicode White_Space), for str::trim.
@@ -346,7 +361,7 @@ def write_training(spark, ev, index, items, kept, args, out):
     window_targets and subsample choose them."""
     started = time.monotonic()
     n = ev.count()
-    holdout, asked = args.holdout, args.training_windows
+    holdout, asked = HOLDOUT, args.training_windows
 
     def start_index(w):
         return int(max(0.0, n * (1.0 - holdout * float(w + 1))))

@@ -439,3 +439,42 @@ fn each_contract_rule_is_checked_on_read() {
     let err = LogArtefacts::from_parquet(&dir, &catalog).unwrap_err().to_string();
     assert!(err.contains("cooccurrence.parquet") && err.contains("must be symmetric"), "{err}");
 }
+
+/// The training windows' edge cases survive the round trip through
+/// Parquet: an empty log (window 0 starts nowhere), windows the log does
+/// not have (absent rows), and windows that keep no requests.
+#[test]
+fn training_windows_edge_cases_round_trip() {
+    let (catalog, events) = music();
+    let tmp = tempfile::tempdir().unwrap();
+    let round_trip = |name: &str, b: &IndexBuilder, events: &Events| {
+        let computed = b.log_artefacts(&catalog, events).unwrap();
+        computed.write_parquet(tmp.path().join(name)).unwrap();
+        let read = LogArtefacts::from_parquet(tmp.path().join(name), &catalog).unwrap();
+        assert_eq!(read, computed, "{name}");
+        read.training_window_sizes().unwrap()
+    };
+    let trains = |p: TrainParams| IndexBuilder::new().group_key("artist").ranker(p);
+    // No events: window 0 is the whole (empty) log, with no requests.
+    let empty = Events::from_jsonl_reader(&b""[..], Path::new("events.jsonl"), &catalog).unwrap();
+    assert_eq!(round_trip("empty", &trains(training()), &empty), [0]);
+    // No requests kept: later windows are absent, window 0 is empty.
+    assert_eq!(round_trip("none", &trains(training().max_lists(0)), &events), [0]);
+    // Six windows: 90% of the log in windows, each subsampled.
+    assert_eq!(round_trip("six", &trains(training().windows(6).max_lists(50)), &events), [50; 6]);
+    // A build reads the newest windows of artefacts computed for more.
+    let six = LogArtefacts::from_parquet(tmp.path().join("six"), &catalog).unwrap();
+    let report = trains(training().windows(2).max_lists(50))
+        .build_from_artefacts(&catalog, &six, tmp.path().join("index"))
+        .unwrap();
+    let trained = report.training.expect("a ranker trained on the two newest windows");
+    assert!(trained.train_lists > 50, "{} lists", trained.train_lists);
+
+    // A stale training directory (from another log) is refused, not trained on.
+    let stale = tmp.path().join("stale");
+    common::copy_dir(&tmp.path().join("empty"), &stale);
+    std::fs::remove_dir_all(stale.join("training")).unwrap();
+    common::copy_dir(&tmp.path().join("six").join("training"), &stale.join("training"));
+    let err = LogArtefacts::from_parquet(&stale, &catalog).unwrap_err().to_string();
+    assert!(err.contains("windows.parquet") && err.contains("do not fit"), "{err}");
+}

@@ -96,6 +96,9 @@ impl Default for TrainParams {
     }
 }
 
+/// Most logged requests a window may keep ([`TrainParams::max_lists`]).
+const MAX_LISTS: usize = 100_000_000;
+
 impl TrainParams {
     /// Refuses settings no training can run with (before any work is done).
     pub(crate) fn check(&self) -> Result<()> {
@@ -108,6 +111,9 @@ impl TrainParams {
         }
         if !(1..=6).contains(&self.windows) {
             return bad("ranker training reads 1 to 6 windows of the log");
+        }
+        if self.max_lists > MAX_LISTS {
+            return bad("max_lists is at most 100,000,000 requests per window");
         }
         Ok(())
     }

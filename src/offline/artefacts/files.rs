@@ -293,7 +293,7 @@ impl LogArtefacts {
 
         Ok(LogArtefacts {
             ids: catalog.items().iter().map(|it| it.id.clone()).collect(),
-            training: LogArtefacts::read_training(dir, catalog)?,
+            training: LogArtefacts::read_training(dir, catalog, &summary)?,
             searches,
             cooccurrence: Cooccurrence {
                 rows,

@@ -7,13 +7,15 @@
 //! users' co-occurrence counts (the linear item-item model), the logged
 //! searches counted by query and item (the ranker's query–category model),
 //! and the log's size and time span. All are integers or the logged
-//! strings, so a producer on another engine gives exactly the same
-//! values, and the index built from them is the index built from the log. [`IndexBuilder::log_artefacts`] computes them
-//! in process; [`IndexBuilder::build_from_artefacts`] builds from them.
+//! strings, so a producer on another engine gives exactly the same values,
+//! and the index built from them is the index built from the log.
+//! [`IndexBuilder::log_artefacts`] computes them in process;
+//! [`IndexBuilder::build_from_artefacts`] builds from them.
 //!
-//! The ranker's training lists are not (yet) an artefact: a build from
-//! artefacts uses the fixed-weight ranker (its query–category model is the
-//! log's all the same, from the `searches` artefact).
+//! A build that trains its ranker also reads the log's training windows
+//! ([`TrainingArtefacts`]): for each, the same five statistics of the log
+//! before it and its logged requests. They cost one more set of statistics
+//! per window (three by default).
 //!
 //! [`IndexBuilder::log_artefacts`]: crate::IndexBuilder::log_artefacts
 //! [`IndexBuilder::build_from_artefacts`]: crate::IndexBuilder::build_from_artefacts
@@ -153,10 +155,10 @@ impl LogArtefacts {
         &self.summary
     }
 
-    /// The logged requests of each training window, newest window first;
+    /// The number of logged requests in each training window, newest first;
     /// `None` when the artefacts have no training windows (computed for a
     /// build that does not train its ranker).
-    pub fn training_requests(&self) -> Option<Vec<usize>> {
+    pub fn training_window_sizes(&self) -> Option<Vec<usize>> {
         self.training.as_ref().map(|t| t.windows.iter().map(|w| w.targets.len()).collect())
     }
 

@@ -12,11 +12,12 @@ use serde_json::Value;
 
 use super::files::{for_each, int, ints, strings, whole_file, write};
 use super::training::{TrainingArtefacts, TrainingWindow};
-use super::LogArtefacts;
+use super::{ArtefactSummary, LogArtefacts};
 use crate::catalog::Catalog;
+use crate::catalog::MAX_TEXT_BYTES;
 use crate::error::{Error, Result};
 use crate::jsonl::{kind, Record};
-use crate::ranking::dataset::Target;
+use crate::ranking::dataset::{Target, TARGET_HISTORY};
 use crate::request::{Context, Request};
 
 const TRAINING: &str = "training";
@@ -91,7 +92,10 @@ impl LogArtefacts {
                         rows.iter().map(|&w| at(w).is_some()).collect::<Vec<_>>(),
                     )) as ArrayRef,
                 ),
-                ("max_lists", ints(rows.iter().map(|_| t.max_lists as i64))),
+                (
+                    "max_lists",
+                    ints(rows.iter().map(|_| i64::try_from(t.max_lists).unwrap_or(i64::MAX))),
+                ),
                 ("holdout", Arc::new(Float64Array::from(vec![t.holdout; rows.len()])) as ArrayRef),
             ]
         })?;
@@ -120,8 +124,10 @@ impl LogArtefacts {
         Ok(())
     }
 
-    /// Reads `dir/training` when present, checking every row.
-    pub(super) fn read_training(dir: &Path, catalog: &Catalog) -> Result<Option<Box<TrainingArtefacts>>> {
+    /// Reads `dir/training` when present, checking every row, and that the
+    /// windows belong to the log `top` summarises (a stale directory left
+    /// by an earlier run is refused, not trained on).
+    pub(super) fn read_training(dir: &Path, catalog: &Catalog, top: &ArtefactSummary) -> Result<Option<Box<TrainingArtefacts>>> {
         let root = dir.join(TRAINING);
         if !root.exists() {
             return Ok(None);
@@ -173,6 +179,28 @@ impl LogArtefacts {
         if present == 0 || rows[present..].iter().any(|r| r.3) {
             return bad("window 0 is always present, and no window after an absent one".into());
         }
+        // Bounds: window 0 runs to the end of the log (and starts nowhere
+        // only in an empty log); window w ≥ 1 ends where w − 1 begins;
+        // absent windows have none.
+        for (w, &(_, from, to, is, ..)) in rows.iter().enumerate() {
+            let fits = match (w, is) {
+                (_, false) => from.is_none() && to.is_none(),
+                (0, true) => to.is_none() && from.is_none() == (top.events == 0) && from.is_none_or(|f| f <= top.last_ts),
+                (_, true) => from.is_some() && to.is_some() && to == rows[w - 1].1,
+            };
+            if !fits {
+                return Err(whole_file(
+                    &path,
+                    "from_ts",
+                    format!(
+                        "window {w}'s bounds {from:?}..{to:?} do not fit (window 0 runs to the log's end, which is {}; \
+                         each later window ends where the one before it begins; an absent window has none)",
+                        top.last_ts
+                    ),
+                ));
+            }
+        }
+        let max_lists = rows[0].4 as usize;
         let mut windows = Vec::with_capacity(present);
         for (w, &(_, from, to, ..)) in rows[..present].iter().enumerate() {
             let wdir = window_dir(dir, w);
@@ -180,29 +208,60 @@ impl LogArtefacts {
             if log.training.is_some() {
                 return Err(whole_file(&wdir, TRAINING, "a window's log has training windows of its own"));
             }
-            windows.push(TrainingWindow {
-                from,
-                to,
-                log,
-                targets: read_targets(&wdir.join(TARGETS), catalog)?,
-            });
+            // The log before the window: part of this log, and over before it starts.
+            let (s, before) = (&log.summary, from.unwrap_or(i64::MAX));
+            let stale = s.events > top.events
+                || (s.events > 0 && (s.first_ts != top.first_ts || s.last_ts >= before))
+                || (from.is_none() && s.events != 0);
+            if stale
+                || (s.session_gap_secs, s.covisit_window, s.cooccurrence_kept)
+                    != (top.session_gap_secs, top.covisit_window, top.cooccurrence_kept)
+            {
+                return Err(whole_file(
+                    &wdir.join("summary.parquet"),
+                    "events",
+                    format!(
+                        "training window {w}'s log ({} events, {}..{}) is not the part of this log ({} events, {}..{}) before {from:?}, \
+                         or was computed with other parameters: a stale training directory? (compute the artefacts again)",
+                        s.events, s.first_ts, s.last_ts, top.events, top.first_ts, top.last_ts
+                    ),
+                ));
+            }
+            let targets = read_targets(&wdir.join(TARGETS), catalog)?;
+            if targets.len() > max_lists || (w > 0 && targets.is_empty()) {
+                return Err(whole_file(
+                    &wdir.join(TARGETS),
+                    "position",
+                    format!(
+                        "{} requests; a window keeps at most max_lists = {max_lists}, and a later window at least one",
+                        targets.len()
+                    ),
+                ));
+            }
+            windows.push(TrainingWindow { from, to, log, targets });
         }
         Ok(Some(Box::new(TrainingArtefacts {
             holdout: rows[0].5,
-            max_lists: rows[0].4 as usize,
+            max_lists,
             asked: rows.len(),
             windows,
         })))
     }
 }
 
-/// A column of item ids, each known to the catalog.
+/// A column of at most [`TARGET_HISTORY`] item ids, each known to the catalog.
 fn ids(rec: &Record<'_>, field: &str, catalog: &Catalog) -> Result<Vec<String>> {
     let list = match rec.obj.get(field) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
         Some(other) => return Err(rec.error(field, format!("expected a list of item ids, found {}", kind(other)))),
     };
+    if list.len() > TARGET_HISTORY {
+        return Err(rec.error(
+            field,
+            format!("{} items; a logged request carries at most {TARGET_HISTORY}", list.len()),
+        ));
+    }
     list.iter()
         .map(|v| match v {
             Value::String(id) if catalog.index_of(id).is_some() => Ok(id.clone()),
@@ -223,43 +282,45 @@ fn read_targets(path: &Path, catalog: &Catalog) -> Result<Vec<Target>> {
             }
         };
         let text = rec.optional_str("text")?;
+        if let Some(t) = text.filter(|t| t.len() > MAX_TEXT_BYTES) {
+            return Err(rec.error("text", format!("{} bytes; the limit is {MAX_TEXT_BYTES}", t.len())));
+        }
         let playing = rec.optional_str("playing")?.map(|p| known("playing", p)).transpose()?;
         let history = ids(&rec, "history", catalog)?;
         let kind_name = rec.required_str("kind")?;
-        let need = |field: &str, ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(rec.error(field, format!("does not fit the kind `{kind_name}`")))
-            }
-        };
-        let context = match kind_name {
-            "search" => {
-                need("playing", playing.is_none() && history.is_empty())?;
-                Context::search(text.ok_or_else(|| rec.error("text", "a search needs a text"))?)
-            }
-            "listening" => {
-                need("text", text.is_none() && history.is_empty())?;
-                Context::listening(playing.ok_or_else(|| rec.error("playing", "listening needs an item"))?)
-            }
-            "history" => {
-                need("text", text.is_none() && playing.is_none() && !history.is_empty())?;
-                Context::history(history)
-            }
-            "personalized_search" => {
-                need("playing", playing.is_none() && !history.is_empty())?;
-                Context::personalized_search(text.ok_or_else(|| rec.error("text", "a search needs a text"))?, history)
-            }
-            "session" => {
-                need("text", text.is_some() || playing.is_some() || !history.is_empty())?;
-                Context::session(text, playing.as_deref(), history)
-            }
+        // Each column the kind has, and none it has not.
+        let (wants_text, wants_playing, wants_history) = match kind_name {
+            "search" => (Some(true), Some(false), Some(false)),
+            "listening" => (Some(false), Some(true), Some(false)),
+            "history" => (Some(false), Some(false), Some(true)),
+            "personalized_search" => (Some(true), Some(false), Some(true)),
+            "session" => (None, None, None),
             other => {
                 return Err(rec.error(
                     "kind",
                     format!("`{other}` is not one of search, listening, history, personalized_search, session"),
                 ))
             }
+        };
+        for (field, wanted, has) in [
+            ("text", wants_text, text.is_some()),
+            ("playing", wants_playing, playing.is_some()),
+            ("history", wants_history, !history.is_empty()),
+        ] {
+            if wanted.is_some_and(|w| w != has) {
+                let what = if has { "is not part of" } else { "is needed by" };
+                return Err(rec.error(field, format!("{what} a `{kind_name}` request")));
+            }
+        }
+        let context = match kind_name {
+            "search" => Context::search(text.unwrap_or_default()),
+            "listening" => Context::listening(playing.unwrap_or_default()),
+            "history" => Context::history(history),
+            "personalized_search" => Context::personalized_search(text.unwrap_or_default(), history),
+            _ if text.is_none() && playing.is_none() && history.is_empty() => {
+                return Err(rec.error("kind", "a `session` needs a text, a playing item or a history"))
+            }
+            _ => Context::session(text, playing.as_deref(), history),
         };
         let item = known("item", rec.required_str("item")?)?;
         let position = int(&rec, "position")?;

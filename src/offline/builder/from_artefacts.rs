@@ -114,11 +114,15 @@ impl IndexBuilder {
         if t.max_lists != params.max_lists {
             return bad(format!("of at most {} requests; the build keeps {}", t.max_lists, params.max_lists));
         }
-        if t.asked != params.windows {
+        // More windows than the build reads are fine: it reads the newest.
+        if t.asked < params.windows {
             return bad(format!("computed for {} windows; the build trains on {}", t.asked, params.windows));
         }
-        for w in &t.windows {
-            w.log.check_compatible(catalog, &self.params)?;
+        for (n, w) in t.windows.iter().enumerate() {
+            w.log.check_compatible(catalog, &self.params).map_err(|e| match e {
+                Error::InvalidConfig(m) => Error::InvalidConfig(format!("training window {n}: {m}")),
+                other => other,
+            })?;
         }
         Ok(t)
     }

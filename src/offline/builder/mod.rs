@@ -370,6 +370,14 @@ impl IndexBuilder {
     ) -> Result<BuildReport> {
         let _span = tracing::info_span!("build", items = catalog.len(), events = log.events(), out = %out.display()).entered();
         let schema = self.check(catalog, log)?;
+        // Training windows a training build cannot use are refused before
+        // any work (encoding the catalog can take minutes).
+        #[cfg(feature = "train")]
+        let training_log = match (&self.train, log) {
+            (Some(params), Log::Artefacts(a)) => Some(TrainingLog::Artefacts(self.training_artefacts(catalog, a, params)?)),
+            (_, Log::Events(events)) => Some(TrainingLog::Events(events)),
+            (None, _) => None,
+        };
         let started = Instant::now();
         // Leftovers of builds that were killed (their process is gone) would
         // otherwise pile up next to the index forever.
@@ -390,10 +398,9 @@ impl IndexBuilder {
         let content = content.as_ref();
         let (ranker, training): (Ranker, Option<TrainSummary>) = match (&self.train, log) {
             #[cfg(feature = "train")]
-            (Some(params), log) => {
-                let training = match log {
-                    Log::Events(events) => TrainingLog::Events(events),
-                    Log::Artefacts(a) => TrainingLog::Artefacts(self.training_artefacts(catalog, a, params)?),
+            (Some(params), _) => {
+                let Some(training) = training_log else {
+                    return Err(Error::internal("build", "a training build without its training log"));
                 };
                 match self.train_ranker(catalog, training, &schema, content, out, params, &mut |_| {}, on_progress)? {
                     Some((r, summary)) => (r, Some(summary)),
