@@ -12,6 +12,7 @@ use crate::ranking::categories::QueryCategories;
 use crate::{
     error::Error,
     offline::artefacts::TrainingArtefacts,
+    offline::training::TrainingLog,
     ranking::{dataset::RANKER_HOLDOUT, train::TrainParams},
 };
 
@@ -95,10 +96,22 @@ impl IndexBuilder {
         self.build_log(catalog, Log::Artefacts(artefacts), out.as_ref(), &|_| {})
     }
 
+    /// This builder's training parameters and what its ranker training
+    /// reads of `log`: `None` when it does not train; training windows it
+    /// cannot use are refused.
+    #[cfg(feature = "train")]
+    pub(super) fn training_log<'a>(&'a self, catalog: &Catalog, log: Log<'a>) -> Result<Option<(&'a TrainParams, TrainingLog<'a>)>> {
+        Ok(match (&self.train, log) {
+            (None, _) => None,
+            (Some(params), Log::Events(events)) => Some((params, TrainingLog::Events(events))),
+            (Some(params), Log::Artefacts(a)) => Some((params, TrainingLog::Artefacts(self.training_artefacts(catalog, a, params)?))),
+        })
+    }
+
     /// The training windows of `artefacts`, refused unless they were
     /// computed as this builder's training (`params`) reads the log.
     #[cfg(feature = "train")]
-    pub(super) fn training_artefacts<'a>(
+    fn training_artefacts<'a>(
         &self,
         catalog: &Catalog,
         artefacts: &'a LogArtefacts,

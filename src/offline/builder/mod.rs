@@ -20,8 +20,6 @@ use crate::index::BuildParams;
 use crate::index::Vectors;
 use crate::offline::artefacts::LogArtefacts;
 use crate::offline::publish::{publish, remove_stale_siblings, temp_sibling};
-#[cfg(feature = "train")]
-use crate::offline::training::TrainingLog;
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::ServingPlan;
@@ -370,14 +368,9 @@ impl IndexBuilder {
     ) -> Result<BuildReport> {
         let _span = tracing::info_span!("build", items = catalog.len(), events = log.events(), out = %out.display()).entered();
         let schema = self.check(catalog, log)?;
-        // Training windows a training build cannot use are refused before
-        // any work (encoding the catalog can take minutes).
+        // Before any work: encoding the catalog can take minutes.
         #[cfg(feature = "train")]
-        let training_log = match (&self.train, log) {
-            (Some(params), Log::Artefacts(a)) => Some(TrainingLog::Artefacts(self.training_artefacts(catalog, a, params)?)),
-            (_, Log::Events(events)) => Some(TrainingLog::Events(events)),
-            (None, _) => None,
-        };
+        let training_log = self.training_log(catalog, log)?;
         let started = Instant::now();
         // Leftovers of builds that were killed (their process is gone) would
         // otherwise pile up next to the index forever.
@@ -396,20 +389,19 @@ impl IndexBuilder {
             None => None,
         };
         let content = content.as_ref();
-        let (ranker, training): (Ranker, Option<TrainSummary>) = match (&self.train, log) {
-            #[cfg(feature = "train")]
-            (Some(params), _) => {
-                let Some(training) = training_log else {
-                    return Err(Error::internal("build", "a training build without its training log"));
-                };
-                match self.train_ranker(catalog, training, &schema, content, out, params, &mut |_| {}, on_progress)? {
-                    Some((r, summary)) => (r, Some(summary)),
-                    None => (Ranker::fixed_default()?, None),
-                }
-            }
-            #[cfg(not(feature = "train"))]
-            (Some(_), _) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
-            (None, _) => (Ranker::fixed_default()?, None),
+        #[cfg(feature = "train")]
+        let trained = match training_log {
+            Some((params, log)) => self.train_ranker(catalog, log, &schema, content, out, params, &mut |_| {}, on_progress)?,
+            None => None,
+        };
+        #[cfg(not(feature = "train"))]
+        let trained: Option<(Ranker, TrainSummary)> = match self.train {
+            Some(_) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
+            None => None,
+        };
+        let (ranker, training) = match trained {
+            Some((r, summary)) => (r, Some(summary)),
+            None => (Ranker::fixed_default()?, None),
         };
         let tmp = temp_sibling(out, "tmp")?;
         let built = self
