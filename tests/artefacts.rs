@@ -478,3 +478,27 @@ fn training_windows_edge_cases_round_trip() {
     let err = LogArtefacts::from_parquet(&stale, &catalog).unwrap_err().to_string();
     assert!(err.contains("windows.parquet") && err.contains("do not fit"), "{err}");
 }
+
+/// `differences` finds what two producers disagree on: here the artefacts
+/// of the log and of its first two thirds, which differ in every artefact.
+#[test]
+fn differences_name_each_artefact_that_differs() {
+    let (catalog, events) = music();
+    let b = builder();
+    let text = std::fs::read_to_string(common::data_dir().join("events.jsonl")).unwrap();
+    let head: String = text.lines().take(20_000).flat_map(|l| [l, "\n"]).collect();
+    let fewer = Events::from_jsonl_reader(head.as_bytes(), Path::new("events.jsonl"), &catalog).unwrap();
+    let (all, part) = (
+        b.log_artefacts(&catalog, &events).unwrap(),
+        b.log_artefacts(&catalog, &fewer).unwrap(),
+    );
+    assert!(all.differences(&all, 5).is_empty());
+    let found = all.differences(&part, usize::MAX);
+    for artefact in ["summary", "popularity", "pairs", "searches", "cooccurrence"] {
+        assert!(
+            found.iter().any(|d| d.starts_with(artefact)),
+            "no {artefact} difference in {found:?}"
+        );
+    }
+    assert_eq!(all.differences(&part, 3).len(), 3, "the limit holds");
+}

@@ -196,18 +196,8 @@ impl LogArtefacts {
                 note(format!("popularity {}: {name} {p} against {q}", id(i as u32)));
             }
         }
-        let key = |c: &PairCount| (c.from, c.to, c.distance);
-        // Both lists are sorted by key: one merge walk.
-        let (mut x, mut y) = (self.pairs.iter().peekable(), other.pairs.iter().peekable());
-        loop {
-            let (mine, theirs) = match (x.peek(), y.peek()) {
-                (None, None) => break,
-                (Some(p), Some(q)) if key(p) == key(q) => (x.next(), y.next()),
-                (Some(p), Some(q)) if key(p) < key(q) => (x.next(), None),
-                (Some(_), None) => (x.next(), None),
-                _ => (None, y.next()),
-            };
-            let show = |c: Option<&PairCount>| c.map_or("none".to_string(), |c| c.count.to_string());
+        let show = |c: Option<&PairCount>| c.map_or("none".to_string(), |c| c.count.to_string());
+        for (mine, theirs) in merge_walk(&self.pairs, &other.pairs, |c| (c.from, c.to, c.distance)) {
             if let Some(c) = mine.or(theirs).filter(|_| show(mine) != show(theirs)) {
                 note(format!(
                     "pairs {}→{} at {}: count {} against {}",
@@ -219,20 +209,8 @@ impl LogArtefacts {
                 ));
             }
         }
-        // Both sorted by (query, item): one merge walk.
-        let (mut x, mut y) = (self.searches.iter().peekable(), other.searches.iter().peekable());
-        fn search_key(s: &SearchCount) -> (&str, u32) {
-            (s.query.as_str(), s.item)
-        }
-        loop {
-            let (mine, theirs) = match (x.peek(), y.peek()) {
-                (None, None) => break,
-                (Some(p), Some(q)) if search_key(p) == search_key(q) => (x.next(), y.next()),
-                (Some(p), Some(q)) if search_key(p) < search_key(q) => (x.next(), None),
-                (Some(_), None) => (x.next(), None),
-                _ => (None, y.next()),
-            };
-            let show = |s: Option<&SearchCount>| s.map_or("none".to_string(), |s| s.count.to_string());
+        let show = |s: Option<&SearchCount>| s.map_or("none".to_string(), |s| s.count.to_string());
+        for (mine, theirs) in merge_walk(&self.searches, &other.searches, |s| (s.query.as_str(), s.item)) {
             if let Some(s) = mine.or(theirs).filter(|_| show(mine) != show(theirs)) {
                 note(format!(
                     "searches {:?} → {}: count {} against {}",
@@ -265,6 +243,25 @@ impl LogArtefacts {
             }
         }
         out
+    }
+}
+
+/// Walks two lists sorted by `key` side by side: every key of either, once,
+/// with its entry on each side (`None` where that side lacks it).
+fn merge_walk<'a, T, K: Ord>(a: &'a [T], b: &'a [T], key: impl Fn(&'a T) -> K) -> Vec<(Option<&'a T>, Option<&'a T>)> {
+    let (mut x, mut y) = (a.iter().peekable(), b.iter().peekable());
+    let mut out = Vec::new();
+    loop {
+        out.push(match (x.peek(), y.peek()) {
+            (None, None) => return out,
+            (Some(p), Some(q)) => match key(p).cmp(&key(q)) {
+                std::cmp::Ordering::Equal => (x.next(), y.next()),
+                std::cmp::Ordering::Less => (x.next(), None),
+                std::cmp::Ordering::Greater => (None, y.next()),
+            },
+            (Some(_), None) => (x.next(), None),
+            (None, Some(_)) => (None, y.next()),
+        });
     }
 }
 
@@ -302,5 +299,30 @@ impl LogArtefacts {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_walk;
+
+    #[test]
+    fn merge_walk_pairs_each_key_once_and_names_what_a_side_lacks() {
+        let (a, b) = ([(1, 'a'), (3, 'c'), (4, 'd')], [(2, 'B'), (3, 'C'), (5, 'E')]);
+        let got: Vec<(Option<char>, Option<char>)> = merge_walk(&a, &b, |e| e.0)
+            .into_iter()
+            .map(|(x, y)| (x.map(|e| e.1), y.map(|e| e.1)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some('a'), None),
+                (None, Some('B')),
+                (Some('c'), Some('C')),
+                (Some('d'), None),
+                (None, Some('E'))
+            ]
+        );
+        assert!(merge_walk(&[] as &[(i32, char)], &[], |e| e.0).is_empty());
     }
 }
