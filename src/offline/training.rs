@@ -21,7 +21,7 @@ use crate::offline::builder::{ContentVectors, IndexBuilder};
 use crate::offline::publish::{publish, temp_sibling};
 use crate::progress::{OnProgress, Progress};
 use crate::ranking::categories::QueryCategories;
-use crate::ranking::dataset::{self, window_start, window_targets, Target, RANKER_HOLDOUT};
+use crate::ranking::dataset::{self, events_before, window_start, window_targets, Target, RANKER_HOLDOUT};
 use crate::ranking::fit;
 use crate::ranking::model::Ranker;
 use crate::ranking::plan::{self, ContextKind, HeldOut, ServingPlan};
@@ -287,16 +287,7 @@ impl TrainingLog<'_> {
     /// [`TrainingLog::targets`] found).
     fn before<R>(&self, catalog: &Catalog, window: usize, f: &mut dyn FnMut(Log<'_>) -> Result<R>) -> Result<R> {
         match self {
-            TrainingLog::Events(events) => {
-                let (users, before) = match window_start(events, window) {
-                    Some(from) => (
-                        events.users().to_vec(),
-                        events.events().iter().filter(|e| e.ts < from).cloned().collect(),
-                    ),
-                    None => (Vec::new(), Vec::new()),
-                };
-                f(Log::Events(&Events::from_events(users, before, catalog)?))
-            }
+            TrainingLog::Events(events) => f(Log::Events(&events_before(events, window_start(events, window), catalog)?)),
             TrainingLog::Artefacts(a) => match a.windows.get(window) {
                 Some(w) => f(Log::Artefacts(&w.log)),
                 None => Err(Error::internal(

@@ -116,6 +116,20 @@ pub(crate) fn window_start(events: &Events, window: usize) -> Option<i64> {
     all.get(((all.len() as f64) * (1.0 - share)).max(0.0) as usize).map(|e| e.ts)
 }
 
+/// The events of `events` before `from` (its users kept): the log a
+/// training window's retrieval is built on. `None` (window 0 of an empty
+/// log) gives an empty log.
+pub(crate) fn events_before(events: &Events, from: Option<i64>, catalog: &crate::catalog::Catalog) -> crate::error::Result<Events> {
+    match from {
+        Some(from) => Events::from_events(
+            events.users().to_vec(),
+            events.events().iter().filter(|e| e.ts < from).cloned().collect(),
+            catalog,
+        ),
+        None => Events::from_events(Vec::new(), Vec::new(), catalog),
+    }
+}
+
 /// Log window `window` of ranker training, as `(from, to, targets)`: its
 /// logged requests (at most `max_lists`, [`subsample`]d) from the events
 /// with `from <= ts < to`; retrieval for them is built on the events before

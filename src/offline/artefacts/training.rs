@@ -55,25 +55,21 @@ impl TrainingArtefacts {
         let ids: Vec<String> = catalog.items().iter().map(|i| i.id.clone()).collect();
         let mut out = Vec::new();
         for w in 0..windows {
-            let Some((from, to, targets)) = dataset::window_targets(events, &ids, w, max_lists) else {
-                if w == 0 {
-                    out.push(TrainingWindow {
-                        from: None,
-                        to: None,
-                        log: prior(events),
-                        targets: Vec::new(),
-                    });
-                }
-                break;
+            // Window 0 of an empty log has no start and no requests.
+            let (from, to, targets) = match dataset::window_targets(events, &ids, w, max_lists) {
+                Some((from, to, targets)) => (Some(from), to, targets),
+                None if w == 0 => (None, None, Vec::new()),
+                None => break,
             };
-            let before: Vec<_> = events.events().iter().filter(|e| e.ts < from).cloned().collect();
-            let before = Events::from_events(events.users().to_vec(), before, catalog)?;
             out.push(TrainingWindow {
-                from: Some(from),
+                from,
                 to,
-                log: prior(&before),
+                log: prior(&dataset::events_before(events, from, catalog)?),
                 targets,
             });
+            if from.is_none() {
+                break;
+            }
         }
         Ok(TrainingArtefacts {
             holdout: RANKER_HOLDOUT,
