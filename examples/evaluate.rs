@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 use twostage::eval::{compare, splits};
 use twostage::movielens::MovieLens;
-use twostage::{Catalog, CovisitParams, Events, IndexBuilder};
+use twostage::{Catalog, CovisitParams, Events, IndexBuilder, TrainParams};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Dataset {
@@ -50,6 +50,10 @@ struct Args {
     /// Co-occurrence window in items (default: 5 for music, 50 for MovieLens).
     #[arg(long)]
     window: Option<usize>,
+    /// Seed of the ranker's training (initial weights, sampling, shuffling;
+    /// an ensemble's members take the following seeds).
+    #[arg(long, default_value_t = 42)]
+    ranker_seed: u64,
     /// Sentence-encoder model directory: adds the content space.
     #[arg(long)]
     model: Option<PathBuf>,
@@ -83,6 +87,7 @@ fn main() -> Result<()> {
         None => builder,
     };
     let builder = builder
+        .ranker(TrainParams::default().seed(args.ranker_seed))
         .session_gap(std::time::Duration::from_secs(args.session_gap_secs.unwrap_or(gap)))
         .covisit(CovisitParams::default().window(args.window.unwrap_or(window)));
     let work = tempfile::tempdir()?;

@@ -251,6 +251,7 @@ pub mod events;
 mod handle;
 pub mod index;
 mod jsonl;
+mod linalg;
 mod live;
 mod metrics;
 #[cfg(feature = "harness")]

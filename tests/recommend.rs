@@ -1014,3 +1014,84 @@ fn shards_given_catalog_wide_text_statistics_score_as_the_whole_catalog() {
         "{err}"
     );
 }
+
+/// A space of a few thousand rows is searched exactly (a scan costs no more
+/// than the walk there): the served ANN hits equal brute force even on a
+/// graph built too poorly for its walk to find them, so two builds of the
+/// same small data retrieve the same items.
+#[test]
+fn a_small_learned_space_is_scanned_exactly_however_poor_its_graph() {
+    use twostage::{AnnParams, AnnSearch, Catalog, Events, IndexBuilder};
+    let f = common::music();
+    let n = 1_500;
+    let catalog = Catalog::new(f.catalog.items()[..n].to_vec()).unwrap();
+    let events: Vec<_> = f.events.events().iter().filter(|e| (e.item as usize) < n).cloned().collect();
+    let events = Events::from_events(f.events.users().to_vec(), events, &catalog).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    IndexBuilder::new()
+        .ann(AnnParams::default().m(2).ef_construction(1))
+        .without_ranker_training()
+        .build(&catalog, &events, dir.path())
+        .unwrap();
+    let engine = twostage::Engine::open(dir.path()).unwrap();
+    let (mut compared, mut walk_missed) = (0, 0);
+    for item in catalog.items().iter().step_by(15) {
+        let req = Request::new(Context::listening(item.id.clone())).k(10);
+        let (_, trace) = engine.trace(&req).unwrap();
+        let exact = engine.ann_hits(&trace, 10, AnnSearch::Exact).unwrap();
+        if exact.is_empty() {
+            continue; // no vector
+        }
+        assert_eq!(
+            engine.ann_hits(&trace, 10, AnnSearch::Served).unwrap(),
+            exact,
+            "context {}",
+            item.id
+        );
+        walk_missed += usize::from(engine.ann_hits(&trace, 10, AnnSearch::Walk).unwrap() != exact);
+        compared += 1;
+    }
+    assert!(compared >= 50, "{compared} contexts compared");
+    assert!(
+        walk_missed > 0,
+        "the graph's walk found every exact answer: the test cannot tell a scan from a walk"
+    );
+}
+
+/// The history's user vector, folded into the learned space (`fold_in`),
+/// scores candidates of the history's own genre above the rest of the
+/// answer; a request without context items has none.
+#[test]
+fn a_history_folded_into_the_learned_space_favours_its_own_genre() {
+    let f = common::music();
+    let popular = popular_tracks(f, 200);
+    let genre = genres(f, &popular[0]).into_iter().min().expect("a genre");
+    let history: Vec<String> = popular
+        .iter()
+        .filter(|id| genres(f, id).contains(&genre))
+        .take(10)
+        .cloned()
+        .collect();
+    assert!(history.len() >= 5, "{history:?}");
+    let recs = f
+        .engine
+        .recommend(&Request::new(Context::history(history.clone())).k(100).explain(true))
+        .unwrap();
+    let feature = |r: &twostage::Recommendation| {
+        let features = r.features.as_ref().expect("explain gives features");
+        features.iter().find(|(n, _)| n == "fold_in").map(|f| f.1).unwrap()
+    };
+    let (mut same, mut other) = (Vec::new(), Vec::new());
+    for r in &recs.items {
+        if genres(f, &r.id).contains(&genre) { &mut same } else { &mut other }.push(feature(r));
+    }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(!same.is_empty() && !other.is_empty(), "{} same, {} other", same.len(), other.len());
+    assert!(mean(&same) > mean(&other) + 0.1, "{} against {}", mean(&same), mean(&other));
+    let recs = f
+        .engine
+        .recommend(&Request::new(Context::search("omar & the lovers")).k(5).explain(true))
+        .unwrap();
+    assert!(!recs.items.is_empty());
+    assert!(recs.items.iter().all(|r| feature(r) == 0.0), "{recs:?}");
+}

@@ -67,6 +67,9 @@ pub struct Engine {
     /// What the words of logged searches say of item categories.
     categories: crate::ranking::categories::QueryCategories,
     ann: AnnIndex,
+    /// The learned space's catalog statistics a request's user vector is
+    /// folded in with (none for an empty space).
+    fold_in: Option<crate::ranking::fold_in::FoldIn>,
     /// The content space (row i is item i), when the index has one.
     content: Option<AnnIndex>,
     /// The sentence encoder for search texts, once attached.
@@ -181,8 +184,10 @@ impl Engine {
         let live = crate::live::Live::open(dir, parts.store.items.len(), &parts.store.popularity, rules, |id| {
             parts.by_id.get(id).copied()
         })?;
+        let fold_in = crate::ranking::fold_in::FoldIn::fit(parts.ann.len(), parts.ann.dim(), |r| parts.ann.vector(r));
         Ok(Engine {
             live,
+            fold_in,
             store: Arc::new(parts.store),
             categories: parts.categories,
             ann: parts.ann,

@@ -171,6 +171,10 @@ impl Engine {
         let vector_of = |i: u32| self.vector_of(i);
         let content_of = |i: u32| self.content_of(i);
         let categories = self.categories.affinity(&signals.ctx.terms);
+        let user = self
+            .fold_in
+            .as_ref()
+            .and_then(|f| f.user(signals.ctx.items.iter().filter_map(|&(i, w)| self.vector_of(i).map(|v| (v, w)))));
         let context = ContextSignals {
             vector: signals.vector.as_deref(),
             items: &signals.ctx.items,
@@ -184,6 +188,7 @@ impl Engine {
             content_of: &content_of,
             negatives: &signals.ctx.negatives,
             categories: categories.as_ref(),
+            fold_in: user.as_deref(),
         };
         features::assemble(&context, candidates, &self.store)
     }

@@ -162,9 +162,10 @@ fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     let filter = &s.ctx.filter;
     let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
     let ef = if s.narrow { depth } else { depth.max(64) };
-    let hits = match exact_scan(engine, s, ef, engine.ann.len()) {
-        Some(items) => engine.ann.search_rows(v, depth, items.iter().filter_map(|&i| store.row(i)), accept),
-        None => engine.ann.search(v, depth, ef, accept),
+    let hits = match how_to_search(engine, s, ef, engine.ann.len()) {
+        Search::Rows(items) => engine.ann.search_rows(v, depth, items.iter().filter_map(|&i| store.row(i)), accept),
+        Search::Scan => engine.ann.search_exact(v, depth, accept),
+        Search::Walk => engine.ann.search(v, depth, ef, accept),
     };
     Ok(hits
         .map_err(|e| Error::internal_by("ann", e))?
@@ -173,42 +174,69 @@ fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
         .collect())
 }
 
-/// Distances a filtered graph walk computes per node it visits (about the
-/// layer-0 degree, `2m`): the constant of [`exact_scan`]'s cost model.
+/// Distances a graph walk computes per node it visits (about the layer-0
+/// degree, `2m`): the constant of [`how_to_search`]'s cost model.
 const WALK_DEGREE: u128 = 32;
 
-/// The items a vector retriever should scan exactly instead of walking its
-/// graph of `n` rows with beam `ef`: those inside the request's narrowest
-/// range filter, when they are few. To collect `ef` rows that pass a filter
-/// admitting `a` of `n`, the walk visits about `ef · n / a` nodes at
-/// [`WALK_DEGREE`] distances each; the scan computes `a`. So the scan wins
-/// when `a² ≤ ef · WALK_DEGREE · n` (at 1M rows and a beam of 200, below
-/// about 8% selectivity), as Lucene and Qdrant also fall back to exact
-/// search under selective filters. The scan is exact, so recall holds.
-///
-/// The narrowest range alone may be loose where the ranges together are
-/// not (two ranges passing 7% each may pass 0.5% together): when the span
-/// is within [`COUNT_MARGIN`] of the threshold, the items in it that pass
-/// every filter are counted (one filter check each, far cheaper than a
-/// distance) and the count decides.
-fn exact_scan<'e>(engine: &'e Engine, s: &Signals, ef: usize, n: usize) -> Option<&'e [u32]> {
-    let span = s.ctx.narrowest?;
-    let items = engine.numbers.items(&span);
-    if scan_is_cheaper(items.len(), ef, n) {
-        return Some(items);
-    }
-    if !scan_is_cheaper(items.len() / COUNT_MARGIN, ef, n) {
-        return None;
-    }
-    let passing = items.iter().filter(|&&i| (s.ctx.filter)(i)).count();
-    scan_is_cheaper(passing, ef, n).then_some(items)
+/// How a vector retriever finds a request's nearest rows.
+#[derive(Debug, PartialEq, Eq)]
+enum Search<'e> {
+    /// Exactly, among these items (those inside the narrowest range).
+    Rows(&'e [u32]),
+    /// Exactly, over every row.
+    Scan,
+    /// By walking the graph.
+    Walk,
 }
 
-/// How far above [`exact_scan`]'s threshold a range's span may lie and
+/// Whether a vector retriever should search its graph of `n` rows with
+/// beam `ef` exactly rather than walk it. To collect `ef` rows that pass
+/// a filter admitting `a` of `n`, the walk visits about `ef · n / a` nodes
+/// at [`WALK_DEGREE`] distances each; a scan of those rows computes `a`. So
+/// the scan wins when `a² ≤ ef · WALK_DEGREE · n`:
+///
+/// - for the items inside the request's narrowest range filter, when they
+///   are few (at 1M rows and a beam of 200, below about 8% selectivity),
+///   as Lucene and Qdrant also fall back to exact search under selective
+///   filters;
+/// - for the whole space, when it is small (`n ≤ ef · WALK_DEGREE`: a few
+///   thousand rows), like Qdrant's `full_scan_threshold`. There the exact
+///   answer costs no more than the walk's approximate one, and it is the
+///   same in every build of the same data, where the graph's parallel
+///   build is not.
+///
+/// Either scan is exact, so recall holds. The narrowest range alone may be
+/// loose where the ranges together are not (two ranges passing 7% each may
+/// pass 0.5% together): when the span is within [`COUNT_MARGIN`] of the
+/// threshold, the items in it that pass every filter are counted (one
+/// filter check each, far cheaper than a distance) and the count decides.
+fn how_to_search<'e>(engine: &'e Engine, s: &Signals, ef: usize, n: usize) -> Search<'e> {
+    if scan_is_cheaper(n, ef, n) {
+        return Search::Scan;
+    }
+    let Some(span) = s.ctx.narrowest else {
+        return Search::Walk;
+    };
+    let items = engine.numbers.items(&span);
+    if scan_is_cheaper(items.len(), ef, n) {
+        return Search::Rows(items);
+    }
+    if !scan_is_cheaper(items.len() / COUNT_MARGIN, ef, n) {
+        return Search::Walk;
+    }
+    let passing = items.iter().filter(|&&i| (s.ctx.filter)(i)).count();
+    if scan_is_cheaper(passing, ef, n) {
+        Search::Rows(items)
+    } else {
+        Search::Walk
+    }
+}
+
+/// How far above [`how_to_search`]'s threshold a range's span may lie and
 /// still have its passing items counted.
 const COUNT_MARGIN: usize = 3;
 
-/// [`exact_scan`]'s cost model: scanning `allowed` rows against walking a
+/// [`how_to_search`]'s cost model: scanning `allowed` rows against walking a
 /// graph of `n` with beam `ef` under a filter that admits them.
 fn scan_is_cheaper(allowed: usize, ef: usize, n: usize) -> bool {
     let a = allowed as u128;
@@ -246,9 +274,10 @@ fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     let filter = &s.ctx.filter;
     let ef = if s.narrow { depth } else { depth.max(64) };
     // Row i of the content space is item i.
-    let hits = match exact_scan(engine, s, ef, graph.len()) {
-        Some(items) => graph.search_rows(v, depth, items.iter().copied(), |row| filter(row)),
-        None => graph.search(v, depth, ef, |row| filter(row)),
+    let hits = match how_to_search(engine, s, ef, graph.len()) {
+        Search::Rows(items) => graph.search_rows(v, depth, items.iter().copied(), |row| filter(row)),
+        Search::Scan => graph.search_exact(v, depth, |row| filter(row)),
+        Search::Walk => graph.search(v, depth, ef, |row| filter(row)),
     };
     Ok(hits
         .map_err(|e| Error::internal_by("content", e))?

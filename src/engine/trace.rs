@@ -41,8 +41,8 @@ pub enum Stage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AnnSearch {
-    /// As a request is served: the graph walk, or an exact scan of the
-    /// items inside a selective range filter.
+    /// As a request is served: the graph walk, or an exact scan (of the
+    /// items inside a selective range filter, or of a space small enough).
     Served,
     /// The graph walk, whatever the filter.
     Walk,

@@ -22,8 +22,10 @@ pub(crate) const FORMAT: &str = "twostage-index";
 /// optional content space and its ranker features; version 3 the BM25F text
 /// index (one weighted field, analyzers per field); version 4 the linear
 /// item-item (EASE) weights and their ranker features; version 5 the
-/// query–category model of logged searches and its ranker feature.
-pub const FORMAT_VERSION: u32 = 5;
+/// query–category model of logged searches and its ranker feature; version
+/// 6 the `fold_in` ranker feature (the files are those of 5, but a ranker
+/// of 5 was trained without it).
+pub const FORMAT_VERSION: u32 = 6;
 /// A manifest larger than this is not ours.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 

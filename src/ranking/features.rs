@@ -66,6 +66,7 @@ columns!(
     negative_content_sim,
     negative_tag_overlap,
     query_category,
+    fold_in,
 );
 
 /// Most recent context items a candidate is compared with one by one
@@ -137,6 +138,9 @@ pub(crate) struct ContextSignals<'a> {
     /// The search's affinity with item categories, learned from logged
     /// searches (`None` without a search or a word ever logged).
     pub categories: Option<&'a Affinity<'a>>,
+    /// The context items' user vector folded into the learned space
+    /// ([`super::fold_in`]), if one could be solved.
+    pub fold_in: Option<&'a [f32]>,
 }
 
 /// Share of `terms` found in `text` once analysed, and whether the two are
@@ -239,6 +243,9 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
             row.set(Col::context_sim, q.iter().zip(v).map(|(a, b)| a * b).sum());
         }
         if let Some(v) = item_vec {
+            if let Some(u) = ctx.fold_in {
+                row.set(Col::fold_in, u.iter().zip(v).map(|(a, b)| a * b).sum());
+            }
             if let Some(max) = max_dot(&recent, v) {
                 row.set(Col::max_item_sim, max);
             }

@@ -7,6 +7,7 @@ pub(crate) mod dataset;
 pub mod features;
 #[cfg(feature = "train")]
 pub(crate) mod fit;
+pub(crate) mod fold_in;
 pub(crate) mod model;
 pub mod plan;
 pub mod train;

@@ -425,7 +425,7 @@ fn restricted(c: &Cooccurrence, reg: Regularisation, k: usize) -> Vec<Vec<(u32, 
                 }
             }
             let mut w: Vec<f64> = neighbours.iter().map(|&(_, c)| f64::from(c)).collect();
-            if !cholesky_solve(&mut a, &mut w, m) {
+            if !crate::linalg::cholesky_solve(&mut a, &mut w, m) {
                 return Vec::new();
             }
             neighbours.iter().zip(w).map(|(&(i, _), w)| (i, w as f32)).collect()
@@ -453,40 +453,6 @@ pub(crate) fn invert_spd(a: &mut [f64], n: usize) {
             row.iter_mut().zip(&row_k).for_each(|(x, rk)| *x -= f * rk);
         });
     }
-}
-
-/// Solves `a · x = b` for symmetric positive-definite `a` (`m × m`,
-/// row-major, overwritten by its Cholesky factor); `b` becomes `x`. False
-/// when `a` is not positive definite (never for a Gram matrix plus λI).
-fn cholesky_solve(a: &mut [f64], b: &mut [f64], m: usize) -> bool {
-    for j in 0..m {
-        let mut d = a[j * m + j];
-        for k in 0..j {
-            d -= a[j * m + k] * a[j * m + k];
-        }
-        if d <= 0.0 || !d.is_finite() {
-            return false;
-        }
-        let d = d.sqrt();
-        a[j * m + j] = d;
-        for i in j + 1..m {
-            let mut s = a[i * m + j];
-            for k in 0..j {
-                s -= a[i * m + k] * a[j * m + k];
-            }
-            a[i * m + j] = s / d;
-        }
-    }
-    // L y = b, then Lᵀ x = y.
-    for i in 0..m {
-        let s: f64 = (0..i).map(|k| a[i * m + k] * b[k]).sum();
-        b[i] = (b[i] - s) / a[i * m + i];
-    }
-    for i in (0..m).rev() {
-        let s: f64 = (i + 1..m).map(|k| a[k * m + i] * b[k]).sum();
-        b[i] = (b[i] - s) / a[i * m + i];
-    }
-    true
 }
 
 #[cfg(test)]
@@ -531,17 +497,6 @@ mod tests {
                 assert!((dot - f64::from(u8::from(i == j))).abs() < 1e-12, "({i},{j}) = {dot}");
             }
         }
-        let mut a = g.to_vec();
-        let mut x = vec![1.0, 2.0, 3.0, 4.0];
-        assert!(cholesky_solve(&mut a, &mut x, n));
-        for i in 0..n {
-            let dot: f64 = (0..n).map(|m| g[i * n + m] * x[m]).sum();
-            assert!((dot - (i + 1) as f64).abs() < 1e-12);
-        }
-        assert!(
-            !cholesky_solve(&mut [0.0, 1.0, 1.0, 0.0], &mut [1.0, 1.0], 2),
-            "not positive definite"
-        );
     }
 
     #[test]

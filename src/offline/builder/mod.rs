@@ -233,6 +233,12 @@ impl IndexBuilder {
         self
     }
 
+    /// The ranker's training settings, `None` after
+    /// [`IndexBuilder::without_ranker_training`].
+    pub fn ranker_params(&self) -> Option<&TrainParams> {
+        self.train.as_ref()
+    }
+
     /// Embed every item's text with `encoder` into a content space searched
     /// beside the learned one ([`Retriever::Content`](crate::Retriever::Content)):
     /// searches then match by meaning, and items without plays get
