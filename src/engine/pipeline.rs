@@ -174,7 +174,7 @@ impl Engine {
         let user = self
             .fold_in
             .as_ref()
-            .and_then(|f| f.user(signals.ctx.items.iter().filter_map(|&(i, w)| self.vector_of(i).map(|v| (v, w)))));
+            .and_then(|f| f.user(signals.ctx.items.iter().filter_map(|&(i, _)| self.vector_of(i))));
         let context = ContextSignals {
             vector: signals.vector.as_deref(),
             items: &signals.ctx.items,
