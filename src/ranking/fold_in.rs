@@ -37,10 +37,10 @@ const RIDGE: f64 = 0.1;
 /// at open to a few tens of milliseconds.
 const MAX_GRAM_ROWS: usize = 16_384;
 /// Widest space folded into.
-pub(crate) const MAX_DIM: usize = 128;
-/// Most recent context items a user vector is fitted to (they come most
-/// recent first, and recency weights make older ones count little).
-pub(crate) const MAX_ITEMS: usize = 200;
+const MAX_DIM: usize = 128;
+/// Most recent context items a user vector is fitted to: a long history's
+/// oldest items are dropped, which bounds the cost at 200 rank-one updates.
+const MAX_ITEMS: usize = 200;
 
 /// The catalog's side of the fold-in: `β G + λ I` of a learned space.
 #[derive(Clone, Debug)]
