@@ -50,8 +50,9 @@ struct Args {
     /// Co-occurrence window in items (default: 5 for music, 50 for MovieLens).
     #[arg(long)]
     window: Option<usize>,
-    /// Seed of the ranker's training (initial weights, sampling, shuffling;
-    /// an ensemble's members take the following seeds).
+    /// Seed of the ranker's training (initial weights, sampling, shuffling).
+    /// The ensemble's five members take seeds N to N + 4, so seeds closer
+    /// than 5 apart share members: compare seeds like 42, 100, 200.
     #[arg(long, default_value_t = 42)]
     ranker_seed: u64,
     /// Sentence-encoder model directory: adds the content space.

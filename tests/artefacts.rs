@@ -229,24 +229,16 @@ fn training_windows_round_trip_and_train_the_ranker() {
     let from_log = b.build(&catalog, &events, tmp.path().join("log")).unwrap();
     let from_art = b.build_from_artefacts(&catalog, &read, tmp.path().join("art")).unwrap();
     let (t1, t2) = (from_log.training.unwrap(), from_art.training.unwrap());
-    // The same requests through the same retrieval: the same lists, up to
-    // what the ANN graph's parallel (not deterministic) build finds.
+    // The same requests through the same retrieval: the same lists (the
+    // learned space's 6,000 rows are scanned exactly, at most 32 rows per
+    // beam entry at the default ANN depth, so the ANN graph's parallel
+    // build, which is not deterministic, decides nothing here).
+    assert!(catalog.len() <= 32 * twostage::request::CandidateCounts::default().ann);
     assert_eq!(t1.generated_lists, t2.generated_lists);
     assert!(t1.train_lists > 100, "{} lists", t1.train_lists);
-    let close = |a: usize, b: usize| a.abs_diff(b) * 50 <= a.max(b);
-    assert!(
-        close(t1.train_lists, t2.train_lists),
-        "{} against {}",
-        t1.train_lists,
-        t2.train_lists
-    );
-    assert!(
-        close(t1.valid_lists, t2.valid_lists),
-        "{} against {}",
-        t1.valid_lists,
-        t2.valid_lists
-    );
-    assert!((t1.train_candidate_recall - t2.train_candidate_recall).abs() < 0.02);
+    assert_eq!(t1.train_lists, t2.train_lists);
+    assert_eq!(t1.valid_lists, t2.valid_lists);
+    assert_eq!(t1.train_candidate_recall, t2.train_candidate_recall);
 
     // Computed for another training: refused, naming what differs.
     let other = IndexBuilder::new().group_key("artist").ranker(training().max_lists(300));

@@ -179,7 +179,6 @@ fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
 const WALK_DEGREE: u128 = 32;
 
 /// How a vector retriever finds a request's nearest rows.
-#[derive(Debug, PartialEq, Eq)]
 enum Search<'e> {
     /// Exactly, among these items (those inside the narrowest range).
     Rows(&'e [u32]),

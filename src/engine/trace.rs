@@ -43,6 +43,9 @@ pub enum Stage {
 pub enum AnnSearch {
     /// As a request is served: the graph walk, or an exact scan (of the
     /// items inside a selective range filter, or of a space small enough).
+    /// The hook searches with depth `k`, so "small enough" is at most
+    /// `32 · max(k, 64)` rows here, where a request of the default ANN
+    /// depth scans up to 6,400.
     Served,
     /// The graph walk, whatever the filter.
     Walk,

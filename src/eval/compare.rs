@@ -262,8 +262,9 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     let mut details: BTreeMap<String, f64> = p.counts.iter().map(|(k, &v)| (format!("split_{k}"), v as f64)).collect();
     let t = Instant::now();
     let linear_params = builder.build_params().linear.clone();
-    // The builder's training settings (its seed, above all) for both rankers.
-    let mlp_params = builder.ranker_params().cloned().unwrap_or_default();
+    // Both rankers train with the builder's seed (the peers are fixed models).
+    let seed = builder.ranker_params().map_or(TrainParams::default().seed, |p| p.seed);
+    let mlp_params = TrainParams::default().seed(seed);
     let (lambda, alpha) = linear_regularisation(p, &linear_params);
     details.insert("linear_lambda".into(), f64::from(lambda));
     details.insert("linear_alpha".into(), f64::from(alpha));
@@ -300,7 +301,7 @@ pub fn compare(p: &Prepared, builder: &IndexBuilder, work: &Path, progress: &mut
     // validation lists judge the ranker against fusion on equal terms.
     let (train_lists, stop_lists) = crate::offline::training::early_stopping_split(train_lists);
     let mut rankers: Vec<(&str, Ranker)> = vec![("ranker_fixed", Ranker::fixed_default()?)];
-    let linear_ranker = TrainParams::linear().seed(mlp_params.seed);
+    let linear_ranker = TrainParams::linear().seed(seed);
     for (name, params) in [("ranker_linear", linear_ranker), ("ranker_mlp", mlp_params)] {
         let t = Instant::now();
         let mut epochs = 0;

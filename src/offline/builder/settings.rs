@@ -3,7 +3,15 @@
 
 use std::time::Duration;
 
-use super::*;
+use super::IndexBuilder;
+use crate::encoder::Encoder;
+use crate::index::embeddings::EmbeddingParams;
+use crate::index::{BuildParams, Vectors};
+use crate::ranking::train::TrainParams;
+use crate::retrieval::ann::{AnnParams, Metric};
+use crate::retrieval::covisit::CovisitParams;
+use crate::retrieval::linear::LinearParams;
+use crate::schema::Schema;
 
 impl IndexBuilder {
     /// A builder with every default: schema inferred from the catalog

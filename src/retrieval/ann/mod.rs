@@ -240,8 +240,9 @@ impl AnnIndex {
     }
 
     /// Exact brute-force search with the same contract as [`search`]
-    /// (same distances, same filter semantics, same errors). Used for ground
-    /// truth and tests; O(n * dim) per query.
+    /// (same distances, same filter semantics, same errors); O(n * dim) per
+    /// query. The ground truth of tests and benchmarks, and what the engine
+    /// serves on a space small enough that a scan costs no more than a walk.
     ///
     /// [`search`]: AnnIndex::search
     pub fn search_exact(&self, query: &[f32], k: usize, accept: impl Fn(u32) -> bool) -> Result<Vec<(u32, f32)>, AnnError> {
