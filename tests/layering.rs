@@ -5,7 +5,8 @@
 //! Layers, bottom to top (a module path is placed by its longest listed
 //! prefix):
 //!
-//! 0. leaf utilities: error, rng, vector kernels, sparse matrices, metrics, progress, JSON Lines
+//! 0. leaf utilities: error, rng, vector kernels, sparse matrices, small dense
+//!    linear algebra, metrics, progress, JSON Lines
 //! 1. the data and its contract: catalog, events, the schema, request types, Parquet input
 //! 2. stage components: retrieval, the per-item store, ranking, the encoder,
 //!    the learned and content embeddings
@@ -24,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("rng", 0),
     ("sparse", 0),
+    ("linalg", 0),
     ("metrics", 0),
     ("progress", 0),
     ("jsonl", 0),
