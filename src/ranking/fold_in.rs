@@ -12,9 +12,9 @@
 //! items' mean) ranks every direction the history points in alike; the
 //! solve discounts the directions the whole catalog shares — popularity's
 //! most of all — and weighs up what is distinctive in this history. On
-//! ml-100k it adds about 0.002 NDCG@10 to the served result, in each of
+//! ml-100k it adds 0.002–0.005 NDCG@10 to the served result, in each of
 //! the ranker seeds measured; on the music demo's ten-play contexts it
-//! costs about as much (BENCHMARKS.md, "Recommendation quality").
+//! costs about 0.003 (BENCHMARKS.md, "Recommendation quality").
 //!
 //! Every context item counts alike: this is the long-term taste, while
 //! recency is what `context_sim`, `max_item_sim` and co-visitation already
