@@ -399,7 +399,7 @@ fn sharded(req: &Request, uncut: &Request, shards: &[Engine], design: Design) ->
         for (score, id, s) in best.iter().take(PRF_HITS) {
             if let Some(v) = shards[*s].item_vector(id) {
                 let acc = vector.get_or_insert_with(|| vec![0.0; v.len()]);
-                for (a, x) in acc.iter_mut().zip(v) {
+                for (a, x) in acc.iter_mut().zip(&v) {
                     *a += score.max(0.0) * x;
                 }
             }

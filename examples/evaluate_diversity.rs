@@ -56,8 +56,8 @@ fn main() -> Result<()> {
         p.test.len()
     );
     let engine = Engine::open(&args.index)?;
-    let artist = |id: &str| match engine.item(id).and_then(|i| i.attributes.get("artist")) {
-        Some(Attribute::Text(a)) => a.clone(),
+    let artist = |id: &str| match engine.item(id).and_then(|mut i| i.attributes.remove("artist")) {
+        Some(Attribute::Text(a)) => a,
         _ => String::new(),
     };
     let tags = |id: &str| -> BTreeSet<String> {

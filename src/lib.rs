@@ -257,6 +257,7 @@ mod metrics;
 #[cfg(feature = "harness")]
 pub mod movielens;
 mod offline;
+mod overlay;
 #[cfg(feature = "parquet")]
 mod parquet;
 pub mod progress;
@@ -277,7 +278,7 @@ pub mod vector;
 
 pub use catalog::{Attribute, Catalog, FieldValue, Item, LoadOptions, LongText, Typing};
 pub use encoder::{Encoder, EncoderInfo, QueryCacheStats, DEFAULT_QUERY_CACHE};
-pub use engine::{Engine, IndexInfo, VARIANTS};
+pub use engine::{Engine, IndexInfo, Upserted, VARIANTS};
 // Per-stage benchmark hooks (`Engine::trace`, `Engine::run_stage`), not part of the documented API.
 #[doc(hidden)]
 pub use engine::{AnnSearch, Stage, StageTrace};

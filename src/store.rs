@@ -174,11 +174,6 @@ impl ItemStore {
         self.groups.get(item as usize).copied().unwrap_or(NONE)
     }
 
-    /// The group key value of `item`, if it has one.
-    pub fn group_name(&self, item: u32) -> Option<&str> {
-        self.group_names.get(self.group(item) as usize).map(String::as_str)
-    }
-
     pub fn row(&self, item: u32) -> Option<u32> {
         self.item_row.get(item as usize).copied().filter(|&r| r != NONE)
     }

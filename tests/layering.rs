@@ -37,6 +37,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("schema", 1),
     ("retrieval", 2),
     ("store", 2),
+    ("overlay", 2),
     ("ranking", 2),
     ("encoder", 2),
     ("index::embeddings", 2),

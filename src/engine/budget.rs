@@ -103,10 +103,9 @@ impl super::Engine {
                 playing: Some(item),
                 ..
             } => {
-                let counts = &self.live.view().popularity;
-                self.by_id
-                    .get(item)
-                    .is_some_and(|&i| counts.plays(i) < super::retrievers::MORE_LIKE_THIS_MAX_PLAYS)
+                let view = self.live.view();
+                self.id_of(&view.overlay, item)
+                    .is_some_and(|i| view.popularity.plays(i) < super::retrievers::MORE_LIKE_THIS_MAX_PLAYS)
             }
             _ => false,
         };

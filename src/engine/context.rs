@@ -5,6 +5,7 @@
 use super::resolve::Resolved;
 use super::Engine;
 use crate::error::Result;
+use crate::overlay::Overlay;
 use crate::retrieval::ann::Metric;
 
 /// Weight of a personalised search's history vector against its query
@@ -20,8 +21,13 @@ const NEGATIVE_WEIGHT: f32 = 0.5;
 pub(super) const NEGATIVE_ITEMS: usize = 50;
 
 impl Engine {
-    pub(super) fn vector_of(&self, item: u32) -> Option<&[f32]> {
-        self.store.row(item).and_then(|r| self.ann.vector(r))
+    /// The learned-space vector of `item`: its built one, or for an item
+    /// without one, what its live record was given.
+    pub(super) fn vector_of<'a>(&'a self, o: &'a Overlay, item: u32) -> Option<&'a [f32]> {
+        match self.store.row(item) {
+            Some(r) => self.ann.vector(r),
+            None => o.record(item).and_then(|r| r.learned.as_deref()),
+        }
     }
 
     /// A caller's context vector, as the space compares vectors: normalised
@@ -34,8 +40,8 @@ impl Engine {
     }
 
     /// The normalised weighted mean of the items' vectors.
-    pub(super) fn mean_vector(&self, items: &[(u32, f32)]) -> Option<Vec<f32>> {
-        let parts: Vec<(&[f32], f32)> = items.iter().filter_map(|&(i, w)| self.vector_of(i).map(|v| (v, w))).collect();
+    pub(super) fn mean_vector(&self, o: &Overlay, items: &[(u32, f32)]) -> Option<Vec<f32>> {
+        let parts: Vec<(&[f32], f32)> = items.iter().filter_map(|&(i, w)| self.vector_of(o, i).map(|v| (v, w))).collect();
         let acc = weighted_sum(&parts)?;
         match self.ann.metric() {
             // Inner-product spaces keep magnitude; the others compare directions.
@@ -47,12 +53,12 @@ impl Engine {
     /// `v`, a learned-space context vector, moved away from the mean of
     /// the `negatives`' vectors (most recent first); `v` itself where none
     /// has a vector.
-    pub(super) fn away_from_negatives(&self, v: Option<Vec<f32>>, negatives: &[u32]) -> Option<Vec<f32>> {
+    pub(super) fn away_from_negatives(&self, o: &Overlay, v: Option<Vec<f32>>, negatives: &[u32]) -> Option<Vec<f32>> {
         let v = v?;
         let recent = &negatives[..negatives.len().min(NEGATIVE_ITEMS)];
         let share = 1.0 / recent.len().max(1) as f32;
         let parts: Vec<(u32, f32)> = recent.iter().map(|&i| (i, share)).collect();
-        let Some(away) = self.mean_vector(&parts) else {
+        let Some(away) = self.mean_vector(o, &parts) else {
             return Some(v);
         };
         let moved = weighted_sum(&[(&v, 1.0), (&away, -NEGATIVE_WEIGHT)])?;
@@ -62,22 +68,32 @@ impl Engine {
         }
     }
 
-    pub(super) fn content_of(&self, item: u32) -> Option<&[f32]> {
-        self.content.as_ref().and_then(|g| g.vector(item))
+    /// The content-space vector of `item`: its live record's, if it has
+    /// one (its built text no longer holds), else its built one.
+    pub(super) fn content_of<'a>(&'a self, o: &'a Overlay, item: u32) -> Option<&'a [f32]> {
+        match o.record(item) {
+            Some(r) => r.content.as_deref(),
+            None => self.content.as_ref().and_then(|g| g.vector(item)),
+        }
     }
 
     /// The content-space context vector: the encoded search text and the
     /// recency-weighted mean of the context items' content vectors, blended
     /// as the learned space blends them. `None` without a content space.
     pub(super) fn content_context(&self, ctx: &Resolved, text: Option<&str>) -> Result<Option<Vec<f32>>> {
-        let Some(graph) = &self.content else {
+        if self.content.is_none() {
             return Ok(None);
-        };
+        }
+        let o = &ctx.catalog.overlay;
         let query = match text {
             Some(t) => Some(self.encode_query(t)?),
             None => None,
         };
-        let items: Vec<(&[f32], f32)> = ctx.items.iter().filter_map(|&(i, w)| graph.vector(i).map(|v| (v, w))).collect();
+        let items: Vec<(&[f32], f32)> = ctx
+            .items
+            .iter()
+            .filter_map(|&(i, w)| self.content_of(o, i).map(|v| (v, w)))
+            .collect();
         let history = blend(&items);
         let context = match (query, history) {
             (Some(q), Some(h)) => blend(&[(&q, 1.0), (&h, HISTORY_WEIGHT)]),
@@ -87,7 +103,7 @@ impl Engine {
             .negatives
             .iter()
             .take(NEGATIVE_ITEMS)
-            .filter_map(|&i| graph.vector(i).map(|v| (v, 1.0)))
+            .filter_map(|&i| self.content_of(o, i).map(|v| (v, 1.0)))
             .collect();
         Ok(match (context, blend(&negatives)) {
             (Some(c), Some(away)) => blend(&[(&c, 1.0), (&away, -NEGATIVE_WEIGHT)]).or(Some(c)),
@@ -98,9 +114,9 @@ impl Engine {
     /// The learned-space vector of a search: the mean of its best lexical
     /// hits' vectors (pseudo-relevance feedback, since the learned space has
     /// no text), blended with the history's when personalised.
-    pub(super) fn search_vector(&self, lexical_hits: &[(u32, f32)], history: Option<Vec<f32>>) -> Option<Vec<f32>> {
+    pub(super) fn search_vector(&self, o: &Overlay, lexical_hits: &[(u32, f32)], history: Option<Vec<f32>>) -> Option<Vec<f32>> {
         let prf: Vec<(u32, f32)> = lexical_hits.iter().take(PRF_HITS).map(|&(i, s)| (i, s.max(0.0))).collect();
-        match (self.mean_vector(&prf), history) {
+        match (self.mean_vector(o, &prf), history) {
             (Some(a), Some(b)) => blend(&[(&a, 1.0), (&b, HISTORY_WEIGHT)]),
             (a, b) => a.or(b),
         }

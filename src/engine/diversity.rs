@@ -101,7 +101,12 @@ impl Engine {
         let vectors: Vec<Option<&[f32]>> = match req.mmr {
             Some(_) => ranked
                 .iter()
-                .map(|&i| candidates.list.get(i).and_then(|c| self.vector_of(c.item)))
+                .map(|&i| {
+                    candidates
+                        .list
+                        .get(i)
+                        .and_then(|c| self.vector_of(&candidates.items.overlay, c.item))
+                })
                 .collect(),
             None => Vec::new(),
         };

@@ -46,6 +46,7 @@ mod writes;
 use pipeline::Model;
 pub use trace::{AnnSearch, Stage, StageTrace};
 pub use variants::VARIANTS;
+pub use writes::Upserted;
 
 /// An opened index: immutable, `Send + Sync`, cheap to share behind an `Arc`.
 ///
@@ -56,7 +57,7 @@ pub use variants::VARIANTS;
 /// let recs = engine.recommend(&Request::new(Context::history(["trk-00042", "trk-00043"])).k(5).fields(["title"]))?;
 /// for r in &recs.items {
 ///     // The catalog record is there too, for anything the request did not ask for.
-///     let artist = engine.item(&r.id).and_then(|i| i.attributes.get("artist"));
+///     let artist = engine.item(&r.id).and_then(|i| i.attributes.get("artist").cloned());
 ///     println!("{} {:?} {:.3} via {:?}", r.id, artist, r.score, r.sources);
 /// }
 /// println!("{} items, built by {}", engine.len(), engine.info().created_by);
@@ -76,10 +77,12 @@ pub struct Engine {
     encoder: Option<Encoder>,
     /// Vectors of recent search texts, so a repeated query is not encoded again.
     query_cache: crate::encoder::cache::QueryCache,
+    /// The text index: the built documents, and those of upserted items.
     text: LexicalIndex,
     ranker: Ranker,
     manifest: Manifest,
-    by_id: HashMap<String, u32>,
+    /// Built item of each external id (items added live are in the overlay).
+    by_id: Arc<HashMap<String, u32>>,
     /// Every stored field name some item has, for checking `Request::fields`.
     field_names: FieldNames,
     /// The number attributes as sorted columns, for range filters.
@@ -110,21 +113,26 @@ impl FieldNames {
         names
     }
 
-    /// Whether some item has field `name` (as `Item::field` reads names).
-    fn knows(&self, name: &str) -> bool {
+    /// Whether some item, built or upserted (`live`), has field `name` (as
+    /// `Item::field` reads names).
+    fn knows(&self, name: &str, live: &crate::overlay::FieldNames) -> bool {
+        let text = |n: &str| self.text.contains(n) || live.text.contains(n);
+        let attributes = |n: &str| self.attributes.contains(n) || live.attributes.contains(n);
+        let tags = |n: &str| self.tags.contains(n) || live.tags.contains(n);
         match name.split_once('.') {
             _ if name == "title" => true,
-            Some(("text", n)) => self.text.contains(n),
-            Some(("attributes", n)) => self.attributes.contains(n),
-            Some(("tags", n)) => self.tags.contains(n),
-            _ => self.attributes.contains(name) || self.text.contains(name) || self.tags.contains(name),
+            Some(("text", n)) => text(n),
+            Some(("attributes", n)) => attributes(n),
+            Some(("tags", n)) => tags(n),
+            _ => attributes(name) || text(name) || tags(name),
         }
     }
 
     /// Every name, for error messages.
-    fn list(&self) -> String {
+    fn list(&self, live: &crate::overlay::FieldNames) -> String {
         let mut all: Vec<&str> = vec!["title"];
         all.extend(self.attributes.iter().chain(&self.text).chain(&self.tags).map(String::as_str));
+        all.extend(live.attributes.iter().chain(&live.text).chain(&live.tags).map(String::as_str));
         all.sort_unstable();
         all.dedup();
         all.join(", ")
@@ -181,14 +189,24 @@ impl Engine {
             window: parts.manifest.build.covisit.window,
             keep: parts.manifest.build.covisit.top_k,
         };
-        let live = crate::live::Live::open(dir, parts.store.items.len(), &parts.store.popularity, rules, |id| {
-            parts.by_id.get(id).copied()
-        })?;
+        let store = Arc::new(parts.store);
+        let by_id = Arc::new(parts.by_id);
+        let built = crate::live::Built::new(crate::live::upsert::BuiltParts {
+            store: &store,
+            by_id: Arc::clone(&by_id),
+            group_key: parts.manifest.schema.group_key.clone(),
+            tag_fields: parts.manifest.schema.tag_fields.clone(),
+            vector_source: &parts.manifest.stats.vector_source,
+            metric: parts.ann.metric(),
+            dim: parts.ann.dim(),
+            vector_of: &|i| store.row(i).and_then(|r| parts.ann.vector(r)).map(<[f32]>::to_vec),
+        });
+        let live = crate::live::Live::open(dir, Arc::clone(&store), built, &parts.text, rules)?;
         let fold_in = crate::ranking::fold_in::FoldIn::fit(parts.ann.len(), parts.ann.dim(), |r| parts.ann.vector(r));
         Ok(Engine {
             live,
             fold_in,
-            store: Arc::new(parts.store),
+            store,
             categories: parts.categories,
             ann: parts.ann,
             content: parts.content,
@@ -197,7 +215,7 @@ impl Engine {
             text: parts.text,
             ranker: parts.ranker,
             manifest: parts.manifest,
-            by_id: parts.by_id,
+            by_id,
             field_names,
             numbers,
             costs: budget::StageCosts::default(),
@@ -238,22 +256,34 @@ impl Engine {
     /// The vector of a search text by the attached encoder (through the
     /// query cache), which an index with a content space needs.
     pub(super) fn encode_query(&self, text: &str) -> Result<Vec<f32>> {
-        let built = || self.manifest.encoder.as_ref().map(encoder::describe).unwrap_or_default();
-        let Some(enc) = &self.encoder else {
-            if cfg!(not(feature = "encoder")) {
-                return Err(Error::InvalidConfig(format!(
-                    "the index at {} was built with the sentence encoder {}; its searches need twostage's feature `encoder`",
-                    self.path.display(),
-                    built()
-                )));
-            }
-            return Err(Error::EncoderMismatch {
-                expected: built(),
-                found: None,
-            });
-        };
+        let enc = self.attached_encoder()?;
         let _span = tracing::debug_span!("encode", part = "query").entered();
         Ok(self.query_cache.get_or_encode(text, || enc.encode(text))?.to_vec())
+    }
+
+    /// The content vectors of upserted items' texts, which an index with a
+    /// content space needs.
+    pub(super) fn encode_items(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let enc = self.attached_encoder()?;
+        let _span = tracing::debug_span!("encode", part = "items", items = texts.len()).entered();
+        enc.encode_batch(texts, &|_| {})
+    }
+
+    /// The encoder this index's content space needs, or why there is none.
+    fn attached_encoder(&self) -> Result<&Encoder> {
+        let built = || self.manifest.encoder.as_ref().map(encoder::describe).unwrap_or_default();
+        match &self.encoder {
+            Some(enc) => Ok(enc),
+            None if cfg!(not(feature = "encoder")) => Err(Error::InvalidConfig(format!(
+                "the index at {} was built with the sentence encoder {}; its searches need twostage's feature `encoder`",
+                self.path.display(),
+                built()
+            ))),
+            None => Err(Error::EncoderMismatch {
+                expected: built(),
+                found: None,
+            }),
+        }
     }
 
     /// Caches the vectors of at most `entries` search texts (rounded up to
@@ -287,19 +317,36 @@ impl Engine {
         }
     }
 
-    /// Number of items in the index.
+    /// Number of items in the index: those built and those added since
+    /// ([`Engine::upsert_items`]), deleted ones included.
     pub fn len(&self) -> usize {
-        self.store.len()
+        self.live.view().overlay.len()
     }
 
     /// True when the index holds no items.
     pub fn is_empty(&self) -> bool {
-        self.store.len() == 0
+        self.len() == 0
     }
 
-    /// The catalog record of `id` (without its vector).
-    pub fn item(&self, id: &str) -> Option<&Item> {
-        self.by_id.get(id).and_then(|&i| self.store.items.get(i as usize))
+    /// The catalog record of `id` as of now (without its vector): the
+    /// latest upserted one, or the built one. A copy, since a later upsert
+    /// may replace it.
+    pub fn item(&self, id: &str) -> Option<Item> {
+        let items = self.items_now(&self.live.view());
+        self.id_of(&items.overlay, id).and_then(|i| items.record(i).cloned())
+    }
+
+    /// The catalog under the live records of `view`.
+    pub(crate) fn items_now(&self, view: &crate::live::View) -> crate::overlay::Items {
+        crate::overlay::Items {
+            store: Arc::clone(&self.store),
+            overlay: Arc::clone(&view.overlay),
+        }
+    }
+
+    /// The internal id of external id `id`: built, or added live.
+    pub(crate) fn id_of(&self, overlay: &crate::overlay::Overlay, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied().or_else(|| overlay.added_id(id))
     }
 
     /// The vector of `id` in the index's ANN space (learned from the log,
@@ -307,8 +354,11 @@ impl Engine {
     /// contexts are compared with. `None` for an item outside that space or
     /// an id the index does not hold. Useful to export the space, for
     /// example to give every shard of a catalog the same vectors.
-    pub fn item_vector(&self, id: &str) -> Option<&[f32]> {
-        self.by_id.get(id).and_then(|&i| self.vector_of(i))
+    pub fn item_vector(&self, id: &str) -> Option<Vec<f32>> {
+        let view = self.live.view();
+        self.id_of(&view.overlay, id)
+            .and_then(|i| self.vector_of(&view.overlay, i))
+            .map(<[f32]>::to_vec)
     }
 
     /// The BM25 statistics of the search `text` in this index: its items,
@@ -322,7 +372,7 @@ impl Engine {
         if text.trim().is_empty() {
             return Err(Error::InvalidRequest("the search text is empty".into()));
         }
-        self.text.statistics(&self.text.query_terms(text))
+        self.text.statistics(&self.live.view().text, &self.text.query_terms(text))
     }
 
     /// What this index is and how it was built.
@@ -375,7 +425,7 @@ impl Engine {
     pub fn rank(&self, req: &Request, candidates: Candidates, scorer: Option<&dyn Scorer>) -> Result<Recommendations> {
         resolve::check_k(req.k)?;
         diversity::check(self, req)?;
-        rules::check(self, req)?;
+        rules::check(self, &candidates.items.overlay, req)?;
         let model = scorer.map_or(Model::Index, Model::Caller);
         self.rank_inner(req, candidates, model)
     }

@@ -61,12 +61,17 @@ impl Engine {
                     // The caller's, as given (checked by resolve).
                     Some(v) => self.given_vector(v),
                     None => {
-                        let vector = if ctx.items.is_empty() { None } else { self.mean_vector(&ctx.items) };
+                        let overlay = &ctx.catalog.overlay;
+                        let vector = if ctx.items.is_empty() {
+                            None
+                        } else {
+                            self.mean_vector(overlay, &ctx.items)
+                        };
                         // A search's vector is moved once it is known (`search_vector`).
                         if ctx.has_text {
                             vector
                         } else {
-                            self.away_from_negatives(vector, &ctx.negatives)
+                            self.away_from_negatives(overlay, vector, &ctx.negatives)
                         }
                     }
                 };
@@ -143,6 +148,7 @@ impl Engine {
             || self.features(&signals, &candidates),
         );
         let warnings = std::mem::take(&mut signals.ctx.warnings);
+        let items = signals.ctx.catalog.clone();
         let trace = keep.then(|| {
             Box::new(StageTrace {
                 signals,
@@ -160,7 +166,7 @@ impl Engine {
             timings,
             warnings,
             started,
-            store: std::sync::Arc::clone(&self.store),
+            items,
             budget: plan.map(|p| p.report()),
         };
         Ok((candidates, trace))
@@ -168,13 +174,14 @@ impl Engine {
 
     /// The feature matrix of `candidates` for the request behind `signals`.
     pub(super) fn features(&self, signals: &Signals, candidates: &[Candidate]) -> Vec<f32> {
-        let vector_of = |i: u32| self.vector_of(i);
-        let content_of = |i: u32| self.content_of(i);
+        let overlay = &signals.ctx.catalog.overlay;
+        let vector_of = |i: u32| self.vector_of(overlay, i);
+        let content_of = |i: u32| self.content_of(overlay, i);
         let categories = self.categories.affinity(&signals.ctx.terms);
         let user = self
             .fold_in
             .as_ref()
-            .and_then(|f| f.user(signals.ctx.items.iter().filter_map(|&(i, _)| self.vector_of(i))));
+            .and_then(|f| f.user(signals.ctx.items.iter().filter_map(|&(i, _)| self.vector_of(overlay, i))));
         let context = ContextSignals {
             vector: signals.vector.as_deref(),
             items: &signals.ctx.items,
@@ -190,13 +197,13 @@ impl Engine {
             categories: categories.as_ref(),
             fold_in: user.as_deref(),
         };
-        features::assemble(&context, candidates, &self.store)
+        features::assemble(&context, candidates, &signals.ctx.catalog)
     }
 
     /// Scores `candidates` with `model`, sorts and cuts to `req.k`. The
     /// total runs from the start of the request that retrieved them.
     pub(super) fn rank_inner(&self, req: &Request, candidates: Candidates, model: Model<'_>) -> Result<Recommendations> {
-        if !std::sync::Arc::ptr_eq(&candidates.store, &self.store) {
+        if !std::sync::Arc::ptr_eq(&candidates.items.store, &self.store) {
             return Err(Error::InvalidRequest(
                 "these candidates were retrieved from another index (rank them with the engine that retrieved them)".into(),
             ));

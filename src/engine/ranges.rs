@@ -48,7 +48,8 @@ impl Span {
 }
 
 impl Bounds {
-    fn admits(&self, v: f64) -> bool {
+    /// Whether value `v` lies within the bounds.
+    pub fn admits(&self, v: f64) -> bool {
         // NaN (no value) fails every comparison, so it is never admitted.
         let above = match self.lower {
             None => !v.is_nan(),
@@ -148,11 +149,6 @@ impl NumberColumns {
     /// The column of number attribute `attr`.
     pub fn column(&self, attr: &str) -> Option<usize> {
         self.names.iter().position(|n| n == attr)
-    }
-
-    /// `item`'s value in `column`, if it has one.
-    pub fn value(&self, column: usize, item: u32) -> Option<f64> {
-        self.columns.get(column)?.values.get(item as usize).copied().filter(|v| !v.is_nan())
     }
 
     /// The largest value in `column`.

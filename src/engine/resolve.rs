@@ -11,6 +11,7 @@ use crate::request::{Context, Request, Retriever, TagFilter, MAX_CANDIDATES, MAX
 use crate::retrieval::lexical;
 
 use super::ranges::{Bounds, Span};
+use crate::overlay::Overlay;
 
 /// Largest rank depth a request may ask for.
 const MAX_RANK_DEPTH: usize = 10_000;
@@ -45,6 +46,11 @@ pub(crate) struct Resolved {
     pub popularity: Arc<crate::retrieval::popular::Popularity>,
     /// Co-visitation counted from live plays, added to the built lists.
     pub live_covisit: Arc<crate::live::covisit::LiveCovisit>,
+    /// The catalog as of the request's start: the built store under the
+    /// live records.
+    pub catalog: crate::overlay::Items,
+    /// The text index as of the request's start.
+    pub text: crate::retrieval::lexical::TextSnapshot,
     /// Where the request has range filters, the items inside the narrowest
     /// one (a superset of those the filter passes): the rows the vector
     /// retrievers scan exactly when there are few.
@@ -62,12 +68,16 @@ pub(super) fn check_k(k: usize) -> Result<()> {
 }
 
 impl Engine {
-    pub(super) fn resolve_id(&self, id: &str) -> Result<u32> {
-        self.by_id.get(id).copied().ok_or_else(|| Error::UnknownItem(id.to_string()))
+    /// The internal id of `id`, built or added live by the writes in `o`.
+    pub(super) fn resolve_id(&self, o: &Overlay, id: &str) -> Result<u32> {
+        self.id_of(o, id).ok_or_else(|| Error::UnknownItem(id.to_string()))
     }
 
     pub(super) fn resolve(&self, req: &Request) -> Result<Resolved> {
         check_k(req.k)?;
+        // The live writes as of now: the request keeps this view throughout.
+        let view = self.live.view();
+        let overlay = &view.overlay;
         if Retriever::ALL.iter().any(|&r| req.candidates.get(r) > MAX_CANDIDATES) || req.rank_depth > MAX_RANK_DEPTH {
             return Err(Error::InvalidRequest(format!(
                 "candidate counts are limited to {MAX_CANDIDATES} per retriever and rank_depth to {MAX_RANK_DEPTH}"
@@ -94,14 +104,14 @@ impl Engine {
                 req.fields.len()
             )));
         }
-        if let Some(unknown) = req.fields.iter().find(|f| !self.field_names.knows(f)) {
+        if let Some(unknown) = req.fields.iter().find(|f| !self.field_names.knows(f, &overlay.fields)) {
             return Err(Error::InvalidRequest(format!(
                 "no item of this index has a field `{unknown}` (fields: {})",
-                self.field_names.list()
+                self.field_names.list(&overlay.fields)
             )));
         }
         super::diversity::check(self, req)?;
-        super::rules::check(self, req)?;
+        super::rules::check(self, overlay, req)?;
         super::variants::choose(req)?;
         let session_items: Vec<String>;
         let (text, history): (Option<&str>, &[String]) = match &req.context {
@@ -146,7 +156,7 @@ impl Engine {
             .negatives
             .iter()
             .rev()
-            .filter_map(|id| self.by_id.get(id).copied())
+            .filter_map(|id| self.id_of(overlay, id))
             .filter(|&item| seen.insert(item))
             .collect();
         let (terms, search_terms) = match text {
@@ -164,7 +174,7 @@ impl Engine {
                 ));
             }
             Some(s) => Some(
-                s.checked_against(&self.text.statistics(&search_terms)?)
+                s.checked_against(&self.text.statistics(&view.text, &search_terms)?)
                     .map_err(Error::InvalidRequest)?,
             ),
         };
@@ -173,7 +183,7 @@ impl Engine {
         let mut last: HashMap<u32, (usize, f32)> = HashMap::new();
         let len = history.len();
         for (pos, id) in history.iter().enumerate() {
-            let item = self.resolve_id(id)?;
+            let item = self.resolve_id(overlay, id)?;
             let w = req.history_decay.powi(i32::try_from(len - 1 - pos).unwrap_or(i32::MAX));
             last.insert(item, (pos, w));
         }
@@ -183,12 +193,14 @@ impl Engine {
         items.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
         let items: Vec<(u32, f32)> = items.into_iter().map(|(_, item, w)| (item, w)).collect();
 
-        let mut excluded: Vec<u32> = req.exclude.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
+        let mut excluded: Vec<u32> = req.exclude.iter().filter_map(|id| self.id_of(overlay, id)).collect();
         excluded.extend(items.iter().map(|&(i, _)| i));
         excluded.extend(&negatives);
         excluded.sort_unstable();
         excluded.dedup();
-        let tag_id = |f: &TagFilter| -> Result<Option<u32>> {
+        // A tag as the built tag table knows it (none if no built item has
+        // it), and by value for the live records.
+        let tag = |f: &TagFilter| -> Result<(Option<u32>, String, String)> {
             if !self.manifest.schema.tag_fields.contains(&f.field) {
                 return Err(Error::InvalidRequest(format!(
                     "`{}` is not a tag field of this index (tag fields: {})",
@@ -196,7 +208,7 @@ impl Engine {
                     self.manifest.schema.tag_fields.join(", ")
                 )));
             }
-            Ok(self.store.tags.id(&f.field, &f.value))
+            Ok((self.store.tags.id(&f.field, &f.value), f.field.clone(), f.value.clone()))
         };
         let mut warnings = Vec::new();
         if req.k > req.rank_depth {
@@ -208,50 +220,62 @@ impl Engine {
         let mut require = Vec::new();
         let mut impossible = false;
         for f in &req.require_tags {
-            match tag_id(f)? {
-                Some(id) => require.push(id),
+            let t = tag(f)?;
+            if t.0.is_none() && !overlay.records().any(|(_, r)| r.has_tag(&t.1, &t.2)) {
                 // No item has that tag: nothing can pass.
-                None => {
-                    impossible = true;
-                    warnings.push(format!(
-                        "no item has the tag {} = `{}`: nothing can pass require_tags",
-                        f.field, f.value
-                    ));
-                }
+                impossible = true;
+                warnings.push(format!(
+                    "no item has the tag {} = `{}`: nothing can pass require_tags",
+                    f.field, f.value
+                ));
             }
+            require.push(t);
         }
-        let forbid: Vec<u32> = req
-            .exclude_tags
-            .iter()
-            .map(tag_id)
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let forbid: Vec<(Option<u32>, String, String)> = req.exclude_tags.iter().map(tag).collect::<Result<_>>()?;
         if req.range.len() > MAX_FIELDS {
             return Err(Error::InvalidRequest(format!(
                 "{} range filters; at most {MAX_FIELDS}",
                 req.range.len()
             )));
         }
-        let ranges: Vec<Bounds> = req.range.iter().map(|f| self.numbers.bounds(f)).collect::<Result<_>>()?;
-        let narrowest = ranges.iter().map(|b| self.numbers.span(b)).min_by_key(Span::len);
-        if narrowest.is_some_and(|s| s.len() == 0) {
+        let ranges: Vec<(Bounds, String)> = req
+            .range
+            .iter()
+            .map(|f| Ok((self.numbers.bounds(f)?, f.attr.clone())))
+            .collect::<Result<_>>()?;
+        let narrowest = ranges.iter().map(|(b, _)| self.numbers.span(b)).min_by_key(Span::len);
+        let live_in_range = || {
+            overlay
+                .records()
+                .any(|(_, r)| ranges.iter().all(|(b, attr)| r.number(attr).is_some_and(|v| b.admits(v))))
+        };
+        if narrowest.is_some_and(|s| s.len() == 0) && !live_in_range() {
             impossible = true;
             warnings.push("no item lies within the range filters: nothing can pass".into());
         }
         let store = Arc::clone(&self.store);
         let numbers = Arc::clone(&self.numbers);
-        // The live writes as of now: the request keeps this view throughout.
-        let view = self.live.view();
         let deleted = Arc::clone(&view.deleted);
+        let live = Arc::clone(&view.overlay);
         let filter: Filter = Arc::new(move |item: u32| {
-            !impossible
-                && !deleted.contains(item)
-                && excluded.binary_search(&item).is_err()
-                && require.iter().all(|&t| store.tags.has(item, t))
-                && !forbid.iter().any(|&t| store.tags.has(item, t))
-                && ranges.iter().all(|b| numbers.admits(b, item))
+            if impossible || deleted.contains(item) || excluded.binary_search(&item).is_ok() {
+                return false;
+            }
+            match live.record(item) {
+                // A live record is checked by value: its tags and numbers
+                // are not in the built tables.
+                Some(r) => {
+                    require.iter().all(|(_, f, v)| r.has_tag(f, v))
+                        && !forbid.iter().any(|(_, f, v)| r.has_tag(f, v))
+                        && ranges.iter().all(|(b, attr)| r.number(attr).is_some_and(|v| b.admits(v)))
+                }
+                None => {
+                    (item as usize) < store.len()
+                        && require.iter().all(|(t, ..)| t.is_some_and(|t| store.tags.has(item, t)))
+                        && !forbid.iter().any(|(t, ..)| t.is_some_and(|t| store.tags.has(item, t)))
+                        && ranges.iter().all(|(b, _)| numbers.admits(b, item))
+                }
+            }
         });
         Ok(Resolved {
             terms,
@@ -272,6 +296,8 @@ impl Engine {
             narrowest,
             popularity: Arc::clone(&view.popularity),
             live_covisit: Arc::clone(&view.covisit),
+            catalog: self.items_now(&view),
+            text: view.text.clone(),
         })
     }
 }

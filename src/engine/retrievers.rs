@@ -121,6 +121,7 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     }
     if s.ctx.has_text {
         return engine.text.search(
+            &s.ctx.text,
             &s.ctx.search_terms,
             depth,
             std::sync::Arc::clone(&s.ctx.filter),
@@ -129,14 +130,14 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     }
     match (s.ctx.listening, s.ctx.items.first()) {
         (true, Some(&(item, _))) if s.ctx.popularity.plays(item) < MORE_LIKE_THIS_MAX_PLAYS => {
-            let Some(record) = engine.store.items.get(item as usize) else {
+            let Some(record) = s.ctx.catalog.record(item) else {
                 return Ok(Vec::new());
             };
-            let terms = engine.text.salient_terms(record)?;
+            let terms = engine.text.salient_terms(&s.ctx.text, record)?;
             let terms: Vec<(&str, f32)> = terms.iter().map(|(t, b)| (t.as_str(), *b)).collect();
             engine
                 .text
-                .search_weighted(&terms, depth, std::sync::Arc::clone(&s.ctx.filter), None)
+                .search_weighted(&s.ctx.text, &terms, depth, std::sync::Arc::clone(&s.ctx.filter), None)
         }
         _ => Ok(Vec::new()),
     }
@@ -145,32 +146,67 @@ fn lexical(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
 fn search_vector(engine: &Engine, s: &mut Signals, hits: &[(u32, f32)]) {
     s.lexical_max = hits.first().map(|h| h.1).unwrap_or(0.0);
     if s.ctx.has_text && !s.ctx.vector_given {
-        let vector = engine.search_vector(hits, s.vector.take());
-        s.vector = engine.away_from_negatives(vector, &s.ctx.negatives);
+        let overlay = &s.ctx.catalog.overlay;
+        let vector = engine.search_vector(overlay, hits, s.vector.take());
+        s.vector = engine.away_from_negatives(overlay, vector, &s.ctx.negatives);
     }
 }
 
-/// Nearest neighbours of the context vector in the learned space.
+/// Nearest neighbours of the context vector in the learned space: the
+/// built graph's, merged with the live records' (scanned).
 fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     let Some(v) = s.vector.as_deref() else {
         return Ok(Vec::new());
     };
-    if depth == 0 || engine.ann.is_empty() {
+    if depth == 0 {
         return Ok(Vec::new());
     }
     let store = &engine.store;
     let filter = &s.ctx.filter;
-    let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
-    let ef = if s.narrow { depth } else { depth.max(64) };
-    let hits = match how_to_search(engine, s, ef, engine.ann.len()) {
-        Search::Rows(items) => engine.ann.search_rows(v, depth, items.iter().filter_map(|&i| store.row(i)), accept),
-        Search::Scan => engine.ann.search_exact(v, depth, accept),
-        Search::Walk => engine.ann.search(v, depth, ef, accept),
+    let overlay = &s.ctx.catalog.overlay;
+    let metric = engine.ann.metric();
+    let built = if engine.ann.is_empty() {
+        Vec::new()
+    } else {
+        let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
+        let ef = if s.narrow { depth } else { depth.max(64) };
+        let hits = match how_to_search(engine, s, ef, engine.ann.len()) {
+            Search::Rows(items) if overlay.records_len() == 0 => {
+                engine.ann.search_rows(v, depth, items.iter().filter_map(|&i| store.row(i)), accept)
+            }
+            // A changed item's number may have moved into the range.
+            Search::Rows(items) => {
+                let mut rows: Vec<u32> = items
+                    .iter()
+                    .copied()
+                    .chain(overlay.changed_built_items())
+                    .filter_map(|i| store.row(i))
+                    .collect();
+                rows.sort_unstable();
+                rows.dedup();
+                engine.ann.search_rows(v, depth, rows, accept)
+            }
+            Search::Scan => engine.ann.search_exact(v, depth, accept),
+            Search::Walk => engine.ann.search(v, depth, ef, accept),
+        };
+        hits.map_err(|e| Error::internal_by("ann", e))?
+            .into_iter()
+            .filter_map(|(row, d)| store.item_of_row(row).map(|i| (i, d)))
+            .collect()
     };
-    Ok(hits
-        .map_err(|e| Error::internal_by("ann", e))?
+    let live = if overlay.records_len() == 0 {
+        Vec::new()
+    } else {
+        let q = match metric {
+            Metric::Cosine => crate::vector::normalized(v.to_vec()),
+            Metric::L2 | Metric::Dot => Some(v.to_vec()),
+        };
+        q.map(|q| overlay.nearest(&q, depth, metric, |r| r.learned.as_deref(), |i| filter(i)))
+            .unwrap_or_default()
+    };
+    Ok(crate::overlay::merge_nearest(built, live, depth)
         .into_iter()
-        .filter_map(|(row, d)| store.item_of_row(row).map(|i| (i, similarity(engine.ann.metric(), d))))
+        .map(|(i, d)| (i, similarity(metric, d)))
         .collect())
 }
 
@@ -262,7 +298,9 @@ fn linear(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     Ok(covisit::top_n(&s.linear, depth, |i| (s.ctx.filter)(i)))
 }
 
-/// Nearest neighbours of the content-space context vector.
+/// Nearest neighbours of the content-space context vector: the built
+/// graph's (less the items whose records changed since), merged with the
+/// live records' (scanned).
 fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     let (Some(graph), Some(v)) = (&engine.content, s.content_vector.as_deref()) else {
         return Ok(Vec::new());
@@ -271,15 +309,21 @@ fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
         return Ok(Vec::new());
     }
     let filter = &s.ctx.filter;
+    let overlay = &s.ctx.catalog.overlay;
     let ef = if s.narrow { depth } else { depth.max(64) };
     // Row i of the content space is item i.
+    let accept = |row: u32| filter(row) && !overlay.shadows(row);
     let hits = match how_to_search(engine, s, ef, graph.len()) {
-        Search::Rows(items) => graph.search_rows(v, depth, items.iter().copied(), |row| filter(row)),
-        Search::Scan => graph.search_exact(v, depth, |row| filter(row)),
-        Search::Walk => graph.search(v, depth, ef, |row| filter(row)),
+        Search::Rows(items) => graph.search_rows(v, depth, items.iter().copied(), accept),
+        Search::Scan => graph.search_exact(v, depth, accept),
+        Search::Walk => graph.search(v, depth, ef, accept),
     };
-    Ok(hits
-        .map_err(|e| Error::internal_by("content", e))?
+    let built = hits.map_err(|e| Error::internal_by("content", e))?;
+    let live = match crate::vector::normalized(v.to_vec()) {
+        Some(q) if overlay.records_len() > 0 => overlay.nearest(&q, depth, Metric::Cosine, |r| r.content.as_deref(), |i| filter(i)),
+        _ => Vec::new(),
+    };
+    Ok(crate::overlay::merge_nearest(built, live, depth)
         .into_iter()
         .map(|(row, d)| (row, similarity(Metric::Cosine, d)))
         .collect())

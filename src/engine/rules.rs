@@ -31,7 +31,7 @@ impl Terms {
 }
 
 /// Checks a request's rules against the index.
-pub(super) fn check(engine: &Engine, req: &Request) -> Result<()> {
+pub(super) fn check(engine: &Engine, overlay: &crate::overlay::Overlay, req: &Request) -> Result<()> {
     let bad = |m: String| Err(Error::InvalidRequest(m));
     if req.boosts.len() > MAX_FIELDS {
         return bad(format!("{} boosts; at most {MAX_FIELDS}", req.boosts.len()));
@@ -72,7 +72,7 @@ pub(super) fn check(engine: &Engine, req: &Request) -> Result<()> {
         if !ids.insert(id.as_str()) || !positions.insert(*position) {
             return bad(format!("pins: `{id}` or position {position} is pinned twice"));
         }
-        engine.resolve_id(id)?;
+        engine.resolve_id(overlay, id)?;
     }
     Ok(())
 }
@@ -98,8 +98,11 @@ impl Engine {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         let recency = req.recency.as_ref().and_then(|r| {
             let column = self.numbers.column(&r.attr)?;
-            let now = r.now.or_else(|| self.numbers.newest(column))?;
-            Some((column, now, r))
+            // The newest value, built or live.
+            let live = candidates.items.overlay.records().filter_map(|(_, rec)| rec.number(&r.attr));
+            let newest = self.numbers.newest(column).into_iter().chain(live).reduce(f64::max);
+            let now = r.now.or(newest)?;
+            Some((now, r))
         });
         Some(
             (0..scores.len())
@@ -118,8 +121,8 @@ impl Engine {
                         .map(|b| b.weight)
                         .sum();
                     let recency = recency
-                        .and_then(|(column, now, r)| {
-                            let value = self.numbers.value(column, candidates.list.get(i)?.item)?;
+                        .and_then(|(now, r)| {
+                            let value = item.attributes.get(&r.attr)?.as_number().filter(|v| v.is_finite())?;
                             Some(r.weight * (-(now - value) / r.half_life).exp2() as f32)
                         })
                         .filter(|t| t.is_finite())
@@ -135,7 +138,7 @@ impl Engine {
     /// does not pass is reported in the warnings and not pinned.
     pub(super) fn add_pinned(&self, req: &Request, signals: &mut Signals, candidates: &mut Vec<Candidate>) -> Result<()> {
         for pin in &req.pins {
-            let item = self.resolve_id(&pin.id)?;
+            let item = self.resolve_id(&signals.ctx.catalog.overlay, &pin.id)?;
             if candidates.iter().any(|c| c.item == item) {
                 continue;
             }

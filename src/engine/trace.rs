@@ -125,7 +125,7 @@ impl Engine {
                     .and_then(|e| (e.run)(self, &mut signals, k))?;
                 return Ok(hits
                     .iter()
-                    .filter_map(|&(i, _)| store.items.get(i as usize).map(|it| it.id.clone()))
+                    .filter_map(|&(i, _)| s.ctx.catalog.record(i).map(|it| it.id.clone()))
                     .collect());
             }
             AnnSearch::Walk => self.ann.search(v, k, k.max(64), accept),
@@ -134,12 +134,7 @@ impl Engine {
         .map_err(|e| Error::internal_by("ann", e))?;
         Ok(rows
             .iter()
-            .filter_map(|&(row, _)| {
-                store
-                    .item_of_row(row)
-                    .and_then(|i| store.items.get(i as usize))
-                    .map(|it| it.id.clone())
-            })
+            .filter_map(|&(row, _)| store.item_of_row(row).and_then(|i| s.ctx.catalog.record(i)).map(|it| it.id.clone()))
             .collect())
     }
 

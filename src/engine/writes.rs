@@ -1,11 +1,130 @@
-//! Live writes on a built index without a rebuild: deleting items and
-//! recording events.
+//! Live writes on a built index without a rebuild: upserting items,
+//! deleting items and recording events.
 
 use super::Engine;
+use crate::catalog::{Attribute, Catalog, Item};
 use crate::error::{Error, Result};
-use crate::live::{LiveEvent, LiveStatus, MAX_WRITE_BATCH};
+use crate::live::{LiveEvent, LiveStatus, Upsert, MAX_WRITE_BATCH};
+
+/// What [`Engine::upsert_items`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Upserted {
+    /// Items the index did not hold: added.
+    pub added: usize,
+    /// Items it held (built, or added earlier): their records replaced.
+    pub updated: usize,
+}
 
 impl Engine {
+    /// Adds the items the index does not hold and replaces the records of
+    /// those it does, by id, from this call's return on: text search finds
+    /// them by their words (and a changed item no longer by its old ones),
+    /// filters, boosts and features read the new records, the learned space
+    /// places a new item as the build places an item without plays (its
+    /// catalog vector where the space is the catalog's, else the mean of
+    /// its group's and tags' vectors), and on an index with a content space
+    /// the attached encoder embeds it (so that needs the encoder,
+    /// [`Error::EncoderMismatch`] without it). A changed item keeps what
+    /// the log says of it: its plays, co-visitation, linear weights and
+    /// learned vector. A deleted item upserted again is no longer deleted.
+    ///
+    /// The batch is atomic and checked as the builder checks a catalog:
+    /// an item that breaks the data contract (an empty id, an id twice in
+    /// the batch, an over-long text, a non-finite number, an attribute of
+    /// another type than the index's, a catalog vector of another
+    /// dimension than the index's) refuses it whole with
+    /// [`Error::InvalidRequest`] naming `items[i].field`, and nothing is
+    /// applied. Durable and concurrent as [`Engine::delete_items`] is: the
+    /// records (with their content vectors) are fsynced to the live log,
+    /// which [`Engine::open`] replays. At most [`MAX_WRITE_BATCH`] items.
+    ///
+    /// Live items are kept beside the built index and searched exactly;
+    /// a new build folds them in.
+    ///
+    /// ```no_run
+    /// # fn main() -> twostage::Result<()> {
+    /// use twostage::catalog::Item;
+    /// let engine = twostage::Engine::open("index")?;
+    /// let mut item = Item::new("track-new-1", "Blue in Green (live)");
+    /// item.tags.insert("genre".into(), vec!["jazz".into()]);
+    /// let done = engine.upsert_items(&[item])?;
+    /// assert_eq!(done.added, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn upsert_items(&self, items: &[Item]) -> Result<Upserted> {
+        if items.len() > MAX_WRITE_BATCH {
+            return Err(Error::InvalidRequest(format!(
+                "{} items in one write; at most {MAX_WRITE_BATCH}",
+                items.len()
+            )));
+        }
+        if items.is_empty() {
+            return Ok(Upserted::default());
+        }
+        let checked = Catalog::new(items.to_vec()).map_err(|e| match e {
+            Error::InvalidData { line, field, reason, .. } => {
+                let i = line.unwrap_or(1).saturating_sub(1);
+                Error::InvalidRequest(format!("items[{i}].{field}: {reason}"))
+            }
+            other => other,
+        })?;
+        for (i, item) in checked.items().iter().enumerate() {
+            self.check_against_index(item)
+                .map_err(|(field, why)| Error::InvalidRequest(format!("items[{i}].{field}: {why}")))?;
+        }
+        let content = match &self.content {
+            None => vec![None; items.len()],
+            Some(_) => {
+                let schema = &self.manifest.schema;
+                let texts: Vec<String> = checked
+                    .items()
+                    .iter()
+                    .map(|it| crate::index::content::item_text(it, schema))
+                    .collect();
+                self.encode_items(&texts)?.into_iter().map(Some).collect()
+            }
+        };
+        let upsert: Vec<Upsert> = checked
+            .into_items()
+            .into_iter()
+            .zip(content)
+            .map(|(item, content)| Upsert { item, content })
+            .collect();
+        let n = upsert.len();
+        let record = crate::live::log::Record {
+            upsert,
+            ..Default::default()
+        };
+        let added = self.live.write(record, &[], &[], &self.text)?;
+        Ok(Upserted { added, updated: n - added })
+    }
+
+    /// Where `item` (valid on its own) disagrees with the built index: the
+    /// field and why.
+    fn check_against_index(&self, item: &Item) -> std::result::Result<(), (String, String)> {
+        for (name, value) in &item.attributes {
+            let number_column = self.numbers.column(name).is_some();
+            let text_attribute = self.field_names.attributes.contains(name) && !number_column;
+            match value {
+                Attribute::Text(_) if number_column => {
+                    return Err((format!("attributes.{name}"), "a string where the index holds numbers".into()))
+                }
+                Attribute::Number(_) if text_attribute => {
+                    return Err((format!("attributes.{name}"), "a number where the index holds strings".into()))
+                }
+                _ => {}
+            }
+        }
+        if let Some(v) = &item.vector {
+            let dim = self.ann.dim();
+            if self.manifest.stats.vector_source == "catalog" && v.len() != dim {
+                return Err(("vector".into(), format!("dimension {} differs from the index's {dim}", v.len())));
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes the items with these ids from every result, from this call's
     /// return on: every retriever drops them, and so do pins. The batch is
     /// atomic: an unknown id refuses it whole ([`Error::UnknownItem`]) and
@@ -36,12 +155,16 @@ impl Engine {
                 ids.len()
             )));
         }
-        let items = ids.iter().map(|id| self.resolve_id(id.as_ref())).collect::<Result<Vec<u32>>>()?;
+        let view = self.live.view();
+        let items = ids
+            .iter()
+            .map(|id| self.resolve_id(&view.overlay, id.as_ref()))
+            .collect::<Result<Vec<u32>>>()?;
         let record = crate::live::log::Record {
             delete: ids.iter().map(|id| id.as_ref().to_string()).collect(),
             ..Default::default()
         };
-        self.live.write(record, &items, &[])
+        self.live.write(record, &items, &[], &self.text)
     }
 
     /// Records interactions that happened after the build: from this call's
@@ -75,11 +198,12 @@ impl Engine {
             )));
         }
         let mut items = Vec::with_capacity(events.len());
+        let view = self.live.view();
         for (i, e) in events.iter().enumerate() {
             if let Err((field, why)) = e.check() {
                 return Err(Error::InvalidRequest(format!("events[{i}].{field}: {why}")));
             }
-            let Some(&item) = self.by_id.get(&e.item) else {
+            let Some(item) = self.id_of(&view.overlay, &e.item) else {
                 return Err(Error::InvalidRequest(format!(
                     "events[{i}].item: unknown item id `{}` (not in the index)",
                     e.item
@@ -94,20 +218,22 @@ impl Engine {
             events: events.to_vec(),
             ..Default::default()
         };
-        self.live.write(record, &[], &items).map(|_| ())
+        self.live.write(record, &[], &items, &self.text).map(|_| ())
     }
 
     /// Plays of the item with this id, counting those recorded live.
     pub fn plays(&self, id: &str) -> Result<u32> {
-        let item = self.resolve_id(id)?;
-        Ok(self.live.view().popularity.plays(item))
+        let view = self.live.view();
+        let item = self.resolve_id(&view.overlay, id)?;
+        Ok(view.popularity.plays(item))
     }
 
     /// Whether the item with this id has been deleted since the build
     /// ([`Engine::delete_items`]).
     pub fn is_deleted(&self, id: &str) -> Result<bool> {
-        let item = self.resolve_id(id)?;
-        Ok(self.live.view().deleted.contains(item))
+        let view = self.live.view();
+        let item = self.resolve_id(&view.overlay, id)?;
+        Ok(view.deleted.contains(item))
     }
 
     /// The live log's state: deletions and events since the build,

@@ -1,7 +1,8 @@
 //! The write-ahead log of live writes, `live.wal` in the index directory:
 //! an 8-byte magic, then records of `[payload length u32 LE][CRC-32 of the
 //! payload u32 LE][payload]`, the payload one JSON object
-//! (`{"delete": ["id", …]}`). Items are named by their external ids, so a
+//! (`{"delete": ["id", …]}`, `{"events": [{…}, …]}` or
+//! `{"upsert": [{"item": {…}, "content": [f32, …]}, …]}`). Items are named by their external ids, so a
 //! record means the same to any generation that holds them.
 //!
 //! Reading tells a crash from damage: a last record cut short or failing its
@@ -38,6 +39,9 @@ pub(crate) struct Record {
     /// Events recorded by this batch, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<super::LiveEvent>,
+    /// Items added or changed by this batch, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upsert: Vec<super::Upsert>,
 }
 
 /// What a crash left at the end of the log: dropped when it was read, and

@@ -9,7 +9,9 @@
 //! [`Engine::open`](crate::Engine::open) replays the log.
 
 pub(crate) mod covisit;
+mod event;
 pub(crate) mod log;
+pub(crate) mod upsert;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,94 +19,18 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use arc_swap::ArcSwap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 use crate::events::EventKind;
+use crate::overlay::Overlay;
+use crate::retrieval::lexical::{LexicalIndex, TextSnapshot};
 use crate::retrieval::popular::Popularity;
+use crate::store::ItemStore;
+pub use event::LiveEvent;
 pub use log::TornTail;
+pub(crate) use upsert::{Built, Upsert};
 
 /// Largest number of ids or events one write call may carry.
 pub const MAX_WRITE_BATCH: usize = 100_000;
-
-/// An interaction recorded after the build ([`Engine::record_events`](crate::Engine::record_events)),
-/// in the events file's shape: `{"user", "item", "ts", "type"}` (`type`
-/// `play`, the default, `skip` or `search`; a search carries its `query`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LiveEvent {
-    /// The user's id.
-    pub user: String,
-    /// The item's external id.
-    pub item: String,
-    /// Unix seconds.
-    pub ts: i64,
-    /// What happened.
-    #[serde(rename = "type", default = "play", with = "kind_name")]
-    pub kind: EventKind,
-    /// The query, for a search.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-}
-
-fn play() -> EventKind {
-    EventKind::Play
-}
-
-/// `type` as the events file writes it.
-mod kind_name {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::events::EventKind;
-
-    pub fn serialize<S: Serializer>(k: &EventKind, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match k {
-            EventKind::Skip => "skip",
-            EventKind::Search => "search",
-            _ => "play",
-        })
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EventKind, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "play" => Ok(EventKind::Play),
-            "skip" => Ok(EventKind::Skip),
-            "search" => Ok(EventKind::Search),
-            other => Err(serde::de::Error::custom(format!("`{other}` is not one of play, skip, search"))),
-        }
-    }
-}
-
-impl LiveEvent {
-    /// A play of `item` by `user` at `ts`.
-    pub fn play(user: impl Into<String>, item: impl Into<String>, ts: i64) -> LiveEvent {
-        LiveEvent {
-            user: user.into(),
-            item: item.into(),
-            ts,
-            kind: EventKind::Play,
-            query: None,
-        }
-    }
-
-    /// The builder's data contract for one event; the message names the field.
-    pub(crate) fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        if self.user.trim().is_empty() || self.user.len() > crate::catalog::MAX_ID_BYTES {
-            return Err(("user", "must be a non-empty id of at most 512 bytes".into()));
-        }
-        if !(0..crate::events::MAX_TS).contains(&self.ts) {
-            return Err(("ts", format!("timestamp {} is outside 1970..2100 (unix seconds expected)", self.ts)));
-        }
-        match (self.kind, &self.query) {
-            (EventKind::Search, None) => Err(("query", "a search event needs a query".into())),
-            (EventKind::Search, Some(q)) if q.len() > crate::catalog::MAX_TEXT_BYTES => {
-                Err(("query", "query longer than the text limit".into()))
-            }
-            (EventKind::Play | EventKind::Skip, Some(_)) => Err(("query", "only search events carry a query".into())),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// What a request sees of the live writes: one consistent snapshot.
 #[derive(Clone)]
@@ -112,6 +38,10 @@ pub(crate) struct View {
     pub deleted: Arc<Tombstones>,
     pub popularity: Arc<Popularity>,
     pub covisit: Arc<covisit::LiveCovisit>,
+    /// Items added or changed since the build.
+    pub overlay: Arc<Overlay>,
+    /// The text index with the upserted records' documents.
+    pub text: TextSnapshot,
 }
 
 /// The deleted items of an index, by internal id: one bit each.
@@ -130,6 +60,26 @@ impl Tombstones {
             len: items,
             count: 0,
         }
+    }
+
+    /// Makes room for items up to `items` (added live), not deleted.
+    fn grow(&mut self, items: usize) {
+        if items > self.len {
+            self.bits.resize(items.div_ceil(64), 0);
+            self.len = items;
+        }
+    }
+
+    /// Un-deletes `item` (upserted again); false if it was not deleted.
+    fn remove(&mut self, item: u32) -> bool {
+        if !self.contains(item) {
+            return false;
+        }
+        if let Some(w) = self.bits.get_mut(item as usize / 64) {
+            *w &= !(1 << (item % 64));
+            self.count -= 1;
+        }
+        true
     }
 
     /// Whether `item` is deleted.
@@ -160,6 +110,10 @@ impl Tombstones {
 pub struct LiveStatus {
     /// Items deleted since the index was built.
     pub deleted: usize,
+    /// Items added since the index was built.
+    pub added: usize,
+    /// Live records: items added or changed since the index was built.
+    pub upserted: usize,
     /// Events recorded since the index was built.
     pub events: usize,
     /// Acknowledged write batches in the log.
@@ -190,6 +144,9 @@ pub(crate) struct Live {
     queue: Mutex<Queue>,
     committed: Condvar,
     path: PathBuf,
+    /// What upserts read of the built index.
+    built: Built,
+    store: Arc<ItemStore>,
 }
 
 /// A write waiting for the group commit that makes it durable.
@@ -257,23 +214,22 @@ pub(crate) struct SessionRules {
 }
 
 impl Live {
-    /// Replays the log in `dir` over an index of `items` items whose built
-    /// counts are `popularity`, `index_of` resolving external ids.
-    pub fn open(
-        dir: &Path,
-        items: usize,
-        popularity: &Popularity,
-        rules: SessionRules,
-        index_of: impl Fn(&str) -> Option<u32>,
-    ) -> Result<Live> {
+    /// Replays the log in `dir` over the built index (`store`, `built`),
+    /// whose text index `text` takes the upserted records' documents.
+    pub fn open(dir: &Path, store: Arc<ItemStore>, built: Built, text: &LexicalIndex, rules: SessionRules) -> Result<Live> {
         let path = dir.join(log::LOG_FILE);
         let replay = log::read(&path)?;
-        let mut dead = Tombstones::sized(items);
-        let mut counts = popularity.clone();
+        let mut dead = Tombstones::sized(store.len());
+        let mut counts = store.popularity.clone();
+        let mut overlay = Overlay::new(store.len(), store.group_names.len());
+        let mut docs = Vec::new();
         let mut pairs = covisit::PairCounts::new(rules.keep);
         let mut sessions = covisit::Sessions::new(rules.gap_secs, rules.window);
         let (mut unknown_ids, mut events) = (0, 0);
         for record in &replay.records {
+            upsert::apply(&built, &store, &record.upsert, &mut overlay, &mut dead, &mut docs);
+            counts.grow(overlay.len());
+            let index_of = |id: &str| built.by_id.get(id).copied().or_else(|| overlay.added_id(id));
             for id in &record.delete {
                 match index_of(id) {
                     Some(i) => {
@@ -298,10 +254,19 @@ impl Live {
         if let Some(t) = replay.torn {
             tracing::warn!(path = %path.display(), offset = t.offset, bytes = t.bytes, "live log: dropped an incomplete last record (a crash during a write)");
         }
+        let snapshot = if docs.is_empty() {
+            text.snapshot()
+        } else {
+            let docs: Vec<(u32, &crate::catalog::Item)> = docs.iter().map(|(i, r)| (*i, r)).collect();
+            text.stage(&docs)?;
+            text.publish()?
+        };
         let mut live_covisit = covisit::LiveCovisit::default();
         pairs.publish(&mut live_covisit);
         let status = LiveStatus {
             deleted: dead.count,
+            added: overlay.added(),
+            upserted: overlay.records_len(),
             events,
             records: replay.records.len(),
             syncs: 0,
@@ -313,6 +278,8 @@ impl Live {
                 deleted: Arc::new(dead),
                 popularity: Arc::new(counts),
                 covisit: Arc::new(live_covisit),
+                overlay: Arc::new(overlay),
+                text: snapshot,
             }),
             writer: Mutex::new(Writer {
                 appender: None,
@@ -324,6 +291,8 @@ impl Live {
             queue: Mutex::new(Queue::default()),
             committed: Condvar::new(),
             path,
+            built,
+            store,
         })
     }
 
@@ -346,7 +315,7 @@ impl Live {
     /// Writes `record`, whose deleted ids resolve to `deleted` and whose
     /// events' items to `event_items`: durable in the log before its view
     /// is published. Returns how many items were not deleted already.
-    pub fn write(&self, record: log::Record, deleted: &[u32], event_items: &[u32]) -> Result<usize> {
+    pub fn write(&self, record: log::Record, deleted: &[u32], event_items: &[u32], text: &LexicalIndex) -> Result<usize> {
         let poisoned = |_| Error::internal("live writes", "a writer panicked while holding the write queue");
         let mut q = self.queue.lock().map_err(poisoned)?;
         let ticket = q.next_ticket;
@@ -377,7 +346,7 @@ impl Live {
                 tickets: group.iter().map(|p| p.ticket).collect(),
                 outcomes: Vec::new(),
             };
-            leading.outcomes = self.commit(group);
+            leading.outcomes = self.commit(group, text);
             drop(leading);
             q = self.queue.lock().map_err(poisoned)?;
         }
@@ -389,7 +358,7 @@ impl Live {
     /// items already deleted) is not logged; a write too large for the log
     /// fails alone. If the append fails, every write of the group fails
     /// with its error and none is published.
-    fn commit(&self, group: Vec<Pending>) -> Vec<(u64, Result<usize>)> {
+    fn commit(&self, group: Vec<Pending>, text: &LexicalIndex) -> Vec<(u64, Result<usize>)> {
         let mut outcomes = Vec::with_capacity(group.len());
         let mut w = match self.lock() {
             Ok(w) => w,
@@ -401,11 +370,14 @@ impl Live {
         // this group, its outcome waits for theirs: if their append fails,
         // its items were never deleted.
         let mut dead: Option<Tombstones> = None;
+        // Items added or changed by the group, and their documents.
+        let mut overlay: Option<Overlay> = None;
+        let mut docs = Vec::new();
         let mut accepted: Vec<(Pending, usize)> = Vec::with_capacity(group.len());
         let mut redundant_in_group: Vec<u64> = Vec::new();
         let mut encoded = Vec::with_capacity(group.len());
         for p in group {
-            if p.event_items.is_empty() {
+            if p.event_items.is_empty() && p.record.upsert.is_empty() {
                 if p.deleted.iter().all(|&i| current.deleted.contains(i)) {
                     outcomes.push((p.ticket, Ok(0)));
                     continue;
@@ -422,7 +394,11 @@ impl Live {
                     continue;
                 }
             }
-            let added = if p.deleted.is_empty() {
+            let added = if !p.record.upsert.is_empty() {
+                let o = overlay.get_or_insert_with(|| Overlay::clone(&current.overlay));
+                let d = dead.get_or_insert_with(|| Tombstones::clone(&current.deleted));
+                upsert::apply(&self.built, &self.store, &p.record.upsert, o, d, &mut docs)
+            } else if p.deleted.is_empty() {
                 0
             } else {
                 let d = dead.get_or_insert_with(|| Tombstones::clone(&current.deleted));
@@ -433,18 +409,44 @@ impl Live {
         if accepted.is_empty() {
             return outcomes;
         }
-        if let Err(e) = self.append(&mut w, &encoded) {
-            let failed = accepted.iter().map(|(p, _)| p.ticket).chain(redundant_in_group);
-            outcomes.extend(failed.map(|t| (t, Err(shared(&e)))));
-            return outcomes;
-        }
+        let staged = if docs.is_empty() {
+            Ok(())
+        } else {
+            let docs: Vec<(u32, &crate::catalog::Item)> = docs.iter().map(|(i, r)| (*i, r)).collect();
+            text.stage(&docs)
+        };
+        let appended = staged.and_then(|()| self.append(&mut w, &encoded));
+        // The documents become searchable only once their records are durable.
+        let published = match appended {
+            Ok(()) if docs.is_empty() => Ok(None),
+            Ok(()) => text.publish().map(Some),
+            Err(e) => {
+                text.discard();
+                Err(e)
+            }
+        };
+        let snapshot = match published {
+            Ok(s) => s,
+            Err(e) => {
+                let failed = accepted.iter().map(|(p, _)| p.ticket).chain(redundant_in_group);
+                outcomes.extend(failed.map(|t| (t, Err(shared(&e)))));
+                return outcomes;
+            }
+        };
         outcomes.extend(redundant_in_group.into_iter().map(|t| (t, Ok(0))));
         let mut next = View::clone(&current);
         if let Some(dead) = dead {
             next.deleted = Arc::new(dead);
         }
-        if accepted.iter().any(|(p, _)| !p.event_items.is_empty()) {
+        if let Some(snapshot) = snapshot {
+            next.text = snapshot;
+        }
+        let grown = overlay.as_ref().is_some_and(|o| o.len() > current.popularity.len());
+        if grown || accepted.iter().any(|(p, _)| !p.event_items.is_empty()) {
             let mut counts = Popularity::clone(&current.popularity);
+            if let Some(o) = &overlay {
+                counts.grow(o.len());
+            }
             let Writer { sessions, pairs, .. } = &mut *w;
             for (p, _) in &accepted {
                 for (&item, e) in p.event_items.iter().zip(&p.record.events) {
@@ -458,6 +460,11 @@ impl Live {
             pairs.publish(&mut published);
             next.popularity = Arc::new(counts);
             next.covisit = Arc::new(published);
+        }
+        if let Some(o) = overlay {
+            w.status.added = o.added();
+            w.status.upserted = o.records_len();
+            next.overlay = Arc::new(o);
         }
         w.status.records += accepted.len();
         w.status.syncs += 1;
@@ -534,34 +541,75 @@ mod tests {
         keep: 100,
     };
 
-    fn try_delete(live: &Live, items: &[u32]) -> Result<usize> {
+    /// A live log over a built index of `n` items `i0`, `i1`, …
+    struct Fx {
+        live: Live,
+        text: LexicalIndex,
+    }
+
+    impl std::ops::Deref for Fx {
+        type Target = Live;
+        fn deref(&self) -> &Live {
+            &self.live
+        }
+    }
+
+    fn fixture(dir: &Path, n: usize) -> Fx {
+        use crate::catalog::{Catalog, Item};
+        let catalog = Catalog::new((0..n).map(|i| Item::new(format!("i{i}"), format!("title {i}"))).collect()).unwrap();
+        let schema = crate::schema::Schema::infer(&catalog);
+        let store = ItemStore::build(
+            &catalog,
+            &schema,
+            Popularity::default(),
+            Default::default(),
+            Default::default(),
+            vec![crate::store::NONE; n],
+            Vec::new(),
+        );
+        let store = Arc::new(store);
+        let text = LexicalIndex::in_memory(&catalog, &schema);
+        let by_id = (0..n).map(|i| (format!("i{i}"), i as u32)).collect();
+        let built = Built::new(upsert::BuiltParts {
+            store: &store,
+            by_id: Arc::new(by_id),
+            group_key: None,
+            tag_fields: Vec::new(),
+            vector_source: "none",
+            metric: crate::retrieval::ann::Metric::Cosine,
+            dim: 0,
+            vector_of: &|_| None,
+        });
+        let live = Live::open(dir, store, built, &text, RULES).unwrap();
+        Fx { live, text }
+    }
+
+    fn try_delete(fx: &Fx, items: &[u32]) -> Result<usize> {
         let record = log::Record {
             delete: items.iter().map(|i| format!("i{i}")).collect(),
             ..log::Record::default()
         };
-        live.write(record, items, &[])
+        fx.live.write(record, items, &[], &fx.text)
     }
 
-    fn delete(live: &Live, items: &[u32]) -> usize {
+    fn delete(live: &Fx, items: &[u32]) -> usize {
         try_delete(live, items).unwrap()
     }
 
     #[test]
     fn writes_are_durable_and_replayed() {
         let dir = tempfile::tempdir().unwrap();
-        let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
-        let empty = Popularity::default();
-        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let live = fixture(dir.path(), 10);
         assert_eq!(delete(&live, &[3, 4]), 2);
         assert_eq!(delete(&live, &[4]), 0, "already deleted: nothing written");
         assert_eq!(delete(&live, &[4, 5]), 1);
         let before = live.view();
-        let again = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let again = fixture(dir.path(), 10);
         let s = again.status().unwrap();
         assert_eq!((s.deleted, s.records, s.unknown_ids), (3, 2, 0));
         assert!((0..10).all(|i| again.view().deleted.contains(i) == before.deleted.contains(i)));
         // A smaller catalog: ids it does not hold are counted, not fatal.
-        let smaller = Live::open(dir.path(), 4, &empty, RULES, |id| index_of(id).filter(|&i| i < 4)).unwrap();
+        let smaller = fixture(dir.path(), 4);
         assert_eq!(smaller.status().unwrap().unknown_ids, 3);
     }
 
@@ -569,7 +617,7 @@ mod tests {
     /// the test holds the log: the first leads a group of its own and
     /// blocks, the rest queue behind it in the order given. Lets go once
     /// all are queued; their outcomes, in the order given.
-    fn grouped(live: &Live, writes: &[&[u32]]) -> Vec<Result<usize>> {
+    fn grouped(live: &Fx, writes: &[&[u32]]) -> Vec<Result<usize>> {
         let held = live.lock().unwrap();
         std::thread::scope(|s| {
             let mut handles = Vec::new();
@@ -589,9 +637,7 @@ mod tests {
     #[test]
     fn concurrent_writes_share_one_fsync() {
         let dir = tempfile::tempdir().unwrap();
-        let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
-        let empty = Popularity::default();
-        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let live = fixture(dir.path(), 10);
         let added: Vec<usize> = grouped(&live, &[&[0], &[1], &[2, 3], &[4]])
             .into_iter()
             .map(Result::unwrap)
@@ -600,7 +646,7 @@ mod tests {
         let s = live.status().unwrap();
         // The first write alone, then the three queued behind it together.
         assert_eq!((s.records, s.syncs, s.deleted), (4, 2, 5));
-        let again = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let again = fixture(dir.path(), 10);
         let s = again.status().unwrap();
         assert_eq!((s.records, s.deleted), (4, 5));
         assert!((0..5).all(|i| again.view().deleted.contains(i)) && !again.view().deleted.contains(5));
@@ -609,9 +655,7 @@ mod tests {
     #[test]
     fn a_write_made_redundant_earlier_in_its_group_is_not_logged() {
         let dir = tempfile::tempdir().unwrap();
-        let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
-        let empty = Popularity::default();
-        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let live = fixture(dir.path(), 10);
         let added: Vec<usize> = grouped(&live, &[&[0], &[7], &[7], &[7, 8]])
             .into_iter()
             .map(Result::unwrap)
@@ -624,9 +668,7 @@ mod tests {
     #[test]
     fn a_failed_append_fails_its_whole_group_and_what_relied_on_it() {
         let dir = tempfile::tempdir().unwrap();
-        let index_of = |id: &str| id.strip_prefix('i').and_then(|n| n.parse().ok());
-        let empty = Popularity::default();
-        let live = Live::open(dir.path(), 10, &empty, RULES, index_of).unwrap();
+        let live = fixture(dir.path(), 10);
         // The log cannot be opened for appending: every append fails.
         std::fs::create_dir(dir.path().join(log::LOG_FILE)).unwrap();
         let outcomes = grouped(&live, &[&[0], &[7], &[7], &[1]]);
@@ -637,25 +679,5 @@ mod tests {
         let s = live.status().unwrap();
         assert_eq!((s.records, s.syncs, s.deleted), (0, 0, 0));
         assert!(!live.view().deleted.contains(7));
-    }
-
-    #[test]
-    fn a_live_event_reads_and_writes_the_events_file_shape() {
-        let e: LiveEvent = serde_json::from_str(r#"{"user":"u","item":"a","ts":5}"#).unwrap();
-        assert_eq!(e, LiveEvent::play("u", "a", 5));
-        let s: LiveEvent = serde_json::from_str(r#"{"user":"u","item":"a","ts":5,"type":"search","query":"q"}"#).unwrap();
-        assert_eq!((s.kind, s.check()), (EventKind::Search, Ok(())));
-        assert_eq!(
-            serde_json::to_string(&s).unwrap(),
-            r#"{"user":"u","item":"a","ts":5,"type":"search","query":"q"}"#
-        );
-        assert!(serde_json::from_str::<LiveEvent>(r#"{"user":"u","item":"a","ts":5,"type":"like"}"#).is_err());
-        assert_eq!(LiveEvent::play("", "a", 5).check().unwrap_err().0, "user");
-        assert_eq!(LiveEvent::play("u", "a", -1).check().unwrap_err().0, "ts");
-        let search = LiveEvent {
-            kind: EventKind::Search,
-            ..LiveEvent::play("u", "a", 5)
-        };
-        assert_eq!(search.check().unwrap_err().0, "query");
     }
 }

@@ -3,12 +3,9 @@
 //! [`Scorer`], the one-method trait a ranking model implements to score
 //! them. Serving, training and evaluation all pass through this type.
 
-use std::sync::Arc;
-
 use crate::ranking::features::{FEATURES, NUM_FEATURES};
 use crate::request::{Provenance, Retriever, Timings};
 use crate::retrieval::fusion::Candidate;
-use crate::store::ItemStore;
 
 /// The output of the retrieval stage for one request, and the input of the
 /// ranking stage: candidates in fusion order (best reciprocal-rank fusion
@@ -40,7 +37,8 @@ pub struct Candidates {
     pub(crate) warnings: Vec<String>,
     /// When the request that retrieved them started (for the total).
     pub(crate) started: std::time::Instant,
-    pub(crate) store: Arc<ItemStore>,
+    /// The catalog the request saw: the built store under its live records.
+    pub(crate) items: crate::overlay::Items,
     /// The request's latency budget: its plan and every cut (all made by
     /// the end of retrieval); `met` is set once the request is ranked.
     pub(crate) budget: Option<crate::request::BudgetReport>,
@@ -71,15 +69,13 @@ impl Candidates {
     /// The catalog record of candidate `i` (without its vector).
     pub fn item(&self, i: usize) -> Option<&crate::catalog::Item> {
         let c = self.list.get(i)?;
-        self.store.items.get(c.item as usize)
+        self.items.record(c.item)
     }
 
     /// The external ids of all candidates, in fusion order (position `i` is
     /// candidate `i`).
     pub fn ids(&self) -> impl Iterator<Item = &str> + '_ {
-        self.list
-            .iter()
-            .map(|c| self.store.items.get(c.item as usize).map_or("", |it| it.id.as_str()))
+        self.list.iter().map(|c| self.items.record(c.item).map_or("", |it| it.id.as_str()))
     }
 
     /// The retrievers that found candidate `i`, with its rank and score in each.

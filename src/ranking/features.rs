@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::ranking::categories::Affinity;
 use crate::request::Retriever;
 use crate::retrieval::fusion::Candidate;
-use crate::store::{ItemStore, NONE};
+use crate::store::NONE;
 
 /// Declares the feature columns once: their names (saved with every
 /// model, so the order is part of the format) and the [`Col`] each is
@@ -167,13 +167,13 @@ fn rr(rank: u32) -> f32 {
 }
 
 /// Fills a row-major `[candidates × NUM_FEATURES]` matrix.
-pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store: &ItemStore) -> Vec<f32> {
+pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store: &crate::overlay::Items) -> Vec<f32> {
     // Context tag and group distributions, weighted by recency.
     let total_w: f32 = ctx.items.iter().map(|&(_, w)| w).sum();
     let mut tag_w: HashMap<u32, f32> = HashMap::new();
     let mut group_w: HashMap<u32, f32> = HashMap::new();
     for &(item, w) in ctx.items {
-        for &t in store.tags.of(item) {
+        for &t in store.tags(item) {
             *tag_w.entry(t).or_insert(0.0) += w;
         }
         let g = store.group(item);
@@ -209,7 +209,7 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
     let negative_contents: Vec<&[f32]> = recent_negatives.iter().filter_map(|&i| (ctx.content_of)(i)).collect();
     let mut negative_tags: HashMap<u32, f32> = HashMap::new();
     for &item in recent_negatives {
-        for &t in store.tags.of(item) {
+        for &t in store.tags(item) {
             *negative_tags.entry(t).or_insert(0.0) += 1.0 / recent_negatives.len() as f32;
         }
     }
@@ -275,7 +275,7 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
         row.set(Col::log_popularity, ctx.popularity.log_popularity(c.item));
         row.set(Col::recent_share, ctx.popularity.recent_share(c.item));
         row.set(Col::skip_rate, ctx.popularity.skip_rate(c.item));
-        let tags = store.tags.of(c.item);
+        let tags = store.tags(c.item);
         if !tags.is_empty() {
             let s: f32 = tags.iter().map(|t| tag_w.get(t).copied().unwrap_or(0.0)).sum();
             row.set(Col::tag_overlap, s * norm / tags.len() as f32);
@@ -290,18 +290,14 @@ pub(crate) fn assemble(ctx: &ContextSignals<'_>, candidates: &[Candidate], store
         }
         row.set(Col::has_vector, if item_vec.is_some() { 1.0 } else { 0.0 });
         if !ctx.terms.is_empty() {
-            let title = store.items.get(c.item as usize).map(|i| i.title.as_str()).unwrap_or("");
+            let title = store.record(c.item).map(|i| i.title.as_str()).unwrap_or("");
             let (t_cov, t_exact) = coverage(ctx.terms, title);
             let (g_cov, g_exact) = coverage(ctx.terms, store.group_name(c.item).unwrap_or(""));
             row.set(Col::title_match, t_cov);
             row.set(Col::group_match, g_cov);
             row.set(Col::exact_match, if t_exact || g_exact { 1.0 } else { 0.0 });
         }
-        if let Some(score) = ctx
-            .categories
-            .zip(store.items.get(c.item as usize))
-            .and_then(|(a, item)| a.score(item))
-        {
+        if let Some(score) = ctx.categories.zip(store.record(c.item)).and_then(|(a, item)| a.score(item)) {
             row.set(Col::query_category, score);
         }
         // For every candidate, not only the content retriever's: the ranker

@@ -27,7 +27,7 @@ use tantivy::schema::{Field, IndexRecordOption, Schema as TantivySchema, TextFie
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, WhitespaceTokenizer,
 };
-use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -205,13 +205,22 @@ pub(crate) fn build(catalog: &Catalog, schema: &Schema, dir: &Path, indexed: &dy
 /// An opened lexical index, held in memory from bytes already verified
 /// against the manifest (so tantivy never reads an unchecked byte from disk).
 pub(crate) struct LexicalIndex {
+    index: Index,
     reader: IndexReader,
+    /// Adds upserted items' documents, opened by the first upsert.
+    writer: std::sync::Mutex<Option<IndexWriter>>,
     field: Field,
+    item_field: Field,
     /// The distinct analyzers of the schema's fields: a search is analysed
     /// by each, so its words meet every field's terms.
     analyzers: Vec<Analyzer>,
     schema: Schema,
 }
+
+/// The text index as of one moment: what one request searches, however
+/// many upserts commit while it runs.
+#[derive(Clone)]
+pub(crate) struct TextSnapshot(Searcher);
 
 /// A more-like-this query keeps this many of the item's terms (Lucene
 /// MoreLikeThis's default `maxQueryTerms`).
@@ -274,7 +283,7 @@ impl LexicalIndex {
         if let Some(file) = damaged.iter().next() {
             return Err(Error::corrupt(source.join(file), "tantivy footer checksum mismatch"));
         }
-        let (expected, field, _) = tantivy_schema();
+        let (expected, field, item_field) = tantivy_schema();
         let found = index.schema();
         let same = expected.fields().count() == found.fields().count()
             && expected.fields().all(|(f, entry)| found.get_field_entry(f).name() == entry.name());
@@ -291,11 +300,78 @@ impl LexicalIndex {
         analyzers.sort_by_key(|a| *a as u8);
         analyzers.dedup();
         Ok(LexicalIndex {
+            index,
             reader,
+            writer: std::sync::Mutex::new(None),
             field,
+            item_field,
             analyzers,
             schema: schema.clone(),
         })
+    }
+
+    /// The index as of now, for one request to search throughout.
+    pub(crate) fn snapshot(&self) -> TextSnapshot {
+        TextSnapshot(self.reader.searcher())
+    }
+
+    /// Stages the documents of upserted `items` (internal id, record), each
+    /// replacing the item's earlier document: searchable from the snapshot
+    /// [`Self::publish`] returns, gone if [`Self::discard`] is called instead.
+    pub(crate) fn stage(&self, items: &[(u32, &crate::catalog::Item)]) -> Result<()> {
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| Error::internal("lexical", "a writer panicked while holding the text index"))?;
+        if guard.is_none() {
+            // One thread: live batches are small, and the service's cores serve requests.
+            let w = self
+                .index
+                .writer_with_num_threads::<TantivyDocument>(1, 32 << 20)
+                .map_err(tantivy_error)?;
+            *guard = Some(w);
+        }
+        let Some(writer) = guard.as_mut() else {
+            return Err(Error::internal("lexical", "the text index writer was not opened"));
+        };
+        let mut terms = String::new();
+        for &(i, item) in items {
+            writer.delete_term(Term::from_field_u64(self.item_field, u64::from(i)));
+            let mut doc = TantivyDocument::default();
+            weighted_terms(item, &self.schema, &mut terms);
+            if !terms.is_empty() {
+                doc.add_text(self.field, &terms);
+            }
+            doc.add_u64(self.item_field, u64::from(i));
+            writer.add_document(doc).map_err(tantivy_error)?;
+        }
+        Ok(())
+    }
+
+    /// Commits what [`Self::stage`] staged and returns the snapshot that
+    /// searches it.
+    pub(crate) fn publish(&self) -> Result<TextSnapshot> {
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| Error::internal("lexical", "a writer panicked while holding the text index"))?;
+        if let Some(writer) = guard.as_mut() {
+            writer.commit().map_err(tantivy_error)?;
+            self.reader.reload().map_err(tantivy_error)?;
+        }
+        Ok(self.snapshot())
+    }
+
+    /// Drops what [`Self::stage`] staged (its write failed).
+    pub(crate) fn discard(&self) {
+        if let Ok(mut guard) = self.writer.lock() {
+            if let Some(writer) = guard.as_mut() {
+                if writer.rollback().is_err() {
+                    // The writer is unusable: the next upsert opens another.
+                    *guard = None;
+                }
+            }
+        }
     }
 
     /// The search terms of `text`: its words through every analyzer the
@@ -322,14 +398,14 @@ impl LexicalIndex {
     /// one's as its boost (Lucene MoreLikeThis's `boost` option). As
     /// MoreLikeThis does for a field without term vectors, the item's text
     /// is analysed again.
-    pub(crate) fn salient_terms(&self, item: &crate::catalog::Item) -> Result<Vec<(String, f32)>> {
+    pub(crate) fn salient_terms(&self, snapshot: &TextSnapshot, item: &crate::catalog::Item) -> Result<Vec<(String, f32)>> {
         let mut text = String::new();
         weighted_terms(item, &self.schema, &mut text);
         let mut tf: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
         for t in text.split(' ').filter(|t| !t.is_empty()) {
             *tf.entry(t).or_insert(0) += 1;
         }
-        let searcher = self.reader.searcher();
+        let searcher = &snapshot.0;
         let docs = searcher.num_docs() as f64;
         let mut scored: Vec<(f64, &str)> = Vec::with_capacity(tf.len());
         for (term, n) in tf {
@@ -348,8 +424,8 @@ impl LexicalIndex {
     }
 
     /// The BM25 statistics of `terms` (from [`Self::query_terms`]) in this index.
-    pub(crate) fn statistics(&self, terms: &[String]) -> Result<TextStatistics> {
-        let searcher = self.reader.searcher();
+    pub(crate) fn statistics(&self, snapshot: &TextSnapshot, terms: &[String]) -> Result<TextStatistics> {
+        let searcher = &snapshot.0;
         let mut doc_freq = std::collections::BTreeMap::new();
         for t in terms {
             let n = searcher.doc_freq(&Term::from_field_text(self.field, t)).map_err(tantivy_error)?;
@@ -357,7 +433,7 @@ impl LexicalIndex {
         }
         Ok(TextStatistics {
             // As tantivy's own provider counts them.
-            docs: Bm25StatisticsProvider::total_num_docs(&searcher).map_err(tantivy_error)?,
+            docs: Bm25StatisticsProvider::total_num_docs(searcher).map_err(tantivy_error)?,
             tokens: searcher.total_num_tokens(self.field).map_err(tantivy_error)?,
             doc_freq,
         })
@@ -368,13 +444,14 @@ impl LexicalIndex {
     /// scored with `statistics` in place of this index's own when given.
     pub(crate) fn search(
         &self,
+        snapshot: &TextSnapshot,
         terms: &[String],
         n: usize,
         accept: Arc<dyn Fn(u32) -> bool + Send + Sync>,
         statistics: Option<&TextStatistics>,
     ) -> Result<Vec<(u32, f32)>> {
         let weighted: Vec<(&str, f32)> = terms.iter().map(|t| (t.as_str(), 1.0)).collect();
-        self.search_weighted(&weighted, n, accept, statistics)
+        self.search_weighted(snapshot, &weighted, n, accept, statistics)
     }
 
     /// [`Self::search`] with a boost per term (a term's BM25F score is
@@ -382,6 +459,7 @@ impl LexicalIndex {
     /// block-max WAND pruning still applies).
     pub(crate) fn search_weighted(
         &self,
+        snapshot: &TextSnapshot,
         terms: &[(&str, f32)],
         n: usize,
         accept: Arc<dyn Fn(u32) -> bool + Send + Sync>,
@@ -403,7 +481,7 @@ impl LexicalIndex {
             })
             .collect();
         let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
+        let searcher = &snapshot.0;
         // Pruned top-k first. The accepted hits among the best `m` are the
         // best accepted hits overall as long as at least `n` of them are
         // accepted, or the `m` were every match.
@@ -413,7 +491,7 @@ impl LexicalIndex {
         let global = statistics.map(|s| Catalogwide { statistics: s });
         let provider: &dyn Bm25StatisticsProvider = match &global {
             Some(g) => g,
-            None => &searcher,
+            None => searcher,
         };
         let hits = searcher
             .search_with_statistics_provider(&query, &TopDocs::with_limit(m).order_by_score(), provider)
@@ -421,7 +499,7 @@ impl LexicalIndex {
         let complete = hits.len() < m;
         let mut out = Vec::with_capacity(n);
         for (score, addr) in hits {
-            match item_of(&searcher, addr)? {
+            match item_of(searcher, addr)? {
                 Some(item) if accept(item) => out.push((item, score)),
                 _ => {}
             }
@@ -440,11 +518,31 @@ impl LexicalIndex {
             .map_err(tantivy_error)?;
         let mut out = Vec::with_capacity(hits.len());
         for (score, addr) in hits {
-            if let Some(item) = item_of(&searcher, addr)? {
+            if let Some(item) = item_of(searcher, addr)? {
                 out.push((item, score));
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+impl LexicalIndex {
+    /// The text index of `catalog`, built and opened as an index is.
+    pub(crate) fn in_memory(catalog: &Catalog, schema: &Schema) -> LexicalIndex {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        build(catalog, schema, tmp.path(), &|_| {}).expect("the text index builds");
+        let files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(tmp.path())
+            .expect("the text index directory")
+            .map(|e| {
+                let e = e.expect("a directory entry");
+                (
+                    e.file_name().into_string().expect("a UTF-8 name"),
+                    std::fs::read(e.path()).expect("a readable file"),
+                )
+            })
+            .collect();
+        LexicalIndex::from_files(&files, schema, Path::new("text")).expect("the text index opens")
     }
 }
 
@@ -502,16 +600,7 @@ mod tests {
     }
 
     fn open(catalog: &Catalog, schema: &Schema) -> LexicalIndex {
-        let tmp = tempfile::tempdir().unwrap();
-        build(catalog, schema, tmp.path(), &|_| {}).unwrap();
-        let files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap())
-            })
-            .collect();
-        LexicalIndex::from_files(&files, schema, Path::new("text")).unwrap()
+        LexicalIndex::in_memory(catalog, schema)
     }
 
     fn item(id: &str, title: &str, description: &str) -> crate::catalog::Item {
@@ -538,17 +627,21 @@ mod tests {
         let schema = Schema::infer(&catalog);
         let index = open(&catalog, &schema);
         let terms = index.query_terms("Terminal emulator widget for Qt 5 (shared libraries)");
-        let hits = index.search(&terms, 4, Arc::new(|_| true), None).unwrap();
+        let hits = index.search(&index.snapshot(), &terms, 4, Arc::new(|_| true), None).unwrap();
         assert_eq!(hits[0].0, 3, "{hits:?}");
         // Stemmed: "terminals" and "emulators" find their singular forms.
-        let hits = index.search(&index.query_terms("emulators"), 4, Arc::new(|_| true), None).unwrap();
+        let hits = index
+            .search(&index.snapshot(), &index.query_terms("emulators"), 4, Arc::new(|_| true), None)
+            .unwrap();
         assert_eq!(hits.len(), 2, "{hits:?}");
         // More like this: the other terminals, never an unrelated emulator first.
-        let salient = index.salient_terms(&catalog.items()[1]).unwrap();
+        let salient = index.salient_terms(&index.snapshot(), &catalog.items()[1]).unwrap();
         assert!(salient.iter().all(|(_, b)| *b > 0.0 && *b <= 1.0));
         assert!(salient.iter().any(|(t, _)| t == "termin"), "{salient:?}");
         let salient: Vec<(&str, f32)> = salient.iter().map(|(t, b)| (t.as_str(), *b)).collect();
-        let hits = index.search_weighted(&salient, 4, Arc::new(|i| i != 1), None).unwrap();
+        let hits = index
+            .search_weighted(&index.snapshot(), &salient, 4, Arc::new(|i| i != 1), None)
+            .unwrap();
         assert!([2, 3].contains(&hits[0].0), "{hits:?}");
     }
 
@@ -569,7 +662,12 @@ mod tests {
             .collect();
         let catalog = Catalog::new(items).unwrap();
         let index = open(&catalog, &Schema::infer(&catalog));
-        let terms: Vec<String> = index.salient_terms(&catalog.items()[0]).unwrap().into_iter().map(|t| t.0).collect();
+        let terms: Vec<String> = index
+            .salient_terms(&index.snapshot(), &catalog.items()[0])
+            .unwrap()
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
         assert!(
             terms.contains(&"rare".to_string()) && terms.contains(&"blue".to_string()),
             "{terms:?}"
@@ -588,10 +686,12 @@ mod tests {
         let catalog = Catalog::new(items).unwrap();
         let index = open(&catalog, &Schema::infer(&catalog));
         let terms = index.query_terms("la song");
-        let all = index.search(&terms, 300, Arc::new(|_| true), None).unwrap();
+        let all = index.search(&index.snapshot(), &terms, 300, Arc::new(|_| true), None).unwrap();
         assert_eq!(all.len(), 300);
         for (keep, n) in [(7, 10), (2, 10), (1, 5)] {
-            let got = index.search(&terms, n, Arc::new(move |i| i % keep == 0), None).unwrap();
+            let got = index
+                .search(&index.snapshot(), &terms, n, Arc::new(move |i| i % keep == 0), None)
+                .unwrap();
             let want: Vec<(u32, f32)> = all.iter().copied().filter(|(i, _)| i % keep == 0).take(n).collect();
             let scores = |v: &[(u32, f32)]| v.iter().map(|h| h.1).collect::<Vec<_>>();
             // Equal scores may come in either order: compare the scores.
@@ -616,7 +716,10 @@ mod tests {
                 (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap())
             })
             .collect();
-        let search = |idx: &LexicalIndex| idx.search(&analyze("title 3"), 5, Arc::new(|_| true), None).unwrap();
+        let search = |idx: &LexicalIndex| {
+            idx.search(&idx.snapshot(), &analyze("title 3"), 5, Arc::new(|_| true), None)
+                .unwrap()
+        };
         assert!(!search(&LexicalIndex::from_files(&files, &schema, Path::new("text")).unwrap()).is_empty());
         // Damage the middle of the largest segment file (behind its footer checksum).
         let (name, bytes) = files
@@ -639,5 +742,35 @@ mod tests {
                 .expect("truncation not detected");
             assert!(e.to_string().contains(&name), "{e}");
         }
+    }
+
+    #[test]
+    fn an_upsert_replaces_a_document_and_a_snapshot_keeps_its_moment() {
+        let catalog = Catalog::new(vec![item("a", "red song", "loud"), item("b", "blue song", "quiet")]).unwrap();
+        let index = open(&catalog, &Schema::infer(&catalog));
+        let hits = |snap: &TextSnapshot, q: &str| -> Vec<u32> {
+            let mut v: Vec<u32> = index
+                .search(snap, &index.query_terms(q), 10, Arc::new(|_| true), None)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.0)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let before = index.snapshot();
+        // Item 1 changes its words; item 2 is new.
+        let changed = item("b", "green song", "quiet");
+        let added = item("c", "blue tune", "new");
+        index.stage(&[(1, &changed), (2, &added)]).unwrap();
+        let after = index.publish().unwrap();
+        assert_eq!(hits(&after, "blue"), [2]);
+        assert_eq!(hits(&after, "green"), [1]);
+        assert_eq!(hits(&after, "song"), [0, 1], "the old document of item 1 is gone");
+        assert_eq!(hits(&before, "blue"), [1], "an earlier snapshot still sees its moment");
+        // A discarded stage leaves nothing behind.
+        index.stage(&[(3, &item("d", "blue", ""))]).unwrap();
+        index.discard();
+        assert_eq!(hits(&index.publish().unwrap(), "blue"), [2]);
     }
 }

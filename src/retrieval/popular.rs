@@ -108,6 +108,25 @@ impl Popularity {
         p
     }
 
+    /// Items counted.
+    pub fn len(&self) -> usize {
+        self.plays.len()
+    }
+
+    /// Counts items up to `n` (added after the build), never played: they
+    /// join the most-played order last, by id, as unplayed items sort.
+    pub fn grow(&mut self, n: usize) {
+        let from = self.plays.len();
+        if n <= from {
+            return;
+        }
+        self.plays.resize(n, 0);
+        self.skips.resize(n, 0);
+        self.recent_plays.resize(n, 0);
+        self.mean_time.resize(n, 0.0);
+        self.order.extend(from as u32..n as u32);
+    }
+
     /// Counts one event that happened after the build (a live write): a
     /// play adds a play, recent by definition and timed at the end of the
     /// build's log; a skip adds a skip; a search adds nothing (as in

@@ -43,6 +43,14 @@ pub enum Metric {
     Dot,
 }
 
+impl Metric {
+    /// The distance of `v` from `q` as the index measures it (`q` already
+    /// normalised under `Cosine`, as stored vectors are).
+    pub(crate) fn distance(self, q: &[f32], v: &[f32]) -> f32 {
+        search::dist(self, q, v)
+    }
+}
+
 /// Graph build parameters.
 ///
 /// Defaults: `m = 16`, `ef_construction = 200`, `parallel = true`. The

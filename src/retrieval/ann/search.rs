@@ -245,7 +245,7 @@ fn check_query(g: &Graph, query: &[f32]) -> Result<(), AnnError> {
 
 /// Distance under `metric`; `q` is already normalised for Cosine.
 #[inline(always)]
-fn dist(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
+pub(super) fn dist(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
     match metric {
         Metric::L2 => l2_squared(q, v),
         Metric::Dot => -dot(q, v),
