@@ -73,6 +73,13 @@ impl EngineHandle {
         self.current.load().delete_items(ids)
     }
 
+    /// Adds or changes items on the current engine ([`Engine::upsert_items`]),
+    /// never at the same time as a reload (see [`delete_items`](EngineHandle::delete_items)).
+    pub fn upsert_items(&self, items: &[crate::Item]) -> Result<crate::Upserted> {
+        let _writes = self.lock_writes()?;
+        self.current.load().upsert_items(items)
+    }
+
     /// Records events on the current engine ([`Engine::record_events`]),
     /// never at the same time as a reload (see [`delete_items`](EngineHandle::delete_items)).
     pub fn record_events(&self, events: &[crate::LiveEvent]) -> Result<()> {

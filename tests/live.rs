@@ -1,7 +1,7 @@
 //! Live writes. Deletions: gone from every retriever and every context from
 //! the call's return on, atomic per batch, durable across reopen, reload
 //! and SIGKILL (a child process killed mid-write loses no acknowledged
-//! delete). Events: plays move popularity at once, durably.
+//! delete or upsert). Events: plays move popularity at once, durably.
 
 mod common;
 
@@ -160,13 +160,16 @@ fn child_writer() {
     out.flush().unwrap();
     for (n, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.unwrap();
-        match line.strip_prefix("play ") {
-            Some(item) => engine
+        if let Some(item) = line.strip_prefix("play ") {
+            engine
                 .record_events(&[LiveEvent::play("killed", item, 1_900_000_000 + n as i64)])
-                .unwrap(),
-            None => {
-                engine.delete_items(&[line.as_str()]).unwrap();
-            }
+                .unwrap();
+        } else if let Some(id) = line.strip_prefix("upsert ") {
+            // Its title is its id's words: a search finds it.
+            let item = twostage::Item::new(id, id.replace('-', " "));
+            engine.upsert_items(&[item]).unwrap();
+        } else {
+            engine.delete_items(&[line.as_str()]).unwrap();
         }
         writeln!(out, "acked {line}").unwrap();
         out.flush().unwrap();
@@ -240,6 +243,37 @@ fn deletions_acknowledged_before_sigkill_survive() {
         assert!(status.deleted >= acked.len() && status.deleted <= next, "round {round}: {status:?}");
     }
     assert!(acked.len() > kills, "the children acknowledged {} deletions", acked.len());
+}
+
+#[cfg(unix)]
+#[test]
+fn upserts_acknowledged_before_sigkill_survive() {
+    let (_tmp, dir) = private_index();
+    let kills: usize = std::env::var("TWOSTAGE_LIVE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let mut rng = twostage::rng::SplitMix64::new(11);
+    let mut acked: Vec<String> = Vec::new();
+    let mut sent = 0;
+    let built = Engine::open(&dir).unwrap().len();
+    for round in 0..kills {
+        let burst: Vec<String> = (0..10).map(|k| format!("upsert quokka{round}-zyzzyva{k}")).collect();
+        let wait_for = (rng.next_u64() % burst.len() as u64) as usize;
+        acked.extend(write_then_kill(&dir, &burst, wait_for));
+        sent += burst.len();
+        let engine = Engine::open(&dir).unwrap_or_else(|e| panic!("round {round}: reopen after SIGKILL: {e}"));
+        let status = engine.live_status().unwrap();
+        assert!(status.added >= acked.len() && status.added <= sent, "round {round}: {status:?}");
+        assert_eq!(engine.len(), built + status.added, "round {round}");
+        for line in &acked {
+            let id = line.trim_start_matches("upsert ");
+            assert!(engine.item(id).is_some(), "round {round}: acknowledged upsert of {id} lost");
+        }
+        // The last acknowledged one is searchable by its words.
+        if let Some(id) = acked.last().map(|l| l.trim_start_matches("upsert ")) {
+            let req = Request::new(Context::search(id.replace('-', " "))).k(1);
+            assert_eq!(engine.recommend(&req).unwrap().items[0].id, id, "round {round}");
+        }
+    }
+    assert!(acked.len() > kills, "the children acknowledged {} upserts", acked.len());
 }
 
 /// The popularity retriever alone, for a history it cannot otherwise serve.

@@ -619,6 +619,54 @@ fn delete_needs_the_token_is_durable_and_leaves_every_answer() {
 }
 
 #[test]
+fn upserts_need_the_token_are_checked_whole_and_served_at_once_and_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    common::copy_dir(&common::music().dir, &dir);
+    let agent = agent();
+    let search = r#"{"context":{"search":{"text":"zyzzyva quokka"}},"k":5,"fields":["title","year"]}"#;
+    let top = |server: &Server| -> Value {
+        let (status, text) = call(&agent, "POST", &server.url("/recommend"), Some(search));
+        assert_eq!(status, 200, "{text}");
+        json(&text)["items"][0].clone()
+    };
+    let server = Server::start(&dir);
+    let url = server.url("/items");
+    let good = r#"{"id":"new-1","title":"Zyzzyva Quokka","tags":{"genre":"ambient"},"attributes":{"artist":"Heavy Parade","year":2031}}"#;
+    let body = format!(r#"{{"items":[{good}]}}"#);
+    for token in [None, Some("wrong")] {
+        let (status, text) = call_as(&agent, "POST", &url, Some(&body), token);
+        assert_eq!(status, 401, "{token:?}: {text}");
+    }
+    // One bad record refuses the batch, naming it.
+    let bad = format!(r#"{{"items":[{good},{{"id":"new-2","title":"x","attributes":{{"year":"soon"}}}}]}}"#);
+    let (status, text) = call(&agent, "POST", &url, Some(&bad));
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        json(&text)["error"].as_str().unwrap().starts_with("items[1].attributes.year"),
+        "{text}"
+    );
+    assert_ne!(top(&server)["id"], "new-1", "a refused batch applies nothing");
+    let (status, text) = call(&agent, "POST", &url, Some(&body));
+    assert_eq!((status, json(&text)["added"].as_u64()), (200, Some(1)), "{text}");
+    let first = top(&server);
+    assert_eq!(
+        (first["id"].as_str(), first["fields"]["year"].as_f64()),
+        (Some("new-1"), Some(2031.0))
+    );
+    // Changed: found by the new record.
+    let changed = r#"{"items":[{"id":"new-1","title":"Zyzzyva Quokka","attributes":{"artist":"Heavy Parade","year":2032}}]}"#;
+    let (status, text) = call(&agent, "POST", &url, Some(changed));
+    assert_eq!((status, json(&text)["updated"].as_u64()), (200, Some(1)), "{text}");
+    assert_eq!(top(&server)["fields"]["year"].as_f64(), Some(2032.0));
+    drop(server);
+    let again = Server::start(&dir);
+    assert_eq!(top(&again)["fields"]["year"].as_f64(), Some(2032.0), "after a restart");
+    let (_, health) = call(&agent, "GET", &again.url("/healthz"), None);
+    assert_eq!(json(&health)["live"]["added"], 1, "{health}");
+}
+
+#[test]
 fn admin_routes_need_the_token_and_are_off_without_one() {
     let fx = common::music();
     let server = Server::start(&fx.dir);

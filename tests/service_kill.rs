@@ -1,5 +1,5 @@
 //! The HTTP service killed with SIGKILL right after it acknowledged live
-//! writes (`DELETE /items/{id}`, `POST /events`): restarted on the same
+//! writes (`POST /items`, `DELETE /items/{id}`, `POST /events`): restarted on the same
 //! index, it serves every acknowledged write, and none is lost or doubled.
 
 #![cfg(feature = "encoder")]
@@ -58,12 +58,23 @@ fn acknowledged_writes_survive_sigkill_of_the_service() {
         .unwrap();
 
     let ids: Vec<&str> = catalog.items().iter().map(|i| i.id.as_str()).collect();
-    let (mut deleted, mut plays) = (0usize, 0usize);
+    let (mut deleted, mut plays, mut added) = (0usize, 0usize, 0usize);
     for round in 0..5 {
         let service = start(&index);
         let before = live(&service.url);
         assert_eq!(before["deleted"], deleted, "round {round}: deletions acknowledged before the kill");
         assert_eq!(before["events"], plays, "round {round}: events acknowledged before the kill");
+        assert_eq!(before["added"], added, "round {round}: items added before the kill");
+        let new: Vec<String> = (0..3)
+            .map(|k| format!(r#"{{"id":"live-{round}-{k}","title":"Quokka{round} Zyzzyva{k}"}}"#))
+            .collect();
+        let (status, body) = call(
+            "POST",
+            &format!("{}/items", service.url),
+            Some(&format!(r#"{{"items":[{}]}}"#, new.join(","))),
+        );
+        assert_eq!(status, 200, "{body}");
+        added += new.len();
         for id in &ids[round * 7..round * 7 + 7] {
             let (status, body) = call("DELETE", &format!("{}/items/{id}", service.url), None);
             assert_eq!(status, 200, "{body}");
@@ -85,10 +96,22 @@ fn acknowledged_writes_survive_sigkill_of_the_service() {
     let service = start(&index);
     let after = live(&service.url);
     assert_eq!(
-        (after["deleted"].as_u64(), after["events"].as_u64()),
-        (Some(deleted as u64), Some(plays as u64)),
+        (after["deleted"].as_u64(), after["events"].as_u64(), after["added"].as_u64()),
+        (Some(deleted as u64), Some(plays as u64), Some(added as u64)),
         "{after}"
     );
+    // An added item is served by its own words.
+    for round in 0..5 {
+        for k in 0..3 {
+            let body = serde_json::json!({"context": {"search": {"text": format!("quokka{round} zyzzyva{k}")}}, "k": 1}).to_string();
+            let (status, answer) = call("POST", &format!("{}/recommend", service.url), Some(&body));
+            assert_eq!(status, 200, "{answer}");
+            assert!(
+                answer.contains(&format!("\"live-{round}-{k}\"")),
+                "live-{round}-{k} is lost: {answer}"
+            );
+        }
+    }
     // A deleted item is never served: ask for it by its own title.
     for item in &catalog.items()[..35] {
         let body = serde_json::json!({"context": {"search": {"text": item.title}}, "k": 50}).to_string();

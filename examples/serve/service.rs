@@ -12,10 +12,11 @@
 //! | `GET /healthz`       | `{"status":"ok","index":..,"items":..,"live":{..}}` (and `"generation"` when following a store) |
 //! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
+//! | `POST /items`        | `{"items": [...]}` (items-file records): add or change them, durably ([`EngineHandle::upsert_items`]) |
 //! | `DELETE /items/{id}` | delete the item from every result, durably ([`EngineHandle::delete_items`]) |
 //! | `POST /events`       | `{"events": [...]}` (events-file records): count them, durably ([`EngineHandle::record_events`]) |
 //!
-//! Admin routes (reload, deletes and events) need `Authorization: Bearer <token>` with the token the
+//! Admin routes (reload, upserts, deletes and events) need `Authorization: Bearer <token>` with the token the
 //! service was started with (compared in constant time); without a
 //! configured token they are disabled. Either way a missing or wrong token
 //! is a 401.
@@ -181,6 +182,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(reload))
+        .route("/items", post(upsert_items))
         .route("/items/{id}", delete(delete_item))
         .route("/events", post(record_events))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route".to_string()) })
@@ -361,6 +363,8 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if let Ok(live) = engine.live_status() {
         body["live"] = json!({
             "deleted": live.deleted,
+            "added": live.added,
+            "upserted": live.upserted,
             "events": live.events,
             "records": live.records,
             "syncs": live.syncs,
@@ -431,6 +435,69 @@ async fn delete_item(State(state): State<Arc<AppState>>, headers: axum::http::He
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("the delete task failed: {e}"),
+        ),
+    }
+}
+
+/// Body of `POST /items`: records of the items file's shape, read by the
+/// catalog loader (so by the builder's data contract).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemsRequest {
+    items: Vec<serde_json::Value>,
+}
+
+/// The items of a `POST /items` body, or the 400 naming `items[i].field`.
+fn parse_items(req: &ItemsRequest) -> Result<Vec<twostage::Item>, Response> {
+    let mut lines = String::new();
+    for item in &req.items {
+        lines.push_str(&item.to_string());
+        lines.push('\n');
+    }
+    match twostage::Catalog::from_jsonl_reader(lines.as_bytes(), std::path::Path::new("items")) {
+        Ok(catalog) => Ok(catalog.into_items()),
+        Err(Error::InvalidData { line, field, reason, .. }) => {
+            let at = line.map_or(String::new(), |l| format!("[{}]", l.saturating_sub(1)));
+            Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("items{at}.{field}: {reason}"),
+            ))
+        }
+        Err(e) => Err(engine_error(&e)),
+    }
+}
+
+/// `POST /items`: answers once the batch is durable and every later
+/// request sees it; a batch with one bad item is refused whole (400 naming
+/// `items[i].field`).
+async fn upsert_items(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    if let Some(refused) = refuse_unless_admin(&state, &headers) {
+        return refused;
+    }
+    let req = match body.map(|b| serde_json::from_slice::<ItemsRequest>(&b)) {
+        Err(rejection) => return body_error(rejection),
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+        Ok(Ok(req)) => req,
+    };
+    let items = match parse_items(&req) {
+        Ok(items) => items,
+        Err(refused) => return refused,
+    };
+    let handle = Arc::clone(&state.handle);
+    let span = tracing::Span::current();
+    // Encoding (on an index with a content space) and an fsync: blocking work.
+    let work = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        handle.upsert_items(&items)
+    });
+    match work.await {
+        Ok(Ok(done)) => json_ok(json!({"status": "upserted", "added": done.added, "updated": done.updated}).to_string()),
+        Ok(Err(e)) => engine_error(&e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the upsert task failed: {e}"),
         ),
     }
 }
