@@ -448,7 +448,7 @@ struct ItemsRequest {
 }
 
 /// The items of a `POST /items` body, or the 400 naming `items[i].field`.
-fn parse_items(req: &ItemsRequest) -> Result<Vec<twostage::Item>, Response> {
+fn parse_items(req: &ItemsRequest) -> Result<Vec<twostage::Item>, Box<Response>> {
     let mut lines = String::new();
     for item in &req.items {
         lines.push_str(&item.to_string());
@@ -482,7 +482,7 @@ async fn upsert_items(State(state): State<Arc<AppState>>, headers: axum::http::H
     };
     let items = match parse_items(&req) {
         Ok(items) => items,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let handle = Arc::clone(&state.handle);
     let span = tracing::Span::current();
