@@ -458,13 +458,13 @@ fn parse_items(req: &ItemsRequest) -> Result<Vec<twostage::Item>, Box<Response>>
         Ok(catalog) => Ok(catalog.into_items()),
         Err(Error::InvalidData { line, field, reason, .. }) => {
             let at = line.map_or(String::new(), |l| format!("[{}]", l.saturating_sub(1)));
-            Err(error(
+            Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 format!("items{at}.{field}: {reason}"),
-            ))
+            )))
         }
-        Err(e) => Err(engine_error(&e)),
+        Err(e) => Err(Box::new(engine_error(&e))),
     }
 }
 
