@@ -1,11 +1,14 @@
-//! Live writes under load — deletions and events, the live writes twostage
-//! has: recommend latency while deletions stream in and while events
-//! stream in, against idle in the same run; deletion throughput, one id
-//! per call (one fsync each) and in batches; event throughput in batches;
-//! whether a deleted item is ever served by a request that started after
-//! its deletion returned; and the time `Engine::open` takes to replay the
-//! log afterwards; and one-event calls from one thread against many at
-//! once, which share fsyncs (group commit).
+//! Live writes under load: recommend latency while deletions, events and
+//! item upserts stream in, against idle in the same run; deletion
+//! throughput, one id per call (one fsync each) and in batches; event
+//! throughput in batches; upsert throughput (new and changed items in
+//! batches); whether a deleted item is ever served, or an upserted one not
+//! found by its own words, by a request that started after the write
+//! returned; the time `Engine::open` takes to replay the log afterwards;
+//! one-event calls from one thread against many at once, which share
+//! fsyncs (group commit); and the learned space's recall@10 with the
+//! upserted items beside the built graph against a fresh build of the
+//! same final catalog.
 //!
 //! ```text
 //! cargo run --release --features harness --example bench_churn -- --size 100000
@@ -16,9 +19,14 @@
 //! one the top answer of a search, and after every call asks that search
 //! again and counts a violation if the item is still there. The catalog
 //! and its index are kept in `--work-dir` (shared with bench_filters and
-//! bench_budget); the deletions go to a copy of the index, removed at the end.
-//! Inserts and updates are not implemented yet, so this benchmark does not
-//! measure them.
+//! bench_budget); the writes go to copies of the index, removed at the end.
+//!
+//! Upserts go to their own copy of the built index (no deletions there), so
+//! that the final catalog keeps every built item and the fresh build reads
+//! the same events: the built items' learned vectors are then the same in
+//! both, and recall compares like with like. Recall@10 is measured on
+//! listening contexts (half on added items) against the fresh build's exact
+//! nearest neighbours, for the live index and for the fresh build's graph.
 
 #[path = "common/music_index.rs"]
 mod music_index;
@@ -32,7 +40,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Parser;
 use serde_json::json;
-use twostage::{Catalog, Context, Engine, LiveEvent, Request};
+use twostage::{AnnSearch, Catalog, Context, Engine, Events, IndexBuilder, Item, LiveEvent, Request, Retriever};
 
 /// Deletion churn benchmark.
 #[derive(Parser)]
@@ -65,6 +73,18 @@ struct Args {
     /// Calls of one event each in the group-commit phase, per configuration.
     #[arg(long, default_value_t = 2_000)]
     small_writes: usize,
+    /// Items added live (copies of built ones under new ids and titles).
+    #[arg(long, default_value_t = 10_000)]
+    inserts: usize,
+    /// Built items changed live (a word added to the title).
+    #[arg(long, default_value_t = 10_000)]
+    updates: usize,
+    /// Items per upsert call.
+    #[arg(long, default_value_t = 500)]
+    upsert_batch: usize,
+    /// Listening contexts the recall comparison asks.
+    #[arg(long, default_value_t = 1_000)]
+    recall_queries: usize,
     /// Seconds of the idle phase.
     #[arg(long, default_value_t = 10.0)]
     idle_secs: f64,
@@ -258,6 +278,8 @@ fn main() -> Result<()> {
     drop(reopened);
     std::fs::remove_dir_all(&scratch)?;
 
+    let upserts = upsert_phase(&args, &base, &dir, &catalog, &reqs)?;
+
     let (idle_p50, idle_p99) = percentiles(idle.clone());
     let (churn_p50, churn_p99) = percentiles(churn.clone());
     let (call_p50, call_p99) = percentiles(single_ms.clone());
@@ -287,6 +309,7 @@ fn main() -> Result<()> {
         "events_logged": status.events,
         "reopen_ms": reopen_ms,
         "replayed_deleted": replayed,
+        "upserts": upserts.json(idle_p99),
     });
     eprintln!(
         "{} items, reader at {} requests/s (the four context kinds in turn)",
@@ -314,8 +337,194 @@ fn main() -> Result<()> {
         "log {log_bytes} bytes for {} deletions and {} events; Engine::open with it {reopen_ms:.0} ms, replayed {replayed} deletions",
         status.deleted, status.events
     );
+    upserts.print(idle_p99);
     if args.json {
         println!("{out}");
     }
     Ok(())
+}
+
+/// What the upsert phase measured.
+struct Upserts {
+    items: usize,
+    batch: usize,
+    secs: f64,
+    call_ms: Vec<f64>,
+    during: Vec<f64>,
+    not_found_after_return: usize,
+    reopen_ms: f64,
+    fresh_build_s: f64,
+    queries: usize,
+    recall_live: f64,
+    recall_fresh: f64,
+    recall_live_added: f64,
+    recall_fresh_added: f64,
+}
+
+impl Upserts {
+    fn json(&self, idle_p99: f64) -> serde_json::Value {
+        let (p50, p99) = percentiles(self.during.clone());
+        let (call_p50, call_p99) = percentiles(self.call_ms.clone());
+        json!({
+            "items": self.items, "batch": self.batch, "items_per_s": self.items as f64 / self.secs,
+            "call_ms_p50": call_p50, "call_ms_p99": call_p99,
+            "not_found_after_return": self.not_found_after_return,
+            "recommend_ms": {"p50": p50, "p99": p99, "requests": self.during.len(), "p99_ratio": p99 / idle_p99},
+            "reopen_ms": self.reopen_ms,
+            "fresh_build_s": self.fresh_build_s,
+            "recall_at_10": {"queries": self.queries, "live": self.recall_live, "fresh_build": self.recall_fresh,
+                             "live_added_items": self.recall_live_added, "fresh_build_added_items": self.recall_fresh_added},
+        })
+    }
+
+    fn print(&self, idle_p99: f64) {
+        let (p50, p99) = percentiles(self.during.clone());
+        let (call_p50, call_p99) = percentiles(self.call_ms.clone());
+        eprintln!(
+            "upserts in batches of {}: {} items at {:.0}/s (the loop also runs one search per call), call p50 {call_p50:.1} ms, p99 {call_p99:.1} ms; not found by their words after return: {}",
+            self.batch,
+            self.items,
+            self.items as f64 / self.secs,
+            self.not_found_after_return
+        );
+        eprintln!(
+            "recommend p50 / p99 during upserts {p50:.2} / {p99:.2} ms ({} requests); p99 ratio {:.2}; Engine::open with them {:.0} ms",
+            self.during.len(),
+            p99 / idle_p99,
+            self.reopen_ms
+        );
+        eprintln!(
+            "learned-space recall@10 against the fresh build's exact neighbours ({} listening contexts, half on added items): live {:.4}, fresh build's graph {:.4} (on added items: {:.4}, {:.4}); the fresh build took {:.1} s",
+            self.queries, self.recall_live, self.recall_fresh, self.recall_live_added, self.recall_fresh_added, self.fresh_build_s
+        );
+    }
+}
+
+/// Adds `--inserts` items and changes `--updates` on a copy of the built
+/// index while the reader runs, then compares its learned-space recall with
+/// a fresh build of the final catalog.
+fn upsert_phase(args: &Args, base: &Path, dir: &Path, catalog: &Catalog, reqs: &[Request]) -> Result<Upserts> {
+    let n = catalog.len();
+    if args.updates > n {
+        bail!("change at most the {n} built items");
+    }
+    let scratch = dir.join("churn-upserts");
+    let _ = std::fs::remove_dir_all(&scratch);
+    copy_dir(base, &scratch)?;
+    let engine = Engine::open(&scratch)?;
+    // Each item carries a word of its own, which its visibility check searches.
+    let inserts: Vec<(Item, String)> = (0..args.inserts)
+        .map(|j| {
+            let mut item = catalog.items()[(j * 7919 + 3) % n].clone();
+            let word = format!("zq{j}x");
+            item.id = format!("new-{j:06}");
+            item.title = format!("{} {word}", item.title);
+            item.vector = None;
+            (item, word)
+        })
+        .collect();
+    let step = (n / args.updates.max(1)).max(1);
+    let updates: Vec<(Item, String)> = (0..args.updates)
+        .map(|k| {
+            let mut item = catalog.items()[(k * step + 2) % n].clone();
+            let word = format!("up{k}x");
+            item.title = format!("{} {word}", item.title);
+            (item, word)
+        })
+        .collect();
+    // Added and changed items in turn, one batch each.
+    let batch = args.upsert_batch.max(1);
+    let mut calls: Vec<&[(Item, String)]> = Vec::new();
+    let (mut a, mut b) = (inserts.chunks(batch), updates.chunks(batch));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => break,
+            (x, y) => calls.extend(x.into_iter().chain(y)),
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let (during, call_ms, missing, secs) = std::thread::scope(|s| -> Result<_> {
+        let h = s.spawn(|| reader(&engine, reqs, args.rate, &stop));
+        let t = Instant::now();
+        let mut call_ms = Vec::with_capacity(calls.len());
+        let mut missing = 0usize;
+        for call in &calls {
+            let items: Vec<Item> = call.iter().map(|(i, _)| i.clone()).collect();
+            let c = Instant::now();
+            engine.upsert_items(&items)?;
+            call_ms.push(c.elapsed().as_secs_f64() * 1e3);
+            if let Some((last, word)) = call.last() {
+                let found = engine.recommend(&Request::new(Context::search(word.clone())).k(1))?;
+                if found.items.first().map(|r| r.id.as_str()) != Some(last.id.as_str()) {
+                    missing += 1;
+                }
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let during = h.join().unwrap_or_else(|_| bail!("the reader panicked"))?;
+        Ok((during, call_ms, missing, secs))
+    })?;
+    drop(engine);
+    let t = Instant::now();
+    let live = Engine::open(&scratch)?;
+    let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    // The same final catalog, built afresh from the same events.
+    let mut items: Vec<Item> = catalog.items().to_vec();
+    for (u, k) in updates.iter().zip(0..) {
+        items[(k * step + 2) % n] = u.0.clone();
+    }
+    items.extend(inserts.iter().map(|(i, _)| i.clone()));
+    let final_catalog = Catalog::new(items)?;
+    let events = Events::from_jsonl_path(dir.join("events.jsonl"), &final_catalog)?;
+    let fresh_dir = dir.join("churn-fresh");
+    let _ = std::fs::remove_dir_all(&fresh_dir);
+    let t = Instant::now();
+    IndexBuilder::new()
+        .group_key("artist")
+        .without_ranker_training()
+        .build(&final_catalog, &events, &fresh_dir)?;
+    let fresh_build_s = t.elapsed().as_secs_f64();
+    let fresh = Engine::open(&fresh_dir)?;
+
+    let queries = args.recall_queries.max(2);
+    let (mut live_hits, mut fresh_hits, mut truth_n) = ([0usize; 2], [0usize; 2], [0usize; 2]);
+    for q in 0..queries {
+        // Even queries on added items, odd ones on built items.
+        let added = q % 2 == 0 && !inserts.is_empty();
+        let id = if added {
+            inserts[(q / 2 * 7) % inserts.len()].0.id.clone()
+        } else {
+            catalog.items()[(q * 104_729) % n].id.clone()
+        };
+        let req = Request::new(Context::listening(id)).k(10).candidates(Retriever::Ann, 10);
+        let truth = fresh.ann_hits(&fresh.trace(&req)?.1, 10, AnnSearch::Exact)?;
+        let served_fresh = fresh.ann_hits(&fresh.trace(&req)?.1, 10, AnnSearch::Served)?;
+        let served_live = live.ann_hits(&live.trace(&req)?.1, 10, AnnSearch::Served)?;
+        let hit = |got: &[String]| got.iter().filter(|g| truth.contains(g)).count();
+        let side = usize::from(added);
+        live_hits[side] += hit(&served_live);
+        fresh_hits[side] += hit(&served_fresh);
+        truth_n[side] += truth.len();
+    }
+    drop((live, fresh));
+    std::fs::remove_dir_all(&scratch)?;
+    std::fs::remove_dir_all(&fresh_dir)?;
+    let ratio = |h: usize, t: usize| if t == 0 { f64::NAN } else { h as f64 / t as f64 };
+    Ok(Upserts {
+        items: args.inserts + args.updates,
+        batch,
+        secs,
+        call_ms,
+        during,
+        not_found_after_return: missing,
+        reopen_ms,
+        fresh_build_s,
+        queries,
+        recall_live: ratio(live_hits[0] + live_hits[1], truth_n[0] + truth_n[1]),
+        recall_fresh: ratio(fresh_hits[0] + fresh_hits[1], truth_n[0] + truth_n[1]),
+        recall_live_added: ratio(live_hits[1], truth_n[1]),
+        recall_fresh_added: ratio(fresh_hits[1], truth_n[1]),
+    })
 }

@@ -114,6 +114,10 @@ pub(crate) struct ItemStore {
     pub item_row: Vec<u32>,
     /// Item of each ANN row.
     pub row_item: Vec<u32>,
+    /// Items whose vector the builder's cold-start rule gave (from their
+    /// group's and tags' vectors), ascending: an item added live is placed
+    /// from the others, as the build placed these.
+    pub cold_filled: Vec<u32>,
 }
 
 impl ItemStore {
@@ -163,6 +167,7 @@ impl ItemStore {
             linear,
             item_row,
             row_item,
+            cold_filled: Vec::new(),
         }
     }
 
@@ -202,6 +207,9 @@ impl ItemStore {
         }
         if self.item_row.iter().filter(|&&r| r != NONE).count() != ann_rows {
             return Err("items claim vector rows the ANN index does not have".into());
+        }
+        if self.cold_filled.windows(2).any(|w| w[0] >= w[1]) || self.cold_filled.last().is_some_and(|&i| i as usize >= n) {
+            return Err("cold-start items are not ascending item ids".into());
         }
         self.tags.validate(n)?;
         self.popularity.validate(n)?;

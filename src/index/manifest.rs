@@ -24,8 +24,9 @@ pub(crate) const FORMAT: &str = "twostage-index";
 /// item-item (EASE) weights and their ranker features; version 5 the
 /// query–category model of logged searches and its ranker feature; version
 /// 6 the `fold_in` ranker feature (the files are those of 5, but a ranker
-/// of 5 was trained without it).
-pub const FORMAT_VERSION: u32 = 6;
+/// of 5 was trained without it); version 7 the items the cold-start rule
+/// gave vectors (so items added live are placed by the same rule).
+pub const FORMAT_VERSION: u32 = 7;
 /// A manifest larger than this is not ours.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 

@@ -60,7 +60,12 @@ impl ColdStart {
             dim,
             ..ColdStart::default()
         };
+        // The vectors the build's rule summed: not those it filled itself.
+        let mut filled = store.cold_filled.iter().copied().peekable();
         for item in 0..store.len() as u32 {
+            if filled.next_if_eq(&item).is_some() {
+                continue;
+            }
             let Some(v) = vector_of(item) else { continue };
             let add = |acc: &mut Vec<f32>| acc.iter_mut().zip(&v).for_each(|(a, x)| *a += x);
             let g = store.group(item);

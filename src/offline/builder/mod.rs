@@ -404,7 +404,11 @@ impl IndexBuilder {
         if p.metric == Metric::Cosine {
             vectors = vectors.into_iter().map(|v| v.and_then(crate::vector::normalized)).collect();
         }
+        let before: Vec<bool> = vectors.iter().map(Option::is_some).collect();
         embeddings::fill_from_content(&mut vectors, &store.groups, &store.tags);
+        store.cold_filled = (0..n as u32)
+            .filter(|&i| !before[i as usize] && vectors[i as usize].is_some())
+            .collect();
         let dim = vectors.iter().flatten().map(Vec::len).next().unwrap_or(0);
         let mut flat = Vec::new();
         let mut row_item = Vec::new();
