@@ -29,11 +29,98 @@ pub(crate) struct LiveItem {
     pub tags: Vec<u32>,
     /// Its group id: a built one, or one first seen live.
     pub group: u32,
-    /// Its learned-space vector, for an item without a built one: the
+}
+
+/// The two vector spaces a record may have a vector in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Space {
+    /// The learned space, for an item without a built vector there: the
     /// catalog's vector or the builder's cold-start rule.
-    pub learned: Option<Vec<f32>>,
-    /// Its content-space vector (normalised), on indexes with a content space.
-    pub content: Option<Vec<f32>>,
+    Learned,
+    /// The content space (normalised), on indexes with one.
+    Content,
+}
+
+/// The records' vectors in one space, contiguous, so a scan streams
+/// through memory rather than chasing one allocation per record.
+#[derive(Clone, Debug, Default)]
+struct Vectors {
+    dim: usize,
+    items: Vec<u32>,
+    data: Vec<f32>,
+    /// Where each item's vector is.
+    slot: HashMap<u32, usize>,
+}
+
+impl Vectors {
+    fn get(&self, item: u32) -> Option<&[f32]> {
+        let &s = self.slot.get(&item)?;
+        self.data.get(s * self.dim..(s + 1) * self.dim)
+    }
+
+    /// Sets (or with `None`, removes) the vector of `item`. A vector of
+    /// another dimension than the first one's is not kept (the callers
+    /// checked dimensions already).
+    fn put(&mut self, item: u32, v: Option<&[f32]>) {
+        if self.items.is_empty() {
+            if let Some(v) = v {
+                self.dim = v.len();
+            }
+        }
+        let v = v.filter(|v| v.len() == self.dim && self.dim > 0);
+        match (self.slot.get(&item).copied(), v) {
+            (Some(s), Some(v)) => self.data[s * self.dim..(s + 1) * self.dim].copy_from_slice(v),
+            (None, Some(v)) => {
+                self.slot.insert(item, self.items.len());
+                self.items.push(item);
+                self.data.extend_from_slice(v);
+            }
+            (Some(s), None) => {
+                // The last vector moves into the freed slot.
+                let last = self.items.len() - 1;
+                self.items.swap_remove(s);
+                if s != last {
+                    let (head, tail) = self.data.split_at_mut(last * self.dim);
+                    head[s * self.dim..(s + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
+                    self.slot.insert(self.items[s], s);
+                }
+                self.data.truncate(last * self.dim);
+                self.slot.remove(&item);
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// See [`Overlay::nearest`].
+    fn nearest(&self, query: &[f32], k: usize, metric: Metric, accept: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        if k == 0 || self.dim == 0 || query.len() != self.dim {
+            return Vec::new();
+        }
+        let mut all: Vec<(u32, f32)> = self
+            .items
+            .iter()
+            .zip(self.data.chunks_exact(self.dim))
+            .map(|(&i, v)| (i, metric.distance(query, v)))
+            .collect();
+        let order = |a: &(u32, f32), b: &(u32, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+        // Distances first, the filter only on the nearest: most records
+        // pass, so a few times `k` of them nearly always hold `k` that do.
+        let mut out = Vec::with_capacity(k);
+        let mut from = 0;
+        let mut take = k.saturating_mul(4);
+        while from < all.len() && out.len() < k {
+            let rest = &mut all[from..];
+            let m = take.min(rest.len());
+            if m < rest.len() {
+                rest.select_nth_unstable_by(m - 1, order);
+            }
+            rest[..m].sort_unstable_by(order);
+            out.extend(rest[..m].iter().copied().filter(|&(i, _)| accept(i)).take(k - out.len()));
+            from += m;
+            take = take.saturating_mul(4);
+        }
+        out
+    }
 }
 
 impl LiveItem {
@@ -72,6 +159,11 @@ pub(crate) struct Overlay {
     new_group_ids: HashMap<String, u32>,
     /// Built groups: how many, for new group ids.
     base_groups: u32,
+    learned: Vectors,
+    content: Vectors,
+    /// One bit per item id: whether it has a record. Every filter check
+    /// asks, for built items too, and a bit is cheaper than a hash probe.
+    marked: Vec<u64>,
     /// Field names the records use.
     pub fields: FieldNames,
 }
@@ -104,7 +196,7 @@ impl Overlay {
     /// The live record of `item`, if it was upserted.
     #[inline]
     pub fn record(&self, item: u32) -> Option<&LiveItem> {
-        if self.records.is_empty() {
+        if !self.shadows(item) {
             return None;
         }
         self.records.get(&item).map(Arc::as_ref)
@@ -114,7 +206,7 @@ impl Overlay {
     /// content vector no longer hold.
     #[inline]
     pub fn shadows(&self, item: u32) -> bool {
-        !self.records.is_empty() && self.records.contains_key(&item)
+        self.marked.get(item as usize / 64).is_some_and(|w| w & (1 << (item % 64)) != 0)
     }
 
     /// The internal id of an item added live.
@@ -156,11 +248,30 @@ impl Overlay {
         g
     }
 
-    /// Sets the record of `item` (from [`Overlay::id_for`]).
-    pub fn put(&mut self, item: u32, record: LiveItem) {
+    /// The vector of `item`'s record in `space`.
+    #[inline]
+    pub fn vector(&self, space: Space, item: u32) -> Option<&[f32]> {
+        if self.records.is_empty() {
+            return None;
+        }
+        match space {
+            Space::Learned => self.learned.get(item),
+            Space::Content => self.content.get(item),
+        }
+    }
+
+    /// Sets the record of `item` (from [`Overlay::id_for`]) and its vectors.
+    pub fn put(&mut self, item: u32, record: LiveItem, learned: Option<&[f32]>, content: Option<&[f32]>) {
+        self.learned.put(item, learned);
+        self.content.put(item, content);
         if item >= self.base && !self.added.contains_key(&record.item.id) {
             self.added.insert(record.item.id.clone(), item);
         }
+        let word = item as usize / 64;
+        if self.marked.len() <= word {
+            self.marked.resize(word + 1, 0);
+        }
+        self.marked[word] |= 1 << (item % 64);
         let names = &mut self.fields;
         names.text.extend(record.item.text.keys().cloned());
         names.attributes.extend(record.item.attributes.keys().cloned());
@@ -168,27 +279,14 @@ impl Overlay {
         self.records.insert(item, Arc::new(record));
     }
 
-    /// The `k` records nearest `query` (normalised under `Cosine`) by the
-    /// vector `space` gives them, among those `accept` lets through, as
-    /// (item, distance), nearest first, ties by id: an exact scan, as the
-    /// overlay is small.
-    pub fn nearest(
-        &self,
-        query: &[f32],
-        k: usize,
-        metric: Metric,
-        space: fn(&LiveItem) -> Option<&[f32]>,
-        accept: impl Fn(u32) -> bool,
-    ) -> Vec<(u32, f32)> {
-        let mut hits: Vec<(u32, f32)> = self
-            .records()
-            .filter_map(|(i, r)| space(r).filter(|v| v.len() == query.len()).map(|v| (i, v)))
-            .filter(|&(i, _)| accept(i))
-            .map(|(i, v)| (i, metric.distance(query, v)))
-            .collect();
-        hits.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        hits.truncate(k);
-        hits
+    /// The `k` records nearest `query` (normalised under `Cosine`) in
+    /// `space`, among those `accept` lets through, as (item, distance),
+    /// nearest first, ties by id: an exact scan, as the overlay is small.
+    pub fn nearest(&self, space: Space, query: &[f32], k: usize, metric: Metric, accept: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        match space {
+            Space::Learned => self.learned.nearest(query, k, metric, accept),
+            Space::Content => self.content.nearest(query, k, metric, accept),
+        }
     }
 
     /// The name of a group first seen live.
@@ -268,8 +366,6 @@ mod tests {
             item: Item::new(id, id),
             tags: Vec::new(),
             group,
-            learned: None,
-            content: None,
         }
     }
 
@@ -277,11 +373,11 @@ mod tests {
     fn added_items_take_the_next_ids_and_keep_them() {
         let mut o = Overlay::new(10, 3);
         assert_eq!(o.id_for("a", None), (10, true));
-        o.put(10, record("a", NONE));
+        o.put(10, record("a", NONE), None, None);
         assert_eq!(o.id_for("a", None), (10, false), "an update of an added item keeps its id");
         assert_eq!(o.id_for("b", None), (11, true));
         assert_eq!(o.id_for("built", Some(4)), (4, false));
-        o.put(4, record("built", NONE));
+        o.put(4, record("built", NONE), None, None);
         assert_eq!((o.len(), o.added(), o.records_len()), (11, 1, 2));
         assert_eq!(o.changed_built_items().collect::<Vec<_>>(), [4]);
         assert!(o.shadows(4) && o.shadows(10) && !o.shadows(5));
@@ -291,5 +387,33 @@ mod tests {
         assert_eq!(o.group_id("new", None), 3);
         assert_eq!(o.new_group_name(3), Some("new"));
         assert_eq!(o.new_group_name(2), None);
+    }
+
+    #[test]
+    fn the_scan_finds_the_nearest_accepted_vectors_and_follows_changes() {
+        let mut o = Overlay::new(0, 0);
+        // 100 records on a line: record i at (i, 1).
+        for i in 0..100u32 {
+            o.put(i, record(&format!("r{i}"), NONE), Some(&[i as f32, 1.0]), None);
+        }
+        let q = [10.0, 1.0];
+        let near: Vec<u32> = o.nearest(Space::Learned, &q, 3, Metric::L2, |_| true).iter().map(|h| h.0).collect();
+        assert_eq!(near, [10, 9, 11], "ties by id");
+        // A filter that rejects all the nearest ones still fills k.
+        let far: Vec<u32> = o
+            .nearest(Space::Learned, &q, 2, Metric::L2, |i| i >= 90)
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        assert_eq!(far, [90, 91]);
+        // Moved, and removed: the scan follows.
+        o.put(95, record("r95", NONE), Some(&[10.0, 1.0]), None);
+        o.put(10, record("r10", NONE), None, None);
+        let near: Vec<u32> = o.nearest(Space::Learned, &q, 2, Metric::L2, |_| true).iter().map(|h| h.0).collect();
+        assert_eq!(near, [95, 9]);
+        assert_eq!(o.vector(Space::Learned, 10), None);
+        assert_eq!(o.vector(Space::Learned, 95), Some(&[10.0, 1.0][..]));
+        assert_eq!(o.vector(Space::Learned, 99), Some(&[99.0, 1.0][..]), "the moved slot");
+        assert_eq!(o.nearest(Space::Content, &q, 2, Metric::L2, |_| true), []);
     }
 }

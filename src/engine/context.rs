@@ -5,7 +5,7 @@
 use super::resolve::Resolved;
 use super::Engine;
 use crate::error::Result;
-use crate::overlay::Overlay;
+use crate::overlay::{Overlay, Space};
 use crate::retrieval::ann::Metric;
 
 /// Weight of a personalised search's history vector against its query
@@ -26,7 +26,7 @@ impl Engine {
     pub(super) fn vector_of<'a>(&'a self, o: &'a Overlay, item: u32) -> Option<&'a [f32]> {
         match self.store.row(item) {
             Some(r) => self.ann.vector(r),
-            None => o.record(item).and_then(|r| r.learned.as_deref()),
+            None => o.vector(Space::Learned, item),
         }
     }
 
@@ -72,7 +72,7 @@ impl Engine {
     /// one (its built text no longer holds), else its built one.
     pub(super) fn content_of<'a>(&'a self, o: &'a Overlay, item: u32) -> Option<&'a [f32]> {
         match o.record(item) {
-            Some(r) => r.content.as_deref(),
+            Some(_) => o.vector(Space::Content, item),
             None => self.content.as_ref().and_then(|g| g.vector(item)),
         }
     }

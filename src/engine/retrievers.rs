@@ -14,6 +14,7 @@ use super::context::similarity;
 use super::resolve::Resolved;
 use super::Engine;
 use crate::error::{Error, Result};
+use crate::overlay::Space;
 use crate::request::Retriever;
 use crate::retrieval::ann::Metric;
 use crate::retrieval::covisit;
@@ -201,7 +202,7 @@ fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
             Metric::Cosine => crate::vector::normalized(v.to_vec()),
             Metric::L2 | Metric::Dot => Some(v.to_vec()),
         };
-        q.map(|q| overlay.nearest(&q, depth, metric, |r| r.learned.as_deref(), |i| filter(i)))
+        q.map(|q| overlay.nearest(Space::Learned, &q, depth, metric, |i| filter(i)))
             .unwrap_or_default()
     };
     Ok(crate::overlay::merge_nearest(built, live, depth)
@@ -320,7 +321,7 @@ fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     };
     let built = hits.map_err(|e| Error::internal_by("content", e))?;
     let live = match crate::vector::normalized(v.to_vec()) {
-        Some(q) if overlay.records_len() > 0 => overlay.nearest(&q, depth, Metric::Cosine, |r| r.content.as_deref(), |i| filter(i)),
+        Some(q) if overlay.records_len() > 0 => overlay.nearest(Space::Content, &q, depth, Metric::Cosine, |i| filter(i)),
         _ => Vec::new(),
     };
     Ok(crate::overlay::merge_nearest(built, live, depth)

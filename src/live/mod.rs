@@ -197,10 +197,12 @@ struct Writer {
     /// Each user's live session, and every live pair, for co-visitation.
     sessions: covisit::Sessions,
     pairs: covisit::PairCounts,
-    /// Views replaced by later writes, freed here once no request holds
-    /// them: a request that outlived its view would otherwise free it,
-    /// and freeing a large view took milliseconds from that request.
-    retired: Vec<Arc<View>>,
+    /// Parts of views replaced by later writes, freed here once no request
+    /// holds them: a request that outlived its view would otherwise free
+    /// them, and freeing a large overlay or table took milliseconds from
+    /// that request. Requests hold a view's parts, not the view, so the
+    /// parts are what is counted.
+    retired: Vec<Box<dyn Retired + Send>>,
     status: LiveStatus,
 }
 
@@ -473,8 +475,13 @@ impl Live {
         // A torn tail is cut off by the first append.
         w.status.torn_tail = None;
         let old = self.view.swap(Arc::new(next));
-        w.retired.push(old);
-        w.retired.retain(|v| Arc::strong_count(v) > 1);
+        let new = self.view.load();
+        retire(&mut w.retired, &old.deleted, &new.deleted);
+        retire(&mut w.retired, &old.popularity, &new.popularity);
+        retire(&mut w.retired, &old.covisit, &new.covisit);
+        retire(&mut w.retired, &old.overlay, &new.overlay);
+        drop(old);
+        w.retired.retain(|r| r.in_use());
         outcomes.extend(accepted.into_iter().map(|(p, added)| (p.ticket, Ok(added))));
         outcomes
     }
@@ -509,6 +516,24 @@ impl Live {
         let f = std::fs::File::open(&dst).map_err(|e| Error::io(&dst, e))?;
         f.sync_all().map_err(|e| Error::io(&dst, e))?;
         crate::index::writer::sync_dir(to)
+    }
+}
+
+/// A part of a replaced view, kept until no request holds it.
+trait Retired {
+    fn in_use(&self) -> bool;
+}
+
+impl<T> Retired for Arc<T> {
+    fn in_use(&self) -> bool {
+        Arc::strong_count(self) > 1
+    }
+}
+
+/// Keeps `old` in `retired` unless the new view shares it.
+fn retire<T: Send + Sync + 'static>(retired: &mut Vec<Box<dyn Retired + Send>>, old: &Arc<T>, new: &Arc<T>) {
+    if !Arc::ptr_eq(old, new) {
+        retired.push(Box::new(Arc::clone(old)));
     }
 }
 

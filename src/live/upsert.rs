@@ -136,8 +136,9 @@ impl Built {
     }
 
     /// The overlay record of `u`, whose id is `item` (from
-    /// [`Overlay::id_for`]), given the built tag table in `store`.
-    pub fn record(&self, overlay: &mut Overlay, store: &ItemStore, item: u32, u: &Upsert) -> LiveItem {
+    /// [`Overlay::id_for`]), given the built tag table in `store`, and its
+    /// learned-space vector where it has no built one.
+    pub fn record(&self, overlay: &mut Overlay, store: &ItemStore, item: u32, u: &Upsert) -> (LiveItem, Option<Vec<f32>>) {
         let mut record = u.item.clone();
         let own_vector = record.vector.take();
         let mut tags: Vec<u32> = self
@@ -168,13 +169,7 @@ impl Built {
             };
             own.or_else(|| self.cold.vector(group, &tags))
         };
-        LiveItem {
-            item: record,
-            tags,
-            group,
-            learned,
-            content: u.content.clone(),
-        }
+        (LiveItem { item: record, tags, group }, learned)
     }
 }
 
@@ -194,9 +189,9 @@ pub(crate) fn apply(
     for u in upserts {
         let (item, new) = overlay.id_for(&u.item.id, built.by_id.get(&u.item.id).copied());
         added += usize::from(new);
-        let record = built.record(overlay, store, item, u);
+        let (record, learned) = built.record(overlay, store, item, u);
         docs.push((item, record.item.clone()));
-        overlay.put(item, record);
+        overlay.put(item, record, learned.as_deref(), u.content.as_deref());
         dead.grow(overlay.len());
         dead.remove(item);
     }
