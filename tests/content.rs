@@ -203,3 +203,47 @@ fn a_repeated_search_takes_its_vector_from_the_query_cache() {
     handle.reload(&dir).unwrap();
     assert_eq!(handle.load().query_cache_stats().capacity, 0);
 }
+
+#[test]
+fn an_upserted_item_is_placed_by_meaning_and_needs_the_encoder() {
+    let catalog = catalog();
+    let events = no_events(&catalog);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    IndexBuilder::new().encoder(encoder()).build(&catalog, &events, &dir).unwrap();
+    let mut wolf = twostage::Item::new("wolf", "wolf");
+    wolf.text.insert("description".into(), "wild canine that howls at night".into());
+    // Without the encoder there is no content vector to give it: refused, nothing applied.
+    let bare = Engine::open(&dir).unwrap();
+    let err = bare.upsert_items(std::slice::from_ref(&wolf)).unwrap_err();
+    assert!(matches!(err, Error::EncoderMismatch { found: None, .. }), "{err}");
+    assert!(bare.item("wolf").is_none());
+
+    let engine = bare.with_encoder(encoder()).unwrap();
+    engine.upsert_items(std::slice::from_ref(&wolf)).unwrap();
+    // Found by meaning alone (no word in common), and its neighbours by meaning too.
+    let content_only = |req: Request| {
+        let mut req = req.k(1);
+        for r in Retriever::ALL {
+            if r != Retriever::Content {
+                req = req.candidates(r, 0);
+            }
+        }
+        engine.recommend(&req).unwrap().items[0].id.clone()
+    };
+    assert_eq!(content_only(Request::new(Context::search("an animal of the forest that hunts in packs"))), "wolf");
+    assert_eq!(content_only(Request::new(Context::listening("wolf"))), "dog");
+    // A changed record is placed by its new text: the dog's old vector no longer answers.
+    let mut dog = engine.item("dog").unwrap();
+    dog.text.insert("description".into(), "a four-wheeled machine for roads".into());
+    dog.title = "roadster".into();
+    engine.upsert_items(&[dog]).unwrap();
+    let machine = content_only(Request::new(Context::listening("dog")));
+    assert!(["car", "plane"].contains(&machine.as_str()), "{machine}");
+    assert_ne!(content_only(Request::new(Context::listening("wolf"))), "dog");
+    // Replayed without the encoder: the log kept the vectors.
+    drop(engine);
+    let reopened = Engine::open(&dir).unwrap();
+    let recs = reopened.recommend(&Request::new(Context::listening("wolf")).k(1)).unwrap();
+    assert_eq!(recs.items[0].id, "cat", "{recs:?}");
+}
