@@ -231,7 +231,10 @@ fn an_upserted_item_is_placed_by_meaning_and_needs_the_encoder() {
         }
         engine.recommend(&req).unwrap().items[0].id.clone()
     };
-    assert_eq!(content_only(Request::new(Context::search("an animal of the forest that hunts in packs"))), "wolf");
+    assert_eq!(
+        content_only(Request::new(Context::search("an animal of the forest that hunts in packs"))),
+        "wolf"
+    );
     assert_eq!(content_only(Request::new(Context::listening("wolf"))), "dog");
     // A changed record is placed by its new text: the dog's old vector no longer answers.
     let mut dog = engine.item("dog").unwrap();

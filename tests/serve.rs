@@ -664,6 +664,8 @@ fn upserts_need_the_token_are_checked_whole_and_served_at_once_and_after_restart
     assert_eq!(top(&again)["fields"]["year"].as_f64(), Some(2032.0), "after a restart");
     let (_, health) = call(&agent, "GET", &again.url("/healthz"), None);
     assert_eq!(json(&health)["live"]["added"], 1, "{health}");
+    let (_, metrics) = call(&agent, "GET", &again.url("/metrics"), None);
+    assert!(metrics.contains("twostage_live_items{kind=\"added\"} 1\n"), "{metrics}");
 }
 
 #[test]

@@ -380,7 +380,18 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let engine = state.handle.load();
-    let text = state.telemetry.render(engine.len(), &engine.query_cache_stats());
+    let mut text = state.telemetry.render(engine.len(), &engine.query_cache_stats());
+    // What the live log holds: the writes a build has not folded in yet.
+    if let Ok(live) = engine.live_status() {
+        text.push_str("# HELP twostage_live_items Items written live since the index was built, by kind.\n");
+        text.push_str("# TYPE twostage_live_items gauge\n");
+        for (kind, n) in [("added", live.added), ("upserted", live.upserted), ("deleted", live.deleted)] {
+            text.push_str(&format!("twostage_live_items{{kind=\"{kind}\"}} {n}\n"));
+        }
+        text.push_str("# HELP twostage_live_events Events recorded live since the index was built.\n");
+        text.push_str("# TYPE twostage_live_events gauge\n");
+        text.push_str(&format!("twostage_live_events {}\n", live.events));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

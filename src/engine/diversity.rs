@@ -25,8 +25,19 @@ pub(super) fn check(engine: &Engine, req: &Request) -> Result<()> {
             return Err(Error::InvalidRequest(format!("group_cap on `{key}`: max must be at least 1")));
         }
         let names = &engine.field_names;
-        if !names.attributes.contains(key) && !names.tags.contains(key) {
-            let mut known: Vec<&str> = names.attributes.iter().chain(&names.tags).map(String::as_str).collect();
+        let view = engine.live.view();
+        let live = &view.overlay.fields;
+        let known_here =
+            |n: &str| names.attributes.contains(n) || names.tags.contains(n) || live.attributes.contains(n) || live.tags.contains(n);
+        if !known_here(key) {
+            let mut known: Vec<&str> = names
+                .attributes
+                .iter()
+                .chain(&names.tags)
+                .chain(&live.attributes)
+                .chain(&live.tags)
+                .map(String::as_str)
+                .collect();
             known.sort_unstable();
             known.dedup();
             return Err(Error::InvalidRequest(format!(
