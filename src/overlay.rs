@@ -166,6 +166,9 @@ pub(crate) struct Overlay {
     marked: Vec<u64>,
     /// Field names the records use.
     pub fields: FieldNames,
+    /// Records put, counting each change of an item again: the documents
+    /// the text index took live (it counts a replaced one until it merges).
+    documents: u64,
 }
 
 impl Overlay {
@@ -186,6 +189,11 @@ impl Overlay {
     /// Items added since the build.
     pub fn added(&self) -> usize {
         self.added.len()
+    }
+
+    /// Documents the text index took live (see the field).
+    pub fn documents(&self) -> u64 {
+        self.documents
     }
 
     /// Live records (added and changed items).
@@ -277,6 +285,7 @@ impl Overlay {
         names.attributes.extend(record.item.attributes.keys().cloned());
         names.tags.extend(record.item.tags.keys().cloned());
         self.records.insert(item, Arc::new(record));
+        self.documents += 1;
     }
 
     /// The `k` records nearest `query` (normalised under `Cosine`) in

@@ -48,7 +48,10 @@ pub use trace::{AnnSearch, Stage, StageTrace};
 pub use variants::VARIANTS;
 pub use writes::Upserted;
 
-/// An opened index: immutable, `Send + Sync`, cheap to share behind an `Arc`.
+/// An opened index: `Send + Sync`, cheap to share behind an `Arc`. Its
+/// built files never change; live writes ([`Engine::upsert_items`],
+/// [`Engine::delete_items`], [`Engine::record_events`]) publish a new view
+/// that each request takes whole when it starts.
 ///
 /// ```no_run
 /// # fn main() -> twostage::Result<()> {

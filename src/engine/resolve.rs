@@ -46,6 +46,10 @@ pub(crate) struct Resolved {
     pub popularity: Arc<crate::retrieval::popular::Popularity>,
     /// Co-visitation counted from live plays, added to the built lists.
     pub live_covisit: Arc<crate::live::covisit::LiveCovisit>,
+    /// No built item can pass the filter (it asks for a tag or a range only
+    /// live records have): the vector retrievers scan the live records
+    /// alone rather than walk a graph none of whose rows pass.
+    pub no_built: bool,
     /// The catalog as of the request's start: the built store under the
     /// live records.
     pub catalog: crate::overlay::Items,
@@ -174,7 +178,7 @@ impl Engine {
                 ));
             }
             Some(s) => Some(
-                s.checked_against(&self.text.statistics(&view.text, &search_terms)?)
+                s.checked_against(&self.text.statistics(&view.text, &search_terms)?, overlay.documents())
                     .map_err(Error::InvalidRequest)?,
             ),
         };
@@ -219,8 +223,10 @@ impl Engine {
         }
         let mut require = Vec::new();
         let mut impossible = false;
+        let mut no_built = false;
         for f in &req.require_tags {
             let t = tag(f)?;
+            no_built |= t.0.is_none();
             if t.0.is_none() && !overlay.records().any(|(_, r)| r.has_tag(&t.1, &t.2)) {
                 // No item has that tag: nothing can pass.
                 impossible = true;
@@ -249,6 +255,7 @@ impl Engine {
                 .records()
                 .any(|(_, r)| ranges.iter().all(|(b, attr)| r.number(attr).is_some_and(|v| b.admits(v))))
         };
+        no_built |= narrowest.is_some_and(|s| s.len() == 0);
         if narrowest.is_some_and(|s| s.len() == 0) && !live_in_range() {
             impossible = true;
             warnings.push("no item lies within the range filters: nothing can pass".into());
@@ -296,6 +303,7 @@ impl Engine {
             narrowest,
             popularity: Arc::clone(&view.popularity),
             live_covisit: Arc::clone(&view.covisit),
+            no_built,
             catalog: self.items_now(&view),
             text: view.text.clone(),
         })

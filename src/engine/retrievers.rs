@@ -166,7 +166,7 @@ fn ann(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     let filter = &s.ctx.filter;
     let overlay = &s.ctx.catalog.overlay;
     let metric = engine.ann.metric();
-    let built = if engine.ann.is_empty() {
+    let built = if engine.ann.is_empty() || s.ctx.no_built {
         Vec::new()
     } else {
         let accept = |row: u32| store.item_of_row(row).is_some_and(|i| filter(i));
@@ -314,12 +314,16 @@ fn content(engine: &Engine, s: &mut Signals, depth: usize) -> Result<Hits> {
     let ef = if s.narrow { depth } else { depth.max(64) };
     // Row i of the content space is item i.
     let accept = |row: u32| filter(row) && !overlay.shadows(row);
-    let hits = match how_to_search(engine, s, ef, graph.len()) {
-        Search::Rows(items) => graph.search_rows(v, depth, items.iter().copied(), accept),
-        Search::Scan => graph.search_exact(v, depth, accept),
-        Search::Walk => graph.search(v, depth, ef, accept),
+    let built = if s.ctx.no_built {
+        Vec::new()
+    } else {
+        let hits = match how_to_search(engine, s, ef, graph.len()) {
+            Search::Rows(items) => graph.search_rows(v, depth, items.iter().copied(), accept),
+            Search::Scan => graph.search_exact(v, depth, accept),
+            Search::Walk => graph.search(v, depth, ef, accept),
+        };
+        hits.map_err(|e| Error::internal_by("content", e))?
     };
-    let built = hits.map_err(|e| Error::internal_by("content", e))?;
     let live = match crate::vector::normalized(v.to_vec()) {
         Some(q) if overlay.records_len() > 0 => overlay.nearest(Space::Content, &q, depth, Metric::Cosine, |i| filter(i)),
         _ => Vec::new(),

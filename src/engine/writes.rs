@@ -27,7 +27,9 @@ impl Engine {
     /// the attached encoder embeds it (so that needs the encoder,
     /// [`Error::EncoderMismatch`] without it). A changed item keeps what
     /// the log says of it: its plays, co-visitation, linear weights and
-    /// learned vector. A deleted item upserted again is no longer deleted.
+    /// learned vector (where the learned space is the catalog's, a changed
+    /// item's new catalog vector is not used until the next build). A
+    /// deleted item upserted again is no longer deleted.
     ///
     /// The batch is atomic and checked as the builder checks a catalog:
     /// an item that breaks the data contract (an empty id, an id twice in
@@ -82,7 +84,12 @@ impl Engine {
                     .iter()
                     .map(|it| crate::index::content::item_text(it, schema))
                     .collect();
-                self.encode_items(&texts)?.into_iter().map(Some).collect()
+                let vectors = self.encode_items(&texts)?;
+                // The log must read back what it was given: JSON has no NaN.
+                if vectors.iter().any(|v| v.iter().any(|x| !x.is_finite())) {
+                    return Err(Error::internal("encoder", "the encoder gave a non-finite content vector"));
+                }
+                vectors.into_iter().map(Some).collect()
             }
         };
         let upsert: Vec<Upsert> = checked

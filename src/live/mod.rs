@@ -1,11 +1,14 @@
-//! Live writes on a built index, without a rebuild: deletions (takedowns)
-//! and events — plays move popularity and co-visitation ([`covisit`]),
-//! skips the skip rate, and searches are kept for the next build. A batch is appended to the index
-//! directory's write-ahead log ([`log`]) and fsynced, then published as a
-//! new [`View`] (tombstones, popularity, live co-visitation)
-//! that every request takes when it starts: every retriever drops a deleted
-//! item and reads the counts from the call's return on, while requests
-//! already running finish on the view they started with.
+//! Live writes on a built index, without a rebuild: item upserts (new and
+//! changed records, placed by [`upsert`] into the [`Overlay`]), deletions
+//! (takedowns) and events — plays move popularity and co-visitation
+//! ([`covisit`]), skips the skip rate, and searches are kept for the next
+//! build. A batch is appended to the index directory's write-ahead log
+//! ([`log`]) and fsynced, then published as a new [`View`] (tombstones,
+//! popularity, live co-visitation, the overlay and the text index's
+//! snapshot with the records' documents) that every request takes when it
+//! starts: from the call's return on every retriever reads the records,
+//! drops a deleted item and reads the counts, while requests already
+//! running finish on the view they started with.
 //! [`Engine::open`](crate::Engine::open) replays the log.
 
 pub(crate) mod covisit;
@@ -204,6 +207,10 @@ struct Writer {
     /// parts are what is counted.
     retired: Vec<Box<dyn Retired + Send>>,
     status: LiveStatus,
+    /// Why writes are refused: the text index failed to take documents
+    /// whose records the log already holds, so this engine's view can no
+    /// longer match the log; opening the index again applies them.
+    broken: Option<String>,
 }
 
 /// How the index counted co-visitation, for live plays to count the same.
@@ -289,6 +296,7 @@ impl Live {
                 pairs,
                 retired: Vec::new(),
                 status,
+                broken: None,
             }),
             queue: Mutex::new(Queue::default()),
             committed: Condvar::new(),
@@ -315,8 +323,10 @@ impl Live {
     }
 
     /// Writes `record`, whose deleted ids resolve to `deleted` and whose
-    /// events' items to `event_items`: durable in the log before its view
-    /// is published. Returns how many items were not deleted already.
+    /// events' items to `event_items` (its upserts take their ids as they
+    /// are applied, their documents going to `text`): durable in the log
+    /// before its view is published. Returns how many items were not
+    /// deleted already (a deletion) or were new (an upsert).
     pub fn write(&self, record: log::Record, deleted: &[u32], event_items: &[u32], text: &LexicalIndex) -> Result<usize> {
         let poisoned = |_| Error::internal("live writes", "a writer panicked while holding the write queue");
         let mut q = self.queue.lock().map_err(poisoned)?;
@@ -366,6 +376,10 @@ impl Live {
             Ok(w) => w,
             Err(e) => return group.into_iter().map(|p| (p.ticket, Err(shared(&e)))).collect(),
         };
+        if let Some(why) = &w.broken {
+            let e = Error::internal("live writes", why.clone());
+            return group.into_iter().map(|p| (p.ticket, Err(shared(&e)))).collect();
+        }
         let current = self.view.load_full();
         // Tombstones as of each write: a write deleting only items deleted
         // before it changes nothing. Where those deletions are earlier in
@@ -380,12 +394,16 @@ impl Live {
         let mut encoded = Vec::with_capacity(group.len());
         for p in group {
             if p.event_items.is_empty() && p.record.upsert.is_empty() {
-                if p.deleted.iter().all(|&i| current.deleted.contains(i)) {
-                    outcomes.push((p.ticket, Ok(0)));
-                    continue;
-                }
-                if dead.as_ref().is_some_and(|d| p.deleted.iter().all(|&i| d.contains(i))) {
-                    redundant_in_group.push(p.ticket);
+                // Deleted as of this write: before the group, and by the
+                // writes before it in the group (an upsert there may have
+                // brought an item back).
+                let now = dead.as_ref().unwrap_or(&current.deleted);
+                if p.deleted.iter().all(|&i| now.contains(i)) {
+                    if p.deleted.iter().all(|&i| current.deleted.contains(i)) {
+                        outcomes.push((p.ticket, Ok(0)));
+                    } else {
+                        redundant_in_group.push(p.ticket);
+                    }
                     continue;
                 }
             }
@@ -421,7 +439,13 @@ impl Live {
         // The documents become searchable only once their records are durable.
         let published = match appended {
             Ok(()) if docs.is_empty() => Ok(None),
-            Ok(()) => text.publish().map(Some),
+            Ok(()) => text.publish().map(Some).map_err(|e| {
+                let why = format!(
+                    "the text index failed to take written items ({e}); the writes are in the log and apply when the index is opened again"
+                );
+                w.broken = Some(why.clone());
+                Error::internal("live writes", why)
+            }),
             Err(e) => {
                 text.discard();
                 Err(e)
@@ -688,6 +712,52 @@ mod tests {
         assert_eq!(added, [1, 1, 0, 1]);
         let s = live.status().unwrap();
         assert_eq!((s.records, s.syncs, s.deleted), (3, 2, 3));
+    }
+
+    /// Queues `writes` as [`grouped`] does, each an upsert (`true`) or a
+    /// deletion of item `i3`.
+    fn grouped_upserts(fx: &Fx, writes: &[bool]) -> Vec<Result<usize>> {
+        let held = fx.lock().unwrap();
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for (n, &upsert) in writes.iter().enumerate() {
+                handles.push(s.spawn(move || {
+                    if upsert {
+                        let item = crate::catalog::Item::new("i3", "back again");
+                        let record = log::Record {
+                            upsert: vec![Upsert { item, content: None }],
+                            ..log::Record::default()
+                        };
+                        fx.live.write(record, &[], &[], &fx.text)
+                    } else {
+                        try_delete(fx, &[3])
+                    }
+                }));
+                let queued = |q: &Queue| if n == 0 { q.leading } else { q.pending.len() == n };
+                while !queued(&fx.queue.lock().unwrap()) {
+                    std::thread::yield_now();
+                }
+            }
+            drop(held);
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn a_delete_after_an_upsert_in_one_group_deletes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let fx = fixture(dir.path(), 10);
+        assert_eq!(delete(&fx, &[3]), 1);
+        // A write holding the group, then an upsert of the deleted item and
+        // its deletion again, committed together in that order.
+        let outcomes: Vec<usize> = grouped_upserts(&fx, &[false, true, false])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(outcomes, [0, 0, 1], "the upsert adds nothing new; the deletion deletes");
+        assert!(fx.view().deleted.contains(3));
+        drop(fx);
+        assert!(fixture(dir.path(), 10).view().deleted.contains(3), "and the log says so");
     }
 
     #[test]

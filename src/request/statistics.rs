@@ -47,13 +47,20 @@ impl TextStatistics {
     /// this index: no fewer items, tokens or items per term than it has on
     /// its own, none of its terms missing, no term in more items than there
     /// are. Anything else is an error saying which.
-    pub(crate) fn checked_against(&self, local: &TextStatistics) -> Result<TextStatistics, String> {
-        if self.docs < local.docs || self.tokens < local.tokens {
+    ///
+    /// `slack` is how many documents this index took live since it opened
+    /// (upserts): statistics gathered a moment before a write may count up
+    /// to that many fewer items per figure (and fewer tokens) and are then
+    /// raised to this index's own.
+    pub(crate) fn checked_against(&self, local: &TextStatistics, slack: u64) -> Result<TextStatistics, String> {
+        let tokens_short = self.tokens < local.tokens && slack == 0;
+        if self.docs.saturating_add(slack) < local.docs || tokens_short {
             return Err(format!(
                 "text_statistics count {} items and {} tokens; this index alone holds {} and {} (they must cover every shard, this one included)",
                 self.docs, self.tokens, local.docs, local.tokens
             ));
         }
+        let docs = self.docs.max(local.docs);
         let mut doc_freq = BTreeMap::new();
         for (t, &own) in &local.doc_freq {
             let Some(&n) = self.doc_freq.get(t) else {
@@ -61,17 +68,17 @@ impl TextStatistics {
                     "text_statistics lack the term `{t}`: compute them from the same search text (Engine::text_statistics)"
                 ));
             };
-            if n < own || n > self.docs {
+            if n.saturating_add(slack) < own || n > docs {
                 return Err(format!(
                     "text_statistics give `{t}` {n} items: fewer than this index's {own}, or more than their {}",
                     self.docs
                 ));
             }
-            doc_freq.insert(t.clone(), n);
+            doc_freq.insert(t.clone(), n.max(own));
         }
         Ok(TextStatistics {
-            docs: self.docs,
-            tokens: self.tokens,
+            docs,
+            tokens: self.tokens.max(local.tokens),
             doc_freq,
         })
     }
@@ -96,13 +103,13 @@ mod tests {
         assert_eq!(all, stats(40, 300, &[("rain", 3), ("song", 5)]));
         let local = stats(10, 100, &[("rain", 2)]);
         // Cut to the search's terms.
-        assert_eq!(all.checked_against(&local).unwrap(), stats(40, 300, &[("rain", 3)]));
+        assert_eq!(all.checked_against(&local, 0).unwrap(), stats(40, 300, &[("rain", 3)]));
     }
 
     #[test]
     fn statistics_that_cannot_be_the_catalogs_are_refused() {
         let s = stats(10, 100, &[("rain", 2)]);
-        let refused = |local: TextStatistics| s.checked_against(&local).unwrap_err();
+        let refused = |local: TextStatistics| s.checked_against(&local, 0).unwrap_err();
         assert!(refused(stats(11, 100, &[])).contains("11"));
         assert!(refused(stats(10, 101, &[])).contains("101"), "tokens below this index's own");
         assert!(refused(stats(10, 100, &[("snow", 0)])).contains("snow"));
@@ -112,8 +119,18 @@ mod tests {
         );
         let over = stats(1, 1, &[("rain", 2)]);
         assert!(over
-            .checked_against(&stats(1, 1, &[("rain", 1)]))
+            .checked_against(&stats(1, 1, &[("rain", 1)]), 0)
             .unwrap_err()
             .contains("more than"));
+    }
+
+    #[test]
+    fn statistics_gathered_just_before_live_writes_are_raised_to_this_indexs() {
+        // Two documents written live since the coordinator asked.
+        let local = stats(12, 130, &[("rain", 4)]);
+        let given = stats(10, 100, &[("rain", 2)]);
+        assert_eq!(given.checked_against(&local, 2).unwrap(), stats(12, 130, &[("rain", 4)]));
+        assert!(given.checked_against(&local, 1).is_err(), "more than the live writes explain");
+        assert!(given.checked_against(&local, 0).is_err());
     }
 }
