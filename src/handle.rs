@@ -75,9 +75,21 @@ impl EngineHandle {
 
     /// Adds or changes items on the current engine ([`Engine::upsert_items`]),
     /// never at the same time as a reload (see [`delete_items`](EngineHandle::delete_items)).
+    /// The items are checked and embedded before the write lock is taken,
+    /// so an encoder at work holds up no other write; if a reload swapped
+    /// the engine meanwhile, they are checked and embedded again for the
+    /// new one.
     pub fn upsert_items(&self, items: &[crate::Item]) -> Result<crate::Upserted> {
+        let engine = self.current.load_full();
+        let prepared = engine.prepare_upserts(items)?;
         let _writes = self.lock_writes()?;
-        self.current.load().upsert_items(items)
+        let now = self.current.load_full();
+        let prepared = if Arc::ptr_eq(&engine, &now) {
+            prepared
+        } else {
+            now.prepare_upserts(items)?
+        };
+        now.apply_upserts(prepared)
     }
 
     /// Records events on the current engine ([`Engine::record_events`]),

@@ -55,6 +55,15 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub fn upsert_items(&self, items: &[Item]) -> Result<Upserted> {
+        let prepared = self.prepare_upserts(items)?;
+        self.apply_upserts(prepared)
+    }
+
+    /// The first half of [`Engine::upsert_items`]: `items` checked against
+    /// this index and embedded by its encoder, not yet written. Apart so
+    /// that a caller serialising its writes (`EngineHandle`) runs the
+    /// encoder before it takes its lock.
+    pub(crate) fn prepare_upserts(&self, items: &[Item]) -> Result<Vec<Upsert>> {
         if items.len() > MAX_WRITE_BATCH {
             return Err(Error::InvalidRequest(format!(
                 "{} items in one write; at most {MAX_WRITE_BATCH}",
@@ -62,7 +71,7 @@ impl Engine {
             )));
         }
         if items.is_empty() {
-            return Ok(Upserted::default());
+            return Ok(Vec::new());
         }
         let checked = Catalog::new(items.to_vec()).map_err(|e| match e {
             Error::InvalidData { line, field, reason, .. } => {
@@ -92,12 +101,20 @@ impl Engine {
                 vectors.into_iter().map(Some).collect()
             }
         };
-        let upsert: Vec<Upsert> = checked
+        Ok(checked
             .into_items()
             .into_iter()
             .zip(content)
             .map(|(item, content)| Upsert { item, content })
-            .collect();
+            .collect())
+    }
+
+    /// The second half of [`Engine::upsert_items`]: writes what
+    /// [`Engine::prepare_upserts`] of this engine gave.
+    pub(crate) fn apply_upserts(&self, upsert: Vec<Upsert>) -> Result<Upserted> {
+        if upsert.is_empty() {
+            return Ok(Upserted::default());
+        }
         let n = upsert.len();
         let record = crate::live::log::Record {
             upsert,
