@@ -106,7 +106,14 @@
 //!   existing index untouched; the next build removes a dead build's leftovers.
 //! - **One error type.** [`Error::is_caller_error`] separates bad input and
 //!   requests (fix the input) from what broke (I/O, corruption, versions).
-//! - **Hot swap.** [`Engine`] is `Send + Sync` and immutable. An
+//! - **Live writes, durable.** [`Engine::upsert_items`],
+//!   [`Engine::delete_items`] and [`Engine::record_events`] change what is
+//!   served without a rebuild: each call returns once its batch is fsynced
+//!   to the index directory's write-ahead log (which [`Engine::open`]
+//!   replays) and every request that starts after it sees the change; a
+//!   batch with one bad record applies nothing.
+//! - **Hot swap.** [`Engine`] is `Send + Sync`; each request takes one view
+//!   of its live writes for its whole run. An
 //!   [`EngineHandle`] holds the current engine; each request runs on the
 //!   snapshot it took, so swapping in a rebuilt index never mixes two indexes
 //!   in one answer:
