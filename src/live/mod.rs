@@ -667,11 +667,37 @@ mod tests {
     /// blocks, the rest queue behind it in the order given. Lets go once
     /// all are queued; their outcomes, in the order given.
     fn grouped(live: &Fx, writes: &[&[u32]]) -> Vec<Result<usize>> {
+        let writes: Vec<Write> = writes.iter().map(|&items| Write::Delete(items)).collect();
+        grouped_writes(live, &writes)
+    }
+
+    /// One write of [`grouped_writes`].
+    #[derive(Clone, Copy)]
+    enum Write<'a> {
+        Delete(&'a [u32]),
+        /// An upsert of item `i3`, a built item.
+        UpsertI3,
+    }
+
+    /// [`grouped`] for any mix of deletions and upserts.
+    fn grouped_writes(live: &Fx, writes: &[Write<'_>]) -> Vec<Result<usize>> {
         let held = live.lock().unwrap();
         std::thread::scope(|s| {
             let mut handles = Vec::new();
-            for (n, items) in writes.iter().enumerate() {
-                handles.push(s.spawn(move || try_delete(live, items)));
+            for (n, &write) in writes.iter().enumerate() {
+                handles.push(s.spawn(move || match write {
+                    Write::Delete(items) => try_delete(live, items),
+                    Write::UpsertI3 => {
+                        let record = log::Record {
+                            upsert: vec![Upsert {
+                                item: crate::catalog::Item::new("i3", "back again"),
+                                content: None,
+                            }],
+                            ..log::Record::default()
+                        };
+                        live.live.write(record, &[], &[], &live.text)
+                    }
+                }));
                 // Queued: the first taken by its own commit, each later one waiting.
                 let queued = |q: &Queue| if n == 0 { q.leading } else { q.pending.len() == n };
                 while !queued(&live.queue.lock().unwrap()) {
@@ -714,35 +740,6 @@ mod tests {
         assert_eq!((s.records, s.syncs, s.deleted), (3, 2, 3));
     }
 
-    /// Queues `writes` as [`grouped`] does, each an upsert (`true`) or a
-    /// deletion of item `i3`.
-    fn grouped_upserts(fx: &Fx, writes: &[bool]) -> Vec<Result<usize>> {
-        let held = fx.lock().unwrap();
-        std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            for (n, &upsert) in writes.iter().enumerate() {
-                handles.push(s.spawn(move || {
-                    if upsert {
-                        let item = crate::catalog::Item::new("i3", "back again");
-                        let record = log::Record {
-                            upsert: vec![Upsert { item, content: None }],
-                            ..log::Record::default()
-                        };
-                        fx.live.write(record, &[], &[], &fx.text)
-                    } else {
-                        try_delete(fx, &[3])
-                    }
-                }));
-                let queued = |q: &Queue| if n == 0 { q.leading } else { q.pending.len() == n };
-                while !queued(&fx.queue.lock().unwrap()) {
-                    std::thread::yield_now();
-                }
-            }
-            drop(held);
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        })
-    }
-
     #[test]
     fn a_delete_after_an_upsert_in_one_group_deletes_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -750,7 +747,7 @@ mod tests {
         assert_eq!(delete(&fx, &[3]), 1);
         // A write holding the group, then an upsert of the deleted item and
         // its deletion again, committed together in that order.
-        let outcomes: Vec<usize> = grouped_upserts(&fx, &[false, true, false])
+        let outcomes: Vec<usize> = grouped_writes(&fx, &[Write::Delete(&[3]), Write::UpsertI3, Write::Delete(&[3])])
             .into_iter()
             .map(Result::unwrap)
             .collect();

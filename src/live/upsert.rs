@@ -28,8 +28,6 @@ pub(crate) struct Upsert {
 pub(crate) struct Built {
     /// Built item of each external id.
     pub by_id: std::sync::Arc<HashMap<String, u32>>,
-    /// Whether a built item has a learned-space vector.
-    has_vector: Vec<bool>,
     /// The attribute whose value is an item's group, and the built group ids.
     group_key: Option<String>,
     group_ids: HashMap<String, u32>,
@@ -125,7 +123,6 @@ impl Built {
             .collect();
         Built {
             by_id: p.by_id,
-            has_vector: (0..store.len() as u32).map(|i| store.row(i).is_some()).collect(),
             group_key: p.group_key,
             group_ids,
             tag_fields: p.tag_fields,
@@ -155,8 +152,7 @@ impl Built {
             }
             None => NONE,
         };
-        let built_vector = self.has_vector.get(item as usize).copied().unwrap_or(false);
-        let learned = if built_vector {
+        let learned = if store.row(item).is_some() {
             // What the log learned of the item stays its own.
             None
         } else {
