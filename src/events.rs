@@ -283,6 +283,31 @@ impl Events {
         Ok(out)
     }
 
+    /// The log as its parts, for storing (see `index::build_log`).
+    pub(crate) fn parts(&self) -> (&[String], &[Event], &[Impression]) {
+        (&self.users, &self.events, &self.impressions)
+    }
+
+    /// A log from stored parts over `catalog`, checked as
+    /// [`Events::from_events`] checks.
+    pub(crate) fn from_parts(users: Vec<String>, events: Vec<Event>, impressions: Vec<Impression>, catalog: &Catalog) -> Result<Events> {
+        if let Some(i) = impressions
+            .iter()
+            .position(|e| e.user as usize >= users.len() || e.item as usize >= catalog.len())
+        {
+            return Err(Error::InvalidData {
+                path: "<impressions>".into(),
+                line: Some(i + 1),
+                field: "item".into(),
+                reason: "user or item index out of range".into(),
+            });
+        }
+        let mut out = Events::from_events(users, events, catalog)?;
+        out.impressions = impressions;
+        out.sort();
+        Ok(out)
+    }
+
     /// The impressions the log carries, oldest first (see [`Impression`]).
     pub fn impressions(&self) -> &[Impression] {
         &self.impressions

@@ -37,6 +37,24 @@ pub struct EngineHandle {
     /// Held by writes and reloads, so a write never lands on an engine a
     /// reload is replacing (the new one replays the log it has read).
     writes: Mutex<()>,
+    /// What compactions did (see `EngineHandle::compact`).
+    compaction: Mutex<CompactionStatus>,
+}
+
+/// The compactions of an [`EngineHandle`] ([`EngineHandle::compaction_status`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CompactionStatus {
+    /// Whether one is running now.
+    pub running: bool,
+    /// Compactions that swapped in a new generation.
+    pub completed: u64,
+    /// Compactions that failed (the previous generation kept serving).
+    pub failed: u64,
+    /// Wall time of the last one to finish, seconds.
+    pub last_seconds: Option<f64>,
+    /// Why the last one failed, while no later one has succeeded.
+    pub last_error: Option<String>,
 }
 
 impl EngineHandle {
@@ -45,6 +63,7 @@ impl EngineHandle {
         EngineHandle {
             current: ArcSwap::from_pointee(engine),
             writes: Mutex::new(()),
+            compaction: Mutex::new(CompactionStatus::default()),
         }
     }
 
@@ -99,10 +118,17 @@ impl EngineHandle {
         self.current.load().record_events(events)
     }
 
-    fn lock_writes(&self) -> Result<MutexGuard<'_, ()>> {
+    /// Held while nothing may write to the current engine: reloads and a
+    /// compaction's handover.
+    pub(crate) fn lock_writes(&self) -> Result<MutexGuard<'_, ()>> {
         self.writes
             .lock()
             .map_err(|_| crate::Error::internal("live writes", "a writer panicked during a write or reload"))
+    }
+
+    /// The compaction status, to read or update.
+    pub(crate) fn compaction_state(&self) -> MutexGuard<'_, CompactionStatus> {
+        self.compaction.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes `engine` current and returns the previous one. Requests already

@@ -291,12 +291,13 @@ pub use engine::{Engine, IndexInfo, Upserted, VARIANTS};
 pub use engine::{AnnSearch, Stage, StageTrace};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events, Impression};
-pub use handle::EngineHandle;
+pub use handle::{CompactionStatus, EngineHandle};
 pub use index::manifest::{BuildStats, FORMAT_VERSION};
 pub use index::{BuildParams, EmbeddingParams, Vectors};
 pub use live::{LiveEvent, LiveStatus, TornTail, MAX_WRITE_BATCH};
 pub use offline::artefacts::{ArtefactSummary, LogArtefacts, ARTEFACTS_FORMAT, ARTEFACTS_VERSION};
 pub use offline::builder::{BuildReport, IndexBuilder, RetrieverState};
+pub use offline::compact::{Compacted, Compaction};
 #[cfg(feature = "generations")]
 pub use offline::generations::{Generation, GenerationStore};
 #[cfg(feature = "train")]

@@ -10,6 +10,7 @@
 //! curl -s localhost:8080/metrics
 //! curl -s -XPOST localhost:8080/admin/reload -H "Authorization: Bearer $TWOSTAGE_ADMIN_TOKEN" \
 //!      -d '{"index":"target/music-index"}'                                          # after a rebuild
+//! curl -s -XPOST localhost:8080/admin/compact -H "Authorization: Bearer $TWOSTAGE_ADMIN_TOKEN" # fold the live writes in now
 //! ```
 //!
 //! With `--features generations`, `--index` may be an object-store URL
@@ -80,6 +81,11 @@ struct Args {
     /// `user`; each such answer gets a `request_id`.
     #[arg(long)]
     impressions: Option<PathBuf>,
+    /// Every this many seconds, compact the index when its live writes
+    /// passed the default thresholds (`twostage::Compaction::default`); 0
+    /// never compacts on its own (`POST /admin/compact` still does).
+    #[arg(long, default_value_t = 60)]
+    compact_check_secs: u64,
 }
 
 fn main() -> Result<()> {
@@ -173,6 +179,21 @@ fn main() -> Result<()> {
         if let Some(follower) = follower {
             follower.spawn(Arc::clone(&state.handle), std::time::Duration::from_millis(args.poll_ms.max(10)));
             let _ = state.follower.set(follower);
+        }
+        // A replica following a store serves the generations published
+        // there, not ones of its own.
+        #[cfg(feature = "generations")]
+        let following = state.follower.get().is_some();
+        #[cfg(not(feature = "generations"))]
+        let following = false;
+        if args.compact_check_secs > 0 && !following {
+            let handle = Arc::clone(&state.handle);
+            let every = std::time::Duration::from_secs(args.compact_check_secs);
+            std::thread::spawn(move || loop {
+                std::thread::sleep(every);
+                // One at a time: this waits for the compaction it starts.
+                let _ = service::spawn_compaction(Arc::clone(&handle), twostage::Compaction::default(), true).join();
+            });
         }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -12,11 +12,12 @@
 //! | `GET /healthz`       | `{"status":"ok","index":..,"items":..,"live":{..}}` (and `"generation"` when following a store) |
 //! | `GET /metrics`       | Prometheus text (the metrics are listed in `telemetry.rs`)        |
 //! | `POST /admin/reload` | `{"index": DIR}` (optional): open DIR and swap it in              |
+//! | `POST /admin/compact` | start a compaction ([`EngineHandle::compact`]) in the background: 202, or 409 while one runs |
 //! | `POST /items`        | `{"items": [...]}` (items-file records): add or change them, durably ([`EngineHandle::upsert_items`]) |
 //! | `DELETE /items/{id}` | delete the item from every result, durably ([`EngineHandle::delete_items`]) |
 //! | `POST /events`       | `{"events": [...]}` (events-file records): count them, durably ([`EngineHandle::record_events`]) |
 //!
-//! Admin routes (reload, upserts, deletes and events) need `Authorization: Bearer <token>` with the token the
+//! Admin routes (reload, compaction, upserts, deletes and events) need `Authorization: Bearer <token>` with the token the
 //! service was started with (compared in constant time); without a
 //! configured token they are disabled. Either way a missing or wrong token
 //! is a 401.
@@ -182,6 +183,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(reload))
+        .route("/admin/compact", post(compact))
         .route("/items", post(upsert_items))
         .route("/items/{id}", delete(delete_item))
         .route("/events", post(record_events))
@@ -392,12 +394,68 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         text.push_str("# TYPE twostage_live_events gauge\n");
         text.push_str(&format!("twostage_live_events {}\n", live.events));
     }
+    let c = state.handle.compaction_status();
+    text.push_str("# HELP twostage_compaction_running Whether a compaction is folding the live writes into a new generation now.\n");
+    text.push_str("# TYPE twostage_compaction_running gauge\n");
+    text.push_str(&format!("twostage_compaction_running {}\n", u8::from(c.running)));
+    text.push_str("# HELP twostage_compactions_total Compactions finished, by outcome.\n");
+    text.push_str("# TYPE twostage_compactions_total counter\n");
+    text.push_str(&format!("twostage_compactions_total{{outcome=\"completed\"}} {}\n", c.completed));
+    text.push_str(&format!("twostage_compactions_total{{outcome=\"failed\"}} {}\n", c.failed));
+    if let Some(secs) = c.last_seconds {
+        text.push_str("# HELP twostage_compaction_last_seconds Wall time of the last compaction to finish.\n");
+        text.push_str("# TYPE twostage_compaction_last_seconds gauge\n");
+        text.push_str(&format!("twostage_compaction_last_seconds {secs:.3}\n"));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
     )
         .into_response()
+}
+
+/// `POST /admin/compact`: starts a compaction on a thread of its own (it
+/// takes as long as a build, longer than any request may) and answers 202;
+/// `/metrics` reports its progress and outcome. 409 while one runs.
+async fn compact(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(refused) = refuse_unless_admin(&state, &headers) {
+        return refused;
+    }
+    if state.handle.compaction_status().running {
+        return error(StatusCode::CONFLICT, "compaction_running", "a compaction is already running".into());
+    }
+    spawn_compaction(Arc::clone(&state.handle), twostage::Compaction::default(), false);
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"status": "compacting"}).to_string(),
+    )
+        .into_response()
+}
+
+/// Compacts `handle` under `policy` on a new thread (only when due, if
+/// `if_due`), logging the outcome.
+pub fn spawn_compaction(handle: Arc<EngineHandle>, policy: twostage::Compaction, if_due: bool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let result = if if_due {
+            handle.compact_if_due(&policy)
+        } else {
+            handle.compact(&policy).map(Some)
+        };
+        match result {
+            Ok(Some(c)) => tracing::info!(
+                items = c.items,
+                folded = c.folded_records,
+                carried = c.carried_records,
+                seconds = c.duration.as_secs_f64(),
+                writes_paused_ms = c.writes_paused.as_millis() as u64,
+                "compacted"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "compaction failed; still serving the previous generation"),
+        }
+    })
 }
 
 /// Body of `POST /admin/reload`; empty means "the directory the service started with".

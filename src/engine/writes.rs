@@ -266,3 +266,45 @@ impl Engine {
         self.live.status()
     }
 }
+
+/// What a compaction rebuilds a served index from, besides its logs.
+pub(crate) struct Base {
+    /// The built items in order, each with the catalog vector the index
+    /// took from it (where the learned space is the catalog's).
+    pub items: Vec<Item>,
+    pub manifest: crate::index::manifest::Manifest,
+    pub ranker: crate::ranking::model::Ranker,
+}
+
+impl Engine {
+    /// The built index as a compaction reads it.
+    pub(crate) fn base(&self) -> Base {
+        let catalog_vectors = self.manifest.stats.vector_source == "catalog";
+        let cold: std::collections::HashSet<u32> = self.store.cold_filled.iter().copied().collect();
+        let items = (0u32..)
+            .zip(&self.store.items)
+            .map(|(i, item)| {
+                let mut item = item.clone();
+                if catalog_vectors && !cold.contains(&i) {
+                    item.vector = self.store.row(i).and_then(|r| self.ann.vector(r)).map(<[f32]>::to_vec);
+                }
+                item
+            })
+            .collect();
+        Base {
+            items,
+            manifest: self.manifest.clone(),
+            ranker: self.ranker.clone(),
+        }
+    }
+
+    /// The live writes' state, for a compaction to seal and carry.
+    pub(crate) fn live(&self) -> &crate::live::Live {
+        &self.live
+    }
+
+    /// Items in the built index (without those added live).
+    pub(crate) fn built_len(&self) -> usize {
+        self.store.items.len()
+    }
+}

@@ -89,6 +89,12 @@ pub(crate) struct Manifest {
     #[serde(default)]
     pub serving: crate::ranking::ServingPlan,
     pub files: Vec<FileEntry>,
+    /// The event log the index was built from ([`BUILD_LOG_FILE`](super::BUILD_LOG_FILE)),
+    /// kept for compaction: covered here but not read by `read_verified`
+    /// (an engine never needs it), so opening stays as fast with a long log.
+    /// Absent from indexes built from log artefacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<FileEntry>,
     /// CRC-32 of this manifest serialised with this field set to 0: the
     /// manifest guards every other file, this guards the manifest.
     pub manifest_crc32: u32,
@@ -147,17 +153,23 @@ impl Manifest {
     /// then writes and fsyncs the manifest.
     pub fn write(mut self, dir: &Path) -> Result<()> {
         self.files.clear();
+        self.log = None;
         for rel in list_files(dir)? {
-            if rel == MANIFEST {
+            if rel == MANIFEST || rel == super::LIVE_LOG_FILE {
                 continue;
             }
             let path = dir.join(&rel);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            self.files.push(FileEntry {
-                path: rel,
+            let entry = FileEntry {
                 bytes: bytes.len() as u64,
                 crc32: crc32fast::hash(&bytes),
-            });
+                path: rel,
+            };
+            if entry.path == super::BUILD_LOG_FILE {
+                self.log = Some(entry);
+            } else {
+                self.files.push(entry);
+            }
         }
         self.manifest_crc32 = 0;
         self.manifest_crc32 = crc32fast::hash(&self.canonical_bytes()?);
@@ -214,8 +226,10 @@ impl Manifest {
             return Err(Error::corrupt(&mpath, "a file is listed twice"));
         }
         for rel in &on_disk {
-            // The live log changes after the build; it checks itself.
-            if rel != MANIFEST && rel != super::LIVE_LOG_FILE && !listed.contains_key(rel.as_str()) {
+            // The live log changes after the build; it checks itself. The
+            // build's log is checked when a compaction reads it.
+            let build_log = rel == super::BUILD_LOG_FILE && manifest.log.is_some();
+            if rel != MANIFEST && rel != super::LIVE_LOG_FILE && !build_log && !listed.contains_key(rel.as_str()) {
                 return Err(Error::corrupt(dir.join(rel), "file is not part of the index (not in the manifest)"));
             }
         }

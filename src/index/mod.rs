@@ -9,8 +9,11 @@
 //!   items.bin          item records, tags, groups, popularity, co-visitation lists (bincode)
 //!   query_categories.bin  the words of logged searches against the categories of their items (bincode)
 //!   ranker.safetensors ranking model weights
+//!   events.bin         the event log the index was built from, for compaction (bincode)
+//!   live.wal           writes made after the build (see `crate::live`)
 //! ```
 
+pub(crate) mod build_log;
 pub mod content;
 pub(crate) mod embeddings;
 pub(crate) mod manifest;
@@ -101,6 +104,9 @@ const CONTENT_DIR: &str = "content";
 const CONTENT_FILE: &str = "content/graph.bin";
 const RANKER_FILE: &str = "ranker.safetensors";
 const QUERY_CATEGORIES_FILE: &str = "query_categories.bin";
+/// The event log the index was built from, kept for compaction (see
+/// `build_log`): covered by the manifest, read only by a compaction.
+pub(crate) const BUILD_LOG_FILE: &str = "events.bin";
 /// The live log of deletions made after the build (see `crate::live`):
 /// beside the index's files, outside the manifest, checked by its own records.
 pub(crate) const LIVE_LOG_FILE: &str = "live.wal";

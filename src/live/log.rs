@@ -88,8 +88,13 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Replay> {
     if &bytes[..MAGIC.len()] != MAGIC {
         return Err(Error::corrupt(path, "not a twostage live log (bad magic at offset 0)"));
     }
+    parse_records(path, bytes, MAGIC.len())
+}
+
+/// The records of `bytes` (a whole log) from offset `at`, a record boundary.
+fn parse_records(path: &Path, bytes: &[u8], mut at: usize) -> Result<Replay> {
+    let len = bytes.len() as u64;
     let mut records = Vec::new();
-    let mut at = MAGIC.len();
     let torn = |at: usize| TornTail {
         offset: at as u64,
         bytes: len - at as u64,
@@ -146,6 +151,99 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Replay> {
 }
 
 /// The appending end of a log, opened on the first write.
+/// The records of the log at `path` before offset `end` (a record boundary
+/// an earlier read or append returned): what a compaction folds into the
+/// next generation.
+pub(crate) fn read_until(path: &Path, end: u64) -> Result<Vec<Record>> {
+    let mut bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && end == 0 => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if end > bytes.len() as u64 {
+        return Err(Error::corrupt(
+            path,
+            format!("the log is shorter than offset {end}, where its last read ended"),
+        ));
+    }
+    bytes.truncate(end as usize);
+    let replay = parse(path, &bytes)?;
+    match replay.torn {
+        Some(t) if end > MAGIC.len() as u64 => Err(Error::corrupt(
+            path,
+            format!("record at offset {} ends past offset {end}, which should end a record", t.offset),
+        )),
+        _ => Ok(replay.records),
+    }
+}
+
+/// The records of the log at `path` from offset `from` (a record boundary
+/// an earlier read or append returned) to its end, with their bytes as
+/// they are in the file: what a compaction carries into the next
+/// generation's log. A torn last record is left out.
+pub(crate) fn read_from(path: &Path, from: u64) -> Result<Tail> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && from == 0 => return Ok(Tail::default()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        // Never written to (a crash while it was created): nothing to carry.
+        return match from {
+            0 => Ok(Tail::default()),
+            _ => Err(Error::corrupt(path, "not a twostage live log (bad magic at offset 0)")),
+        };
+    }
+    let from = usize::try_from(from).unwrap_or(usize::MAX).max(MAGIC.len());
+    if from > bytes.len() {
+        return Err(Error::corrupt(
+            path,
+            format!("the log is shorter than offset {from}, where its last read ended"),
+        ));
+    }
+    let replay = parse_records(path, &bytes, from)?;
+    let end = usize::try_from(replay.valid_len).unwrap_or(bytes.len()).min(bytes.len());
+    Ok(Tail {
+        records: replay.records.len(),
+        bytes: bytes[from..end].to_vec(),
+        end: end as u64,
+    })
+}
+
+/// Records of a log from some offset on ([`read_from`]).
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    /// How many.
+    pub records: usize,
+    /// Their bytes as they are in the file.
+    pub bytes: Vec<u8>,
+    /// Where they end in the file.
+    pub end: u64,
+}
+
+/// Writes a new log at `path` holding `records`, bytes [`read_from`]
+/// returned, and fsyncs it and its directory.
+pub(crate) fn create(path: &Path, records: &[u8]) -> Result<()> {
+    let io = |e| Error::io(path, e);
+    let mut f = File::create(path).map_err(io)?;
+    f.write_all(MAGIC)
+        .and_then(|()| f.write_all(records))
+        .and_then(|()| f.sync_all())
+        .map_err(io)?;
+    match path.parent() {
+        Some(dir) => crate::index::writer::sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// Appends `records`, bytes [`read_from`] returned, to the log [`create`]
+/// wrote at `path`, and fsyncs it.
+pub(crate) fn append_raw(path: &Path, records: &[u8]) -> Result<()> {
+    let io = |e| Error::io(path, e);
+    let mut f = OpenOptions::new().append(true).open(path).map_err(io)?;
+    f.write_all(records).and_then(|()| f.sync_data()).map_err(io)
+}
+
 pub(crate) struct Appender {
     file: File,
     path: PathBuf,
@@ -198,7 +296,7 @@ impl Appender {
     /// Appends `record` and returns once it is on stable storage.
     #[cfg(test)]
     pub fn append(&mut self, record: &Record) -> Result<()> {
-        self.append_encoded(&[encode(record)?])
+        self.append_encoded(&[encode(record)?]).map(drop)
     }
 
     /// Appends records made by [`encode`], in order, with one write and one
@@ -211,7 +309,8 @@ impl Appender {
     /// the reader reports as damage (naming the offset) rather than guess.
     /// On an error the log is cut back to where it ended (best effort), so
     /// records nobody was told are written do not come back at the next open.
-    pub fn append_encoded(&mut self, records: &[Vec<u8>]) -> Result<()> {
+    /// Appends and fsyncs `records`; returns the log's length after them.
+    pub fn append_encoded(&mut self, records: &[Vec<u8>]) -> Result<u64> {
         let io = |e| Error::io(&self.path, e);
         let end = self.file.metadata().map_err(io)?.len();
         let buf = records.concat();
@@ -220,7 +319,7 @@ impl Appender {
             let _ = self.file.set_len(end).and_then(|()| self.file.sync_data());
             return Err(io(e));
         }
-        Ok(())
+        Ok(end + buf.len() as u64)
     }
 }
 

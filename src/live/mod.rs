@@ -211,6 +211,11 @@ struct Writer {
     /// whose records the log already holds, so this engine's view can no
     /// longer match the log; opening the index again applies them.
     broken: Option<String>,
+    /// Why writes are refused: a compaction is handing this engine's log
+    /// to the next generation, or has handed it over.
+    sealed: Option<String>,
+    /// Length of the log's acknowledged part: where the next record goes.
+    log_len: u64,
 }
 
 /// How the index counted co-visitation, for live plays to count the same.
@@ -297,6 +302,8 @@ impl Live {
                 retired: Vec::new(),
                 status,
                 broken: None,
+                sealed: None,
+                log_len: replay.valid_len,
             }),
             queue: Mutex::new(Queue::default()),
             committed: Condvar::new(),
@@ -376,7 +383,7 @@ impl Live {
             Ok(w) => w,
             Err(e) => return group.into_iter().map(|p| (p.ticket, Err(shared(&e)))).collect(),
         };
-        if let Some(why) = &w.broken {
+        if let Some(why) = w.sealed.as_ref().or(w.broken.as_ref()) {
             let e = Error::internal("live writes", why.clone());
             return group.into_iter().map(|p| (p.ticket, Err(shared(&e)))).collect();
         }
@@ -519,11 +526,45 @@ impl Live {
         let Some(appender) = w.appender.as_mut() else {
             return Err(Error::internal("live writes", "the log's appender was not opened"));
         };
-        appender.append_encoded(encoded).inspect_err(|_| {
-            // The next write opens the log again, which reads it and cuts
-            // off anything of this append left behind.
-            w.appender = None;
-        })
+        match appender.append_encoded(encoded) {
+            Ok(len) => {
+                w.log_len = len;
+                Ok(())
+            }
+            Err(e) => {
+                // The next write opens the log again, which reads it and
+                // cuts off anything of this append left behind.
+                w.appender = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The log's acknowledged length now: every write acknowledged so far
+    /// is in the records before it.
+    pub fn log_len(&self) -> Result<u64> {
+        Ok(self.lock()?.log_len)
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Refuses every write from now on, saying `why`, and returns the log's
+    /// acknowledged length: the log ends there for good, unless
+    /// [`unseal`](Live::unseal) lets writes in again.
+    pub fn seal(&self, why: String) -> Result<u64> {
+        let mut w = self.lock()?;
+        w.sealed = Some(why);
+        Ok(w.log_len)
+    }
+
+    /// Takes writes again after a [`seal`](Live::seal) whose handover failed.
+    pub fn unseal(&self) {
+        if let Ok(mut w) = self.lock() {
+            w.sealed = None;
+        }
     }
 
     /// Copies the log of the index in `from` into `to`, a new generation of

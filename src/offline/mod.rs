@@ -6,6 +6,8 @@
 //! - `training`: the ranker's training lists (logged requests replayed
 //!   through the real retrieval stage of an engine opened on a held-out
 //!   build) and in-place retraining.
+//! - `compact`: [`EngineHandle::compact`](crate::EngineHandle::compact), the
+//!   live writes folded into a new generation that is swapped in.
 //! - `generations` (feature `generations`): index generations in object
 //!   storage, published by a build and followed by replicas.
 //! - `publish`: temporary sibling directories and the atomic swap that
@@ -16,6 +18,7 @@
 
 pub(crate) mod artefacts;
 pub(crate) mod builder;
+pub(crate) mod compact;
 #[cfg(feature = "generations")]
 pub(crate) mod generations;
 pub(crate) mod publish;

@@ -150,6 +150,21 @@ impl IndexBuilder {
                 ));
             })?;
             on_progress(&Progress::new("ranker training", budget, budget, "epochs"));
+            // At a compaction the new ranker replaces the served one only if
+            // it scores at least as well on the same held-out lists (a
+            // ranker over other features cannot be scored, nor served).
+            let mut replaced_ndcg = None;
+            let mut kept_incumbent = false;
+            if let Some(incumbent) = self.incumbent.as_deref() {
+                if incumbent.ranker.info().features == ranker.info().features {
+                    let old = fit::list_ndcg(&incumbent.ranker, &valid_lists)?;
+                    replaced_ndcg = Some(old);
+                    if old > fit::list_ndcg(&ranker, &valid_lists)? {
+                        ranker = incumbent.ranker.clone();
+                        kept_incumbent = true;
+                    }
+                }
+            }
             let held_out = valid_lists
                 .iter()
                 .zip(valid_meta)
@@ -189,6 +204,8 @@ impl IndexBuilder {
                 valid_lists: positive(&valid_lists),
                 generated_lists: generated.len(),
                 serving,
+                replaced_ndcg,
+                kept_incumbent,
                 seconds: started.elapsed().as_secs_f64(),
             };
             Ok(Some((ranker, summary)))
@@ -409,8 +426,9 @@ pub fn retrain_ranker(
     // searches: serve it one too, not the one the index was built with
     // (from another log, or other artefacts).
     let categories = QueryCategories::learn(catalog, &manifest.schema.tag_fields, events);
-    let result =
-        writer::write_with_ranker(&tmp, &files, manifest, &ranker, &categories).and_then(|()| crate::live::Live::carry_over(dir, &tmp));
+    let result = crate::index::build_log::copy(dir, &tmp)
+        .and_then(|()| writer::write_with_ranker(&tmp, &files, manifest, &ranker, &categories))
+        .and_then(|()| crate::live::Live::carry_over(dir, &tmp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);

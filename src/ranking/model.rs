@@ -87,6 +87,7 @@ pub const FIXED_DEFAULT_WEIGHTS: [(&str, f32); 22] = [
 /// tensor library's set-up costs more than the arithmetic. Each input row's
 /// non-zero columns are one span, so an ensemble's block-diagonal layers
 /// cost only their blocks.
+#[derive(Clone)]
 struct Dense {
     fan_out: usize,
     /// Row-major `[fan_in × fan_out]`.
@@ -133,6 +134,7 @@ impl Dense {
 
 /// `relu(relu(z · W0 + b0) · W1 + b1) ... · Wn + bn` over standardised
 /// features `z = (x - mean) · inv_std`.
+#[derive(Clone)]
 pub(crate) struct Ranker {
     info: RankerInfo,
     /// The standardisation: `mean` and `inv_std`, one per feature.

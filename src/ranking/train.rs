@@ -187,6 +187,12 @@ pub struct TrainSummary {
     pub generated_lists: usize,
     /// The serving plan chosen on the validation lists.
     pub serving: crate::ranking::plan::ServingPlan,
+    /// At a compaction, the NDCG@10 of the ranker being replaced on the
+    /// same held-out lists (`None` elsewhere, or when it reads other features).
+    pub replaced_ndcg: Option<f64>,
+    /// Whether that ranker scored higher and was kept (this summary then
+    /// describes it; its epochs are those of the discarded new one).
+    pub kept_incumbent: bool,
     /// Wall time, seconds.
     pub seconds: f64,
 }

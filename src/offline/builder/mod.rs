@@ -7,6 +7,7 @@ mod settings;
 pub(crate) use from_artefacts::Log;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
@@ -57,6 +58,32 @@ pub struct IndexBuilder {
     params: BuildParams,
     train: Option<TrainParams>,
     encoder: Option<Encoder>,
+    /// The ranker a compaction would replace: served as it is when the
+    /// build trains none, and kept over a newly trained one that scores
+    /// lower on the same held-out lists.
+    pub(super) incumbent: Option<Arc<Incumbent>>,
+}
+
+/// A served ranker and the plan validated with it.
+pub(crate) struct Incumbent {
+    pub ranker: Ranker,
+    pub serving: ServingPlan,
+}
+
+impl std::fmt::Debug for Incumbent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incumbent")
+            .field("ranker", self.ranker.info())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IndexBuilder {
+    /// This builder, for a compaction replacing the served `incumbent`.
+    pub(crate) fn replacing(mut self, incumbent: Incumbent) -> IndexBuilder {
+        self.incumbent = Some(Arc::new(incumbent));
+        self
+    }
 }
 
 impl Default for IndexBuilder {
@@ -69,6 +96,7 @@ impl Default for IndexBuilder {
             // for training then is an error, not a silent placeholder.
             train: cfg!(feature = "train").then(TrainParams::default),
             encoder: None,
+            incumbent: None,
         }
     }
 }
@@ -261,6 +289,26 @@ impl IndexBuilder {
         out: &Path,
         on_progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<BuildReport> {
+        let (tmp, mut report) = self.stage(catalog, log, out, on_progress)?;
+        let published = tracing::info_span!("publish").in_scope(|| publish(&tmp, out));
+        if let Err(e) = published {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        report.path = out.to_path_buf();
+        Ok(report)
+    }
+
+    /// Builds the index that [`build`](IndexBuilder::build) would publish at
+    /// `out` into a temporary sibling of it, and returns that directory
+    /// (the caller publishes or removes it) with the report.
+    pub(crate) fn stage(
+        &self,
+        catalog: &Catalog,
+        log: Log<'_>,
+        out: &Path,
+        on_progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(PathBuf, BuildReport)> {
         let _span = tracing::info_span!("build", items = catalog.len(), events = log.events(), out = %out.display()).entered();
         let schema = self.check(catalog, log)?;
         // Before any work: encoding the catalog can take minutes.
@@ -294,50 +342,49 @@ impl IndexBuilder {
             Some(_) => return Err(Error::InvalidConfig(NO_TRAIN_FEATURE.into())),
             None => None,
         };
-        let (ranker, training) = match trained {
-            Some((r, summary)) => (r, Some(summary)),
-            None => (Ranker::fixed_default()?, None),
+        let (ranker, training, serving) = match (trained, &self.incumbent) {
+            (Some((r, summary)), _) => {
+                let serving = summary.serving.clone();
+                (r, Some(summary), serving)
+            }
+            (None, Some(kept)) => (kept.ranker.clone(), None, kept.serving.clone()),
+            (None, None) => (Ranker::fixed_default()?, None, ServingPlan::default()),
         };
         let tmp = temp_sibling(out, "tmp")?;
-        let built = self
-            .build_into(
-                catalog,
-                log,
-                &schema,
-                content,
-                &tmp,
-                started,
-                &ranker,
-                training.as_ref().map(|t| &t.serving).unwrap_or(&ServingPlan::default()),
-                on_progress,
-            )
-            .and_then(|(stats, mut phases)| {
-                // Counted before publishing: afterwards `out` may already be replaced by a concurrent build.
-                let bytes = crate::index::manifest::list_files(&tmp)?
-                    .iter()
-                    .map(|rel| std::fs::metadata(tmp.join(rel)).map(|m| m.len()).unwrap_or(0))
-                    .sum();
-                tracing::info_span!("publish").in_scope(|| publish(&tmp, out))?;
-                if let Some(t) = &training {
-                    phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
-                }
-                phases.splice(0..0, content_phases);
-                let has_plays = log.has_plays();
-                Ok(BuildReport {
-                    retrievers: retriever_states(&stats, has_plays, content.is_some()),
-                    schema: schema.clone(),
-                    truncated_fields: catalog.truncated_fields(),
-                    path: out.to_path_buf(),
-                    stats,
-                    bytes,
-                    phases,
-                    training,
-                })
-            });
-        if built.is_err() && tmp.exists() {
-            let _ = std::fs::remove_dir_all(&tmp);
+        let built = match log {
+            // Kept for compaction, which rebuilds from it.
+            Log::Events(events) => crate::index::build_log::write(&tmp, events),
+            Log::Artefacts(_) => Ok(()),
         }
-        built
+        .and_then(|()| self.build_into(catalog, log, &schema, content, &tmp, started, &ranker, &serving, on_progress))
+        .and_then(|(stats, mut phases)| {
+            let bytes = crate::index::manifest::list_files(&tmp)?
+                .iter()
+                .map(|rel| std::fs::metadata(tmp.join(rel)).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            if let Some(t) = &training {
+                phases.insert(0, ("ranker training", Duration::from_secs_f64(t.seconds)));
+            }
+            phases.splice(0..0, content_phases);
+            let has_plays = log.has_plays();
+            Ok(BuildReport {
+                retrievers: retriever_states(&stats, has_plays, content.is_some()),
+                schema: schema.clone(),
+                truncated_fields: catalog.truncated_fields(),
+                path: tmp.clone(),
+                stats,
+                bytes,
+                phases,
+                training,
+            })
+        });
+        match built {
+            Ok(report) => Ok((tmp, report)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(e)
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // As train_ranker: private, distinct inputs.
@@ -481,6 +528,7 @@ impl IndexBuilder {
             encoder: content.map(|c| c.encoder.info().clone()),
             serving: serving.clone(),
             files: Vec::new(),
+            log: None,
             manifest_crc32: 0,
         };
         writer::seal(dir, manifest)?;
