@@ -8,7 +8,9 @@
 //! one-event calls from one thread against many at once, which share
 //! fsyncs (group commit); and the learned space's recall@10 with the
 //! upserted items beside the built graph against a fresh build of the
-//! same final catalog.
+//! same final catalog. Last, the churned copy (its deletions and events,
+//! plus the same upserts) is compacted into a new generation while the
+//! reader runs: its duration, the writes' pause, peak memory and latency.
 //!
 //! ```text
 //! cargo run --release --features harness --example bench_churn -- --size 100000
@@ -40,7 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Parser;
 use serde_json::json;
-use twostage::{AnnSearch, Catalog, Context, Engine, Events, IndexBuilder, Item, LiveEvent, Request, Retriever};
+use twostage::{AnnSearch, Catalog, Compaction, Context, Engine, EngineHandle, Events, IndexBuilder, Item, LiveEvent, Request, Retriever};
 
 /// Deletion churn benchmark.
 #[derive(Parser)]
@@ -88,6 +90,12 @@ struct Args {
     /// either way.
     #[arg(long, default_value_t = 5_000.0)]
     upsert_rate: f64,
+    /// The compaction retrains the ranker when the live events reach this
+    /// share of the build's (`Compaction::retrain_share`; the default
+    /// policy's 0.05 retrains after the 1M events); a share above the events'
+    /// keeps the ranker and measures the rebuild alone.
+    #[arg(long, default_value_t = 0.05)]
+    retrain_share: f64,
     /// Listening contexts the recall comparison asks.
     #[arg(long, default_value_t = 1_000)]
     recall_queries: usize,
@@ -116,8 +124,25 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How the reader asks: an engine, or a handle whose engine a compaction swaps.
+trait Serve: Sync {
+    fn serve(&self, req: &Request) -> twostage::Result<twostage::Recommendations>;
+}
+
+impl Serve for Engine {
+    fn serve(&self, req: &Request) -> twostage::Result<twostage::Recommendations> {
+        self.recommend(req)
+    }
+}
+
+impl Serve for EngineHandle {
+    fn serve(&self, req: &Request) -> twostage::Result<twostage::Recommendations> {
+        self.recommend(req)
+    }
+}
+
 /// Sends `reqs` in turn at `rate` per second until `stop`; wall ms of each.
-fn reader(engine: &Engine, reqs: &[Request], rate: f64, stop: &AtomicBool) -> Result<Vec<f64>> {
+fn reader(engine: &impl Serve, reqs: &[Request], rate: f64, stop: &AtomicBool) -> Result<Vec<f64>> {
     let period = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
     let mut ms = Vec::new();
@@ -129,7 +154,12 @@ fn reader(engine: &Engine, reqs: &[Request], rate: f64, stop: &AtomicBool) -> Re
             std::thread::sleep(wait);
         }
         let t = Instant::now();
-        engine.recommend(&reqs[i % reqs.len()])?;
+        match engine.serve(&reqs[i % reqs.len()]) {
+            // A context naming an item a compaction removed (deleted
+            // earlier): unknown to the new generation, as to a fresh build.
+            Ok(_) | Err(twostage::Error::UnknownItem(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         i += 1;
     }
@@ -282,6 +312,7 @@ fn main() -> Result<()> {
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     let replayed = reopened.live_status()?.deleted;
     drop(reopened);
+    let compaction = compaction_phase(&args, &scratch, &catalog, &reqs)?;
     std::fs::remove_dir_all(&scratch)?;
 
     let upserts = upsert_phase(&args, &base, &dir, &catalog, &reqs)?;
@@ -316,6 +347,7 @@ fn main() -> Result<()> {
         "reopen_ms": reopen_ms,
         "replayed_deleted": replayed,
         "upserts": upserts.json(idle_p99),
+        "compaction": compaction.json(idle_p99),
     });
     eprintln!(
         "{} items, reader at {} requests/s (the four context kinds in turn)",
@@ -344,6 +376,7 @@ fn main() -> Result<()> {
         status.deleted, status.events
     );
     upserts.print(idle_p99);
+    compaction.print(idle_p99);
     if args.json {
         println!("{out}");
     }
@@ -426,26 +459,8 @@ fn upsert_phase(args: &Args, base: &Path, dir: &Path, catalog: &Catalog, reqs: &
     let _ = std::fs::remove_dir_all(&scratch);
     copy_dir(base, &scratch)?;
     let engine = Engine::open(&scratch)?;
-    // Each item carries a word of its own, which its visibility check searches.
-    let inserts: Vec<(Item, String)> = (0..args.inserts)
-        .map(|j| {
-            let mut item = catalog.items()[(j * 7919 + 3) % n].clone();
-            let word = format!("zq{j}x");
-            item.id = format!("new-{j:06}");
-            item.title = format!("{} {word}", item.title);
-            item.vector = None;
-            (item, word)
-        })
-        .collect();
+    let (inserts, updates) = churn_items(args, catalog);
     let step = (n / args.updates.max(1)).max(1);
-    let updates: Vec<(Item, String)> = (0..args.updates)
-        .map(|k| {
-            let mut item = catalog.items()[(k * step + 2) % n].clone();
-            let word = format!("up{k}x");
-            item.title = format!("{} {word}", item.title);
-            (item, word)
-        })
-        .collect();
     // Added and changed items in turn, one batch each.
     let batch = args.upsert_batch.max(1);
     let mut calls: Vec<&[(Item, String)]> = Vec::new();
@@ -549,5 +564,152 @@ fn upsert_phase(args: &Args, base: &Path, dir: &Path, catalog: &Catalog, reqs: &
         recall_fresh: ratio(fresh_hits[0] + fresh_hits[1], truth_n[0] + truth_n[1]),
         recall_live_added: ratio(live_hits[1], truth_n[1]),
         recall_fresh_added: ratio(fresh_hits[1], truth_n[1]),
+    })
+}
+
+/// An item and the word of its own its title carries.
+type Marked = (Item, String);
+
+/// The items the upsert phases add and change, each with a word of its own
+/// in its title (which the visibility check searches): copies of built
+/// items under new ids, and built items with a word added.
+fn churn_items(args: &Args, catalog: &Catalog) -> (Vec<Marked>, Vec<Marked>) {
+    let n = catalog.len();
+    let inserts = (0..args.inserts)
+        .map(|j| {
+            let mut item = catalog.items()[(j * 7919 + 3) % n].clone();
+            let word = format!("zq{j}x");
+            item.id = format!("new-{j:06}");
+            item.title = format!("{} {word}", item.title);
+            item.vector = None;
+            (item, word)
+        })
+        .collect();
+    let step = (n / args.updates.max(1)).max(1);
+    let updates = (0..args.updates)
+        .map(|k| {
+            let mut item = catalog.items()[(k * step + 2) % n].clone();
+            let word = format!("up{k}x");
+            item.title = format!("{} {word}", item.title);
+            (item, word)
+        })
+        .collect();
+    (inserts, updates)
+}
+
+/// What the compaction phase measured.
+struct CompactionFigures {
+    live_items: usize,
+    live_deleted: usize,
+    live_events: usize,
+    items: usize,
+    events: usize,
+    seconds: f64,
+    /// Ranker training, when the compaction retrained: seconds, and the
+    /// held-out NDCG@10 of the new ranker and of the one it would replace.
+    training: Option<(f64, f64, Option<f64>, bool)>,
+    writes_paused_ms: f64,
+    rss_before_mib: f64,
+    peak_rss_mib: f64,
+    during: Vec<f64>,
+    reopen_ms: f64,
+}
+
+impl CompactionFigures {
+    fn json(&self, idle_p99: f64) -> serde_json::Value {
+        let (p50, p99) = percentiles(self.during.clone());
+        json!({
+            "live_before": {"upserted": self.live_items, "deleted": self.live_deleted, "events": self.live_events},
+            "items": self.items, "events": self.events,
+            "seconds": self.seconds, "writes_paused_ms": self.writes_paused_ms,
+            "training": self.training.map(|(secs, ndcg, replaced, kept)| json!({"seconds": secs, "valid_ndcg": ndcg, "replaced_ndcg": replaced, "kept_incumbent": kept})),
+            "rss_mib": {"before": self.rss_before_mib, "peak": self.peak_rss_mib},
+            "recommend_ms_during": {"p50": p50, "p99": p99, "requests": self.during.len(), "p99_ratio": p99 / idle_p99},
+            "reopen_ms": self.reopen_ms,
+        })
+    }
+
+    fn print(&self, idle_p99: f64) {
+        let (p50, p99) = percentiles(self.during.clone());
+        eprintln!(
+            "compaction of {} upserted and {} deleted items and {} live events: {:.1} s (writes paused {:.0} ms), \
+             {} items and {} events in the new generation; peak RSS {:.0} MiB (the process held {:.0} MiB before); \
+             recommend p50 / p99 meanwhile {p50:.2} / {p99:.2} ms ({} requests), p99 ratio {:.2}; Engine::open after it {:.0} ms",
+            self.live_items,
+            self.live_deleted,
+            self.live_events,
+            self.seconds,
+            self.writes_paused_ms,
+            self.items,
+            self.events,
+            self.peak_rss_mib,
+            self.rss_before_mib,
+            self.during.len(),
+            p99 / idle_p99,
+            self.reopen_ms
+        );
+        if let Some((secs, ndcg, replaced, kept)) = self.training {
+            eprintln!(
+                "  it retrained the ranker in {secs:.1} s: held-out NDCG@10 {ndcg:.4} against {} for the served one; {}",
+                replaced.map_or("n/a".into(), |r| format!("{r:.4}")),
+                if kept { "kept the served one" } else { "serves the new one" }
+            );
+        }
+    }
+}
+
+/// A line of `/proc/self/status` in MiB (Linux; 0 elsewhere).
+fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Adds and changes the upsert phase's items on the churned copy (its
+/// deletions and events already in its log), then compacts it while the
+/// reader asks through an `EngineHandle`; the process's peak RSS is reset
+/// first (Linux `clear_refs`), so the peak is the compaction's.
+fn compaction_phase(args: &Args, scratch: &Path, catalog: &Catalog, reqs: &[Request]) -> Result<CompactionFigures> {
+    let handle = EngineHandle::open(scratch)?;
+    let (inserts, updates) = churn_items(args, catalog);
+    let items: Vec<Item> = inserts.into_iter().chain(updates).map(|(i, _)| i).collect();
+    for chunk in items.chunks(args.upsert_batch.max(1)) {
+        handle.upsert_items(chunk)?;
+    }
+    let live = handle.load().live_status()?;
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before_mib = status_mib("VmRSS:");
+    let stop = AtomicBool::new(false);
+    let (during, done) = std::thread::scope(|s| -> Result<_> {
+        let h = s.spawn(|| reader(&handle, reqs, args.rate, &stop));
+        let done = handle.compact(&Compaction::default().retrain_share(args.retrain_share));
+        stop.store(true, Ordering::Relaxed);
+        let during = h.join().unwrap_or_else(|_| bail!("the reader panicked"))?;
+        Ok((during, done?))
+    })?;
+    let peak_rss_mib = status_mib("VmHWM:");
+    drop(handle);
+    let t = Instant::now();
+    drop(Engine::open(scratch)?);
+    Ok(CompactionFigures {
+        live_items: live.upserted,
+        live_deleted: live.deleted,
+        live_events: live.events,
+        items: done.items,
+        events: done.events,
+        seconds: done.duration.as_secs_f64(),
+        training: done
+            .training
+            .as_ref()
+            .map(|t| (t.seconds, t.valid_ndcg, t.replaced_ndcg, t.kept_incumbent)),
+        writes_paused_ms: done.writes_paused.as_secs_f64() * 1e3,
+        rss_before_mib,
+        peak_rss_mib,
+        during,
+        reopen_ms: t.elapsed().as_secs_f64() * 1e3,
     })
 }

@@ -99,7 +99,9 @@
 //!   the file sizes). A truncated, bit-flipped, missing, extra or foreign file
 //!   is an [`Error::Corrupt`] or [`Error::Io`] naming the file; an index from a
 //!   newer twostage is [`Error::IncompatibleVersion`]; a directory without a
-//!   `manifest.json` is [`Error::NotAnIndex`].
+//!   `manifest.json` is [`Error::NotAnIndex`]. The build's event log
+//!   (`events.bin`, kept for compaction) is checked by size on open and
+//!   whole by the compaction that reads it.
 //! - **Atomic builds.** [`IndexBuilder::build`] writes into a hidden sibling
 //!   directory, fsyncs it and swaps it into place (one atomic
 //!   `renameat2(RENAME_EXCHANGE)` on Linux). A failed or killed build leaves an
@@ -112,6 +114,10 @@
 //!   to the index directory's write-ahead log (which [`Engine::open`]
 //!   replays) and every request that starts after it sees the change; a
 //!   batch with one bad record applies nothing.
+//!   [`EngineHandle::compact`] folds them into a new generation, rebuilt
+//!   from the event log every build keeps in the index plus the live
+//!   writes, and swaps it in while requests run; writes made meanwhile are
+//!   carried into its log.
 //! - **Hot swap.** [`Engine`] is `Send + Sync`; each request takes one view
 //!   of its live writes for its whole run. An
 //!   [`EngineHandle`] holds the current engine; each request runs on the

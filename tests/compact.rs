@@ -5,9 +5,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -209,6 +208,77 @@ fn a_second_compaction_at_once_is_refused_and_a_bad_policy_is_an_error() {
     assert_eq!(handle.compaction_status().completed, 1);
 }
 
+#[cfg(feature = "train")]
+#[test]
+fn a_compaction_retrains_the_ranker_when_enough_events_arrived_and_serves_the_better_one() {
+    let (_tmp, dir) = private_index();
+    let handle = EngineHandle::open(&dir).unwrap();
+    let before = handle.load().info().ranker;
+    assert_eq!(before.origin, "fixed-default");
+    // A thousand plays in pairs, and a policy that retrains on them.
+    let plays: Vec<LiveEvent> = (0..500)
+        .flat_map(|u| {
+            let t = 1_900_000_000 + u * 10_000;
+            let (a, b) = (format!("trk-{:05}", 1 + u * 7 % 6000), format!("trk-{:05}", 1 + (u * 7 + 1) % 6000));
+            [
+                LiveEvent::play(format!("fan{u}"), a, t),
+                LiveEvent::play(format!("fan{u}"), b, t + 60),
+            ]
+        })
+        .collect();
+    handle.record_events(&plays).unwrap();
+    let policy = Compaction::default()
+        .retrain_share(0.005)
+        .min_events(1_000)
+        .train(twostage::TrainParams::linear().max_lists(1_000).max_epochs(3).windows(1));
+    let done = handle.compact(&policy).unwrap();
+    let training = done
+        .training
+        .expect("1,000 live events of 122,567 pass a share of 0.005: retrained");
+    // The served ranker was compared on the same held-out lists, and the
+    // better one serves.
+    let replaced = training.replaced_ndcg.expect("the placeholder reads the same features");
+    let served = handle.load().info().ranker;
+    if training.kept_incumbent {
+        // The summary then describes the kept ranker.
+        assert_eq!(training.valid_ndcg, replaced, "{training:?}");
+        assert_eq!(served.origin, "fixed-default");
+    } else {
+        assert!(training.valid_ndcg >= replaced, "{training:?}");
+        assert_eq!(served.origin, "trained");
+    }
+}
+
+#[test]
+fn a_damaged_build_log_fails_the_compaction_and_the_index_keeps_serving() {
+    let (_tmp, dir) = private_index();
+    let log = dir.join("events.bin");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&log, &bytes).unwrap();
+    let handle = EngineHandle::open(&dir).unwrap();
+    handle.delete_items(&["trk-00001"]).unwrap();
+    let e = handle.compact(&Compaction::default()).unwrap_err();
+    assert!(
+        matches!(e, twostage::Error::Corrupt { .. }) && e.to_string().contains("events.bin"),
+        "{e}"
+    );
+    let status = handle.compaction_status();
+    assert_eq!((status.completed, status.failed), (0, 1));
+    assert!(status.last_error.unwrap().contains("events.bin"));
+    // Still serving and taking writes, the deletion in place.
+    let engine = handle.load();
+    assert!(engine.is_deleted("trk-00001").unwrap());
+    handle.delete_items(&["trk-00002"]).unwrap();
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    // A build log cut short is refused on open, as any file of the index is.
+    bytes.truncate(at);
+    std::fs::write(&log, &bytes).unwrap();
+    let e = Engine::open(&dir).err().unwrap().to_string();
+    assert!(e.contains("events.bin"), "{e}");
+}
+
 /// Writes lines from stdin through an [`EngineHandle`] on the index in
 /// `TWOSTAGE_COMPACT_CHILD_INDEX` while compacting it over and over on
 /// another thread, printing `acked LINE` once a write returned. Run only by
@@ -254,21 +324,11 @@ fn compactions_killed_at_random_lose_no_acknowledged_write() {
     let mut rng = twostage::rng::SplitMix64::new(5);
     let (mut upserted, mut deleted): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_compactor", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("TWOSTAGE_COMPACT_CHILD_INDEX", &dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        while let Some(Ok(l)) = out.next() {
-            if l.ends_with("ready") {
-                break;
-            }
-        }
+        let common::Child {
+            process: mut child,
+            mut stdin,
+            mut out,
+        } = common::spawn_child("child_compactor", "TWOSTAGE_COMPACT_CHILD_INDEX", &dir);
         // Writes at a steady pace until a random moment of the
         // compactions, then SIGKILL.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(rng.next_u64() % 12_000);

@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use twostage::{Context, Engine, EngineHandle, Error, LiveEvent, Request, Retriever};
 
@@ -181,22 +180,11 @@ fn child_writer() {
 /// lines are being written; returns the acknowledged lines.
 #[cfg(unix)]
 fn write_then_kill(dir: &std::path::Path, lines: &[String], wait_for: usize) -> Vec<String> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("TWOSTAGE_LIVE_CHILD_INDEX", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(Ok(l)) = out.next() {
-        // libtest prints "test child_writer ... " before it, on the same line.
-        if l.ends_with("ready") {
-            break;
-        }
-    }
+    let common::Child {
+        process: mut child,
+        mut stdin,
+        mut out,
+    } = common::spawn_child("child_writer", "TWOSTAGE_LIVE_CHILD_INDEX", dir);
     for line in lines {
         writeln!(stdin, "{line}").unwrap();
     }

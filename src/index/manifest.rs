@@ -233,6 +233,17 @@ impl Manifest {
                 return Err(Error::corrupt(dir.join(rel), "file is not part of the index (not in the manifest)"));
             }
         }
+        if let Some(entry) = &manifest.log {
+            // Its size only: its checksum is a compaction's to verify.
+            let path = dir.join(super::BUILD_LOG_FILE);
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            if entry.path != super::BUILD_LOG_FILE || !meta.is_file() || meta.len() != entry.bytes {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("not the {}-byte build log the manifest lists", entry.bytes),
+                ));
+            }
+        }
         let mut files = BTreeMap::new();
         for entry in &manifest.files {
             let Some(rel) = rel_path(&entry.path) else {

@@ -289,6 +289,8 @@ impl EngineHandle {
         let carried = log::read_from(live.log_path(), folded_end).map_err(remove_tmp)?;
         log::create(&wal, &carried.bytes).map_err(remove_tmp)?;
         drop(Engine::open_with_encoder(&tmp, engine.encoder()).map_err(remove_tmp)?);
+        let manifest = crate::index::manifest::MANIFEST;
+        let new_manifest = std::fs::read(tmp.join(manifest)).map_err(|e| remove_tmp(Error::io(tmp.join(manifest), e)))?;
 
         // The handover: no write lands between the last carry and the swap.
         let writes = self.lock_writes().map_err(remove_tmp)?;
@@ -308,6 +310,14 @@ impl EngineHandle {
             .and_then(|last| publish(&tmp, &dir).map(|()| last));
         let last = match handed {
             Ok(n) => n,
+            // The exchange happened and only the fsync after it failed: the
+            // directory holds the new generation, which the old engine must
+            // not write past.
+            Err(e) if std::fs::read(dir.join(manifest)).is_ok_and(|m| m == new_manifest) => {
+                tracing::warn!(error = %e, "compaction: the new generation is in place, but syncing its rename failed");
+                let _ = std::fs::remove_dir_all(&tmp);
+                log::read_from(&wal_in(&dir), 0)?.records.saturating_sub(carried.records)
+            }
             Err(e) => {
                 live.unseal();
                 return Err(remove_tmp(e));
@@ -348,6 +358,11 @@ impl EngineHandle {
     pub fn compaction_status(&self) -> CompactionStatus {
         self.compaction_state().clone()
     }
+}
+
+/// The live log of the index in `dir`.
+fn wal_in(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(log::LOG_FILE)
 }
 
 /// A catalog and log with the live records folded in.

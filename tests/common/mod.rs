@@ -88,3 +88,34 @@ pub fn sessions(catalog: &Catalog, users: i64, items: &[&str]) -> Events {
     }
     Events::from_jsonl_reader(log.as_bytes(), "events.jsonl".as_ref(), catalog).expect("events")
 }
+
+/// A child process of this test binary running the ignored test `test`
+/// with `var` set to `index`, once it printed `ready`: the child, its
+/// stdin, and its stdout's remaining lines.
+pub struct Child {
+    pub process: std::process::Child,
+    pub stdin: std::process::ChildStdin,
+    pub out: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+pub fn spawn_child(test: &str, var: &str, index: &std::path::Path) -> Child {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut process = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(var, index)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = process.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(process.stdout.take().unwrap()).lines();
+    while let Some(Ok(l)) = out.next() {
+        // libtest prints "test NAME ... " before it, on the same line.
+        if l.ends_with("ready") {
+            break;
+        }
+    }
+    Child { process, stdin, out }
+}
