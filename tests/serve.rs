@@ -842,3 +842,35 @@ fn answers_to_a_user_are_logged_as_impressions_the_events_loader_reads() {
         }
     }
 }
+
+#[test]
+fn compaction_needs_the_token_runs_in_the_background_and_shows_in_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    common::copy_dir(&common::music().dir, &dir);
+    let agent = agent();
+    let server = Server::start(&dir);
+    let (status, text) = call(&agent, "DELETE", &server.url("/items/trk-00001"), None);
+    assert_eq!(status, 200, "{text}");
+    let url = server.url("/admin/compact");
+    assert_eq!(call_as(&agent, "POST", &url, None, None).0, 401);
+    let (status, text) = call(&agent, "POST", &url, None);
+    assert_eq!(status, 202, "{text}");
+    // Finished within a minute, as /metrics tells, and served: the deleted
+    // item is now unknown, the log empty.
+    let metrics = server.url("/metrics");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, text) = call(&agent, "GET", &metrics, None);
+        if text.contains(r#"twostage_compactions_total{outcome="completed"} 1"#) {
+            assert!(text.contains("twostage_compaction_running 0"), "{text}");
+            assert!(text.contains(r#"twostage_live_items{kind="deleted"} 0"#), "{text}");
+            break;
+        }
+        assert!(!text.contains(r#"twostage_compactions_total{outcome="failed"} 1"#), "{text}");
+        assert!(std::time::Instant::now() < deadline, "no compaction finished: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, text) = call(&agent, "DELETE", &server.url("/items/trk-00001"), None);
+    assert_eq!((status, json(&text)["kind"].as_str().unwrap()), (404, "unknown_item"), "{text}");
+}
