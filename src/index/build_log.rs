@@ -4,9 +4,10 @@
 //! no longer describe the index after one compaction).
 //!
 //! The manifest covers the file (size and CRC-32) in its own entry, which
-//! opening an index checks only by size: an engine never reads the log, and
-//! a long one would otherwise be read and checksummed at every open. A
-//! compaction reads it whole and verifies it.
+//! opening an index checks only by size, and only when the file is there:
+//! an engine never reads the log (a long one would otherwise be read and
+//! checksummed at every open), and index generations are published to
+//! replicas without it. A compaction reads it whole and verifies it.
 
 use std::path::Path;
 
@@ -62,7 +63,13 @@ pub(crate) fn read(dir: &Path, entry: Option<&FileEntry>, catalog: &Catalog) -> 
         return Ok(None);
     };
     let path = dir.join(&entry.path);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::corrupt(
+            &path,
+            "missing: this copy of the index was made without its build log (a replica's): compact where it was built",
+        ),
+        _ => Error::io(&path, e),
+    })?;
     if bytes.len() as u64 != entry.bytes || crc32fast::hash(&bytes) != entry.crc32 {
         return Err(Error::corrupt(&path, "checksum mismatch"));
     }

@@ -234,14 +234,17 @@ impl Manifest {
             }
         }
         if let Some(entry) = &manifest.log {
-            // Its size only: its checksum is a compaction's to verify.
+            // Its size only, and only when it is there: serving never reads
+            // it (replicas are sent the index without it), and its checksum
+            // is the compaction's to verify.
             let path = dir.join(super::BUILD_LOG_FILE);
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-            if entry.path != super::BUILD_LOG_FILE || !meta.is_file() || meta.len() != entry.bytes {
-                return Err(Error::corrupt(
-                    &path,
-                    format!("not the {}-byte build log the manifest lists", entry.bytes),
-                ));
+            match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+                Ok(meta) if entry.path == super::BUILD_LOG_FILE && meta.is_file() && meta.len() == entry.bytes => {}
+                Ok(_) => {
+                    return Err(Error::corrupt(&path, format!("not the {}-byte build log the manifest lists", entry.bytes)))
+                }
             }
         }
         let mut files = BTreeMap::new();
