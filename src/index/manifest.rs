@@ -243,7 +243,10 @@ impl Manifest {
                 Err(e) => return Err(Error::io(&path, e)),
                 Ok(meta) if entry.path == super::BUILD_LOG_FILE && meta.is_file() && meta.len() == entry.bytes => {}
                 Ok(_) => {
-                    return Err(Error::corrupt(&path, format!("not the {}-byte build log the manifest lists", entry.bytes)))
+                    return Err(Error::corrupt(
+                        &path,
+                        format!("not the {}-byte build log the manifest lists", entry.bytes),
+                    ))
                 }
             }
         }
